@@ -1,0 +1,34 @@
+# `make test` and `make demo` work from a fresh clone: they create .venv and install what is missing.
+# torch: if the venv has none, TORCH_SPEC is installed first (CPU-only machines here get the local CPU wheel).
+# GPU users: `make VENV_FLAGS=--system-site-packages` reuses an installed CUDA torch, or install torch into .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+VENV_FLAGS ?=
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_WORKERS ?= 2
+STAMP := $(VENV)/.fsgr-installed
+
+.PHONY: install test demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	# openai-clip's own requirements pull torchvision, which we neither need nor can import beside a CPU torch wheel.
+	$(BIN)/python -m pip install -q --no-deps "openai-clip==1.0.1"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --durations=15
+
+demo: $(STAMP)
+	$(BIN)/fsgr demo --out runs/demo
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

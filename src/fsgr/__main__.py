@@ -1,0 +1,3 @@
+from fsgr.cli import main
+
+raise SystemExit(main())

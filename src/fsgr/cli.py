@@ -1,0 +1,80 @@
+"""The `fsgr` command line: one entry point, one module per verb under `fsgr.commands`.
+
+Each verb module defines `add_arguments(parser)` and `main(args) -> int`. Modules are imported only when their verb
+runs, so `fsgr score` never pays for torch. Errors are one line and a non-zero exit; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# verb -> (module under fsgr.commands, one-line help)
+VERBS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "train and score FSGR end to end on the embedded synthetic dataset (CPU, minutes)"),
+    "train": ("train", "train from a YAML config with key=value overrides (XE, then SCST); --resume continues"),
+    "evaluate": ("evaluate", "decode a split with a checkpoint and print/write the COCO scores"),
+    "caption": ("caption", "caption images with a checkpoint: one 'path<TAB>caption' line each"),
+    "explain": ("explain", "draw the patch-to-concept map and caption of one image as a PNG"),
+    "score": ("score", "score COCO-format predictions against references (BLEU, METEOR, ROUGE-L, CIDEr, SPICE)"),
+    "check-data": ("check_data", "validate annotations, images and vocabulary before training"),
+    "build-vocab": ("build_vocab", "build a vocabulary JSON from training captions, or import an M2 vocab.pkl"),
+    "codebook": ("codebook", "embed a class list with a CLIP text tower into a semantic codebook file"),
+    "summary": ("summary", "parameter counts (total/trainable/frozen, per module) of a config's model, as JSON"),
+    "pretrain-clip": ("pretrain_clip", "pretrain the tiny demo CLIP on synthetic shapes (contrastive image-text)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fsgr", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb, (module_name, help_text) in VERBS.items():
+        p = sub.add_parser(verb, help=help_text, description=help_text)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+        p.set_defaults(_module=module_name)
+        _verb_module(module_name).add_arguments(p)
+    return parser
+
+
+def _verb_module(name: str):
+    return importlib.import_module(f"fsgr.commands.{name}")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fsgr.errors import FsgrError
+
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.verb is None:
+            parser.print_help()
+            return 2
+        return int(_verb_module(args._module).main(args) or 0)
+    except KeyboardInterrupt:
+        print("fsgr: interrupted", file=sys.stderr)
+        return 130
+    except FsgrError as exc:
+        if debug:
+            raise
+        print(f"fsgr: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        if debug:
+            raise
+        print(f"fsgr: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary: one line instead of a traceback
+        if debug:
+            raise
+        print(f"fsgr: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1

@@ -1,0 +1,11 @@
+"""`fsgr demo`. (Not built yet: owned by the  work.)"""
+
+from fsgr.errors import FsgrError
+
+
+def add_arguments(parser):
+    pass
+
+
+def main(args) -> int:
+    raise FsgrError("'fsgr demo' is not built yet")

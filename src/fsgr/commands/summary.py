@@ -1,0 +1,11 @@
+"""`fsgr model`. (Not built yet: owned by the  work.)"""
+
+from fsgr.errors import FsgrError
+
+
+def add_arguments(parser):
+    pass
+
+
+def main(args) -> int:
+    raise FsgrError("'fsgr model' is not built yet")

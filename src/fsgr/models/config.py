@@ -1,0 +1,94 @@
+"""Model configuration (owned by `fsgr.models`). Sizes live here so the architecture can be built from the config
+alone (random weights) for `fsgr summary`; real weights are checked against these sizes when loaded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+
+@dataclass
+class ClipConfig:
+    """CLIP architecture (OpenAI layout). `path`: OpenAI TorchScript archive / state dict; 'demo' = shipped tiny CLIP;
+    None = random weights of these sizes (summary, tests)."""
+
+    path: Optional[str] = None
+    embed_dim: int = 512
+    image_resolution: int = 224
+    vision_layers: int = 12
+    vision_width: int = 768
+    vision_patch_size: int = 16
+    context_length: int = 77
+    vocab_size: int = 49408
+    transformer_width: int = 512
+    transformer_heads: int = 8
+    transformer_layers: int = 12
+
+
+@dataclass
+class PromptConfig:
+    num_tokens: int = 100
+    deep: bool = True
+    dropout: float = 0.1
+
+
+@dataclass
+class AdapterConfig:
+    first_block: int = 6
+    last_block: int = 11
+    ratio: float = 0.25         # bottleneck width = ratio * vision width (768 -> 192)
+    zero_init: bool = True      # B8: intended identity init of the up-projection
+
+
+@dataclass
+class BackboneConfig:
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    adapters: AdapterConfig = field(default_factory=AdapterConfig)
+    aligned_patches: Literal["csa", "ref"] = "csa"   # B7: SCLIP CSA branch (intended) or REF's plain last-layer tokens
+    train_in_scst: bool = False                       # B27: REF runs the backbone under no_grad in SCST
+
+
+@dataclass
+class SemanticConfig:
+    enabled: bool = True        # FSGR "text mode": encoder queries attend to the semantic grid
+    codebook: Optional[str] = None   # codebook file from `fsgr codebook`; None = random (summary/tests only)
+    codebook_size: int = 4585
+    topk: int = 20
+    gumbel: bool = True
+    gumbel_tau: float = 1.0
+    group_norm: bool = True     # GroupViT group-size normalisation of the grid
+
+
+@dataclass
+class EncoderConfig:
+    layers: int = 2
+    d_model: int = 512
+    heads: int = 8
+    d_ff: int = 2048
+    geometry: bool = True       # relative-geometry attention bias
+
+
+@dataclass
+class DecoderConfig:
+    layers: int = 3             # REF builds 4 (B13)
+    d_model: int = 512
+    heads: int = 8
+    d_ff: int = 2048
+    max_len: int = 54
+
+
+@dataclass
+class PMAConfig:
+    enabled: bool = False
+
+
+@dataclass
+class ModelConfig:
+    dropout: float = 0.1
+    double_residual: bool = True   # B18 lineage quirk: LN(q + Do(MHA)) inside the wrapper, then LN(x + Do(.)) again
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    semantic: SemanticConfig = field(default_factory=SemanticConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    pma: PMAConfig = field(default_factory=PMAConfig)
