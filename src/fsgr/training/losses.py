@@ -1,0 +1,81 @@
+"""Training losses: teacher-forced NLL, patch-level supervised contrastive (SupCon), and the SCST policy gradient.
+
+Every loss returns a SUM plus the count it should be divided by, so that data-parallel processes and accumulation
+micro-batches can divide by the GLOBAL count (one process and N processes then compute the same number).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+
+def nll_sum(logprobs: torch.Tensor, tokens: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, int]:
+    """Sum of -log p(w_{t+1} | w_<=t) over non-pad targets, and the number of such targets.
+
+    logprobs (N, L, V) are the model's outputs for the inputs tokens[:, :L]; targets are tokens[:, 1:]."""
+    pred = logprobs[:, :-1].float()                     # (N, L-1, V)
+    target = tokens[:, 1:]                              # (N, L-1)
+    loss = F.nll_loss(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), ignore_index=pad_id, reduction="sum")
+    return loss, int((target != pad_id).sum())
+
+
+def num_targets(tokens: torch.Tensor, pad_id: int) -> int:
+    return int((tokens[:, 1:] != pad_id).sum())
+
+
+def _supcon_chunk(anchors: torch.Tensor, feats: torch.Tensor, anchor_labels: torch.Tensor, labels: torch.Tensor,
+                  anchor_index: torch.Tensor, temperature: float, base_temperature: float) -> torch.Tensor:
+    """Sum over the chunk's anchors of SupCon's per-anchor loss (section 4, mode 'all', one view)."""
+    logits = anchors @ feats.T / temperature                         # (c, N)
+    logits = logits - logits.max(dim=1, keepdim=True).values.detach()
+    not_self = torch.ones_like(logits, dtype=torch.bool)
+    not_self[torch.arange(len(anchors), device=logits.device), anchor_index] = False
+    positive = (anchor_labels[:, None] == labels[None, :]) & not_self
+    # log p_ij = logit_ij - log sum_{j' != i} exp(logit_ij')
+    log_denominator = torch.logsumexp(logits.masked_fill(~not_self, float("-inf")), dim=1, keepdim=True)
+    log_prob = logits - log_denominator
+    num_pos = positive.sum(1)
+    mean_log_prob_pos = (log_prob * positive).sum(1) / num_pos.clamp(min=1)   # anchors without positives give 0
+    return -(temperature / base_temperature) * mean_log_prob_pos.sum()
+
+
+def supcon_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float = 0.07,
+                base_temperature: float = 0.07, chunk: int = 4096) -> torch.Tensor:
+    """Supervised contrastive loss over N vectors (Khosla et al. 2020, `SupConLoss.forward`, one view, mode 'all').
+
+    features (N, D) are L2-normalised here; labels (N,) integer concept ids. Positives of anchor i: every j != i with
+    the same label, across the whole batch; anchors with no positive count 0 in the mean over all N anchors (as the
+    reference). Memory: the N x N logits are built `chunk` anchors at a time, and each chunk is recomputed in the
+    backward pass (activation checkpointing), so peak memory is O(chunk x N) instead of several N x N matrices."""
+    feats = F.normalize(features.float(), dim=-1)
+    labels = labels.reshape(-1).to(feats.device)
+    n = feats.shape[0]
+    if labels.shape[0] != n:
+        raise ValueError(f"supcon_loss: {n} features but {labels.shape[0]} labels")
+    total = feats.new_zeros(())
+    for start in range(0, n, chunk):
+        idx = torch.arange(start, min(start + chunk, n), device=feats.device)
+        args = (feats[idx], feats, labels[idx], labels, idx, temperature, base_temperature)
+        if feats.requires_grad and n > chunk:
+            total = total + checkpoint(_supcon_chunk, *args, use_reentrant=False)
+        else:
+            total = total + _supcon_chunk(*args)
+    return total / n
+
+
+def scst_sample_loss(logprobs: torch.Tensor, mask: torch.Tensor, advantage: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """SacreEOS 'standard' SCST: -sum_t A * log p_t over generated tokens up to AND INCLUDING <eos>.
+
+    logprobs, mask (B, K, T); advantage (B, K). Returns (sum, number of tokens): divide by the global token count."""
+    loss = -(logprobs * mask * advantage[..., None]).sum()
+    return loss, int(mask.sum())
+
+
+def scst_beam_loss(logprobs: torch.Tensor, advantage: torch.Tensor, max_len: int) -> tuple[torch.Tensor, int]:
+    """M2/FSGR SCST: mean over images and beams of -(1/max_len) sum_t log p_t (r - b), log p zero after <eos>.
+
+    logprobs (B, K, T) with T <= max_len; returns (sum over beams, number of beams)."""
+    per_beam = -(logprobs.sum(-1) / max_len) * advantage
+    return per_beam.sum(), int(per_beam.numel())
