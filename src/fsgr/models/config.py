@@ -50,13 +50,15 @@ class BackboneConfig:
 
 @dataclass
 class SemanticConfig:
-    enabled: bool = True        # FSGR "text mode": encoder queries attend to the semantic grid
+    enabled: bool = True        # FSGR "text mode": encoder queries attend to the semantic grid (False = REF run)
     codebook: Optional[str] = None   # codebook file from `fsgr codebook`; None = random (summary/tests only)
-    codebook_size: int = 4585
-    topk: int = 20
-    gumbel: bool = True
+    codebook_size: int = 4585   # RAM tags (REF used COCO's 80, B12); a codebook of another size is refused
+    topk: int = 20              # concepts preselected per image by the global feature
+    gumbel: bool = True         # straight-through hard Gumbel assignment in training (eval: hard argmax)
     gumbel_tau: float = 1.0
-    group_norm: bool = True     # GroupViT group-size normalisation of the grid
+    group_norm: bool = True     # GroupViT group-size normalisation: S_p = t_k(p) / (n_k(p) + 1)
+    ids_from: Literal["assignment", "clean"] = "assignment"  # B31: ids of the (noisy) assignment that built S, or
+    #                                                          REF's clean argmax (differs from S in training)
 
 
 @dataclass
@@ -65,7 +67,7 @@ class EncoderConfig:
     d_model: int = 512
     heads: int = 8
     d_ff: int = 2048
-    geometry: bool = True       # relative-geometry attention bias
+    geometry: bool = True       # relative-geometry attention bias w = softmax(log(max(G,1e-6)) + QK^T/sqrt(dk))
 
 
 @dataclass
@@ -74,7 +76,8 @@ class DecoderConfig:
     d_model: int = 512
     heads: int = 8
     d_ff: int = 2048
-    max_len: int = 54
+    max_len: int = 54           # longest teacher-forced caption incl. <bos>/<eos>; position table has max_len+1 rows
+    vocab_size: int = 10201     # used ONLY when no vocabulary is given (`fsgr summary`); training passes len(vocab)
 
 
 @dataclass
@@ -86,6 +89,8 @@ class PMAConfig:
 class ModelConfig:
     dropout: float = 0.1
     double_residual: bool = True   # B18 lineage quirk: LN(q + Do(MHA)) inside the wrapper, then LN(x + Do(.)) again
+    xavier_init: bool = True       # B11: REF re-initialises every >=2-dim encoder/decoder tensor with xavier_uniform
+    #                                (word/position tables included); False keeps normal word / sinusoid position init
     clip: ClipConfig = field(default_factory=ClipConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     semantic: SemanticConfig = field(default_factory=SemanticConfig)
