@@ -1,11 +1,43 @@
-"""`fsgr training`. (Not built yet: owned by the  work.)"""
+"""`fsgr caption --checkpoint CKPT IMAGE...`: one `path<TAB>caption` line per decodable image.
 
-from fsgr.errors import FsgrError
+A file that cannot be used is named on stderr with the reason; the exit status is 1 if any failed.
+"""
+
+from __future__ import annotations
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `fsgr train`")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
+    parser.add_argument("--beam", type=int, default=None, help="beam size (default: the checkpoint's eval.beam_size)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
 
 
 def main(args) -> int:
-    raise FsgrError("'fsgr training' is not built yet")
+    import sys
+
+    import torch
+
+    from fsgr.errors import DataError
+    from fsgr.inference import Captioner
+
+    captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
+    good: list[tuple[str, torch.Tensor]] = []
+    failed = 0
+    for path in args.images:
+        try:
+            good.append((path, captioner.preprocess(path)))
+        except DataError as exc:
+            failed += 1
+            msg = str(exc)
+            print(msg if msg.startswith(path) else f"{path}: {msg}", file=sys.stderr)
+    for start in range(0, len(good), args.batch_size):
+        chunk = good[start:start + args.batch_size]
+        captions = captioner.caption_tensors(torch.stack([t for _, t in chunk]), beam_size=args.beam)
+        for (path, _), caption in zip(chunk, captions):
+            print(f"{path}\t{caption}", flush=True)
+    if failed:
+        print(f"fsgr caption: {failed} of {len(args.images)} image(s) failed", file=sys.stderr)
+        return 1
+    return 0

@@ -1,11 +1,63 @@
-"""`fsgr training`. (Not built yet: owned by the  work.)"""
+"""`fsgr evaluate --checkpoint CKPT [--split val|test] [--beam 5] [--out preds.json]`.
 
-from fsgr.errors import FsgrError
+Decodes every image of the split (beam search) with the checkpoint's model and prints the COCO scores as JSON.
+`--out` writes the captions in COCO results format and the scores beside them (`<out>.scores.json`).
+The data paths come from the checkpoint's config; override them with `--set data.images=/new/place` if moved.
+"""
+
+from __future__ import annotations
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `fsgr train` (best.pt, last.pt)")
+    parser.add_argument("--split", default="test", choices=["val", "test", "train"], help="split to score (test)")
+    parser.add_argument("--beam", type=int, default=None, help="beam size (default: the checkpoint's eval.beam_size)")
+    parser.add_argument("--max-len", type=int, default=None, help="longest caption in tokens (default: eval.max_len)")
+    parser.add_argument("--out", default=None, help="write predictions here (COCO results JSON) and the scores to "
+                                                    "OUT.scores.json")
+    parser.add_argument("--metrics", default=None, help="comma-separated metrics (default: the config's eval.metrics)")
+    parser.add_argument("--set", action="append", default=[], metavar="key=value",
+                        help="override a config value of the checkpoint (data paths, eval.batch_images, ...)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
 
 
 def main(args) -> int:
-    raise FsgrError("'fsgr training' is not built yet")
+    import json
+    import sys
+    from pathlib import Path
+
+    from fsgr.config import Config, _set_dotted, from_dict, to_dict
+    from fsgr.errors import DataError
+    from fsgr.inference import Captioner
+    from fsgr.training.evaluation import evaluate_split
+
+    captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
+    raw = to_dict(captioner.cfg)
+    import yaml
+
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            from fsgr.errors import ConfigError
+
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+    if args.metrics:
+        _set_dotted(raw, "eval.metrics", args.metrics)
+    cfg = from_dict(Config, raw)
+    from fsgr.data.readers import read_records
+
+    records = [r for r in read_records(cfg.data) if r.split == args.split]
+    if not records:
+        raise DataError(f"{cfg.data.annotations or cfg.data.format}: no images in split {args.split!r}")
+    preds_path = Path(args.out) if args.out else None
+    result = evaluate_split(captioner.model, records, captioner.vocab, cfg, captioner.device, with_loss=False,
+                            predictions_path=preds_path, beam_size=args.beam, max_len=args.max_len)
+    report = {"checkpoint": str(args.checkpoint), "split": args.split,
+              "beam": args.beam or cfg.eval.beam_size, "num_images": result["num_images"], **result["scores"]}
+    print(json.dumps(report))
+    if preds_path is not None:
+        scores_path = preds_path.with_name(preds_path.name + ".scores.json")
+        scores_path.write_text(json.dumps(report, indent=2))
+        print(f"wrote {preds_path} and {scores_path}", file=sys.stderr)
+    return 0

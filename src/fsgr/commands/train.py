@@ -1,11 +1,31 @@
-"""`fsgr training`. (Not built yet: owned by the  work.)"""
+"""`fsgr train CONFIG [key=value ...] [--resume]`: XE (+ patch contrastive), then SCST, in one run directory.
 
-from fsgr.errors import FsgrError
+Multi-GPU: `torchrun --nproc_per_node N -m fsgr train CONFIG ...` (one process per GPU, DDP); one process needs no
+launcher. Prints the run summary as JSON on stdout when the run ends (progress and messages go to stderr).
+"""
+
+from __future__ import annotations
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("config", help="YAML config (e.g. configs/fsgr_coco.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, e.g. train.max_steps=40 run.dir=runs/x")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue run.dir/checkpoints/last.pt exactly where it stopped")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: this process's GPU, else CPU)")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
 
 
 def main(args) -> int:
-    raise FsgrError("'fsgr training' is not built yet")
+    import json
+    import os
+
+    from fsgr.config import load_config
+    from fsgr.training.engine import train
+
+    cfg = load_config(args.config, args.overrides)
+    summary = train(cfg, resume=args.resume, device=args.device, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary))
+    return 0

@@ -1,0 +1,182 @@
+"""Serving a trained checkpoint: `fsgr.Captioner.from_checkpoint(path, device=None).caption(images)`.
+
+A checkpoint carries its resolved config, vocabulary and codebook names, so nothing else is needed: the model is built
+from the config without reading CLIP or codebook files, then the checkpoint's full state (CLIP weights and codebook
+buffer included) is loaded strictly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+from PIL import Image
+
+from fsgr.errors import CheckpointError
+
+ImageLike = Union[str, os.PathLike, Image.Image]
+
+
+@dataclass
+class Explanation:
+    caption: str
+    concept_ids: torch.Tensor          # (gh, gw) long: global codebook id of each patch
+    concept_names: dict[int, str]      # id -> name for the ids present
+    image: Image.Image                 # the RGB input as given (before resizing)
+
+
+class Captioner:
+    def __init__(self, model, vocab, cfg, device: torch.device, codebook_names: Optional[list[str]] = None):
+        self.model = model.eval()
+        self.vocab = vocab
+        self.cfg = cfg
+        self.device = device
+        self.codebook_names = codebook_names
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "Captioner":
+        from fsgr.config import Config, from_dict
+        from fsgr.data.vocab import Vocab
+        from fsgr.training.checkpoint import load_checkpoint
+        from fsgr.training.setup import build_model
+
+        ckpt = load_checkpoint(path)
+        cfg = from_dict(Config, ckpt["config"])
+        vocab = Vocab(ckpt["vocab_itos"], source=f"{path}")
+        model, _, _ = build_model(cfg, vocab, load_weights=False)
+        missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f"{path}: model state does not match its own config ({len(missing)} missing keys "
+                                  f"e.g. {missing[:2]}, {len(unexpected)} unexpected e.g. {unexpected[:2]})")
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(device)
+        model.to(device)
+        return cls(model, vocab, cfg, device, ckpt.get("codebook_names"))
+
+    # ------------------------------------------------------------------ images
+    def preprocess(self, image: ImageLike) -> torch.Tensor:
+        """A path or PIL image -> (3, S, S) CLIP-normalised tensor (the training preprocessing). DataError if bad."""
+        from fsgr.data.images import load_image, preprocess
+
+        d = self.cfg.data
+        if isinstance(image, Image.Image):
+            return preprocess(image, size=d.image_size, resize=d.resize)
+        return load_image(image, size=d.image_size, resize=d.resize)
+
+    @torch.no_grad()
+    def caption_tensors(self, images: torch.Tensor, beam_size: Optional[int] = None,
+                        max_len: Optional[int] = None) -> list[str]:
+        from fsgr.training.evaluation import decode_images
+
+        e = self.cfg.eval
+        return decode_images(self.model, images.to(self.device), self.vocab, e.beam_size if beam_size is None
+                             else beam_size, e.max_len if max_len is None else max_len)
+
+    def caption(self, images: Union[ImageLike, Sequence[ImageLike]], beam_size: Optional[int] = None,
+                max_len: Optional[int] = None, batch_size: int = 16) -> list[str]:
+        """Captions of PIL images or image paths (beam search, the checkpoint's eval settings by default)."""
+        if isinstance(images, (str, os.PathLike, Image.Image)):
+            images = [images]
+        out: list[str] = []
+        for start in range(0, len(images), batch_size):
+            chunk = torch.stack([self.preprocess(im) for im in images[start:start + batch_size]])
+            out.extend(self.caption_tensors(chunk, beam_size, max_len))
+        return out
+
+    # ------------------------------------------------------------------ explain
+    @torch.no_grad()
+    def explain(self, image: ImageLike) -> Explanation:
+        """Caption plus the patch-to-concept assignment of the semantic head (eval mode: hard argmax)."""
+        if not self.cfg.model.semantic.enabled:
+            raise CheckpointError("this checkpoint's model has no semantic head (model.semantic.enabled=false): "
+                                  "there is no patch-to-concept map to draw")
+        pil = image if isinstance(image, Image.Image) else _open_rgb(image)
+        x = self.preprocess(pil)[None].to(self.device)
+        caption = self.caption_tensors(x)[0]
+        ids = self._concept_ids(x)[0]                                   # (P,)
+        side = int(round(ids.numel() ** 0.5))
+        grid = ids.view(side, side).cpu()
+        names = {}
+        for i in sorted(set(grid.flatten().tolist())):
+            names[i] = self.codebook_names[i] if self.codebook_names and i < len(self.codebook_names) \
+                else f"concept {i}"
+        return Explanation(caption=caption, concept_ids=grid, concept_names=names, image=pil.convert("RGB"))
+
+    def _concept_ids(self, x: torch.Tensor) -> torch.Tensor:
+        encoded = self.model.encode(x)
+        ids = getattr(encoded, "concept_ids", None)
+        if ids is None:   # fall back on a one-token teacher-forced pass, which returns the ids
+            tokens = torch.full((x.shape[0], 2), self.vocab.bos_id, dtype=torch.long, device=x.device)
+            ids = self.model(x, tokens, torch.arange(x.shape[0], device=x.device)).concept_ids
+        return ids
+
+
+def _open_rgb(path) -> Image.Image:
+    from fsgr.data.images import open_image
+
+    return open_image(path, size=None).convert("RGB")
+
+
+def draw_explanation(exp: Explanation, top: int = 8, width: int = 448) -> Image.Image:
+    """The image with each patch tinted by its concept's colour, a legend of the `top` concepts by patch count, and
+    the caption underneath. PIL only."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    img = exp.image.resize((width, int(round(width * exp.image.height / exp.image.width))), Image.BICUBIC)
+    gh, gw = exp.concept_ids.shape
+    ids, counts = exp.concept_ids.flatten().unique(return_counts=True)
+    order = [int(i) for i in ids[counts.argsort(descending=True)].tolist()]
+    palette = _palette(len(order))
+    colour = {cid: palette[rank] for rank, cid in enumerate(order)}
+    overlay = Image.new("RGBA", img.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    cw, ch = img.width / gw, img.height / gh
+    for r in range(gh):
+        for c in range(gw):
+            col = colour[int(exp.concept_ids[r, c])]
+            draw.rectangle([c * cw, r * ch, (c + 1) * cw, (r + 1) * ch], fill=(*col, 110))
+    blended = Image.alpha_composite(img.convert("RGBA"), overlay).convert("RGB")
+    count_of = dict(zip(ids.tolist(), counts.tolist()))
+    legend = order[:top]
+    line_h = 16
+    caption_lines = _wrap(exp.caption, font, width - 16)
+    height = blended.height + 12 + line_h * (len(caption_lines) + 1 + len(legend)) + 8
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    canvas.paste(blended, (0, 0))
+    d = ImageDraw.Draw(canvas)
+    y = blended.height + 6
+    for line in caption_lines:
+        d.text((8, y), line, fill=(0, 0, 0), font=font)
+        y += line_h
+    d.text((8, y), f"top concepts ({len(order)} on a {gh}x{gw} grid):", fill=(80, 80, 80), font=font)
+    y += line_h
+    for cid in legend:
+        d.rectangle([8, y + 2, 20, y + 12], fill=colour[cid], outline=(0, 0, 0))
+        d.text((26, y), f"{exp.concept_names.get(cid, cid)}  ({count_of[cid]} patches)", fill=(0, 0, 0), font=font)
+        y += line_h
+    return canvas
+
+
+def _wrap(text: str, font, max_width: int) -> list[str]:
+    words, lines, line = text.split(), [], ""
+    for w in words:
+        trial = f"{line} {w}".strip()
+        if font.getlength(trial) > max_width and line:
+            lines.append(line)
+            line = w
+        else:
+            line = trial
+    lines.append(line)
+    return lines
+
+
+def _palette(n: int) -> list[tuple[int, int, int]]:
+    import colorsys
+
+    return [tuple(int(255 * v) for v in colorsys.hsv_to_rgb((i * 0.61803398875) % 1.0, 0.75, 0.95))
+            for i in range(max(n, 1))]

@@ -1,0 +1,128 @@
+"""Evaluation of a split: beam-search captions scored with `fsgr.metrics` (COCO toolkit definitions), plus the
+validation XE(+SupCon) loss in eval mode. Under DDP each process decodes its shard of images; predictions are
+gathered and rank 0 scores them; everyone receives the scores (model selection must agree across processes)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from fsgr.training.distributed import DistInfo, all_gather_objects, all_reduce_sum, broadcast_object
+from fsgr.training.losses import nll_sum, supcon_loss
+
+
+def _autocast(device: torch.device, amp_dtype):
+    if amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=amp_dtype)
+
+
+def metric_names(spec: str) -> list[str]:
+    return [m.strip() for m in spec.split(",") if m.strip()]
+
+
+@torch.no_grad()
+def decode_images(model, images: torch.Tensor, vocab, beam_size: int, max_len: int, amp_dtype=None) -> list[str]:
+    """Beam-search captions (best beam) for a batch of preprocessed images already on the model's device."""
+    from fsgr.models import decoding
+
+    with _autocast(images.device, amp_dtype):
+        encoded = model.encode(images)
+        if beam_size <= 1:
+            tokens = decoding.greedy(model, encoded, max_len=max_len)
+        else:
+            tokens = decoding.beam_search(model, encoded, beam_size=beam_size, max_len=max_len).tokens
+    return [vocab.decode(row, collapse_repeats=True) for row in tokens.cpu().tolist()]
+
+
+def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, dist: DistInfo = DistInfo(),
+                   amp_dtype=None, with_loss: bool = True, predictions_path: Optional[Path] = None,
+                   beam_size: Optional[int] = None, max_len: Optional[int] = None) -> dict[str, Any]:
+    """Scores (and loss) of `records` (one split). Writes COCO-results predictions on rank 0 if a path is given."""
+    from torch.utils.data import DataLoader
+
+    from fsgr.data.datasets import EvalDataset, collate_eval
+
+    records = list(records)
+    if cfg.eval.max_images is not None:
+        records = records[: cfg.eval.max_images]
+    if not records:
+        raise ValueError("evaluate_split: no images in the split")
+    beam_size = cfg.eval.beam_size if beam_size is None else beam_size
+    max_len = cfg.eval.max_len if max_len is None else max_len
+    shard = records[dist.rank::dist.world_size]
+    was_training = model.training
+    model.eval()
+    preds: dict[int, str] = {}
+    loader = DataLoader(EvalDataset(shard, cfg.data.image_size, cfg.data.resize), batch_size=cfg.eval.batch_images,
+                        shuffle=False, num_workers=0, collate_fn=collate_eval)
+    for batch in loader:
+        batch = batch.to(device)
+        for image_id, caption in zip(batch.image_ids, decode_images(model, batch.images, vocab, beam_size, max_len,
+                                                                   amp_dtype)):
+            preds[int(image_id)] = caption
+    result: dict[str, Any] = {}
+    if with_loss:
+        result.update(validation_loss(model, shard, vocab, cfg, device, dist, amp_dtype))
+    merged: dict[int, str] = {}
+    for part in all_gather_objects(preds, dist):
+        merged.update(part)
+    scores = None
+    if dist.is_main:
+        from fsgr.metrics import score
+
+        refs = {int(r.image_id): list(r.captions) for r in records}
+        scores = score(refs, merged, metrics=metric_names(cfg.eval.metrics))
+        if predictions_path is not None:
+            write_predictions(merged, predictions_path)
+    scores = broadcast_object(scores, dist)
+    model.train(was_training)
+    return {"scores": {k: float(v) for k, v in scores.items()}, **result, "num_images": len(records)}
+
+
+@torch.no_grad()
+def validation_loss(model, records: Sequence, vocab, cfg, device, dist: DistInfo, amp_dtype=None) -> dict[str, float]:
+    """Teacher-forced NLL per target token (+ contrastive_weight x mean SupCon per batch), eval mode."""
+    from torch.utils.data import DataLoader
+
+    from fsgr.data.datasets import CaptionDataset, collate_captions
+
+    ds = CaptionDataset(list(records), vocab, image_size=cfg.data.image_size, resize=cfg.data.resize,
+                        max_len=cfg.data.max_len, length_policy=cfg.data.length_policy, batching="image")
+    images_per_batch = max(1, cfg.eval.batch_images)
+    loader = DataLoader(ds, batch_size=images_per_batch, shuffle=False, num_workers=0, collate_fn=collate_captions)
+    nll_total, targets, con_total, con_batches = 0.0, 0, 0.0, 0
+    t = cfg.train
+    for batch in loader:
+        batch = batch.to(device)
+        with _autocast(device, amp_dtype):
+            out = model(batch.images, batch.tokens, batch.image_index)
+        s, n = nll_sum(out.logprobs, batch.tokens, vocab.pad_id)
+        nll_total += float(s)
+        targets += n
+        if t.contrastive_weight > 0:
+            labels = batch.patch_labels if batch.patch_labels is not None else out.concept_ids
+            feats = out.contrast_feats
+            con_total += float(supcon_loss(feats.reshape(-1, feats.shape[-1]), labels.reshape(-1),
+                                           t.contrastive_temperature, t.contrastive_base_temperature,
+                                           t.contrastive_chunk))
+            con_batches += 1
+    nll_total, targets, con_total, con_batches = all_reduce_sum([nll_total, targets, con_total, con_batches],
+                                                                device, dist)
+    nll = nll_total / max(targets, 1)
+    con = con_total / con_batches if con_batches else 0.0
+    return {"loss": nll + t.contrastive_weight * con, "nll": nll, "contrastive": con}
+
+
+def write_predictions(preds: dict[int, str], path: Path) -> None:
+    """COCO results format: [{"image_id": int, "caption": str}, ...], sorted by image id."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"image_id": int(i), "caption": c} for i, c in sorted(preds.items())]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(rows, indent=0))
+    tmp.replace(path)

@@ -1,0 +1,136 @@
+"""Config -> the things a run needs: records per split and the vocabulary, the model, the training loaders.
+
+Kept apart from the loop so that `fsgr evaluate`, `fsgr.Captioner` and the demo build things exactly as training does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional
+
+import torch
+
+from fsgr.errors import ConfigError, DataError
+
+
+@dataclass
+class DataBundle:
+    records: dict[str, list] = field(default_factory=dict)   # split -> [ImageRecord]
+    vocab: Any = None
+    patch_labels: Optional[dict] = None
+
+    def split(self, name: str) -> list:
+        return self.records.get(name, [])
+
+    @property
+    def train_refs(self) -> dict[int, list[str]]:
+        return {int(r.image_id): list(r.captions) for r in self.split("train")}
+
+
+def build_vocab(cfg, records_by_split: dict[str, list]):
+    from fsgr.data.text import tokenize_captions
+    from fsgr.data.vocab import Vocab
+
+    if cfg.data.vocab:
+        return Vocab.load(cfg.data.vocab)
+    captions = [c for s in cfg.data.vocab_splits for r in records_by_split.get(s, []) for c in r.captions]
+    if not captions:
+        raise DataError(f"cannot build a vocabulary: no captions in splits {cfg.data.vocab_splits}")
+    return Vocab.build(tokenize_captions(captions), min_freq=cfg.data.min_freq)
+
+
+def build_data(cfg) -> DataBundle:
+    from fsgr.data.readers import read_records
+
+    records = read_records(cfg.data)
+    by_split: dict[str, list] = {"train": [], "val": [], "test": []}
+    for r in records:
+        by_split.setdefault(r.split, []).append(r)
+    if not by_split["train"]:
+        raise DataError(f"{cfg.data.annotations or cfg.data.format}: no training images")
+    if not by_split["val"]:
+        raise DataError(f"{cfg.data.annotations or cfg.data.format}: no validation images (model selection needs "
+                        f"the val split)")
+    return DataBundle(records=by_split, vocab=build_vocab(cfg, by_split), patch_labels=load_patch_labels(cfg))
+
+
+def load_patch_labels(cfg) -> Optional[dict]:
+    if not cfg.data.patch_labels:
+        return None
+    import numpy as np
+
+    path = cfg.data.patch_labels
+    try:
+        with np.load(path) as z:
+            ids, labels = z["image_ids"], z["labels"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"{path}: not a patch-label file with arrays image_ids and labels ({exc})") from None
+    return {int(i): torch.as_tensor(l, dtype=torch.long) for i, l in zip(ids, labels)}
+
+
+def codebook_identity(codebook) -> tuple[Optional[list[str]], Optional[str]]:
+    """(names, fingerprint) of a loaded codebook; a random codebook (tests/summary) is identified by its shape."""
+    if codebook is None:
+        return None, None
+    names = getattr(codebook, "names", None)
+    fp = getattr(codebook, "fingerprint", None)
+    if fp is None:
+        emb = getattr(codebook, "embeddings", codebook)
+        fp = hashlib.sha256(emb.detach().float().cpu().numpy().tobytes()).hexdigest()[:16]
+    return (list(names) if names is not None else None), fp
+
+
+def build_model(cfg, vocab, load_weights: bool = True):
+    """The captioner of `cfg.model` with len(vocab) words. load_weights=False skips the CLIP and codebook files
+    (the caller loads a checkpoint's full state next). Returns (model, codebook names, codebook fingerprint)."""
+    from fsgr.models.captioner import FSGRCaptioner
+
+    mcfg = cfg.model
+    clip = codebook = None
+    if load_weights and mcfg.clip.path:
+        from fsgr.models.clip import load_clip
+
+        clip = load_clip(mcfg.clip.path)
+    if load_weights and mcfg.semantic.enabled and mcfg.semantic.codebook:
+        from fsgr.models.codebook import load_codebook
+
+        codebook = load_codebook(mcfg.semantic.codebook, expected_size=mcfg.semantic.codebook_size,
+                                 expected_fingerprint=None)
+    model = FSGRCaptioner(mcfg, vocab_size=len(vocab), clip=clip, codebook=codebook, pad_id=vocab.pad_id,
+                          bos_id=vocab.bos_id, eos_id=vocab.eos_id)
+    names, fingerprint = codebook_identity(codebook)
+    return model, names, fingerprint
+
+
+def per_process_batch(cfg, world_size: int, scst: bool) -> int:
+    if scst:
+        return cfg.scst.batch_images // world_size
+    return cfg.train.batch_size // (world_size * cfg.train.grad_accum)
+
+
+def train_loader(cfg, data: DataBundle, dist, epoch: int, start_step: int, scst: bool,
+                 generator: torch.Generator):
+    """The training loader of one epoch for this process, positioned after `start_step` optimiser steps.
+
+    The order depends only on (train.seed, epoch): the sampler shuffles with its own seeded generator and skips the
+    batches already consumed, so a resumed epoch sees exactly the batches the interrupted one had left."""
+    from fsgr.data.datasets import CaptionDataset, make_loader
+
+    micro = 1 if scst else cfg.train.grad_accum
+    batching = "image" if scst else cfg.data.batching
+    ds = CaptionDataset(data.split("train"), data.vocab, image_size=cfg.data.image_size, resize=cfg.data.resize,
+                        max_len=cfg.data.max_len, length_policy=cfg.data.length_policy, batching=batching,
+                        patch_labels=data.patch_labels)
+    batch = per_process_batch(cfg, dist.world_size, scst)
+    if batch <= 0:
+        raise ConfigError("the per-process batch is empty: raise train.batch_size / scst.batch_images")
+    return make_loader(ds, batch_size=batch, batch_unit="images" if scst else "captions", shuffle=True,
+                       seed=cfg.train.seed, epoch=epoch, start_batch=start_step * micro, drop_last=True,
+                       num_replicas=dist.world_size, rank=dist.rank, workers=cfg.data.workers,
+                       pin_memory=cfg.data.pin_memory, generator=generator)
+
+
+def steps_per_epoch(loader, cfg, scst: bool) -> int:
+    micro = 1 if scst else cfg.train.grad_accum
+    return loader.batches_per_epoch // micro
