@@ -1,0 +1,80 @@
+"""MaskCLIP-style semantic head (spec section 3): quantise every patch onto one concept of a frozen text codebook.
+
+1. preselect the top-k concepts of each image by the cosine of its global embedding with the codebook;
+2. patch-concept logits L = exp(logit_scale) * T_b A^T (B, k, P);
+3. assignment over the concept axis: straight-through hard Gumbel-softmax in training (`gumbel`), straight-through
+   hard softmax otherwise (forward value one-hot(argmax), gradient of the softmax);
+4. group-size normalisation (GroupViT): Y~_kp = Y_kp / (sum_p Y_kp + 1) (`group_norm`);
+5. semantic grid S = Y~^T T_b (B, P, E), and the global concept id of each patch (B, P).
+
+B31: REF returns the clean argmax ids even in training, where the Gumbel-noised assignment that built S can differ.
+We return the ids of the assignment that built S (`ids_from="assignment"`); `ids_from="clean"` gives REF's ids.
+The head runs in fp32 with autocast off: 100 x cosine logits in bf16 would tie far too often for an argmax.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fsgr.models.config import SemanticConfig
+
+
+@dataclass
+class SemanticOutput:
+    grid: torch.Tensor          # S (B, P, E)
+    concept_ids: torch.Tensor   # (B, P) long, global codebook ids
+    logits: torch.Tensor        # (B, k, P) patch-concept logits (clean, scaled)
+    topk_ids: torch.Tensor      # (B, k) long, the preselected concepts
+
+
+class SemanticHead(nn.Module):
+    def __init__(self, cfg: SemanticConfig, codebook: torch.Tensor):
+        super().__init__()
+        if codebook.ndim != 2:
+            raise ValueError(f"codebook must be (C, E), got shape {tuple(codebook.shape)}")
+        if cfg.topk > codebook.shape[0]:
+            raise ValueError(f"semantic.topk {cfg.topk} exceeds the codebook size {codebook.shape[0]}")
+        self.topk = cfg.topk
+        self.gumbel = cfg.gumbel
+        self.gumbel_tau = cfg.gumbel_tau
+        self.group_norm = cfg.group_norm
+        self.ids_from = cfg.ids_from
+        # frozen: a buffer, so it is saved and moved with the model but never optimised or counted as a parameter
+        self.register_buffer("codebook", codebook.detach().float().clone())
+
+    @property
+    def codebook_size(self) -> int:
+        return int(self.codebook.shape[0])
+
+    def forward(self, global_embed: torch.Tensor, aligned_patches: torch.Tensor,
+                logit_scale: torch.Tensor) -> SemanticOutput:
+        """global_embed (B, E) and aligned_patches (B, P, E), both L2-normalised; logit_scale = CLIP's log scale."""
+        with torch.autocast(global_embed.device.type, enabled=False):
+            g = global_embed.float()
+            patches = aligned_patches.float()
+            codebook = self.codebook
+            topk_ids = (g @ codebook.t()).topk(self.topk, dim=-1).indices            # (B, k)
+            concepts = codebook[topk_ids]                                            # (B, k, E)
+            logits = logit_scale.float().exp() * concepts @ patches.transpose(1, 2)  # (B, k, P)
+
+            if self.training and self.gumbel:
+                gumbels = -torch.empty_like(logits).exponential_().log()
+                soft = ((logits + gumbels) / self.gumbel_tau).softmax(dim=1)
+            else:
+                soft = logits.softmax(dim=1)
+            local = soft.argmax(dim=1)                                               # (B, P)
+            hard = F.one_hot(local, self.topk).transpose(1, 2).to(soft.dtype)        # (B, k, P)
+            assign = hard - soft.detach() + soft                                     # straight-through
+
+            if self.group_norm:
+                assign = assign / (assign.sum(dim=-1, keepdim=True) + 1.0)
+            grid = assign.transpose(1, 2) @ concepts                                 # (B, P, E)
+
+            if self.ids_from == "clean":
+                local = logits.argmax(dim=1)
+            concept_ids = topk_ids.gather(1, local)                                  # (B, P)
+        return SemanticOutput(grid=grid, concept_ids=concept_ids, logits=logits, topk_ids=topk_ids)
