@@ -18,6 +18,7 @@ class ClipConfig:
     vision_layers: int = 12
     vision_width: int = 768
     vision_patch_size: int = 16
+    vision_heads: int = 12      # not in the weights: OpenAI's convention is width // 64 (what load_clip infers)
     context_length: int = 77
     vocab_size: int = 49408
     transformer_width: int = 512
@@ -27,8 +28,8 @@ class ClipConfig:
 
 @dataclass
 class PromptConfig:
-    num_tokens: int = 100
-    deep: bool = True
+    num_tokens: int = 100       # 0 = no prompt machinery at all (no prompt_proj/prompt_norm): plain CLIP features
+    deep: bool = True           # fresh prompts at every layer (deep VPT); False = shallow prompts only
     dropout: float = 0.1
 
 
