@@ -38,7 +38,8 @@ class TrainConfig:
     xe_least: int = 15
     xe_most: int = 20
     compile: bool = False
-    find_unused_parameters: bool = False  # DDP
+    find_unused_parameters: Optional[bool] = None  # DDP; None = auto: on when contrastive_weight == 0 (the
+    #                                                 parts that only feed SupCon then get no gradient)
 
 
 @dataclass

@@ -136,7 +136,10 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self._ddp = DDP(self.model, device_ids=ids, find_unused_parameters=self.cfg.train.find_unused_parameters)
+            unused = self.cfg.train.find_unused_parameters
+            if unused is None:
+                unused = self.cfg.train.contrastive_weight == 0
+            self._ddp = DDP(self.model, device_ids=ids, find_unused_parameters=unused)
 
     def _trainable(self) -> list[torch.Tensor]:
         return [p for g in self.optimizer.param_groups for p in g["params"]]

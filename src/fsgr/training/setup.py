@@ -58,15 +58,9 @@ def build_data(cfg) -> DataBundle:
 def load_patch_labels(cfg) -> Optional[dict]:
     if not cfg.data.patch_labels:
         return None
-    import numpy as np
+    from fsgr.data.datasets import load_patch_labels as load
 
-    path = cfg.data.patch_labels
-    try:
-        with np.load(path) as z:
-            ids, labels = z["image_ids"], z["labels"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"{path}: not a patch-label file with arrays image_ids and labels ({exc})") from None
-    return {int(i): torch.as_tensor(l, dtype=torch.long) for i, l in zip(ids, labels)}
+    return load(cfg.data.patch_labels)
 
 
 def codebook_identity(codebook) -> tuple[Optional[list[str]], Optional[str]]:
@@ -123,14 +117,23 @@ def train_loader(cfg, data: DataBundle, dist, epoch: int, start_step: int, scst:
                         max_len=cfg.data.max_len, length_policy=cfg.data.length_policy, batching=batching,
                         patch_labels=data.patch_labels)
     batch = per_process_batch(cfg, dist.world_size, scst)
+    if batching == "image" and not scst:   # train.batch_size counts captions: images = captions / captions-per-image
+        batch = max(1, round(batch / captions_per_image(data.split("train"))))
     if batch <= 0:
         raise ConfigError("the per-process batch is empty: raise train.batch_size / scst.batch_images")
-    return make_loader(ds, batch_size=batch, batch_unit="images" if scst else "captions", shuffle=True,
-                       seed=cfg.train.seed, epoch=epoch, start_batch=start_step * micro, drop_last=True,
-                       num_replicas=dist.world_size, rank=dist.rank, workers=cfg.data.workers,
-                       pin_memory=cfg.data.pin_memory, generator=generator)
+    return make_loader(ds, batch_size=batch, shuffle=True, seed=cfg.train.seed, epoch=epoch,
+                       start_batch=start_step * micro, drop_last=True, workers=cfg.data.workers, pin_memory=cfg.data.pin_memory,
+                       persistent_workers=False, prefetch_factor=cfg.data.prefetch_factor, generator=generator)
+
+
+def captions_per_image(records) -> float:
+    """Median number of captions per training image (COCO: 5; a few images have 6 or 7)."""
+    import statistics
+
+    return float(statistics.median(len(r.captions) for r in records))
 
 
 def steps_per_epoch(loader, cfg, scst: bool) -> int:
+    """Optimiser steps in a whole epoch (not only what is left after a mid-epoch start)."""
     micro = 1 if scst else cfg.train.grad_accum
-    return loader.batches_per_epoch // micro
+    return (loader.sampler.per_rank // loader.batch_size) // micro

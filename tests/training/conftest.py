@@ -1,0 +1,79 @@
+"""Tiny real data and a tiny real model for the end-to-end training tests.
+
+The data: 32x32 JPEGs of one coloured shape on a plain background, each with 5 captions that describe it, in the
+Karpathy json format. The model: CLIP width 64, 2 layers, patch 8 (a 4x4 grid), 1-layer encoder/decoder of width 64.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image, ImageDraw
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220), "yellow": (230, 210, 30)}
+SHAPES = ("square", "circle")
+TEMPLATES = ("a {c} {s}", "a {c} {s} on a plain background", "the {s} is {c}", "one {c} {s}", "a small {c} {s}")
+
+
+def make_dataset(root: Path, n_train: int = 24, n_val: int = 6, n_test: int = 6, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    images = []
+    sentid = 0
+    for i in range(n_train + n_val + n_test):
+        split = "train" if i < n_train else "val" if i < n_train + n_val else "test"
+        colour = rng.choice(list(COLOURS))
+        shape = rng.choice(SHAPES)
+        img = Image.new("RGB", (32, 32), (245, 245, 245))
+        d = ImageDraw.Draw(img)
+        x, y = rng.randint(2, 14), rng.randint(2, 14)
+        box = [x, y, x + 14, y + 14]
+        (d.rectangle if shape == "square" else d.ellipse)(box, fill=COLOURS[colour])
+        name = f"img_{i:04d}.jpg"
+        img.save(root / name, quality=92)
+        sentences = []
+        for t in TEMPLATES:
+            sentences.append({"raw": t.format(c=colour, s=shape), "sentid": sentid})
+            sentid += 1
+        images.append({"filename": name, "imgid": 1000 + i, "split": split, "sentences": sentences})
+    path = root / "dataset_tiny.json"
+    path.write_text(json.dumps({"dataset": "tiny", "images": images}))
+    return path
+
+
+def tiny_config(data_json: Path, run_dir: Path, **sections) -> dict:
+    cfg = {
+        "run": {"dir": str(run_dir)},
+        "data": {"format": "karpathy", "annotations": str(data_json), "images": str(data_json.parent),
+                 "min_freq": 1, "max_len": 12, "batching": "image", "image_size": 32, "workers": 0,
+                 "pin_memory": False, "persistent_workers": False},
+        "model": {"dropout": 0.1,
+                  "clip": {"embed_dim": 32, "image_resolution": 32, "vision_layers": 2, "vision_width": 64,
+                           "vision_patch_size": 8, "context_length": 16, "vocab_size": 49408,
+                           "transformer_width": 32, "transformer_heads": 2, "transformer_layers": 1},
+                  "backbone": {"prompts": {"num_tokens": 2}, "adapters": {"first_block": 0, "last_block": 1}},
+                  "semantic": {"codebook_size": 12, "topk": 4},
+                  "encoder": {"layers": 1, "d_model": 64, "heads": 4, "d_ff": 128},
+                  "decoder": {"layers": 1, "d_model": 64, "heads": 4, "d_ff": 128, "max_len": 20}},
+        "train": {"seed": 7, "batch_size": 10, "max_epochs": 2, "log_every": 1, "lr": 1e-3,
+                  "lr_warmup_epochs": 0, "xe_least": 1, "xe_most": 2, "patience": 1},
+        "scst": {"enabled": False, "batch_images": 4, "max_epochs": 1, "max_len": 8, "num_samples": 3},
+        "eval": {"beam_size": 2, "max_len": 8, "batch_images": 8, "metrics": "bleu,cider", "test_at_end": True},
+    }
+    for section, values in sections.items():
+        cfg.setdefault(section, {}).update(values)
+    return cfg
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("tiny_data"))
