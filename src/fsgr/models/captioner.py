@@ -1,0 +1,171 @@
+"""The whole FSGR captioner: CLIP backbone -> semantic head -> grid encoder -> caption decoder (spec section 1).
+
+    images (B,3,H,W) --backbone--> F^ (B,P,W), g^ (B,E), A^ (B,P,E)
+    att_embed([F^; g^]) -> Q0 / contrastive features (B,P,d)
+    semantic head(g^, A^) -> S (B,P,E), concept ids (B,P)
+    encoder(Q0, S) (text mode) or encoder(F^) -> memory E (B,P,d), grid PE (1,P,d)
+    decoder(tokens, E[image_index], PE) -> log-probs (N,L,V)
+
+Image-level batching: the backbone and encoder run once per image; `image_index` (N,) picks each caption's image row.
+Sizes come from the config and the vocabulary handed in; a codebook or state dict of another size is refused with both
+sizes named (the reference's CUDA assert came from a table sized by a stray file). The backbone runs without autograd
+when it has nothing to train, or when the caller says so (`backbone_grad=False`: SCST with
+`model.backbone.train_in_scst=False`, B27) -- an argument, not hidden state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, fields, replace
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fsgr.errors import CheckpointError, ConfigError
+from fsgr.models.config import ModelConfig
+from fsgr.models.decoder import Decoder, xavier_init_
+from fsgr.models.encoder import Encoder
+from fsgr.models.semantic import SemanticHead
+
+
+@dataclass
+class Encoded:
+    """What the decoder needs from the images, plus the per-patch outputs of the semantic head."""
+
+    memory: torch.Tensor          # (B, P, d) encoder output E
+    memory_pos: torch.Tensor      # (1, P, d) grid position encoding (added to the cross-attention keys)
+    concept_ids: torch.Tensor     # (B, P) long: global codebook id of each patch
+    contrast_feats: torch.Tensor  # (B, P, d) att_embed output (SupCon features)
+    global_embed: torch.Tensor    # (B, E) L2-normalised CLIP image embedding
+
+    def index_select(self, rows: torch.Tensor) -> "Encoded":
+        """Rows of every per-image tensor (memory_pos is shared)."""
+        return replace(self, **{f.name: getattr(self, f.name).index_select(0, rows)
+                                for f in fields(self) if f.name != "memory_pos"})
+
+
+@dataclass
+class CaptionerOutput:
+    logprobs: torch.Tensor        # (N, L, V) fp32 log-probs of the next token at every position
+    concept_ids: torch.Tensor     # (B_img, P) long
+    contrast_feats: torch.Tensor  # (B_img, P, d)
+
+
+def _clip_sizes(clip, cfg: ModelConfig) -> tuple[int, int]:
+    """(vision width W, embedding dim E) of the CLIP actually handed in (a loaded checkpoint may differ from cfg)."""
+    visual = clip.visual
+    proj = getattr(visual, "proj", None)
+    if isinstance(proj, torch.Tensor) and proj.ndim == 2:
+        return int(proj.shape[0]), int(proj.shape[1])
+    return cfg.clip.vision_width, cfg.clip.embed_dim
+
+
+class FSGRCaptioner(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, clip=None, codebook=None, pad_id: int = 1, bos_id: int = 2,
+                 eos_id: int = 3):
+        super().__init__()
+        for name, idx in (("pad", pad_id), ("bos", bos_id), ("eos", eos_id)):
+            if not 0 <= idx < vocab_size:
+                raise CheckpointError(f"<{name}> id {idx} is outside the vocabulary of {vocab_size} words")
+        if cfg.pma.enabled:
+            raise ConfigError("model.pma.enabled: the prototypical-memory decoder is not part of FSGRCaptioner")
+        if cfg.encoder.d_model != cfg.decoder.d_model:
+            raise ConfigError(f"model.encoder.d_model {cfg.encoder.d_model} != model.decoder.d_model "
+                              f"{cfg.decoder.d_model}: the decoder cross-attends the encoder output")
+        from fsgr.models.backbone import FSGRBackbone
+
+        if clip is None:
+            from fsgr.models.clip import build_clip
+
+            clip = build_clip(cfg.clip)          # random weights of the configured sizes (summary, tests)
+        self.cfg = cfg
+        self.vocab_size = vocab_size
+        self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
+        width, embed_dim = _clip_sizes(clip, cfg)
+
+        self.backbone = FSGRBackbone(clip.visual, cfg.backbone)
+        # CLIP's (log) temperature scales the patch-concept logits; frozen, so a buffer
+        self.register_buffer("logit_scale", clip.logit_scale.detach().float().reshape(()).clone())
+        self.semantic = SemanticHead(cfg.semantic, self._codebook_tensor(codebook, cfg, embed_dim))
+        d = cfg.encoder.d_model
+        self.att_embed = nn.Sequential(nn.Linear(width + embed_dim, d), nn.CELU(1.3), nn.Dropout(cfg.dropout),
+                                       nn.LayerNorm(d))
+        text = cfg.semantic.enabled
+        self.encoder = Encoder(cfg.encoder, in_dim=embed_dim if text else width, grid=tuple(self.backbone.grid_size),
+                               text=text, dropout=cfg.dropout, double_residual=cfg.double_residual)
+        self.decoder = Decoder(cfg.decoder, vocab_size, pad_id, cfg.dropout, cfg.double_residual)
+        if cfg.xavier_init:       # B11: REF's init_weights over encoder + decoder
+            xavier_init_(self.encoder)
+            xavier_init_(self.decoder)
+
+    @staticmethod
+    def _codebook_tensor(codebook, cfg: ModelConfig, embed_dim: int) -> torch.Tensor:
+        expected = cfg.semantic.codebook_size
+        if codebook is None:   # random unit vectors: architecture only (summary, tests), never for training
+            return F.normalize(torch.randn(expected, embed_dim), dim=-1)
+        emb = getattr(codebook, "embeddings", codebook)
+        if not isinstance(emb, torch.Tensor) or emb.ndim != 2:
+            raise CheckpointError(f"codebook: expected a (concepts, dim) tensor, got {type(emb).__name__}")
+        if emb.shape[0] != expected:
+            raise CheckpointError(f"codebook has {emb.shape[0]} concepts but model.semantic.codebook_size is "
+                                  f"{expected}")
+        if emb.shape[1] != embed_dim:
+            raise CheckpointError(f"codebook embeddings are {emb.shape[1]}-d but the CLIP embedding is {embed_dim}-d")
+        return emb
+
+    # ------------------------------------------------------------------------------------------------------------
+    def encode(self, images: torch.Tensor, backbone_grad: bool = True) -> Encoded:
+        """images (B,3,H,W) -> Encoded. backbone_grad=False runs the backbone without autograd (SCST with
+        model.backbone.train_in_scst=False); it always does when the backbone has no trainable parameter."""
+        trainable = any(p.requires_grad for p in self.backbone.parameters())
+        ctx = contextlib.nullcontext() if (backbone_grad and trainable) else torch.no_grad()
+        with ctx:
+            feats = self.backbone(images)
+        patches, global_embed = feats.patch_tokens, feats.global_embed          # (B,P,W), (B,E)
+        b, p, _ = patches.shape
+        contrast = self.att_embed(torch.cat([patches, global_embed[:, None].expand(b, p, -1)], dim=-1))
+        sem = self.semantic(global_embed, feats.aligned_patches, self.logit_scale)
+        grid = tuple(self.backbone.grid_size)
+        if self.encoder.text:
+            memory, pos = self.encoder(contrast, sem.grid, grid)                 # B4: att_embed output as queries
+        else:
+            memory, pos = self.encoder(patches, None, grid)
+        return Encoded(memory=memory, memory_pos=pos, concept_ids=sem.concept_ids, contrast_feats=contrast,
+                       global_embed=global_embed)
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor, image_index: Optional[torch.Tensor] = None,
+                backbone_grad: bool = True) -> CaptionerOutput:
+        """images (B_img,3,H,W), tokens (N,L) teacher-forced captions, image_index (N,) image row of each caption
+        (None: one caption per image) -> CaptionerOutput."""
+        if image_index is None:
+            image_index = torch.arange(tokens.shape[0], device=tokens.device)
+        if image_index.shape != tokens.shape[:1]:
+            raise ValueError(f"image_index {tuple(image_index.shape)} must have one entry per caption "
+                             f"({tokens.shape[0]})")
+        enc = self.encode(images, backbone_grad=backbone_grad)
+        memory = enc.memory.index_select(0, image_index)
+        logprobs = self.decoder(tokens, memory, enc.memory_pos)
+        return CaptionerOutput(logprobs=logprobs, concept_ids=enc.concept_ids, contrast_feats=enc.contrast_feats)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """'backbone': trainable backbone parameters (prompts + adapters); 'captioner': every other trainable one."""
+        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+        ids = {id(p) for p in self.backbone.parameters()}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        return {"backbone": backbone, "captioner": rest}
+
+    # ------------------------------------------------------------------------------------------------------------
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Refuse a state dict of another vocabulary or codebook size with both sizes named, before torch's
+        generic size-mismatch error."""
+        words = state_dict.get("decoder.word_emb.weight")
+        if words is not None and words.shape[0] != self.vocab_size:
+            raise CheckpointError(f"checkpoint decoder has {words.shape[0]} words but the vocabulary has "
+                                  f"{self.vocab_size}")
+        codebook = state_dict.get("semantic.codebook")
+        if codebook is not None and codebook.shape[0] != self.semantic.codebook_size:
+            raise CheckpointError(f"checkpoint codebook has {codebook.shape[0]} concepts but "
+                                  f"model.semantic.codebook_size is {self.semantic.codebook_size}")
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
