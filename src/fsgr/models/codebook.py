@@ -1,0 +1,142 @@
+"""Semantic codebook: CLIP text embeddings of a class list (RAM's 4,585 tags, COCO's 80, or any list).
+
+File format (`torch.save` of a dict): {"format": "fsgr-codebook", "version": 1, "names": [C str], "template": str,
+"embeddings": (C, E) fp32 L2-normalised, "clip_fingerprint": str (weights_fingerprint of the CLIP that embedded them),
+"embed_dim": E}. `load_codebook` refuses a file whose size, width or CLIP fingerprint does not match what the model
+expects, naming both values. The reference's bare (C, E) tensor files (B12) are accepted too; they carry no names and
+no fingerprint, so the fingerprint check cannot be made for them (a warning says so).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from fsgr.errors import CheckpointError, DataError
+
+FORMAT, VERSION = "fsgr-codebook", 1
+DEFAULT_TEMPLATE = "a photo of a {}."
+SHIPPED_CLASS_LISTS = {"ram": "ram_tag_list.txt", "coco80": "coco80.txt"}
+
+
+@dataclass
+class Codebook:
+    names: Optional[list[str]]         # None only for a reference bare-tensor file
+    embeddings: torch.Tensor           # (C, E) fp32, L2-normalised rows
+    template: Optional[str] = DEFAULT_TEMPLATE
+    clip_fingerprint: Optional[str] = None
+
+    @property
+    def size(self) -> int:
+        return self.embeddings.shape[0]
+
+    @property
+    def embed_dim(self) -> int:
+        return self.embeddings.shape[1]
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def read_class_names(spec: Union[str, Path]) -> list[str]:
+    """'ram' / 'coco80' (the shipped lists) or a UTF-8 file with one class name per line (blank lines ignored)."""
+    if str(spec) in SHIPPED_CLASS_LISTS:
+        text = resources.files("fsgr").joinpath("assets", SHIPPED_CLASS_LISTS[str(spec)]).read_text(encoding="utf-8")
+        source = f"shipped list '{spec}'"
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise DataError(f"{path}: class list not found (give a file with one name per line, or 'ram' / 'coco80')")
+        text = path.read_text(encoding="utf-8")
+        source = str(path)
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise DataError(f"{source}: the class list is empty")
+    seen: dict[str, int] = {}
+    for lineno, name in enumerate(names, 1):
+        if name in seen:
+            raise DataError(f"{source}: class {name!r} appears twice (entries {seen[name]} and {lineno})")
+        seen[name] = lineno
+    return names
+
+
+@torch.no_grad()
+def build_codebook(clip, names: Sequence[str], template: str = DEFAULT_TEMPLATE, batch_size: int = 256) -> Codebook:
+    """Embed `template.format(name)` for every name with the CLIP text tower (on whatever device the CLIP is)."""
+    from fsgr.models.clip import tokenize, weights_fingerprint
+
+    if "{}" not in template:
+        raise DataError(f"codebook template {template!r} has no '{{}}' where the class name goes")
+    names = list(names)
+    device = clip.token_embedding.weight.device
+    was_training = clip.training
+    clip.eval()
+    chunks = []
+    for start in range(0, len(names), batch_size):
+        texts = [template.format(n) for n in names[start:start + batch_size]]
+        try:
+            tokens = tokenize(texts, context_length=clip.context_length)
+        except ValueError as exc:
+            raise DataError(f"codebook: {exc}") from exc
+        chunks.append(clip.encode_text(tokens.to(device)).float().cpu())
+    clip.train(was_training)
+    embeddings = F.normalize(torch.cat(chunks), dim=-1)
+    return Codebook(names=names, embeddings=embeddings, template=template, clip_fingerprint=weights_fingerprint(clip))
+
+
+def save_codebook(codebook: Codebook, path: Union[str, Path]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": FORMAT, "version": VERSION, "names": codebook.names, "template": codebook.template,
+                "embeddings": codebook.embeddings.detach().float().cpu().contiguous(),
+                "clip_fingerprint": codebook.clip_fingerprint, "embed_dim": codebook.embed_dim}, str(path))
+
+
+def load_codebook(path: Union[str, Path], expected_size: Optional[int] = None,
+                  expected_fingerprint: Optional[str] = None, expected_dim: Optional[int] = None) -> Codebook:
+    """Read a codebook file (ours, or a reference bare (C, E) tensor) and check it against what the model expects."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: codebook file not found (make one with `fsgr codebook`)")
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise CheckpointError(f"{path}: not a codebook file: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+    if isinstance(obj, torch.Tensor):
+        if obj.dim() != 2 or not obj.is_floating_point():
+            raise CheckpointError(f"{path}: a bare codebook tensor must be (C, E) floats, got {tuple(obj.shape)} {obj.dtype}")
+        # B12: the reference's raw text-embedding tensor; re-normalising is a no-op for the intended (normalised) file
+        codebook = Codebook(names=None, embeddings=F.normalize(obj.float(), dim=-1), template=None, clip_fingerprint=None)
+    elif isinstance(obj, dict) and obj.get("format") == FORMAT:
+        if obj.get("version") != VERSION:
+            raise CheckpointError(f"{path}: codebook format version {obj.get('version')}, this fsgr reads {VERSION}")
+        emb = obj["embeddings"]
+        names = list(obj["names"])
+        if emb.dim() != 2 or emb.shape[0] != len(names):
+            raise CheckpointError(f"{path}: {len(names)} names but embeddings of shape {tuple(emb.shape)}")
+        codebook = Codebook(names=names, embeddings=emb.float(), template=obj.get("template"),
+                            clip_fingerprint=obj.get("clip_fingerprint"))
+    else:
+        keys = ", ".join(map(str, list(obj)[:6])) if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(f"{path}: not a codebook (expected an fsgr codebook dict or a (C, E) tensor; found {keys})")
+
+    if expected_size is not None and codebook.size != expected_size:
+        raise CheckpointError(f"{path}: codebook has {codebook.size} concepts but the model is configured for "
+                              f"{expected_size} (model.semantic.codebook_size)")
+    if expected_dim is not None and codebook.embed_dim != expected_dim:
+        raise CheckpointError(f"{path}: codebook embeddings are {codebook.embed_dim}-d but the CLIP embeds to "
+                              f"{expected_dim}-d")
+    if expected_fingerprint is not None:
+        if codebook.clip_fingerprint is None:
+            warnings.warn(f"{path}: codebook carries no CLIP fingerprint (reference bare-tensor file); cannot check it "
+                          f"was made with this CLIP ({expected_fingerprint})", stacklevel=2)
+        elif codebook.clip_fingerprint != expected_fingerprint:
+            raise CheckpointError(f"{path}: codebook was embedded with CLIP weights {codebook.clip_fingerprint}, but "
+                                  f"the model's CLIP is {expected_fingerprint}; rebuild it with `fsgr codebook`")
+    return codebook
