@@ -17,6 +17,13 @@ def _move(batch, device, non_blocking: bool):
     return replace(batch, **changes)
 
 
+def _pin(batch):
+    # DataLoader(pin_memory=True) calls .pin_memory() on objects that have it
+    changes = {f.name: getattr(batch, f.name).pin_memory() for f in fields(batch)
+               if isinstance(getattr(batch, f.name), torch.Tensor)}
+    return replace(batch, **changes)
+
+
 @dataclass
 class CaptionBatch:
     """Training batch. Caption-level batching: one image row per caption (image_index = arange(N)).
@@ -31,6 +38,9 @@ class CaptionBatch:
 
     def to(self, device, non_blocking: bool = False) -> "CaptionBatch":
         return _move(self, device, non_blocking)
+
+    def pin_memory(self) -> "CaptionBatch":
+        return _pin(self)
 
     @property
     def num_captions(self) -> int:
@@ -48,3 +58,6 @@ class EvalBatch:
 
     def to(self, device, non_blocking: bool = False) -> "EvalBatch":
         return _move(self, device, non_blocking)
+
+    def pin_memory(self) -> "EvalBatch":
+        return _pin(self)

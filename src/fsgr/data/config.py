@@ -16,23 +16,33 @@ class SyntheticConfig:
     num_test: int = 1000
     image_size: int = 96
     seed: int = 0
+    max_objects: int = 3               # 1..max_objects shapes per image
+    captions_per_image: int = 5
+    small_size: float = 0.11           # shape radius as a fraction of the image side ("small")
+    large_size: float = 0.21           # ... ("large")
+    image_format: Literal["jpg", "png"] = "jpg"
+    jpeg_quality: int = 92
 
 
 @dataclass
 class DataConfig:
     format: Literal["m2", "karpathy", "coco", "synthetic"] = "m2"
-    annotations: str = ""               # M2 folder, Karpathy json, or COCO captions json
+    annotations: str = ""               # M2 folder, Karpathy json, or COCO captions json(s), comma-separated
     images: str = ""                    # image root (COCO: holds train2014/ and val2014/)
-    splits: str = ""                    # COCO json format only: file with split lists
+    splits: str = ""                    # COCO json format only: JSON {split: [image ids]} or a Karpathy json
     vocab: Optional[str] = None         # vocab JSON (or M2 vocab.pkl); None = build from training captions
+    vocab_splits: list[str] = field(default_factory=lambda: ["train"])  # M2/reference built it from train+val
     min_freq: int = 5
     max_len: int = 54                   # tokens including <bos>/<eos>
     length_policy: Literal["truncate", "refuse"] = "truncate"
     batching: Literal["caption", "image"] = "image"   # caption = reference (one sample per caption)
     image_size: int = 224
     resize: Literal["squash", "clip"] = "squash"      # squash = reference 224x224 bicubic (B25); clip = resize+crop
+    jpeg_draft: bool = True             # decode JPEGs at a reduced DCT scale when downscaling (>= 2x faster)
+    full_coco: Literal["auto", "require", "off"] = "auto"  # check 113,287/5,000/5,000 when the file is full COCO
     workers: int = 4
     pin_memory: bool = True
     persistent_workers: bool = True
-    patch_labels: Optional[str] = None  # offline per-patch concept labels (optional)
+    prefetch_factor: int = 4            # batches prefetched per worker
+    patch_labels: Optional[str] = None  # offline per-patch concept labels (optional): .npz {image_ids, labels}
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
