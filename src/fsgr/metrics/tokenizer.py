@@ -1,0 +1,492 @@
+"""A pure-Python reproduction of the Stanford PTBTokenizer exactly as the COCO caption toolkit runs it.
+
+pycocoevalcap's `PTBTokenizer` joins the captions with newlines, runs
+`java -cp stanford-corenlp-3.4.1.jar edu.stanford.nlp.process.PTBTokenizer -preserveLines -lowerCase`, splits the
+output on newlines and spaces and drops the tokens in `PUNCTUATIONS`. `ptb_tokenize` gives the same strings without
+Java: a JFlex-style longest-match lexer whose rules follow CoreNLP 3.4.1's `PTBLexer.flex` (default options:
+PTB3 escaping, LaTeX quotes, `-LRB-` brackets, no Americanisation, untokenizable characters deleted), checked
+against the real jar by `tests/metrics/test_tokenizer_jar.py`.
+
+Quirks of the toolkit that this keeps on purpose, because they move the official numbers:
+- brackets become `-lrb-`/`-rrb-`/`-lcb-`/`-lsb-`... after lower-casing, and the toolkit's punctuation list only
+  holds the upper-case `-LRB-` forms, so the lower-case ones stay in the text and count as words;
+- `cannot`, `gonna`, `gotta`, `lemme`, `gimme`, `wanna`, `'tis`, `'twas` are split (`can not`, `gon na`, ...);
+- a few token classes keep a non-breaking space inside one token (`5\xa01/2`, phone numbers, SGML tags);
+- characters outside the Basic Multilingual Plane (emoji) are deleted, as Java's UTF-16 lexer cannot read them.
+- the end of a caption sees the start of the next one (the toolkit lexes one newline-joined file): `A.` before
+  a line starting with `The` loses its period.
+
+One deliberate difference: the toolkit replaces only `\\n` inside a caption by a space, so a caption holding `\\r`,
+U+2028/U+2029, U+000B/U+000C or U+0085 gives Java an extra line and shifts every later caption onto the wrong
+image. We treat those characters as spaces (what the toolkit meant); see docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import unicodedata
+from functools import lru_cache
+
+# pycocoevalcap/tokenizer/ptbtokenizer.py: the tokens it removes after tokenising.
+PUNCTUATIONS = frozenset(["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-",
+                          ".", "?", "!", ",", ":", "-", "--", "...", ";"])
+
+# Java line terminators that the toolkit does not replace (they would split a caption in two): spaces for us.
+_EXTRA_NEWLINES = re.compile("[\r\u2028\u2029\u000b\u000c\u0085]")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Character classes (JFlex [:letter:], [:digit:], [:uppercase:] over the UTF-16 code units Java's lexer sees)
+
+def _ranges(pred) -> str:
+    out, start, prev = [], None, None
+    for cp in range(0x10000):
+        if 0xD800 <= cp <= 0xDFFF:
+            ok = False
+        else:
+            ok = pred(chr(cp))
+        if ok:
+            if start is None:
+                start = cp
+            prev = cp
+        elif start is not None:
+            out.append((start, prev))
+            start = None
+    if start is not None:
+        out.append((start, prev))
+
+    def esc(cp):
+        return "\\u%04x" % cp
+
+    return "".join(esc(a) if a == b else f"{esc(a)}-{esc(b)}" for a, b in out)
+
+
+@lru_cache(maxsize=1)
+def _classes() -> dict[str, str]:
+    cat = unicodedata.category
+    return {
+        "L": _ranges(lambda c: cat(c) in ("Lu", "Ll", "Lt", "Lm", "Lo")),
+        "D": _ranges(lambda c: cat(c) == "Nd"),
+        "U": _ranges(lambda c: cat(c) == "Lu"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Macros (PTBLexer.flex of CoreNLP 3.4.1). `(?i:...)` marks JFlex %caseless literals; character classes stay
+# case-sensitive, as in JFlex. Alternatives are ordered longest-first where Python's leftmost-first matching would
+# otherwise stop short of JFlex's longest match.
+
+def _macros() -> dict[str, str]:
+    c = _classes()
+    m: dict[str, str] = {}
+
+    def d(name, pattern):
+        for key, val in m.items():
+            pattern = pattern.replace("{" + key + "}", "(?:" + val + ")")
+        if re.search(r"\{[A-Z][A-Z0-9]*\}", pattern):
+            raise AssertionError(f"unexpanded macro in {name}: {pattern}")
+        m[name] = pattern
+
+    d("LETTERCLS", "[" + c["L"] + "]")
+    d("DIGIT", "[" + c["D"] + "\u07c0-\u07c9]")
+    d("UPPER", "[" + c["U"] + "]")
+    d("SGML", r"<\/?[A-Za-z!?][^>\r\n]*>")
+    d("SPMDASH", r"&(?i:md|mdash|ndash);|[\u0096\u0097\u2013\u2014\u2015]")
+    d("SPAMP", r"&(?i:amp);")
+    d("SPPUNC", r"&(?:(?i:ht|tl|ur|lr|qc|ql|qr|odq|cdq)|#[0-9]+);")
+    d("SPLET", r"&[aeiouAEIOU](?i:acute|grave|uml);")
+    d("SPACE", "[ \t\u00a0\u2000-\u200a\u3000]")
+    d("SPACES", "{SPACE}+")
+    d("NEWLINE", "\r\n|\r|\n|\u2028|\u2029|\u000b|\u000c|\u0085")
+    d("SPACENL", "{SPACE}|{NEWLINE}")
+    d("SPACENLS", "(?:{SPACENL})+")
+    d("SENTEND", "{SPACENL}(?:{SPACENL}|[A-Z]|{SGML})")
+    d("DATE", r"{DIGIT}{1,2}[\-\/]{DIGIT}{1,2}[\-\/]{DIGIT}{2,4}")
+    d("NUM", "{DIGIT}*(?:[.:,\u00ad\u066b\u066c]{DIGIT}+)+|{DIGIT}+")
+    d("NUMBER", r"[\-+]?{NUM}")
+    d("SUBSUPNUM", "[\u207a\u207b\u208a\u208b]?(?:[\u2070\u00b9\u00b2\u00b3\u2074-\u2079]+|[\u2080-\u2089]+)")
+    d("FRAC", "(?:{DIGIT}{1,4}[- \u00a0])?{DIGIT}{1,4}(?:\\\\?\\/|\u2044){DIGIT}{1,4}")
+    d("FRAC2", "[\u00bc\u00bd\u00be\u2153-\u215e]")
+    d("DOLSIGN", r"[A-Z]*\$|#")
+    d("DOLSIGN2", "[\u00a2\u00a3\u00a4\u00a5\u0080\u20a0\u20ac\u060b\u0e3f\u20a4\uffe0\uffe1\uffe5\uffe6]")
+    d("LETTER", "{LETTERCLS}|{SPLET}|[\u00ad\u0237-\u024f\u02c2-\u02c5\u02d2-\u02df\u02e5-\u02ff\u0300-\u036f"
+      "\u0370-\u037d\u0384\u0385\u03cf\u03f6\u03fc-\u03ff\u0483-\u0487\u04cf\u04f6-\u04ff\u0510-\u0525"
+      "\u055a-\u055f\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7\u0615-\u061a\u063b-\u063f\u064b-\u065e"
+      "\u0670\u06d6-\u06ef\u06fa-\u06ff\u070f\u0711\u0730-\u074f\u0750-\u077f\u07a6-\u07b1\u07ca-\u07f5\u07fa"
+      "\u0900-\u0903\u093c\u093e-\u094e\u0951-\u0955\u0962-\u0963\u0981-\u0983\u09bc-\u09c4\u09c7\u09c8"
+      "\u09cb-\u09cd\u09d7\u09e2\u09e3\u0a01-\u0a03\u0a3c\u0a3e-\u0a4f\u0a81-\u0a83\u0abc-\u0acf\u0b82"
+      "\u0bbe-\u0bc2\u0bc6-\u0bc8\u0bca-\u0bcd\u0c01-\u0c03\u0c3e-\u0c56\u0d3e-\u0d44\u0d46-\u0d48\u0e30-\u0e3a"
+      "\u0e47-\u0e4e\u0eb1-\u0ebc\u0ec8-\u0ecd]")
+    d("WORD", "(?:{LETTER})(?:{LETTER}|{DIGIT})*(?:[.!?](?:{LETTER})(?:{LETTER}|{DIGIT})*)*")
+    d("APOS", "['\u0092\u2019]|&(?i:apos);")
+    d("APOSETCETERA", "{APOS}|[\u0091\u2018\u201b]")
+    d("HYPHEN", "[-_\u058a\u2010\u2011]")
+    d("LD", "{LETTERCLS}|{DIGIT}")
+    d("THING", "(?:[dDoOlL](?:{APOSETCETERA})(?:{LD}))?(?:{LD})+"
+      "(?:{HYPHEN}(?:[dDoOlL](?:{APOSETCETERA})(?:{LD}))?(?:{LD})+)*")
+    d("THINGA", "[A-Z]+(?:(?:[+&]|{SPAMP})[A-Z]+)+")
+    d("THING3", r"[A-Za-z0-9]+(?:-[A-Za-z]+){0,2}(?:\\?\/[A-Za-z0-9]+(?:-[A-Za-z]+){0,2}){1,2}")
+    d("ACRO", r"(?:(?i:canada|sino|korean|eu|japan|non)-(?i:u\.s)|(?i:u\.s\.-)(?:(?i:u\.s\.s\.r)|(?i:u\.k)))"
+      r"|[A-Za-z](?:\.[A-Za-z])*")
+    d("ACRO2", r"(?:(?i:canada|sino|korean|eu|japan|non)-(?i:u\.s)|(?i:u\.s\.-)(?:(?i:u\.s\.s\.r)|(?i:u\.k)))"
+      r"|[A-Za-z](?:\.[A-Za-z])+")
+    d("HTHING", "[A-Za-z0-9][A-Za-z0-9.,\u00ad]*(?:-(?:{ACRO2}\\.|[A-Za-z0-9\u00ad]+))+")
+    d("REDAUX", "{APOS}(?:[msdMSD]|(?i:re|ve|ll))")
+    d("SWORD", "[A-Za-z\u00ad]*[A-MO-Za-mo-z]\u00ad*")
+    d("SREDAUX", "(?i:n)(?:{APOSETCETERA})(?i:t)")
+    d("APOWORD", "(?:{APOS})(?i:n)(?:{APOS})?|[lLdDjJ](?:{APOS})|(?i:dunkin)(?:{APOS})|(?i:somethin)(?:{APOS})"
+      "|(?i:ol)(?:{APOS})|(?:{APOS})(?i:em)|[A-HJ-XZn](?:{APOSETCETERA})(?:{LETTERCLS}){2}(?:{LETTERCLS})*"
+      "|(?:{APOS})[2-9]0(?i:s)|(?:{APOS})(?i:till?)"
+      "|(?:{LETTERCLS}){2,}(?<=[aeiouyAEIOUY])(?:{APOSETCETERA})[aeiouA-Z](?:{LETTERCLS})*"
+      "|(?:{APOS})(?i:cause)|(?i:cont'd)\\.?|(?i:nor'easter)|(?i:c'mon)|(?i:e'er)|(?i:s'mores)"
+      "|(?i:ev'ry)|(?i:li'l)|(?i:nat'l)")
+    d("APOWORD2", "(?i:y)(?:{APOS})")
+    d("FULLURL", r"(?i:https?)://[^ \t\n\f\r\"<>|()]+[^ \t\n\f\r\"<>|.!?(){},-]")
+    d("LIKELYURL", r"(?:(?:(?i:www)\.(?:[^ \t\n\f\r\"<>|.!?(){},]+\.)+[a-zA-Z]{2,4})"
+      r"|(?:[^ \t\n\f\r\"`'<>|.!?(){},-_$]+\.)+(?i:com|net|org|edu))"
+      r"(?:/[^ \t\n\f\r\"<>|()]+[^ \t\n\f\r\"<>|.!?(){},-])?")
+    d("EMAIL", "[a-zA-Z0-9][^ \t\n\f\r\"<>|()\u00a0]*@(?:[^ \t\n\f\r\"<>|().\u00a0]+\\.)*"
+      "[^ \t\n\f\r\"<>|().\u00a0]+")
+    d("TWITTER", "@[a-zA-Z_][a-zA-Z_0-9]*|#{WORD}")
+    d("ABMONTH", "(?i:jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)")
+    d("ABDAYS", "(?i:mon|tues|tue|thurs|thu|wed|fri)")
+    d("ABSTATE", "(?i:ala|ariz)|A(?i:rk)|(?i:calif|colo|conn|dak|del|fla|ga)|I(?i:ll)|(?i:ind|kans|kan|ky|la)"
+      "|M(?i:ass)|(?i:md|mich|minn)|M(?i:iss)|(?i:mont|mo|neb|nev|okla)|O(?i:re)|(?i:penn|pa|tenn|tex|va|vt)"
+      "|W(?i:ash)|(?i:wisc|wis|wyo)")
+    d("ABCOMP", "(?i:inc|cos|co|corp|ppty|ppties|pptys|pty|pties|ptys|ltd|plc|bancorp|dept|bhd|assn|univ|intl|sys)")
+    d("ABNUM", "(?i:tel|est|ext|sq|ft)")
+    d("ABPTIT", r"(?i:jr|sr|bros|ed\.d|ph\.d|blvd|rd|esq)")
+    d("ABBREV1", r"(?:{ABMONTH}|{ABDAYS}|{ABSTATE}|{ABCOMP}|{ABNUM}|{ABPTIT}|(?i:etc|al|seq))\.")
+    d("ABTITLE", "(?i:mrs|mr|ms)|M(?i:iss)|(?i:drs|dr|profs|prof|sens|sen|reps|rep|attys|atty|lt|col|gen|messrs"
+      "|govs|gov|adm|rev|maj|sgt|cpl|pvt|mt|capt|ste|st|ave|pres|lieut|hon|brig|comdr|cmdr|pfc|spc|supts|supt"
+      "|det)")
+    d("ABCOMP2", "(?i:invt|elec|natl|mfg|mtg)")
+    d("ABBREV4", r"{ACRO}|{ABTITLE}|(?i:vs|alex|wm|jos|cie|a\.k\.a|cf|treas)|{ABCOMP2}")
+    d("ABBREV2", r"(?:{ABBREV4})\.")
+    d("ABBREV3", r"(?i:ca|figs|fig|prop|nos|no|art|bldg|pp|op)\.")
+    d("ACRONYM", r"(?:{ACRO})\.")
+    d("PHONE", "(?:\\([0-9]{2,3}\\)[ \u00a0]?|(?:\\+\\+?)?(?:[0-9]{2,4}[\\- \u00a0])?[0-9]{2,4}[\\- \u00a0])"
+      "[0-9]{3,4}[\\- \u00a0]?[0-9]{3,5}|(?:(?:\\+\\+?)?[0-9]{2,4}\\.)?[0-9]{2,4}\\.[0-9]{3,4}\\.[0-9]{3,5}")
+    d("HYPHENS", r"\-+")
+    d("LDOTS", "\\.{3,5}|(?:\\.[ \u00a0]){2,4}\\.|[\u0085\u2026]")
+    d("FNMARKS", "@+|#+|_+")
+    d("ASTS", r"\*+|(?:\\\*){1,3}")
+    d("INSENTP", "[,;:\u3001]")
+    d("QUOTES", "{APOS}|''|[`\u2018\u2019\u201a\u201b\u201c\u201d\u0091\u0092\u0093\u0094\u201e\u201f\u2039\u203a"
+      "\u00ab\u00bb]{1,2}")
+    d("DBLQUOT", "\"|&(?i:quot);")
+    d("TBSPEC", "-(?i:rrb|lrb|rcb|lcb|rsb|lsb)-|(?i:c\\.d\\.s)|(?i:pro-)|(?i:anti-)|(?i:s)(?:&|&(?i:amp);)(?i:p-500)"
+      "|(?i:s)(?:&|&(?i:amp);)(?i:ls)|(?i:cap)(?:{APOS})(?i:n)|(?i:c)(?:{APOS})(?i:est)")
+    d("TBSPEC2", "{APOS}[0-9][0-9]")
+    d("SMILEY", "[<>]?[:;=][\\-o\\*']?[\\(\\)DPdpO\\\\{@\\|\\[\\]]")
+    d("ASIANSMILEY", "[\\^x=~<>]\\.\\[\\^x=~<>]|[\\-\\^x=~<>']_[\\-\\^x=~<>']|\\([\\-\\^x=~<>'][_.]?[\\-\\^x=~<>']\\)"
+      "|\\([\\^x=~<>']-[\\^x=~<>'`]\\)")
+    d("MISCSYMBOL", "[+%&~\\^|\\\\\u00a6\u00a7\u00a8\u00a9\u00ac\u00ae\u00af\u00b0-\u00b3\u00b4-\u00ba\u00d7\u00f7"
+      "\u0387\u05be\u05c0\u05c3\u05c6\u05f3\u05f4\u0600-\u0603\u0606-\u060a\u060c\u0614\u061b\u061e\u066a\u066d"
+      "\u0703-\u070d\u07f6\u07f7\u07f8\u0964\u0965\u0e4f\u1fbd\u2016\u2017\u2020-\u2023\u2030-\u2038\u203b"
+      "\u203e-\u2042\u2044\u207a-\u207f\u208a-\u208e\u2100-\u214f\u2190-\u21ff\u2200-\u2bff\u3012\u30fb"
+      "\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]")
+    return m
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Token transforms (the rule actions)
+
+_LEFT_SINGLE = re.compile("[\u0091\u2018\u201b\u2039]")
+_RIGHT_SINGLE = re.compile("[\u0092\u2019\u203a]")
+_LEFT_DOUBLE = re.compile("[\u0093\u201c\u00ab]")
+_RIGHT_DOUBLE = re.compile("[\u0094\u201d\u00bb]")
+_APOS_ENT = re.compile("&apos;|'")
+_QUOT_ENT = re.compile("\"|&quot;")
+
+
+def _latex_quotes(tok: str, probably_left: bool) -> str:
+    if probably_left:
+        tok = _APOS_ENT.sub("`", tok)
+        tok = _QUOT_ENT.sub("``", tok)
+    else:
+        tok = _APOS_ENT.sub("'", tok)
+        tok = _QUOT_ENT.sub("''", tok)
+    tok = _LEFT_SINGLE.sub("`", tok)
+    tok = _RIGHT_SINGLE.sub("'", tok)
+    tok = _LEFT_DOUBLE.sub("``", tok)
+    return _RIGHT_DOUBLE.sub("''", tok)
+
+
+def _no_soft_hyphens(tok: str) -> str:
+    out = tok.replace("\u00ad", "")
+    return out if out else "-"
+
+
+def _norm_amp(tok: str) -> str:
+    return re.sub("(?i:&amp;)", "&", tok)
+
+
+_FRACTIONS = {"\u00bc": "1/4", "\u00bd": "1/2", "\u00be": "3/4", "\u2153": "1/3", "\u2154": "2/3"}
+
+
+def _norm_currency(tok: str) -> str:
+    tok = tok.replace("\u00a2", "cents").replace("\u00a3", "#")
+    return re.sub("[\u0080\u00a4\u20a0\u20ac]", "$", tok)
+
+
+def _brackets(tok: str) -> str:
+    return tok.replace("(", "-LRB-").replace(")", "-RRB-")
+
+
+def _hyphens(tok: str) -> str:
+    return "--" if 3 <= len(tok) <= 4 else tok
+
+
+# Actions: ("emit", fn) emits fn(text); ("push", k) emits text[:-k] and re-lexes the last k characters;
+# ("dup_period",) emits text and re-lexes its final period; ("acronym",) is processAcronym; ("skip",) emits nothing.
+def _rules():
+    m = _macros()
+
+    def x(p):
+        for key, val in m.items():
+            p = p.replace("{" + key + "}", "(?:" + val + ")")
+        return p
+
+    ident = ("emit", None)
+    rules = [
+        (r"(?i:c)[+][+]|(?i:c|f)#", None, ident),
+        (r"(?i:cannot)|'(?i:twas)", None, ("push", 3)),
+        (r"'(?i:tis)|(?i:gonna|gotta|lemme|gimme|wanna)", None, ("push", 2)),
+        ("{SGML}", None, ("emit", lambda t: t.replace(" ", "\u00a0"))),
+        ("{SPMDASH}", None, ("emit", lambda t: "--")),
+        ("{SPAMP}", None, ("emit", _norm_amp)),
+        ("{SPPUNC}", None, ident),
+        ("{WORD}", "{REDAUX}", ("emit", _no_soft_hyphens)),
+        ("{SWORD}", "{SREDAUX}", ("emit", _no_soft_hyphens)),
+        ("{WORD}", None, ("emit", _no_soft_hyphens)),
+        ("{APOWORD}", None, ident),
+        ("{APOWORD2}", "{LETTERCLS}", ident),
+        ("{FULLURL}", None, ident),
+        ("{LIKELYURL}", None, ident),
+        ("{EMAIL}", None, ident),
+        ("{TWITTER}", None, ident),
+        ("{REDAUX}", "[^A-Za-z]", ("emit", lambda t: _latex_quotes(t, False))),
+        ("{SREDAUX}", None, ("emit", lambda t: _latex_quotes(t, False))),
+        ("{DATE}", None, ident),
+        ("{NUMBER}", None, ("emit", _no_soft_hyphens)),
+        ("{SUBSUPNUM}", None, ident),
+        ("{FRAC}", None, ("emit", lambda t: t.replace(" ", "\u00a0"))),
+        ("{FRAC2}", None, ("emit", lambda t: _FRACTIONS.get(t, t))),
+        ("{TBSPEC}", None, ("emit", _norm_amp)),
+        ("{THING3}", None, ident),
+        ("{DOLSIGN}", None, ident),
+        ("{DOLSIGN2}", None, ("emit", _norm_currency)),
+        ("{ACRONYM}", "{SPACENLS}(?:A(?i:bout)|A(?i:ccording)|A(?i:dditionally)|A(?i:fter)|A(?i:n)|A(?i:s)"
+         "|A(?i:t)|A|B(?i:ut)|E(?i:arlier)|H(?i:owever)|H(?i:ere)|H(?i:er)|H(?i:e)|I(?i:f)|I(?i:n)|I(?i:t)"
+         "|L(?i:ast)|M(?i:any)|M(?i:ore)|M(?i:r)\\.|M(?i:s)\\.|N(?i:ow)|O(?i:nce)|O(?i:ne)|O(?i:ther)|O(?i:ur)"
+         "|S(?i:he)|S(?i:ince)|S(?i:ome)|S(?i:uch)|S(?i:o)|T(?i:hat)|T(?i:heir)|T(?i:hen)|T(?i:here)"
+         "|T(?i:hese)|T(?i:hey)|T(?i:his)|T(?i:he)|W(?i:e)|W(?i:hen)|W(?i:hile)|W(?i:hat)|Y(?i:et)|Y(?i:ou)|{SGML})"
+         "(?:{SPACENL}|[?!])", ("acronym",)),
+        ("{ABBREV3}", "(?:{SPACENL})?{DIGIT}", ident),
+        (r"(?i:pty|pte|ptes|co)\.", "{SPACE}(?i:ltd|lim)", ident),
+        ("{ABBREV1}", "{SENTEND}", ("dup_period",)),
+        ("{ABBREV1}", None, ident),
+        ("{ABBREV2}", None, ident),
+        ("{ABBREV4}", "{SPACE}", ident),
+        ("{ACRO}", "{SPACENL}", ident),
+        ("{TBSPEC2}", "{SPACENL}", ident),
+        ("{WORD}\\.", "{INSENTP}", ("emit", _no_soft_hyphens)),
+        ("{PHONE}", None, ("emit", lambda t: _brackets(t.replace(" ", "\u00a0")))),
+        ("{DBLQUOT}", "[A-Za-z0-9$]", ("emit", lambda t: _latex_quotes(t, True))),
+        ("{DBLQUOT}", None, ("emit", lambda t: _latex_quotes(t, False))),
+        ("\x7f", None, ("skip",)),
+        ("<|&(?i:lt);", None, ("emit", lambda t: "<")),
+        (">|&(?i:gt);", None, ("emit", lambda t: ">")),
+        ("{SMILEY}", "[^A-Za-z0-9]", ("emit", _brackets)),
+        ("{ASIANSMILEY}", None, ("emit", _brackets)),
+        (r"\{", None, ("emit", lambda t: "-LCB-")),
+        (r"\}", None, ("emit", lambda t: "-RCB-")),
+        (r"\[", None, ("emit", lambda t: "-LSB-")),
+        (r"\]", None, ("emit", lambda t: "-RSB-")),
+        (r"\(", None, ("emit", lambda t: "-LRB-")),
+        (r"\)", None, ("emit", lambda t: "-RRB-")),
+        ("{HYPHENS}", None, ("emit", _hyphens)),
+        ("{LDOTS}", None, ("emit", lambda t: "...")),
+        ("{FNMARKS}", None, ident),
+        ("{ASTS}", None, ident),
+        ("{INSENTP}", None, ident),
+        ("[?!]+", None, ident),
+        ("[.\u00a1\u00bf\u037e\u0589\u061f\u06d4\u0700-\u0702\u07fa\u3002]", None, ident),
+        ("=", None, ident),
+        ("/", None, ident),
+        ("{HTHING}\\.", "{INSENTP}", ("emit", _no_soft_hyphens)),
+        ("{HTHING}", None, ("emit", _no_soft_hyphens)),
+        ("{THING}\\.", "{INSENTP}", ident),
+        ("{THING}", None, ident),
+        ("{THINGA}\\.", "{INSENTP}", ("emit", _norm_amp)),
+        ("{THINGA}", None, ("emit", _norm_amp)),
+        ("'", "[A-Za-z][^ \t\n\r\u00a0]", ("emit", lambda t: _latex_quotes(t, True))),
+        ("{REDAUX}", None, ("emit", lambda t: _latex_quotes(t, False))),
+        ("{QUOTES}", None, ("emit", lambda t: _latex_quotes(t, False))),
+        ("<<|>>", None, ident),
+        ("{MISCSYMBOL}", None, ident),
+        ("\x00|{SPACES}|[\u200b\u200e\u200f\ufeff]", None, ("skip",)),
+        ("{NEWLINE}", None, ("newline",)),
+        ("&(?i:nbsp);", None, ("skip",)),
+    ]
+    compiled = []
+    for main, look, action in rules:
+        if look is None:
+            pattern = re.compile(x(main))
+        else:
+            pattern = re.compile("(?:" + x(main) + ")(?=(" + x(look) + "))")
+        compiled.append((pattern, look is not None, action))
+    return compiled
+
+
+_RULES = None
+
+
+def _get_rules():
+    global _RULES
+    if _RULES is None:
+        _RULES = _rules()
+    return _RULES
+
+
+def _lex(text: str, stop: int) -> list[str]:
+    """Tokens (before lower-casing) of the tokens starting before `stop`: the Java lexer over `text`."""
+    rules = _get_rules()
+    tokens: list[str] = []
+    pos = 0
+    while pos < stop:
+        best_len, best = 0, None
+        for pattern, has_look, action in rules:
+            m = pattern.match(text, pos)
+            if m is None:
+                continue
+            total = (m.end(1) if has_look else m.end()) - pos
+            if total > best_len:
+                best_len, best = total, (m, action)
+        if best is None:  # untokenizable: deleted (option "firstDelete"), acting as a separator
+            pos += 1
+            continue
+        m, action = best
+        tok = m.group(0)
+        kind = action[0]
+        if kind == "emit":
+            tokens.append(action[1](tok) if action[1] else tok)
+            pos = m.end()
+        elif kind == "push":
+            tokens.append(tok[:-action[1]])
+            pos = m.end() - action[1]
+        elif kind == "dup_period":
+            tokens.append(tok)
+            pos = m.end() - 1
+        elif kind == "acronym":
+            tok = tok.rstrip(" \t")
+            end = pos + len(tok)
+            if len(tok) == 2:  # "I." before a sentence start: the letter, then the period as its own token
+                tokens.append(tok[:-1])
+            else:
+                tokens.append(tok)
+            pos = end - 1
+        elif kind == "newline":
+            if m.start() >= stop:
+                break
+            tokens.append("\n")
+            pos = m.end()
+        else:  # skip
+            pos = m.end()
+        if pos == m.start() and kind != "skip":  # cannot happen (every pushback leaves >= 1 char consumed)
+            raise AssertionError(f"PTB lexer made no progress at {pos} in {text!r}")
+    return tokens
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fast path: captions made only of ASCII words, spaces, commas and periods, where no rule can do anything but
+# emit the words. Checked against the full lexer in tests.
+
+_FAST = re.compile(r"[ \t]*(?:(?:[A-Za-z]+|,|\.)(?:[ \t]+|,[ \t]*|\.[ \t]*(?=[ \t]|$)|$))*[ \t]*")
+_FAST_WORD = re.compile(r"[A-Za-z]+|[.,]")
+_ASSIMILATIONS = {"cannot": 3, "gonna": 2, "gotta": 2, "lemme": 2, "gimme": 2, "wanna": 2}
+# Words that change meaning before a period (abbreviations, single letters): the full lexer handles them.
+_DOT_WORDS = None
+
+
+def _dot_words() -> frozenset[str]:
+    global _DOT_WORDS
+    if _DOT_WORDS is None:
+        words = set("abcdefghijklmnopqrstuvwxyz")
+        m = _macros()
+        for name in ("ABMONTH", "ABDAYS", "ABSTATE", "ABCOMP", "ABNUM", "ABPTIT", "ABTITLE", "ABCOMP2"):
+            words.update(w.lower() for w in re.findall(r"[A-Za-z]+", re.sub(r"\(\?i:|\(\?:", "", m[name])))
+        words.update(["etc", "al", "seq", "vs", "alex", "wm", "jos", "cie", "cf", "treas", "ca", "fig", "figs",
+                      "prop", "no", "nos", "art", "bldg", "pp", "op", "pty", "pte", "ptes", "co", "kan", "kans",
+                      "wis", "wisc", "ark", "ill", "mass", "miss", "ore", "wash"])
+        _DOT_WORDS = frozenset(words)
+    return _DOT_WORDS
+
+
+def _fast_tokens(text: str) -> list[str] | None:
+    if _FAST.fullmatch(text) is None:
+        return None
+    pieces = _FAST_WORD.findall(text)
+    dot_words = _dot_words()
+    out = []
+    for i, piece in enumerate(pieces):
+        if piece in ".,":
+            out.append(piece)
+            continue
+        low = piece.lower()
+        if low in _ASSIMILATIONS:
+            return None
+        if i + 1 < len(pieces) and pieces[i + 1] == "." and low in dot_words:
+            return None
+        out.append(piece)
+    # "x." directly followed by "," / "." is handled by the full lexer ({WORD}\./{INSENTP}, ellipses).
+    if ".," in text or ".." in text or ". ." in text:
+        return None
+    return out
+
+
+def _finish(tokens: list[str]) -> str:
+    """What pycocoevalcap makes of one output line: lower-case, join, rstrip, split on ' ', drop punctuation."""
+    line = " ".join(t.lower() for t in tokens).rstrip()
+    return " ".join(w for w in line.split(" ") if w not in PUNCTUATIONS)
+
+
+def _clean(text: str) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"captions must be str, got {type(text).__name__}")
+    return _EXTRA_NEWLINES.sub(" ", text.replace("\n", " "))
+
+
+def ptb_tokenize(texts: list[str]) -> list[str]:
+    """PTB-tokenise, lower-case and strip punctuation, exactly as pycocoevalcap's PTBTokenizer does.
+
+    `texts` are raw captions; returns one space-joined token string per caption. The captions are treated as one
+    newline-joined document in this order (as the toolkit does), so the start of caption i+1 can affect the end
+    of caption i (only through a sentence-final acronym such as "A.", whose period is dropped anyway).
+    """
+    cleaned = [_clean(t) for t in texts]
+    out = []
+    n = len(cleaned)
+    for i, text in enumerate(cleaned):
+        fast = _fast_tokens(text)
+        if fast is not None:
+            out.append(_finish(fast))
+            continue
+        if i + 1 < n:
+            doc = text + "\n" + cleaned[i + 1]
+        else:
+            doc = text
+        out.append(_finish(_lex(doc, len(text))))
+    return out
+
+
+def ptb_tokenize_one(text: str) -> str:
+    """One caption on its own (as if it were the last line of the toolkit's file)."""
+    return ptb_tokenize([text])[0]
+
+
+if __name__ == "__main__":  # handy for checking a caption by hand: python -m fsgr.metrics.tokenizer "text"
+    for arg in sys.argv[1:]:
+        print(ptb_tokenize_one(arg))
