@@ -17,7 +17,9 @@ def add_arguments(parser):
 
 def count_parameters(module, depth: int = 2) -> dict:
     """{'total', 'trainable', 'frozen', 'buffers', 'modules': {dotted name: {total, trainable, frozen}}}.
-    Buffers (the frozen codebook, CLIP's logit scale) are counted apart: they are state, not parameters."""
+    The table lists sub-modules down to `depth` levels and the parameters held directly by modules above that level
+    (e.g. the prompt embeddings). `buffers` counts saved buffers (the frozen codebook, CLIP's logit scale) apart:
+    they are state, not parameters; non-persistent caches (grid tables) are left out."""
     def counts(params) -> dict:
         params = list(params)
         trainable = sum(p.numel() for p in params if p.requires_grad)
@@ -25,14 +27,20 @@ def count_parameters(module, depth: int = 2) -> dict:
         return {"total": total, "trainable": trainable, "frozen": total - trainable}
 
     table = {}
+    buffers = 0
     for name, sub in module.named_modules():
         level = name.count(".") + 1 if name else 0
         if 1 <= level <= depth:
             row = counts(sub.parameters())
             if row["total"]:
                 table[name] = row
+        if level < depth:
+            for pname, param in sub.named_parameters(recurse=False):
+                table[f"{name}.{pname}" if name else pname] = counts([param])
+        buffers += sum(b.numel() for bname, b in sub.named_buffers(recurse=False)
+                       if bname not in sub._non_persistent_buffers_set)
     out = counts(module.parameters())
-    out["buffers"] = sum(b.numel() for _, b in module.named_buffers())
+    out["buffers"] = buffers
     out["modules"] = table
     return out
 
