@@ -1,0 +1,152 @@
+"""FSGR backbone (spec section 2): a frozen CLIP ViT with deep visual prompts, attention-branch adapters on the last
+blocks and an SCLIP correlative self-attention (CSA) branch in the last layer.
+
+Per layer i the token sequence is [CLS | N prompts | P patches]. Prompts are Dropout(prompt_proj(E_i)); they get no
+position embedding and no ln_pre, and deep prompts replace the previous layer's prompt outputs at every layer >= 1.
+Blocks in the adapter range compute h + Ad(MHSA(LN1(h))) with Ad(u) = u + fc2(GELU(fc1(u))). The CSA branch runs the
+last block's frozen attention weights on the patch tokens entering it, with softmax(qq^T/sqrt(d)) + softmax(kk^T/sqrt(d))
+as the attention, no adapter, then the block's MLP.
+
+Trainable: the prompt embeddings, prompt_proj, prompt_norm and the visual adapters; every CLIP weight has
+requires_grad=False (set here). `trainable_parameters()` lists exactly those; an optimiser may equally filter on
+requires_grad. There are no text-tower adapters (B9).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fsgr.errors import ConfigError
+from fsgr.models.clip import ResidualAttentionBlock, VisionTransformer
+from fsgr.models.config import BackboneConfig
+
+
+@dataclass
+class BackboneOutput:
+    patch_tokens: torch.Tensor      # (B, P, W) F^: last-layer patch tokens after prompt_norm, L2-normalised
+    global_embed: torch.Tensor      # (B, E)    g^: ln_post(H[:, 0]) @ proj, L2-normalised
+    aligned_patches: torch.Tensor   # (B, P, E) A^: CSA patches prompt_norm(z'') @ proj (or REF's H @ proj), L2-normalised
+
+
+class Adapter(nn.Module):
+    """Bottleneck adapter u + fc2(GELU(fc1(u))); fc2 starts at zero so the adapter starts as the identity (B8)."""
+
+    def __init__(self, width: int, hidden: int, zero_init: bool = True):
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.act = nn.GELU()   # exact GELU, as the reference (CLIP's own blocks use QuickGELU)
+        self.fc2 = nn.Linear(hidden, width)
+        nn.init.trunc_normal_(self.fc1.weight, std=0.02)
+        nn.init.zeros_(self.fc1.bias)
+        if zero_init:
+            nn.init.zeros_(self.fc2.weight)
+            nn.init.zeros_(self.fc2.bias)
+        else:  # REF (B8): the zero init is undone and fc2 ends at trunc_normal(0.02)
+            nn.init.trunc_normal_(self.fc2.weight, std=0.02)
+            nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return u + self.fc2(self.act(self.fc1(u)))
+
+
+def csa_attention(block: ResidualAttentionBlock, z: torch.Tensor) -> torch.Tensor:
+    """SCLIP correlative self-attention with the block's frozen weights: out_proj((softmax(qq^T s) + softmax(kk^T s)) v).
+
+    (A1 + A2) v = A1 v + A2 v, so it is two fused SDPA calls: queries attending to queries, keys attending to keys."""
+    q, k, v = block.attn.qkv(block.ln_1(z))                             # (B, heads, P, d) each
+    o = F.scaled_dot_product_attention(q, q, v) + F.scaled_dot_product_attention(k, k, v)
+    return block.attn.merge_heads(o)                                    # (B, P, W)
+
+
+class FSGRBackbone(nn.Module):
+    def __init__(self, visual: VisionTransformer, cfg: BackboneConfig):
+        super().__init__()
+        if cfg.aligned_patches not in ("csa", "ref"):
+            raise ConfigError(f"model.backbone.aligned_patches must be 'csa' or 'ref', got {cfg.aligned_patches!r}")
+        self.cfg = cfg
+        self.visual = visual
+        for p in self.visual.parameters():
+            p.requires_grad_(False)
+        width, layers = visual.width, len(visual.transformer.resblocks)
+        self.width, self.embed_dim = width, visual.output_dim
+        self.num_prompts = cfg.prompts.num_tokens
+        self.deep_prompt_embeddings = None
+
+        # prompts: shallow E_0 (1, N, W) and deep E_1..E_{L-1} (L-1, N, W), one shared projection and a LayerNorm
+        if self.num_prompts > 0:
+            p = cfg.prompts
+            # VPT's init: v = sqrt(6 / (3 * patch^2 + W)) (0.0625 at ViT-B/16)
+            bound = math.sqrt(6.0 / (3 * visual.patch_size ** 2 + width))
+            self.prompt_embeddings = nn.Parameter(torch.empty(1, p.num_tokens, width).uniform_(-bound, bound))
+            if p.deep and layers > 1:
+                self.deep_prompt_embeddings = nn.Parameter(
+                    torch.empty(layers - 1, p.num_tokens, width).uniform_(-bound, bound))
+            self.prompt_proj = nn.Linear(width, width)
+            nn.init.kaiming_normal_(self.prompt_proj.weight, a=0, mode="fan_out")
+            self.prompt_dropout = nn.Dropout(p.dropout)
+            self.prompt_norm = nn.LayerNorm(width, eps=1e-6)
+
+        a = cfg.adapters
+        if a.first_block <= a.last_block and not (0 <= a.first_block and a.last_block < layers):
+            raise ConfigError(f"model.backbone.adapters blocks {a.first_block}..{a.last_block} are outside the "
+                             f"{layers} blocks of this CLIP")
+        self.adapter_blocks = list(range(a.first_block, a.last_block + 1))   # empty when first > last: no adapters
+        hidden = max(1, int(round(width * a.ratio)))
+        self.adapters = nn.ModuleDict({str(i): Adapter(width, hidden, a.zero_init) for i in self.adapter_blocks})
+
+    # --------------------------------------------------------------------------------------------------------------
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """(rows, cols) of the patch grid."""
+        return (self.visual.grid_size, self.visual.grid_size)
+
+    @property
+    def num_patches(self) -> int:
+        return self.visual.num_patches
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Exactly the prompts (embeddings, prompt_proj, prompt_norm) and the adapters."""
+        return [p for name, p in self.named_parameters() if not name.startswith("visual.")]
+
+    def _prompts(self, layer: int, batch: int) -> torch.Tensor:
+        embeddings = self.prompt_embeddings[0] if layer == 0 else self.deep_prompt_embeddings[layer - 1]
+        return self.prompt_dropout(self.prompt_proj(embeddings)).expand(batch, -1, -1)     # (B, N, W)
+
+    def _block(self, i: int, block: ResidualAttentionBlock, x: torch.Tensor) -> torch.Tensor:
+        attn = block.attention(x)
+        if str(i) in self.adapters:
+            attn = self.adapters[str(i)](attn)          # inside the residual, after the attention
+        x = x + attn
+        return x + block.mlp(block.ln_2(x))
+
+    def forward(self, images: torch.Tensor) -> BackboneOutput:
+        visual, n = self.visual, self.num_prompts
+        x = visual.embed(images)                                              # (B, 1 + P, W)
+        B, P = x.shape[0], x.shape[1] - 1
+        if n:
+            x = torch.cat([x[:, :1], self._prompts(0, B).to(x.dtype), x[:, 1:]], dim=1)   # (B, 1 + N + P, W)
+        blocks = visual.transformer.resblocks
+        z = None
+        for i, block in enumerate(blocks):
+            if i >= 1 and n and self.deep_prompt_embeddings is not None:
+                x = torch.cat([x[:, :1], self._prompts(i, B).to(x.dtype), x[:, 1 + n:]], dim=1)
+            if i == len(blocks) - 1 and self.cfg.aligned_patches == "csa":
+                z = x[:, 1 + n:]                                              # patches entering the last layer
+                z = z + csa_attention(block, z)
+                z = z + block.mlp(block.ln_2(z))                              # (B, P, W) z''
+            x = self._block(i, block, x)
+        h = self.prompt_norm(x) if n else x
+        patches = h[:, -P:]                                                   # (B, P, W) F (no ln_post)
+        global_embed = visual.ln_post(h[:, 0]) @ visual.proj                  # (B, E) g
+        if z is not None:
+            aligned = (self.prompt_norm(z) if n else z) @ visual.proj         # (B, P, E) A (B7: intended CSA output)
+        else:
+            aligned = patches @ visual.proj                                   # REF: last-layer tokens, no ln_post
+        return BackboneOutput(patch_tokens=F.normalize(patches, dim=-1),
+                              global_embed=F.normalize(global_embed, dim=-1),
+                              aligned_patches=F.normalize(aligned, dim=-1))
