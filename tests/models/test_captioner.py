@@ -125,6 +125,16 @@ def test_codebook_and_vocabulary_mismatches_are_refused_with_both_sizes(clip):
                            clip=clip)
     with pytest.raises(CheckpointError, match=r"12 concepts but model.semantic.codebook_size is 14"):
         bigger.load_state_dict(state)
+    from fsgr.models.clip import weights_fingerprint
+    from fsgr.models.codebook import Codebook
+
+    emb = F.normalize(torch.randn(12, 32), dim=-1)
+    names = [f"c{i}" for i in range(12)]
+    ok = Codebook(names=names, embeddings=emb, template="a photo of a {}.", clip_fingerprint=weights_fingerprint(clip))
+    FSGRCaptioner(tiny_config(), V, clip=clip, codebook=ok)
+    stale = Codebook(names=names, embeddings=emb, template="a photo of a {}.", clip_fingerprint="0123456789abcdef")
+    with pytest.raises(CheckpointError, match="0123456789abcdef.*" + weights_fingerprint(clip)):
+        FSGRCaptioner(tiny_config(), V, clip=clip, codebook=stale)
     fresh = _model(clip)
     fresh.load_state_dict(state)                                           # same sizes load fine
     assert torch.equal(fresh.decoder.out.weight, model.decoder.out.weight)

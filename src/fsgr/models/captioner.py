@@ -80,6 +80,8 @@ class FSGRCaptioner(nn.Module):
             from fsgr.models.clip import build_clip
 
             clip = build_clip(cfg.clip)          # random weights of the configured sizes (summary, tests)
+        else:
+            self._check_codebook_clip(codebook, clip)
         self.cfg = cfg
         self.vocab_size = vocab_size
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
@@ -99,6 +101,19 @@ class FSGRCaptioner(nn.Module):
         if cfg.xavier_init:       # B11: REF's init_weights over encoder + decoder
             xavier_init_(self.encoder)
             xavier_init_(self.decoder)
+
+    @staticmethod
+    def _check_codebook_clip(codebook, clip) -> None:
+        """A codebook file records the fingerprint of the CLIP that embedded it; refuse it beside another CLIP."""
+        made_with = getattr(codebook, "clip_fingerprint", None)
+        if made_with is None:
+            return
+        from fsgr.models.clip import weights_fingerprint
+
+        ours = weights_fingerprint(clip)
+        if made_with != ours:
+            raise CheckpointError(f"codebook was embedded with CLIP weights {made_with} but the model's CLIP is {ours}; "
+                                  f"rebuild it with `fsgr codebook`")
 
     @staticmethod
     def _codebook_tensor(codebook, cfg: ModelConfig, embed_dim: int) -> torch.Tensor:
