@@ -61,7 +61,8 @@ class CheckReport:
 def _check_files(paths: list[str], workers: int, progress: bool) -> list[tuple[str, str]]:
     from fsgr.data.decode import check_images
 
-    chunk = 64
+    # small chunks for few images (spread over the workers), at most 64 paths per task (little IPC)
+    chunk = max(1, min(64, -(-len(paths) // max(1, workers * 4))))
     chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
     bad: list[tuple[str, str]] = []
     bar = None
