@@ -195,3 +195,17 @@ def test_vit_b16_parameter_counts_match_spec():
     assert count("visual.") == 86_192_640             # frozen ViT-B/16
     assert sum(p.numel() for p in bb.trainable_parameters()) == 1_513_728 + 1_775_232
     assert bb.grid_size == (14, 14) and bb.num_patches == 196
+
+
+def test_runs_under_autocast_close_to_fp32():
+    torch.manual_seed(0)
+    bb = FSGRBackbone(_visual(), _cfg()).eval()
+    images = _images()
+    with torch.no_grad():
+        ref = bb(images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = bb(images)
+    assert all(p.dtype == torch.float32 for p in bb.parameters())   # autocast chooses precision, weights stay fp32
+    for field in ("patch_tokens", "global_embed", "aligned_patches"):
+        a, b = getattr(low, field).float(), getattr(ref, field)
+        assert torch.isfinite(a).all() and F.cosine_similarity(a, b, dim=-1).min() > 0.98
