@@ -138,3 +138,21 @@ def test_codebook_and_vocabulary_mismatches_are_refused_with_both_sizes(clip):
     fresh = _model(clip)
     fresh.load_state_dict(state)                                           # same sizes load fine
     assert torch.equal(fresh.decoder.out.weight, model.decoder.out.weight)
+
+
+def test_bf16_autocast_forward_and_beam(clip):
+    model = _model(clip).eval()
+    images, tokens, index = _batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(images, tokens, index)
+        enc = model.encode(images)
+        res = beam_search(model, enc, beam_size=2, max_len=6)
+    assert out.logprobs.dtype == torch.float32 and torch.isfinite(out.logprobs).all()
+    ref = model(images, tokens, index)
+    g, a = F.normalize(torch.randn(2, 32), dim=-1), F.normalize(torch.randn(2, 16, 32), dim=-1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        sem_amp = model.semantic(g, a, model.logit_scale)
+    sem = model.semantic(g, a, model.logit_scale)
+    assert sem_amp.grid.dtype == torch.float32 and torch.equal(sem_amp.logits, sem.logits)   # fp32 under autocast
+    assert (out.logprobs.exp() - ref.logprobs.exp()).abs().max() < 0.05
+    assert res.tokens.shape == (2, 6)
