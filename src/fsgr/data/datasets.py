@@ -285,15 +285,18 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, sample
                 workers: int = 0, pin_memory: bool = False, persistent_workers: bool = False,
                 drop_last: bool = False, seed: int = 0, generator: Optional[torch.Generator] = None,
                 start_batch: int = 0, epoch: int = 0, prefetch_factor: int = 4,
-                collate_fn: Optional[Callable] = None) -> Loader:
+                collate_fn: Optional[Callable] = None, rank: Optional[int] = None,
+                world_size: Optional[int] = None) -> Loader:
     """A DataLoader that scales (workers, pinned memory, persistent workers, prefetch) and is deterministic given
     `seed`. Without a sampler, a `ResumableSampler(shuffle, seed)` is used (rank/world from torch.distributed when
-    initialised); `start_batch` skips the first batches of `epoch` (resume mid-epoch). Later epochs:
+    initialised, or `rank`/`world_size`; ranks are padded to equal length like DistributedSampler, so a sharded
+    evaluation should drop repeated image ids, or pass rank=0, world_size=1); `start_batch` skips the first batches of `epoch` (resume mid-epoch). Later epochs:
     `loader.sampler.set_epoch(e)` before iterating."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if sampler is None:
-        sampler = ResumableSampler(len(dataset), shuffle=shuffle, seed=seed, drop_last=False)
+        sampler = ResumableSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
+                                   drop_last=False)
     if start_batch or epoch:
         if not hasattr(sampler, "set_epoch"):
             raise ValueError("start_batch/epoch need a sampler with set_epoch")

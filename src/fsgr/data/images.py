@@ -10,7 +10,6 @@ A missing, truncated or undecodable file raises DataError naming the file.
 from __future__ import annotations
 
 import os
-from typing import Literal
 
 import numpy as np
 import torch
