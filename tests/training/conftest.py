@@ -53,7 +53,7 @@ def tiny_config(data_json: Path, run_dir: Path, **sections) -> dict:
                  "pin_memory": False, "persistent_workers": False},
         "model": {"dropout": 0.1,
                   "clip": {"embed_dim": 32, "image_resolution": 32, "vision_layers": 2, "vision_width": 64,
-                           "vision_patch_size": 8, "context_length": 16, "vocab_size": 49408,
+                           "vision_patch_size": 8, "vision_heads": 4, "context_length": 16, "vocab_size": 49408,
                            "transformer_width": 32, "transformer_heads": 2, "transformer_layers": 1},
                   "backbone": {"prompts": {"num_tokens": 2}, "adapters": {"first_block": 0, "last_block": 1}},
                   "semantic": {"codebook_size": 12, "topk": 4},

@@ -372,7 +372,7 @@ class Trainer:
         batch = batch.to(dev, non_blocking=True)
         reward_fn = self._reward_fn()
         with self._autocast():
-            encoded = self.model.encode(batch.images)
+            encoded = self.model.encode(batch.images, backbone_grad=self.cfg.model.backbone.train_in_scst)
             if sc.mode == "sample":
                 tokens, logprobs = decoding.sample(self.model, encoded, num_samples=sc.num_samples, max_len=sc.max_len)
             else:

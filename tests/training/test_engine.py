@@ -1,0 +1,200 @@
+"""End-to-end training tests on a tiny real FSGR model (CLIP width 64, 4x4 patches) and tiny real JPEG data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import tiny_config, write_config
+from fsgr.cli import main as cli_main
+from fsgr.config import load_config
+from fsgr.errors import CheckpointError
+from fsgr.training import train
+from fsgr.training.checkpoint import load_checkpoint
+from fsgr.training.engine import NonFiniteLossError
+from fsgr.training.logging import read_metrics
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cfg(tmp_path, tiny_data, name="run", **sections):
+    path = write_config(tmp_path / f"{name}.yaml", tiny_config(tiny_data, tmp_path / name, **sections))
+    return path
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "train"}
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"))
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_data):
+    """XE for one epoch (with the patch contrastive loss), then one SCST epoch (sample mode), then test."""
+    tmp = tmp_path_factory.mktemp("trained")
+    cfg_path = _cfg(tmp, tiny_data, train={"max_epochs": 1, "xe_most": 1, "contrastive_weight": 0.25},
+                    scst={"enabled": True, "mode": "sample"})
+    summary = train(load_config(cfg_path), progress=False)
+    return tmp / "run", summary
+
+
+def test_run_directory_and_metrics(trained):
+    run, summary = trained
+    assert summary["status"] == "finished" and summary["phase"] == "done"
+    for rel in ("config.yaml", "checkpoints/last.pt", "checkpoints/best.pt", "metrics.jsonl", "summary.json",
+                "predictions/val_xe0.json", "predictions/val_scst0.json", "predictions/test_best.json"):
+        assert (run / rel).is_file(), rel
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
+    rows = read_metrics(run / "metrics.jsonl")
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    assert {r["phase"] for r in train_rows} == {"xe", "scst"}
+    for r in train_rows:
+        assert {"phase", "step", "loss", "lr"} <= set(r) and r["lr"] > 0
+    xe = [r for r in train_rows if r["phase"] == "xe"]
+    assert [r["step"] for r in xe] == list(range(1, len(xe) + 1))        # log_every = 1
+    assert all(r["contrastive"] > 0 for r in xe)                          # SupCon is on and reported
+    assert all(abs(r["loss"] - (r["nll"] + 0.25 * r["contrastive"])) < 1e-5 for r in xe)
+    assert all("reward" in r for r in train_rows if r["phase"] == "scst")
+    lr_rows = [r for r in rows if r["kind"] == "lr"]
+    assert [(r["phase"], r["epoch"]) for r in lr_rows] == [("xe", 0), ("scst", 0)]
+    assert lr_rows[0]["lr"]["backbone"] == pytest.approx(0.1 * lr_rows[0]["lr"]["captioner"])
+    evals = [r for r in rows if r["kind"] == "eval"]
+    assert [(r["split"], r["phase"]) for r in evals] == [("val", "xe"), ("val", "scst"), ("test", summary["best_phase"])]
+    assert all("CIDEr" in r["scores"] for r in evals) and "loss" in evals[0]
+    preds = json.loads((run / "predictions" / "val_xe0.json").read_text())
+    assert len(preds) == 6 and all(set(p) == {"image_id", "caption"} for p in preds)
+    assert summary["scst_mode"] == "sample" and "mean-of-others" in summary["scst_recipe"]
+    assert set(summary["test"]) >= {"BLEU-4", "CIDEr"}
+    ck = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ck["state"]["phase"] == "done" and ck["vocab_itos"][:4] == ["<unk>", "<pad>", "<bos>", "<eos>"]
+    assert ck["config"]["train"]["contrastive_weight"] == 0.25 and len(ck["rng"]) == 1
+
+
+def test_captioner_api_and_verbs(trained, tiny_data, tmp_path, capsys):
+    import fsgr
+
+    run, _ = trained
+    best = run / "checkpoints" / "best.pt"
+    images = sorted(tiny_data.parent.glob("img_*.jpg"))[:2]
+    cap = fsgr.Captioner.from_checkpoint(best, device="cpu")
+    from_paths = cap.caption([str(p) for p in images])
+    from_pil = cap.caption([Image.open(p) for p in images])
+    assert from_paths == from_pil and all(isinstance(c, str) for c in from_paths)
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not a jpeg")
+    rc = cli_main(["caption", "--checkpoint", str(best), str(images[0]), str(bad), str(tmp_path / "missing.jpg")])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    assert out.splitlines() == [f"{images[0]}\t{from_paths[0]}"]
+    assert "broken.jpg" in err and "missing.jpg" in err and "Traceback" not in err
+
+    png = tmp_path / "map.png"
+    assert cli_main(["explain", "--checkpoint", str(best), str(images[0]), "--out", str(png)]) == 0
+    drawn = Image.open(png)
+    assert drawn.format == "PNG" and drawn.width == 448 and drawn.height > 448
+    capsys.readouterr()
+
+    preds = tmp_path / "preds.json"
+    assert cli_main(["evaluate", "--checkpoint", str(best), "--split", "test", "--beam", "2", "--out", str(preds)]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["split"] == "test" and report["num_images"] == 6 and "CIDEr" in report
+    assert len(json.loads(preds.read_text())) == 6
+    assert json.loads((tmp_path / "preds.json.scores.json").read_text())["CIDEr"] == report["CIDEr"]
+
+
+def test_resume_is_bit_exact_mid_epoch(tmp_path, tiny_data):
+    # dropout, Gumbel noise and the contrastive loss all ON: every RNG state must be restored.
+    common = {"max_epochs": 2, "xe_most": 2, "contrastive_weight": 0.25}
+    full = _cfg(tmp_path, tiny_data, "full", train=common)
+    part = _cfg(tmp_path, tiny_data, "part", train=common)
+    train(load_config(full, ["train.max_steps=16"]), progress=False)          # 12 steps/epoch: stops in epoch 1
+    first = train(load_config(part, ["train.max_steps=7"]), progress=False)   # stops mid-epoch 0
+    assert first["status"] == "max_steps"
+    with pytest.raises(CheckpointError, match="train.lr"):
+        train(load_config(part, ["train.max_steps=16", "train.lr=0.5"]), resume=True, progress=False)
+    train(load_config(part, ["train.max_steps=16"]), resume=True, progress=False)
+    a, b = _losses(tmp_path / "full"), _losses(tmp_path / "part")
+    assert sorted(a) == sorted(b) == list(range(1, 17))
+    assert max(abs(a[s] - b[s]) for s in a) <= 1e-6
+    assert len({round(v, 6) for v in a.values()}) > 8      # the losses really change from step to step
+
+
+def test_new_run_refuses_existing_run_dir(tmp_path, tiny_data):
+    cfg = _cfg(tmp_path, tiny_data, train={"max_steps": 1})
+    train(load_config(cfg), progress=False)
+    with pytest.raises(Exception, match="--resume"):
+        train(load_config(cfg), progress=False)
+
+
+def test_non_finite_loss_stops_with_image_ids(tmp_path, tiny_data):
+    cfg = _cfg(tmp_path, tiny_data, train={"lr": 1e30, "lr_warmup_epochs": 0})
+    with pytest.raises(NonFiniteLossError, match=r"batch image ids \[\d+.*(checkpoint|no checkpoint)"):
+        train(load_config(cfg), progress=False)
+
+
+def test_scst_beam_mode(tmp_path, tiny_data):
+    cfg = _cfg(tmp_path, tiny_data, train={"max_epochs": 1, "xe_most": 1, "max_steps": 14, "contrastive_weight": 0.0},
+               scst={"enabled": True, "mode": "beam", "num_samples": 3})
+    summary = train(load_config(cfg), progress=False)
+    rows = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
+    scst = [r for r in rows if r["phase"] == "scst"]
+    assert len(scst) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) and 0 <= r["reward"] for r in scst)
+    assert summary["scst_mode"] == "beam" and "<eos> dropped" in summary["scst_recipe"]
+    assert scst[0]["lrs"] == {"captioner": pytest.approx(1e-5)}    # backbone frozen in SCST (B27)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one(tmp_path, tiny_data):
+    over = ["train.max_steps=4", "model.dropout=0.0", "model.semantic.gumbel=false", "train.contrastive_weight=0",
+            "train.batch_size=20", "data.batching=caption"]
+    one = _cfg(tmp_path, tiny_data, "one")
+    two = _cfg(tmp_path, tiny_data, "two")
+    train(load_config(one, over), progress=False)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "fsgr", "train", str(two), *over, "--no-progress"]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4]
+    assert max(abs(a[s] - b[s]) for s in a) <= 1e-4
+    assert load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["world_size"] == 2
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path, tiny_data):
+    cfg = _cfg(tmp_path, tiny_data, train={"max_epochs": 50, "xe_most": 50, "xe_least": 50})
+    proc = subprocess.Popen([sys.executable, "-m", "fsgr", "train", str(cfg), "--no-progress"], env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and '"kind": "train"' in metrics.read_text()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "Traceback" not in err and "--resume" in err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["status"] == "interrupted"
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["state"]
+    assert state["global_step"] == summary["global_step"] >= 1
