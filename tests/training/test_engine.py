@@ -37,7 +37,8 @@ def _losses(run_dir: Path) -> dict[int, float]:
 
 
 def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"))
+    path = os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
     return env

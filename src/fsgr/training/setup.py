@@ -123,7 +123,8 @@ def train_loader(cfg, data: DataBundle, dist, epoch: int, start_step: int, scst:
         raise ConfigError("the per-process batch is empty: raise train.batch_size / scst.batch_images")
     return make_loader(ds, batch_size=batch, shuffle=True, seed=cfg.train.seed, epoch=epoch,
                        start_batch=start_step * micro, drop_last=True, workers=cfg.data.workers, pin_memory=cfg.data.pin_memory,
-                       persistent_workers=False, prefetch_factor=cfg.data.prefetch_factor, generator=generator)
+                       persistent_workers=False, prefetch_factor=cfg.data.prefetch_factor, generator=generator,
+                       rank=dist.rank, world_size=dist.world_size)
 
 
 def captions_per_image(records) -> float:
