@@ -1,0 +1,61 @@
+"""BLEU-1..4 exactly as pycocoevalcap's BleuScorer computes the corpus score with option "closest".
+
+Clipped n-gram matches and candidate n-gram counts are summed over the corpus, the reference length of each
+candidate is the closest reference length (ties to the shorter), and the toolkit's smoothing constants are kept:
+each precision is (matches + 1e-15) / (guesses + 1e-9), and the brevity penalty uses (c + 1e-15) / (r + 1e-9).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fsgr.metrics.ngrams import MAX_N, CorpusRows, encode_corpus
+
+TINY = 1e-15
+SMALL = 1e-9
+
+
+def corpus_bleu(refs: list[list[str]], cands: list[str], n: int = MAX_N,
+                rows: CorpusRows | None = None) -> list[float]:
+    """BLEU-1..n of tokenised candidates (one per image) against their tokenised references."""
+    rows = encode_corpus(refs, cands, n) if rows is None else rows
+    ref_rows, cand_rows, ref_image, width = rows.ref, rows.cand, rows.ref_image, np.int64(rows.width)
+
+    # max count of each n-gram over an image's references
+    ref_key = ref_image[ref_rows.sentence] * width + ref_rows.ngram
+    order = np.lexsort((ref_rows.count, ref_key))
+    ref_key, ref_count = ref_key[order], ref_rows.count[order]
+    last = np.flatnonzero(np.append(ref_key[1:] != ref_key[:-1], True)) if len(ref_key) else np.zeros(0, np.int64)
+    max_key, max_count = ref_key[last], ref_count[last]
+
+    cand_key = cand_rows.sentence * width + cand_rows.ngram
+    pos = np.searchsorted(max_key, cand_key)
+    pos_clip = np.minimum(pos, max(len(max_key) - 1, 0))
+    found = (pos < len(max_key)) & (max_key[pos_clip] == cand_key) if len(max_key) else np.zeros(len(cand_key), bool)
+    clipped = np.where(found, np.minimum(cand_rows.count, max_count[pos_clip] if len(max_key) else 0), 0)
+    correct = np.bincount(cand_rows.order - 1, weights=clipped, minlength=n)[:n].astype(np.int64)
+
+    testlen = cand_rows.lengths
+    guess = [int(np.maximum(testlen - k + 1, 0).sum()) for k in range(1, n + 1)]
+
+    # closest reference length: min over refs of (|l - testlen|, l)
+    ref_len = ref_rows.lengths
+    diff = np.abs(ref_len - testlen[ref_image])
+    key = diff * np.int64(1 << 32) + ref_len
+    starts = np.concatenate(([0], np.cumsum([len(rs) for rs in refs])[:-1])).astype(np.int64)
+    closest = np.minimum.reduceat(key, starts) & np.int64((1 << 32) - 1) if len(key) else np.zeros(0, np.int64)
+
+    total_test = int(testlen.sum())
+    total_ref = int(closest.sum())
+    bleus = []
+    bleu = 1.0
+    for k in range(n):
+        bleu *= float(int(correct[k]) + TINY) / (guess[k] + SMALL)
+        bleus.append(bleu ** (1.0 / (k + 1)))
+    ratio = (total_test + TINY) / (total_ref + SMALL)
+    if ratio < 1:
+        for k in range(n):
+            bleus[k] *= math.exp(1 - 1 / ratio)
+    return bleus

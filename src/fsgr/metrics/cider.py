@@ -1,0 +1,109 @@
+"""CIDEr-D exactly as pycocoevalcap's CiderScorer (which is CIDEr-D): n = 1..4, tf-idf vectors with
+idf = log(#images) - log(max(1, df)), clipped matches min(candidate, reference) * reference, a Gaussian length
+penalty exp(-delta^2 / (2 sigma^2)) with sigma = 6, averaged over n and references, times 10.
+
+Two quirks of the toolkit are kept because they are the official numbers: the "length" in the penalty is the
+number of bigrams (len - 1), not of words; and the document frequencies and log(#images) come from the references
+being scored (`corpus_cider_d`) — or, for the SCST reward, from the training references (`fsgr.metrics.reward`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fsgr.metrics.ngrams import MAX_N, CorpusRows, NgramRows, encode_corpus
+
+SIGMA = 6.0
+
+
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(s, s + l) for each (s, l), without a Python loop."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(np.asarray(starts, dtype=np.int64), lengths) + (np.arange(total, dtype=np.int64) - offsets)
+
+
+def norms(rows: NgramRows, weights: np.ndarray, n_sentences: int, n: int = MAX_N) -> np.ndarray:
+    """[S, n] Euclidean norm of each sentence's tf-idf vector, per n-gram order."""
+    sq = np.bincount(rows.sentence * n + rows.order - 1, weights=weights * weights, minlength=n_sentences * n)
+    return np.sqrt(sq[: n_sentences * n].reshape(n_sentences, n))
+
+
+def pair_similarities(cand_rows: NgramRows, cand_w: np.ndarray, cand_norm: np.ndarray, cand_len: np.ndarray,
+                      ref_rows: NgramRows, ref_w: np.ndarray, ref_norm: np.ndarray, ref_len: np.ndarray,
+                      ref_row_start: np.ndarray, pair_cand: np.ndarray, pair_ref: np.ndarray,
+                      width: int, sigma: float = SIGMA, n: int = MAX_N) -> np.ndarray:
+    """[P, n] CIDEr-D similarity of each (candidate, reference) pair (the toolkit's `sim`).
+
+    ref_row_start[r]..ref_row_start[r+1] are reference r's rows; candidate rows are sorted by (sentence, n-gram).
+    cand_len/ref_len are the toolkit's lengths (bigram counts).
+    """
+    n_pairs = len(pair_cand)
+    ref_count = ref_row_start[pair_ref + 1] - ref_row_start[pair_ref]
+    rows = ranges(ref_row_start[pair_ref], ref_count)
+    row_pair = np.repeat(np.arange(n_pairs, dtype=np.int64), ref_count)
+    cand_key = cand_rows.sentence * np.int64(width) + cand_rows.ngram
+    key = pair_cand[row_pair] * np.int64(width) + ref_rows.ngram[rows]
+    val = np.zeros(n_pairs * n)
+    if len(cand_key) and len(key):
+        pos = np.searchsorted(cand_key, key)
+        pos_clip = np.minimum(pos, len(cand_key) - 1)
+        hit = (pos < len(cand_key)) & (cand_key[pos_clip] == key)
+        vh = cand_w[pos_clip[hit]]
+        vr = ref_w[rows[hit]]
+        slot = row_pair[hit] * n + ref_rows.order[rows[hit]] - 1
+        val = np.bincount(slot, weights=np.minimum(vh, vr) * vr, minlength=n_pairs * n)[: n_pairs * n]
+    val = val.reshape(n_pairs, n)
+    denom = cand_norm[pair_cand] * ref_norm[pair_ref]
+    ok = denom != 0
+    val[ok] = val[ok] / denom[ok]
+    delta = (cand_len[pair_cand] - ref_len[pair_ref]).astype(np.float64)
+    val *= (np.e ** (-(delta ** 2) / (2 * sigma ** 2)))[:, None]
+    return val
+
+
+def document_frequency(image: np.ndarray, ngram: np.ndarray, width: int) -> np.ndarray:
+    """[width] number of images whose references contain each n-gram (rows given as image, n-gram)."""
+    key = np.sort(image * np.int64(width) + ngram)
+    if len(key):
+        key = key[np.append(True, key[1:] != key[:-1])]
+    return np.bincount(key % width, minlength=width).astype(np.float64)
+
+
+def bigram_lengths(word_lengths: np.ndarray) -> np.ndarray:
+    """The toolkit's CIDEr "length": the number of bigrams of a sentence."""
+    return np.maximum(word_lengths - 1, 0)
+
+
+def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA, n: int = MAX_N,
+                   rows: CorpusRows | None = None) -> tuple[float, np.ndarray]:
+    """CIDEr-D of tokenised candidates (one per image); document frequencies from these references."""
+    rows = encode_corpus(refs, cands, n) if rows is None else rows
+    n_images = len(rows.n_refs)
+    if n_images == 0:
+        return 0.0, np.zeros(0)
+    ref_rows, cand_rows, n_refs, width = rows.ref, rows.cand, rows.n_refs, rows.width
+
+    ref_image = np.repeat(np.arange(n_images, dtype=np.int64), n_refs)
+    df = document_frequency(ref_image[ref_rows.sentence], ref_rows.ngram, width)
+    log_df = np.log(np.maximum(1.0, df))
+    ref_len_log = np.log(float(n_images))
+
+    ref_w = ref_rows.count * (ref_len_log - log_df[ref_rows.ngram])
+    cand_w = cand_rows.count * (ref_len_log - log_df[cand_rows.ngram])
+    n_ref_sent = int(n_refs.sum())
+    ref_norm = norms(ref_rows, ref_w, n_ref_sent, n)
+    cand_norm = norms(cand_rows, cand_w, n_images, n)
+    ref_row_start = np.searchsorted(ref_rows.sentence, np.arange(n_ref_sent + 1, dtype=np.int64))
+
+    pair_ref = np.arange(n_ref_sent, dtype=np.int64)
+    pair_cand = ref_image
+    val = pair_similarities(cand_rows, cand_w, cand_norm, bigram_lengths(cand_rows.lengths),
+                            ref_rows, ref_w, ref_norm, bigram_lengths(ref_rows.lengths),
+                            ref_row_start, pair_cand, pair_ref, width, sigma, n)
+    summed = np.stack([np.bincount(pair_cand, weights=val[:, k], minlength=n_images) for k in range(n)], axis=1)
+    scores = summed.mean(axis=1) / n_refs * 10.0
+    return float(np.mean(scores)), scores

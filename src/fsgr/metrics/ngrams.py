@@ -1,0 +1,186 @@
+"""n-gram counting shared by BLEU, CIDEr-D and the SCST reward: every sentence becomes rows of (sentence, n-gram id,
+order, count) in flat numpy arrays, so the metrics are array operations instead of per-n-gram Python loops.
+
+Sentences are split on white space (`str.split()`), as pycocoevalcap's `precook` does. Words get integer ids; an
+n-gram's id is looked up level by level from the pair (id of its first n-1 words, id of its last word), so no word
+tuple is ever hashed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_N = 4
+_WORD_BITS = 21  # up to 2,097,152 distinct words; key = prefix_id << 21 | word_id stays inside int64
+
+
+def _group(key: np.ndarray):
+    """Sort-based grouping (numpy's hash-based unique is slower here): (sorted distinct keys, inverse, first, count)."""
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    new = np.empty(len(sk), dtype=bool)
+    new[:1] = True
+    new[1:] = sk[1:] != sk[:-1]
+    starts = np.flatnonzero(new)
+    inverse = np.empty(len(key), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    count = np.diff(np.append(starts, len(sk)))
+    return sk[starts], inverse, order[starts], count
+
+
+@dataclass
+class NgramRows:
+    """Flat n-gram counts of a list of sentences, sorted by (sentence, n-gram id)."""
+
+    sentence: np.ndarray  # [R] int64: which sentence
+    ngram: np.ndarray  # [R] int64: n-gram id (ids >= vocab.size are private to one `encode` call)
+    order: np.ndarray  # [R] int64: n (1..MAX_N)
+    count: np.ndarray  # [R] int64: term frequency of the n-gram in the sentence
+    lengths: np.ndarray  # [S] int64: words per sentence
+    id_limit: int  # every id in `ngram` is below this
+
+    def subset(self, first: int, stop: int) -> "NgramRows":
+        """The rows of sentences first..stop-1, renumbered from 0."""
+        lo, hi = np.searchsorted(self.sentence, [first, stop])
+        return NgramRows(self.sentence[lo:hi] - first, self.ngram[lo:hi], self.order[lo:hi], self.count[lo:hi],
+                         self.lengths[first:stop], self.id_limit)
+
+
+class NgramVocab:
+    """The n-grams (1..n words) of a fixed set of sentences. Built once; `encode` maps other sentences onto it,
+    giving n-grams it has never seen fresh ids of their own (they match nothing but still have a norm)."""
+
+    def __init__(self, sentences: list[str], n: int = MAX_N) -> None:
+        self.n = n
+        words = [s.split() for s in sentences]
+        self.word_ids: dict[str, int] = {w: i for i, w in enumerate(dict.fromkeys(w for ws in words for w in ws))}
+        if len(self.word_ids) >= 1 << _WORD_BITS:
+            raise ValueError(f"too many distinct words for the n-gram index: {len(self.word_ids)}")
+        self.keys: list[np.ndarray] = []  # level k (n = k + 2): sorted keys of the known n-grams
+        self.offsets: list[int] = [0, len(self.word_ids)]  # first id of each level (n = 1, 2, ...)
+        word_arr, lengths = self._word_array(words, self.word_ids, None)
+        level_ids = word_arr
+        rem = self._remaining(lengths)
+        sent_of_pos = np.repeat(np.arange(len(sentences), dtype=np.int64), lengths)
+        all_ids, all_sent, all_order = [word_arr], [sent_of_pos], [np.ones(len(word_arr), np.int64)]
+        for order in range(2, n + 1):
+            valid = rem >= order
+            pos = np.flatnonzero(valid)
+            key = (level_ids[pos] << _WORD_BITS) | word_arr[pos + order - 1]
+            uniq, inverse, _, _ = _group(key)
+            self.keys.append(uniq)
+            ids = self.offsets[-1] + inverse
+            next_ids = np.full(len(word_arr), -1, dtype=np.int64)
+            next_ids[pos] = ids
+            self.offsets.append(self.offsets[-1] + len(uniq))
+            level_ids = next_ids
+            all_ids.append(ids)
+            all_sent.append(sent_of_pos[pos])
+            all_order.append(np.full(len(ids), order, np.int64))
+        self._own = (all_ids, all_sent, all_order, lengths)
+        self.size = self.offsets[-1]
+
+    @staticmethod
+    def _word_array(words: list[list[str]], table: dict[str, int], private: dict[str, int] | None):
+        lengths = np.fromiter((len(ws) for ws in words), dtype=np.int64, count=len(words))
+        flat = [w for ws in words for w in ws]
+        if private is None:
+            arr = np.fromiter(map(table.__getitem__, flat), dtype=np.int64, count=len(flat))
+        else:
+            get = table.get
+            arr = np.fromiter((get(w, -1) for w in flat), dtype=np.int64, count=len(flat))
+            if (arr < 0).any():
+                unknown = [flat[i] for i in np.flatnonzero(arr < 0)]
+                for w in unknown:
+                    if w not in private:
+                        private[w] = len(table) + len(private)
+                arr[arr < 0] = [private[w] for w in unknown]
+                if len(table) + len(private) >= 1 << _WORD_BITS:
+                    raise ValueError("too many distinct words for the n-gram index")
+        return arr, lengths
+
+    @staticmethod
+    def _remaining(lengths: np.ndarray) -> np.ndarray:
+        """For each word position: words left in its sentence, itself included."""
+        total = int(lengths.sum())
+        ends = np.repeat(np.cumsum(lengths), lengths)
+        return ends - np.arange(total, dtype=np.int64)
+
+    @staticmethod
+    def _keys(prefix_ids: np.ndarray, word_arr: np.ndarray, order: int, valid: np.ndarray) -> np.ndarray:
+        """Keys of the n-grams starting at the valid positions: (id of the first order-1 words, last word)."""
+        pos = np.flatnonzero(valid)
+        return (prefix_ids[pos] << _WORD_BITS) | word_arr[pos + order - 1]
+
+    def encode(self, sentences: list[str]) -> NgramRows:
+        words = [s.split() for s in sentences]
+        private_words: dict[str, int] = {}
+        word_arr, lengths = self._word_array(words, self.word_ids, private_words)
+        rem = self._remaining(lengths)
+        sent_of_pos = np.repeat(np.arange(len(sentences), dtype=np.int64), lengths)
+        next_private = self.size + len(private_words)
+        # unigrams: known words keep their id, unknown words get a private id (offset past all known ids)
+        uni = np.where(word_arr < len(self.word_ids), word_arr, word_arr - len(self.word_ids) + self.size)
+        all_ids, all_sent, all_order = [uni], [sent_of_pos], [np.ones(len(uni), np.int64)]
+        level_ids = uni
+        for order in range(2, self.n + 1):
+            valid = rem >= order
+            pos = np.flatnonzero(valid)
+            key = (level_ids[pos] << _WORD_BITS) | word_arr[pos + order - 1]
+            known = self.keys[order - 2]
+            idx = np.searchsorted(known, key)
+            idx_clip = np.minimum(idx, max(len(known) - 1, 0))
+            hit = (idx < len(known)) & (known[idx_clip] == key) if len(known) else np.zeros(len(key), bool)
+            ids = np.empty(len(key), dtype=np.int64)
+            ids[hit] = self.offsets[order - 1] + idx[hit]
+            if not hit.all():
+                miss_keys, inverse, _, _ = _group(key[~hit])
+                ids[~hit] = next_private + inverse
+                next_private += len(miss_keys)
+            next_ids = np.full(len(word_arr), -1, dtype=np.int64)
+            next_ids[pos] = ids
+            level_ids = next_ids
+            all_ids.append(ids)
+            all_sent.append(sent_of_pos[pos])
+            all_order.append(np.full(len(ids), order, np.int64))
+        return self._rows(all_ids, all_sent, all_order, lengths, next_private)
+
+    def own_rows(self) -> NgramRows:
+        """The rows of the sentences the vocabulary was built from (no second lookup)."""
+        all_ids, all_sent, all_order, lengths = self._own
+        return self._rows(all_ids, all_sent, all_order, lengths, self.size)
+
+    @staticmethod
+    def _rows(all_ids, all_sent, all_order, lengths, id_count) -> NgramRows:
+        ngram = np.concatenate(all_ids)
+        sentence = np.concatenate(all_sent)
+        order = np.concatenate(all_order)
+        limit = np.int64(id_count + 1)
+        _, _, first, count = _group(sentence * limit + ngram)
+        return NgramRows(sentence=sentence[first], ngram=ngram[first], order=order[first],
+                         count=count.astype(np.int64), lengths=lengths, id_limit=int(limit))
+
+
+@dataclass
+class CorpusRows:
+    """The n-grams of one evaluation: references (grouped by image, in order) and one candidate per image."""
+
+    ref: NgramRows
+    cand: NgramRows
+    n_refs: np.ndarray  # [I] references per image
+    ref_image: np.ndarray  # [R] image of each reference sentence
+    width: int  # every n-gram id is below this
+
+
+def encode_corpus(refs: list[list[str]], cands: list[str], n: int = MAX_N) -> CorpusRows:
+    if len(refs) != len(cands):
+        raise ValueError(f"{len(refs)} reference lists for {len(cands)} candidates")
+    ref_sentences = [r for rs in refs for r in rs]
+    sentences = ref_sentences + list(cands)
+    rows = NgramVocab(sentences, n).own_rows()
+    n_ref = len(ref_sentences)
+    n_refs = np.fromiter((len(rs) for rs in refs), dtype=np.int64, count=len(refs))
+    return CorpusRows(ref=rows.subset(0, n_ref), cand=rows.subset(n_ref, len(sentences)), n_refs=n_refs,
+                      ref_image=np.repeat(np.arange(len(refs), dtype=np.int64), n_refs), width=rows.id_limit)
