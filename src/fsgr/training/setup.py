@@ -64,15 +64,15 @@ def load_patch_labels(cfg) -> Optional[dict]:
 
 
 def codebook_identity(codebook) -> tuple[Optional[list[str]], Optional[str]]:
-    """(names, fingerprint) of a loaded codebook; a random codebook (tests/summary) is identified by its shape."""
+    """(names, fingerprint) of a loaded codebook: sha256 of its names and fp32 embeddings (16 hex digits), so another
+    class list or another CLIP's embeddings are told apart on resume. None, None for the random test codebook."""
     if codebook is None:
         return None, None
     names = getattr(codebook, "names", None)
-    fp = getattr(codebook, "fingerprint", None)
-    if fp is None:
-        emb = getattr(codebook, "embeddings", codebook)
-        fp = hashlib.sha256(emb.detach().float().cpu().numpy().tobytes()).hexdigest()[:16]
-    return (list(names) if names is not None else None), fp
+    emb = getattr(codebook, "embeddings", codebook)
+    h = hashlib.sha256(emb.detach().float().cpu().contiguous().numpy().tobytes())
+    h.update("\n".join(names or []).encode())
+    return (list(names) if names is not None else None), h.hexdigest()[:16]
 
 
 def build_model(cfg, vocab, load_weights: bool = True):
@@ -89,8 +89,13 @@ def build_model(cfg, vocab, load_weights: bool = True):
     if load_weights and mcfg.semantic.enabled and mcfg.semantic.codebook:
         from fsgr.models.codebook import load_codebook
 
+        expected_fp = None
+        if clip is not None:    # the codebook must come from this CLIP's text tower
+            from fsgr.models.clip import weights_fingerprint
+
+            expected_fp = weights_fingerprint(clip)
         codebook = load_codebook(mcfg.semantic.codebook, expected_size=mcfg.semantic.codebook_size,
-                                 expected_fingerprint=None)
+                                 expected_fingerprint=expected_fp)
     model = FSGRCaptioner(mcfg, vocab_size=len(vocab), clip=clip, codebook=codebook, pad_id=vocab.pad_id,
                           bos_id=vocab.bos_id, eos_id=vocab.eos_id)
     names, fingerprint = codebook_identity(codebook)
