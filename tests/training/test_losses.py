@@ -88,3 +88,15 @@ def test_xe_schedule_is_absolute_and_matches_documented_formula():
                             {"params": [torch.zeros(1, requires_grad=True)], "name": "backbone", "lr": 1.0}])
     assert sched.apply(opt, 0) == pytest.approx({"captioner": 5e-5, "backbone": 5e-6})
     assert opt.param_groups[0]["lr"] == pytest.approx(5e-5)
+
+
+def test_scst_mask_counts_eos_and_baselines():
+    from fsgr.training.losses import scst_baseline, through_eos_mask
+
+    tokens = torch.tensor([[5, 6, 3, 1, 1], [5, 3, 7, 3, 1], [5, 6, 7, 8, 9]])   # eos 3, pad 1
+    assert through_eos_mask(tokens, 3).tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]]
+    r = torch.tensor([[1.0, 2.0, 3.0]])
+    assert scst_baseline(r, "sample").tolist() == [[2.5, 2.0, 1.5]]     # mean of the others
+    assert scst_baseline(r, "beam").tolist() == [[2.0, 2.0, 2.0]]
+    with pytest.raises(ValueError, match="num_samples"):
+        scst_baseline(torch.ones(2, 1), "sample")

@@ -32,7 +32,8 @@ from fsgr.errors import ConfigError, FsgrError
 from fsgr.training import checkpoint as ckpt_io
 from fsgr.training.distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier, broadcast_object,
                                        init_distributed, pick_device, shutdown)
-from fsgr.training.losses import nll_sum, num_targets, scst_beam_loss, scst_sample_loss, supcon_loss
+from fsgr.training.losses import (nll_sum, num_targets, scst_baseline, scst_beam_loss, scst_sample_loss, supcon_loss,
+                                  through_eos_mask)
 from fsgr.training.schedules import LrSchedule, scst_schedule, xe_schedule
 
 
@@ -115,6 +116,8 @@ class Trainer:
                               f"train.grad_accum ({t.grad_accum})")
         if self.cfg.scst.enabled and self.cfg.scst.batch_images % w:
             raise ConfigError(f"scst.batch_images={self.cfg.scst.batch_images} must be divisible by processes ({w})")
+        if self.cfg.scst.enabled and self.cfg.scst.mode == "sample" and self.cfg.scst.num_samples < 2:
+            raise ConfigError("scst.mode=sample needs scst.num_samples >= 2 (mean-of-others baseline)")
         if t.contrastive_weight > 0 and not self.cfg.model.semantic.enabled and not self.cfg.data.patch_labels:
             raise ConfigError("train.contrastive_weight > 0 needs patch labels: model.semantic.enabled=true (online "
                               "concept ids) or data.patch_labels (offline); or set train.contrastive_weight=0")
@@ -382,10 +385,7 @@ class Trainer:
         b, k = tokens.shape[:2]
         logprobs = logprobs.float()
         eos = self.vocab.eos_id
-        # generated tokens up to and including the first <eos>
-        is_eos = tokens == eos
-        after_eos = (is_eos.cumsum(-1) - is_eos.long()) > 0
-        mask = (~after_eos).float()
+        mask = through_eos_mask(tokens, eos)          # generated tokens up to and including the first <eos>
         token_lists = tokens.cpu().tolist()
         captions = [self.vocab.decode(ids, collapse_repeats=False) for row in token_lists for ids in row]
         ids_rep = [int(i) for i in batch.image_ids for _ in range(k)]
@@ -394,12 +394,11 @@ class Trainer:
             captions = [c + " " + EOS_WORD if e else c for c, e in zip(captions, ended)]
         rewards = torch.as_tensor(np.asarray(reward_fn(ids_rep, captions), dtype=np.float64),
                                   dtype=torch.float32).view(b, k).to(dev)
+        advantage = rewards - scst_baseline(rewards, sc.mode)
         if sc.mode == "sample":
-            baseline = (rewards.sum(1, keepdim=True) - rewards) / (k - 1)     # mean of the OTHER samples
-            loss_sum, count = scst_sample_loss(logprobs, mask, rewards - baseline)
+            loss_sum, count = scst_sample_loss(logprobs, mask, advantage)
         else:
-            baseline = rewards.mean(1, keepdim=True)                           # M2: mean of the beams
-            loss_sum, count = scst_beam_loss(logprobs * mask, rewards - baseline, sc.max_len)
+            loss_sum, count = scst_beam_loss(logprobs * mask, advantage, sc.max_len)
         global_count = all_reduce_sum([float(count)], dev, self.dist)[0]
         loss = loss_sum / global_count
         self.scaler.scale(loss * w).backward()

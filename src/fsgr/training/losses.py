@@ -79,3 +79,21 @@ def scst_beam_loss(logprobs: torch.Tensor, advantage: torch.Tensor, max_len: int
     logprobs (B, K, T) with T <= max_len; returns (sum over beams, number of beams)."""
     per_beam = -(logprobs.sum(-1) / max_len) * advantage
     return per_beam.sum(), int(per_beam.numel())
+
+
+def through_eos_mask(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """1.0 for generated tokens up to and including the first <eos>, 0.0 after it. tokens (..., T)."""
+    is_eos = tokens == eos_id
+    after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
+    return (~after_eos).float()
+
+
+def scst_baseline(rewards: torch.Tensor, mode: str) -> torch.Tensor:
+    """rewards (B, K) -> baseline (B, K): 'sample' = mean of the OTHER K-1 samples of the image (Luo's NSC);
+    'beam' = mean of all K beams (M2)."""
+    k = rewards.shape[1]
+    if mode == "sample":
+        if k < 2:
+            raise ValueError("the mean-of-others baseline needs at least 2 samples per image (scst.num_samples)")
+        return (rewards.sum(1, keepdim=True) - rewards) / (k - 1)
+    return rewards.mean(1, keepdim=True).expand_as(rewards)
