@@ -1,0 +1,136 @@
+"""`score(refs, preds)`: the COCO caption metrics of predictions against references, as pycocoevalcap computes them.
+
+Both sides are raw text, PTB-tokenised here exactly as the toolkit does (references in image order, then the
+predictions in the same image order). BLEU, ROUGE-L and CIDEr-D are computed in Python; METEOR and SPICE run their
+jars when Java (and, for SPICE, the Stanford CoreNLP models) are present. A metric that cannot run is left out of
+the result and its reason is in `result.unavailable` (never a 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+
+from fsgr.errors import DataError
+
+# metric name (as --metrics takes it) -> result keys
+METRIC_KEYS: dict[str, tuple[str, ...]] = {
+    "bleu": ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4"),
+    "meteor": ("METEOR",),
+    "rouge": ("ROUGE-L",),
+    "cider": ("CIDEr",),
+    "spice": ("SPICE",),
+}
+ALL_METRICS = tuple(METRIC_KEYS)
+KEY_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
+
+
+class Scores(dict):
+    """The scores (`{"BLEU-1": ..., "CIDEr": ...}`) plus `unavailable`: metric key -> why it could not run."""
+
+    def __init__(self, values=(), unavailable: Mapping[str, str] | None = None):
+        super().__init__(values)
+        self.unavailable: dict[str, str] = dict(unavailable or {})
+
+
+def _ids(ids: Iterable) -> str:
+    ids = list(ids)
+    shown = ", ".join(repr(i) for i in ids[:10])
+    return shown + (f" (and {len(ids) - 10} more)" if len(ids) > 10 else "")
+
+
+def parse_metrics(metrics: str | Iterable[str] | None) -> list[str]:
+    if metrics is None:
+        return list(ALL_METRICS)
+    names = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+    names = [n.strip().lower() for n in names if n.strip()]
+    aliases = {"rouge-l": "rouge", "rouge_l": "rouge", "cider-d": "cider", "bleu-4": "bleu"}
+    names = [aliases.get(n, n) for n in names]
+    unknown = [n for n in names if n not in METRIC_KEYS]
+    if unknown or not names:
+        raise DataError(f"unknown metric(s) {unknown or names}: choose from {', '.join(ALL_METRICS)}")
+    return list(dict.fromkeys(names))
+
+
+def validate(refs: Mapping[Hashable, Sequence[str]], preds: Mapping[Hashable, str]) -> None:
+    """DataError naming the ids: predictions without references, references without predictions, images with no
+    or empty reference captions, captions that are not text. (An empty prediction is legal and scores 0.)"""
+    no_refs = [i for i in preds if i not in refs]
+    if no_refs:
+        raise DataError(f"predictions for images without references: {_ids(no_refs)}")
+    no_preds = [i for i in refs if i not in preds]
+    if no_preds:
+        raise DataError(f"references for images without a prediction: {_ids(no_preds)}")
+    bad_type = [i for i, p in preds.items() if not isinstance(p, str)]
+    if bad_type:
+        raise DataError(f"predictions that are not strings for images {_ids(bad_type)}")
+    not_lists = [i for i, rs in refs.items() if isinstance(rs, str) or not isinstance(rs, Sequence)]
+    if not_lists:
+        raise DataError(f"references must be a list of captions per image; not for images {_ids(not_lists)}")
+    empty = [i for i, rs in refs.items() if len(rs) == 0 or any(not isinstance(r, str) or not r.strip() for r in rs)]
+    if empty:
+        raise DataError(f"empty reference captions (or none) for images {_ids(empty)}")
+
+
+def score(refs: Mapping[Hashable, Sequence[str]], preds: Mapping[Hashable, str],
+          metrics: str | Iterable[str] | None = None) -> Scores:
+    """COCO caption metrics of `preds` (one raw caption per image id) against `refs` (raw captions per image id).
+
+    Returns a `Scores` dict with keys among BLEU-1..BLEU-4, METEOR, ROUGE-L, CIDEr, SPICE; metrics that cannot
+    run here (no Java, no pycocoevalcap, no SPICE models) are absent and explained in `.unavailable`.
+    """
+    names = parse_metrics(metrics)
+    validate(refs, preds)
+    from fsgr.metrics.tokenizer import ptb_tokenize
+
+    image_ids = list(refs)
+    n_refs = [len(refs[i]) for i in image_ids]
+    flat = ptb_tokenize([r for i in image_ids for r in refs[i]])
+    ref_tok, k = [], 0
+    for n in n_refs:
+        ref_tok.append(flat[k:k + n])
+        k += n
+    cand_tok = ptb_tokenize([preds[i] for i in image_ids])
+    return score_tokenized(image_ids, ref_tok, cand_tok, names)
+
+
+def score_tokenized(image_ids: list, ref_tok: list[list[str]], cand_tok: list[str],
+                    metrics: Iterable[str]) -> Scores:
+    """The metrics of already PTB-tokenised text (what pycocoevalcap's scorers receive)."""
+    from fsgr.metrics.java import MetricUnavailable
+
+    names = parse_metrics(list(metrics))
+    out = Scores()
+    rows = None
+    if "bleu" in names or "cider" in names:
+        from fsgr.metrics.ngrams import encode_corpus
+
+        rows = encode_corpus(ref_tok, cand_tok)
+    if "bleu" in names:
+        from fsgr.metrics.bleu import corpus_bleu
+
+        for key, value in zip(METRIC_KEYS["bleu"], corpus_bleu(ref_tok, cand_tok, rows=rows)):
+            out[key] = value
+    if "meteor" in names:
+        from fsgr.metrics.meteor import corpus_meteor
+
+        try:
+            out["METEOR"] = corpus_meteor(ref_tok, cand_tok)[0]
+        except MetricUnavailable as exc:
+            out.unavailable["METEOR"] = str(exc)
+    if "rouge" in names:
+        from fsgr.metrics.rouge import corpus_rouge_l
+
+        out["ROUGE-L"] = corpus_rouge_l(ref_tok, cand_tok)[0]
+    if "cider" in names:
+        from fsgr.metrics.cider import corpus_cider_d
+
+        out["CIDEr"] = corpus_cider_d(ref_tok, cand_tok, rows=rows)[0]
+    if "spice" in names:
+        from fsgr.metrics.spice import corpus_spice
+
+        try:
+            out["SPICE"] = corpus_spice(image_ids, ref_tok, cand_tok)[0]
+        except MetricUnavailable as exc:
+            out.unavailable["SPICE"] = str(exc)
+    ordered = Scores({k: out[k] for k in KEY_ORDER if k in out}, out.unavailable)
+    return ordered
