@@ -83,9 +83,10 @@ def build_model(cfg, vocab, load_weights: bool = True):
     mcfg = cfg.model
     clip = codebook = None
     if load_weights and mcfg.clip.path:
+        from fsgr.demo.assets import resolve_clip
         from fsgr.models.clip import load_clip
 
-        clip = load_clip(mcfg.clip.path)
+        clip = load_clip(resolve_clip(mcfg.clip.path))   # 'demo' = the shipped tiny CLIP
     if load_weights and mcfg.semantic.enabled and mcfg.semantic.codebook:
         from fsgr.models.codebook import load_codebook
 
@@ -94,7 +95,9 @@ def build_model(cfg, vocab, load_weights: bool = True):
             from fsgr.models.clip import weights_fingerprint
 
             expected_fp = weights_fingerprint(clip)
-        codebook = load_codebook(mcfg.semantic.codebook, expected_size=mcfg.semantic.codebook_size,
+        from fsgr.demo.assets import resolve_codebook
+
+        codebook = load_codebook(resolve_codebook(mcfg.semantic.codebook), expected_size=mcfg.semantic.codebook_size,
                                  expected_fingerprint=expected_fp)
     model = FSGRCaptioner(mcfg, vocab_size=len(vocab), clip=clip, codebook=codebook, pad_id=vocab.pad_id,
                           bos_id=vocab.bos_id, eos_id=vocab.eos_id)
