@@ -440,6 +440,10 @@ class Trainer:
         if cider is None:
             raise FsgrError("validation scores have no CIDEr: eval.metrics must include cider (model selection)")
         self.last_eval = {"split": "val", "phase": st.phase, "epoch": st.epoch, **result}
+        if result.get("unavailable") and not getattr(self, "_said_unavailable", False):
+            self._said_unavailable = True
+            self._say("metrics not computed here: " + "; ".join(f"{k}: {v}" for k, v in
+                                                                 result["unavailable"].items()))
         improved = cider > st.best_score
         self._log({"kind": "eval", "split": "val", "phase": st.phase, "epoch": st.epoch, "step": st.global_step,
                    **{k: v for k, v in result.items() if k != "num_images"}, "improved": improved,

@@ -76,12 +76,18 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
         from fsgr.metrics import score
 
         refs = {int(r.image_id): list(r.captions) for r in records}
-        scores = score(refs, merged, metrics=metric_names(cfg.eval.metrics))
+        scored = score(refs, merged, metrics=metric_names(cfg.eval.metrics))
+        # metrics that cannot run here (no Java for METEOR/SPICE) are absent, with the reason: never a silent 0
+        scores = {"scores": {k: float(v) for k, v in scored.items()},
+                  "unavailable": {k: str(v) for k, v in dict(getattr(scored, "unavailable", {}) or {}).items()}}
         if predictions_path is not None:
             write_predictions(merged, predictions_path)
     scores = broadcast_object(scores, dist)
     model.train(was_training)
-    return {"scores": {k: float(v) for k, v in scores.items()}, **result, "num_images": len(records)}
+    out = {"scores": scores["scores"], **result, "num_images": len(records)}
+    if scores["unavailable"]:
+        out["unavailable"] = scores["unavailable"]
+    return out
 
 
 @torch.no_grad()
