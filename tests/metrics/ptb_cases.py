@@ -126,3 +126,13 @@ def generated(n: int = 320, seed: int = 1234) -> list[str]:
 
 def all_cases() -> list[str]:
     return HAND_WRITTEN + generated()
+
+
+def detokenize(caption: str) -> str:
+    """Turn a tokenised Flickr caption back into raw-looking text (attached punctuation and clitics, capital)."""
+    import re
+
+    c = caption.strip()
+    c = re.sub(r" ([.,!?;:])", r"\1", c)
+    c = re.sub(r" ('s|n't|'re|'m|'ll|'ve|'d)\b", r"\1", c)
+    return c[:1].upper() + c[1:]

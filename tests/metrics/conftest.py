@@ -1,0 +1,38 @@
+import re
+import shutil
+from collections import OrderedDict
+
+import pytest
+from ptb_cases import detokenize
+
+
+def _flickr(shared_data):
+    caps = OrderedDict()
+    for line in (shared_data / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        m = re.match(r"^(\S+)#(\d+)\s+(.*)$", line)
+        caps.setdefault(m.group(1), []).append(m.group(3))
+    return caps
+
+
+@pytest.fixture(scope="session")
+def flickr(shared_data):
+    """Flickr8k: image name -> its 5 real human captions (already PTB-tokenised by the dataset)."""
+    return _flickr(shared_data)
+
+
+@pytest.fixture(scope="session")
+def java():
+    if shutil.which("java") is None:
+        pytest.skip("Java is not installed: the comparison with the Java reference needs it")
+    return shutil.which("java")
+
+
+@pytest.fixture(scope="session")
+def flickr_split(flickr):
+    """1,000 images: first caption held out as the candidate, the other four are references (raw-looking)."""
+    names = list(flickr)[:1000]
+    refs = {n: [detokenize(c) for c in flickr[n][1:]] for n in names}
+    preds = {n: detokenize(flickr[n][0]) for n in names}
+    return refs, preds

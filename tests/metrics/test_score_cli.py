@@ -1,0 +1,143 @@
+"""`fsgr score` and `fsgr.metrics.score` on good and bad input."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from fsgr.cli import main
+from fsgr.errors import DataError
+from fsgr.metrics import score
+from fsgr.metrics import java as java_mod
+
+
+def write(path, data):
+    path.write_text(json.dumps(data) if not isinstance(data, str) else data, encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def files(tmp_path, flickr_split):
+    refs, preds = flickr_split
+    names = list(refs)[:40]
+    ids = {n: k + 1 for k, n in enumerate(names)}
+    ann = [{"image_id": ids[n], "id": j, "caption": c} for n in names for j, c in enumerate(refs[n])]
+    res = [{"image_id": ids[n], "caption": preds[n]} for n in names]
+    return tmp_path, write(tmp_path / "refs.json", {"annotations": ann, "images": []}), \
+        write(tmp_path / "preds.json", res), ann, res
+
+
+def test_cli_scores_and_writes_json(files, capsys):
+    tmp, refs, preds, ann, res = files
+    out = tmp / "out" / "scores.json"
+    rc = main(["score", "--refs", refs, "--preds", preds, "--metrics", "bleu,rouge,cider", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert list(data) == ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"]
+    assert f"CIDEr    {data['CIDEr']:.4f}" in captured.out
+    refs_d = {}
+    for a in ann:
+        refs_d.setdefault(a["image_id"], []).append(a["caption"])
+    assert data == dict(score(refs_d, {r["image_id"]: r["caption"] for r in res}, "bleu,rouge,cider"))
+
+
+def test_cli_reports_unavailable_spice(files, capsys):
+    tmp, refs, preds, _, _ = files
+    from fsgr.metrics.spice import CORENLP_JARS
+
+    if all((java_mod.toolkit_dir() / "spice" / "lib" / j).is_file() for j in CORENLP_JARS):
+        pytest.skip("the SPICE models are installed on this machine")
+    rc = main(["score", "--refs", refs, "--preds", preds, "--metrics", "cider,spice"])
+    captured = capsys.readouterr()
+    assert rc == 1  # a metric asked for by name could not run
+    assert re.search(r"^SPICE\s+unavailable$", captured.out, re.M) and re.search(r"^CIDEr\s+0\.\d{4}$", captured.out, re.M)
+    assert captured.err.count("unavailable") == 1 and "CoreNLP" in captured.err
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("not_json", "invalid JSON"),
+    ("missing_field", "without 'image_id' and 'caption'"),
+    ("unknown_image", "without references"),
+    ("repeated", "more than once"),
+    ("empty_ref", "empty reference"),
+    ("missing_pred", "no prediction"),
+    ("not_results", "not COCO results"),
+])
+def test_cli_bad_input_is_one_line(files, capsys, case, needle):
+    tmp, refs, preds, ann, res = files
+    if case == "not_json":
+        preds = write(tmp / "bad.json", "[{\"image_id\": 1,")
+    elif case == "missing_field":
+        preds = write(tmp / "bad.json", res[:-1] + [{"image_id": res[-1]["image_id"]}])
+    elif case == "unknown_image":
+        preds = write(tmp / "bad.json", res + [{"image_id": 424242, "caption": "a dog"}])
+    elif case == "repeated":
+        preds = write(tmp / "bad.json", res + [dict(res[3])])
+    elif case == "empty_ref":
+        bad = [dict(a) for a in ann]
+        bad[5]["caption"] = "  "
+        refs = write(tmp / "badrefs.json", {"annotations": bad})
+    elif case == "missing_pred":
+        preds = write(tmp / "bad.json", res[1:])
+    elif case == "not_results":
+        preds = write(tmp / "bad.json", {"results": res})
+    rc = main(["score", "--refs", refs, "--preds", preds, "--metrics", "cider"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and needle in err
+    assert ("bad" in err) or ("refs.json" in err)
+    if case == "unknown_image":
+        assert "424242" in err
+    if case == "repeated":
+        assert str(res[3]["image_id"]) in err
+    if case == "empty_ref":
+        assert str(ann[5]["image_id"]) in err
+    if case == "missing_pred":
+        assert str(res[0]["image_id"]) in err
+
+
+def test_cli_subset_scores_only_predicted_images(files, capsys):
+    tmp, refs, preds, ann, res = files
+    partial = write(tmp / "partial.json", res[:10])
+    assert main(["score", "--refs", refs, "--preds", partial, "--metrics", "cider", "--subset"]) == 0
+    assert "10 images" in capsys.readouterr().out
+
+
+def test_score_validation_names_ids():
+    with pytest.raises(DataError, match="'x'"):
+        score({1: ["a dog"]}, {1: "a dog", "x": "a cat"})
+    with pytest.raises(DataError, match="2"):
+        score({1: ["a dog"], 2: ["a cat"]}, {1: "a dog"})
+    with pytest.raises(DataError, match="3"):
+        score({3: ["", "a cat"]}, {3: "a cat"})
+    with pytest.raises(DataError, match="4"):
+        score({4: []}, {4: "a cat"})
+    with pytest.raises(DataError, match="unknown metric"):
+        score({1: ["a dog"]}, {1: "a dog"}, metrics="bleu,blue")
+    assert score({1: ["a dog"]}, {1: ""}, metrics="cider")["CIDEr"] == 0.0
+
+
+def test_no_java_is_reported_once(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    java_mod.java_version.cache_clear()
+    try:
+        got = score({1: ["a dog runs"]}, {1: "a dog"}, metrics="bleu,meteor,spice")
+        assert "METEOR" not in got and "SPICE" not in got and "BLEU-4" in got
+        assert got.unavailable["METEOR"] == got.unavailable["SPICE"]
+        assert got.unavailable["METEOR"].startswith("Java not found on PATH")
+    finally:
+        java_mod.java_version.cache_clear()
+
+
+def test_cli_subprocess(files):
+    tmp, refs, preds, _, _ = files
+    proc = subprocess.run([sys.executable, "-m", "fsgr", "score", "--refs", refs, "--preds", preds,
+                           "--metrics", "bleu,cider", "--json", str(tmp / "s.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "BLEU-4" in proc.stdout and json.loads((tmp / "s.json").read_text())["CIDEr"] > 0
+    bad = subprocess.run([sys.executable, "-m", "fsgr", "score", "--refs", refs, "--preds", str(tmp / "nope.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "nope.json" in bad.stderr and "Traceback" not in bad.stderr
