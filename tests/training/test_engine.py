@@ -199,3 +199,14 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, tiny_data):
     assert summary["status"] == "interrupted"
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["state"]
     assert state["global_step"] == summary["global_step"] >= 1
+
+
+def test_gradient_accumulation_matches_one_big_batch(tmp_path, tiny_data):
+    # prompt dropout draws one mask per forward pass, so two micro-batches draw two: it must be off here
+    over = ["train.max_steps=3", "model.dropout=0.0", "model.semantic.gumbel=false", "train.contrastive_weight=0",
+            "train.batch_size=20", "model.backbone.prompts.dropout=0.0"]
+    train(load_config(_cfg(tmp_path, tiny_data, "big"), over), progress=False)
+    train(load_config(_cfg(tmp_path, tiny_data, "acc"), [*over, "train.grad_accum=2"]), progress=False)
+    a, b = _losses(tmp_path / "big"), _losses(tmp_path / "acc")
+    assert sorted(a) == sorted(b) == [1, 2, 3]
+    assert max(abs(a[s] - b[s]) for s in a) <= 1e-5
