@@ -116,6 +116,9 @@ class Trainer:
                               f"train.grad_accum ({t.grad_accum})")
         if self.cfg.scst.enabled and self.cfg.scst.batch_images % w:
             raise ConfigError(f"scst.batch_images={self.cfg.scst.batch_images} must be divisible by processes ({w})")
+        if t.compile:
+            raise ConfigError("train.compile=true is not supported yet (the decoder's growing cache recompiles); "
+                              "set train.compile=false")
         if self.cfg.scst.enabled and self.cfg.scst.mode == "sample" and self.cfg.scst.num_samples < 2:
             raise ConfigError("scst.mode=sample needs scst.num_samples >= 2 (mean-of-others baseline)")
         if t.contrastive_weight > 0 and not self.cfg.model.semantic.enabled and not self.cfg.data.patch_labels:
