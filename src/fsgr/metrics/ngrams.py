@@ -152,14 +152,29 @@ class NgramVocab:
         all_ids, all_sent, all_order, lengths = self._own
         return self._rows(all_ids, all_sent, all_order, lengths, self.size)
 
-    @staticmethod
-    def _rows(all_ids, all_sent, all_order, lengths, id_count) -> NgramRows:
+    def _rows(self, all_ids, all_sent, all_order, lengths, id_count) -> NgramRows:
         ngram = np.concatenate(all_ids)
         sentence = np.concatenate(all_sent)
-        order = np.concatenate(all_order)
         limit = np.int64(id_count + 1)
-        _, _, first, count = _group(sentence * limit + ngram)
-        return NgramRows(sentence=sentence[first], ngram=ngram[first], order=order[first],
+        # n of every id: known ids by level, private ids from the rows themselves
+        order_of = np.zeros(int(limit), dtype=np.int64)
+        for n_, (lo, hi) in enumerate(zip(self.offsets[:-1], self.offsets[1:]), start=1):
+            order_of[lo:hi] = n_
+        private = ngram >= self.size
+        if private.any():
+            order_of[ngram[private]] = np.concatenate(all_order)[private]
+        key = np.sort(sentence * limit + ngram)
+        if len(key):
+            new = np.empty(len(key), dtype=bool)
+            new[0] = True
+            new[1:] = key[1:] != key[:-1]
+            starts = np.flatnonzero(new)
+            count = np.diff(np.append(starts, len(key)))
+            key = key[starts]
+        else:
+            count = np.zeros(0, np.int64)
+        ngram = key % limit
+        return NgramRows(sentence=key // limit, ngram=ngram, order=order_of[ngram],
                          count=count.astype(np.int64), lengths=lengths, id_limit=int(limit))
 
 

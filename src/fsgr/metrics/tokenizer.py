@@ -452,6 +452,17 @@ _DROP_PUNCT = str.maketrans({".": " ", ",": " "})
 _ASSIM_SUBSTRINGS = ("cannot", "gonna", "gotta", "lemme", "gimme", "wanna")
 
 
+_SLOW_HINTS = None
+
+
+def _slow_hints() -> re.Pattern:
+    """One search for everything that sends a plain-looking caption to the full lexer."""
+    global _SLOW_HINTS
+    if _SLOW_HINTS is None:
+        _SLOW_HINTS = re.compile(r"[0-9][ \t]+[0-9]")
+    return _SLOW_HINTS
+
+
 def _fast_line(text: str) -> str | None:
     """The toolkit's output for a plain caption, or None when the full lexer is needed."""
     if _FAST.fullmatch(text) is None:
@@ -460,12 +471,15 @@ def _fast_line(text: str) -> str | None:
     for sub in _ASSIM_SUBSTRINGS:
         if sub in low:
             return None
-    if "." in text:
+    if "." in low:
         dot_words = _dot_words()
-        for part in low.split(".")[:-1]:
-            if part and part[-1] not in " \t" and part.rsplit(None, 1)[-1] in dot_words:
+        end = low.find(".")
+        while end != -1:
+            start = max(low.rfind(" ", 0, end), low.rfind("\t", 0, end)) + 1
+            if start < end and low[start:end] in dot_words:
                 return None
-    if _DIGIT_SPACE_DIGIT.search(text):
+            end = low.find(".", end + 1)
+    if _slow_hints().search(text) is not None:
         return None
     if "'" in low:
         if "n't" in low and low.count("n't") != len(_FAST_NT_OK.findall(low)):
