@@ -1,0 +1,248 @@
+"""`fsgr demo`: FSGR end to end on the embedded synthetic shapes dataset with the shipped tiny CLIP.
+
+Steps: generate the dataset (DIR/shapes), measure the tiny CLIP alone (MaskCLIP-style patch labels), train with the
+normal engine (`fsgr.training.engine.train`, run directory = DIR), then on the test split with the best-val checkpoint:
+beam-search captions, scores against reduced references, the human-agreement ceiling on the same references, an
+image-blind baseline, the semantic head's patch accuracy against the ground-truth concept maps, a few example captions
+and explain.png. Everything lands in DIR/metrics.json; a short table is printed at the end.
+
+Ceiling: for each test image one reference (index image_id % n) is held out and scored as if it were a prediction
+against the remaining references; the model's captions are scored against those same remaining references.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from fsgr.errors import ConfigError, DataError
+
+METRICS = "bleu,rouge,cider"
+
+
+def default_config_path() -> Path:
+    """configs/demo.yaml of a source checkout when run from it; else the copy shipped in the package."""
+    local = Path("configs/demo.yaml")
+    if local.is_file():
+        return local
+    return Path(str(resources.files("fsgr").joinpath("assets", "demo.yaml")))
+
+
+def held_out_index(image_id: int, n: int) -> int:
+    return int(image_id) % n
+
+
+def split_references(records) -> tuple[dict[int, list[str]], dict[int, str]]:
+    """-> (reduced references per image, the held-out caption per image)."""
+    refs, held = {}, {}
+    for r in records:
+        caps = list(r.captions)
+        if len(caps) < 2:
+            raise DataError(f"image {r.image_id}: needs >= 2 captions for the ceiling, has {len(caps)}")
+        k = held_out_index(r.image_id, len(caps))
+        held[int(r.image_id)] = caps[k]
+        refs[int(r.image_id)] = caps[:k] + caps[k + 1:]
+    return refs, held
+
+
+def blind_caption(train_records) -> str:
+    """The most frequent training caption: what a model that ignores the image does best on average."""
+    counts = Counter(c for r in train_records for c in r.captions)
+    return counts.most_common(1)[0][0]
+
+
+def _batches(records, size: int, image_size: int, resize: str):
+    from torch.utils.data import DataLoader
+
+    from fsgr.data.datasets import EvalDataset, collate_eval
+
+    return DataLoader(EvalDataset(list(records), image_size, resize), batch_size=size, shuffle=False, num_workers=0,
+                      collate_fn=collate_eval)
+
+
+def _truth(root: Path, image_ids: Sequence[int], grid: int) -> torch.Tensor:
+    from fsgr.data.synthetic import load_concept_map, patch_concepts
+
+    return torch.stack([patch_concepts(load_concept_map(root, int(i)), grid) for i in image_ids])
+
+
+def patch_accuracy(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    """Accuracy over object patches (truth != background) of concept ids, and of their colour / shape."""
+    from fsgr.data.synthetic import COLOUR_OF, SHAPE_OF
+
+    obj = truth != 0
+    if not obj.any():
+        raise DataError("no object patches in the evaluated images")
+    colour_of, shape_of = torch.tensor(COLOUR_OF), torch.tensor(SHAPE_OF)
+    p, t = pred[obj].cpu(), truth[obj].cpu()
+    return {"accuracy": p.eq(t).float().mean().item(),
+            "colour_accuracy": (colour_of[p] == colour_of[t]).float().mean().item(),
+            "shape_accuracy": (shape_of[p] == shape_of[t]).float().mean().item(),
+            "object_patches": int(obj.sum())}
+
+
+@torch.no_grad()
+def semantic_head_ids(model, records, cfg, device) -> tuple[list[int], torch.Tensor]:
+    """Concept id per patch from the model's semantic head in eval mode (hard argmax): (ids, (N, P))."""
+    model.eval()
+    ids, out = [], []
+    for batch in _batches(records, cfg.eval.batch_images, cfg.data.image_size, cfg.data.resize):
+        x = batch.images.to(device)
+        enc = model.encode(x)
+        concept_ids = getattr(enc, "concept_ids", None)
+        if concept_ids is None:
+            raise DataError("the model's encode() gives no concept_ids: is the semantic head on?")
+        out.append(concept_ids.cpu())
+        ids.extend(int(i) for i in batch.image_ids)
+    return ids, torch.cat(out)
+
+
+@torch.no_grad()
+def clip_alone_ids(clip, codebook: torch.Tensor, records, cfg) -> tuple[list[int], torch.Tensor]:
+    """MaskCLIP/SCLIP patch labels of the tiny CLIP alone: CSA patch features vs the whole codebook."""
+    from fsgr.demo.pretrain_clip import csa_patch_embeddings
+
+    ids, out = [], []
+    for batch in _batches(records, cfg.eval.batch_images, cfg.data.image_size, cfg.data.resize):
+        feats = csa_patch_embeddings(clip.visual, batch.images)                 # (B, P, E)
+        out.append((feats @ codebook.t()).argmax(-1))
+        ids.extend(int(i) for i in batch.image_ids)
+    return ids, torch.cat(out)
+
+
+def _check_codebook_names(names) -> None:
+    from fsgr.data.synthetic import CONCEPTS
+
+    if list(names or []) != list(CONCEPTS):
+        raise ConfigError(f"the demo needs a codebook of the shapes concepts in order ({len(CONCEPTS)}: "
+                          f"{CONCEPTS[:3]}...), got {len(names or [])} names {list(names or [])[:3]}...")
+
+
+def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None, overrides: Sequence[str] = (),
+             device: Optional[str] = None, progress: bool = True, examples: int = 5) -> dict:
+    from fsgr.config import load_config
+    from fsgr.demo.assets import resolve_clip, resolve_codebook
+    from fsgr.inference import Captioner, draw_explanation
+    from fsgr.metrics import score
+    from fsgr.models.clip import load_clip
+    from fsgr.models.codebook import load_codebook
+    from fsgr.training.engine import train
+    from fsgr.training.setup import build_data, build_model
+
+    t0 = time.time()
+    out = Path(out)
+    config = Path(config) if config else default_config_path()
+    cfg = load_config(config, [f"run.dir={out}", f"data.synthetic.root={out / 'shapes'}", *overrides])
+    if cfg.data.format != "synthetic":
+        raise ConfigError(f"{config}: the demo runs on data.format=synthetic, not {cfg.data.format!r}")
+    if (out / "checkpoints" / "last.pt").exists():
+        raise ConfigError(f"{out}: holds a demo run already; remove it or choose another --out")
+    say = (lambda s: print(s, file=sys.stderr, flush=True))
+
+    say(f"[demo] generating the shapes dataset under {cfg.data.synthetic.root} ...")
+    data = build_data(cfg)                                 # generates it (once) and reads the records
+    root = Path(cfg.data.synthetic.root)
+    test = data.split("test")
+    t_data = time.time() - t0
+    grid = cfg.model.clip.image_resolution // cfg.model.clip.vision_patch_size
+    truth = _truth(root, [r.image_id for r in test], grid)
+
+    # the tiny CLIP alone, and the FSGR model before training (identity adapters, fresh prompts)
+    clip = load_clip(resolve_clip(cfg.model.clip.path))
+    codebook = load_codebook(resolve_codebook(cfg.model.semantic.codebook))
+    _check_codebook_names(codebook.names)
+    _, clip_pred = clip_alone_ids(clip, codebook.embeddings, test, cfg)
+    clip_alone = patch_accuracy(clip_pred, truth)
+    torch.manual_seed(cfg.train.seed)
+    untrained, _, _ = build_model(cfg, data.vocab)
+    _, untrained_pred = semantic_head_ids(untrained, test, cfg, torch.device("cpu"))
+    untrained_acc = patch_accuracy(untrained_pred, truth)
+    del untrained, clip
+
+    say(f"[demo] training (run directory {out}) ...")
+    t_train = time.time()
+    summary = train(cfg, device=device, progress=progress)
+    t_train = time.time() - t_train
+    best = out / "checkpoints" / "best.pt"
+    if not best.is_file():
+        raise DataError(f"{best}: training wrote no best checkpoint (status {summary.get('status')})")
+
+    say("[demo] scoring the test split with the best-val checkpoint ...")
+    t_eval = time.time()
+    captioner = Captioner.from_checkpoint(best, device=device or "cpu")
+    _check_codebook_names(captioner.codebook_names)
+    model, dev = captioner.model, captioner.device
+    preds: dict[int, str] = {}
+    for batch in _batches(test, cfg.eval.batch_images, cfg.data.image_size, cfg.data.resize):
+        caps = captioner.caption_tensors(batch.images)
+        preds.update({int(i): c for i, c in zip(batch.image_ids, caps)})
+    refs, held = split_references(test)
+    metrics = cfg.eval.metrics
+    test_scores = dict(score(refs, preds, metrics))
+    ceiling = dict(score(refs, held, metrics))
+    blind_text = blind_caption(data.split("train"))
+    blind = dict(score(refs, {i: blind_text for i in refs}, metrics))
+    ids, head_pred = semantic_head_ids(model, test, cfg, dev)
+    assert ids == [int(r.image_id) for r in test]
+    head = patch_accuracy(head_pred, truth)
+    t_eval = time.time() - t_eval
+
+    from fsgr.training.evaluation import write_predictions
+
+    write_predictions(preds, out / "predictions" / "test_demo.json")
+    example_records = test[:examples]
+    example_caps = captioner.caption([r.path for r in example_records])
+    example_rows = [{"image": str(r.path), "caption": c, "references": list(r.captions)}
+                    for r, c in zip(example_records, example_caps)]
+    exp = captioner.explain(example_records[0].path)
+    draw_explanation(exp).save(out / "explain.png", format="PNG")
+
+    result = {
+        "test": test_scores, "ceiling": ceiling, "image_blind": blind, "image_blind_caption": blind_text,
+        "semantic_patch_accuracy": head["accuracy"],
+        "semantic_colour_accuracy": head["colour_accuracy"],
+        "semantic_shape_accuracy": head["shape_accuracy"],
+        "object_patches": head["object_patches"],
+        "tiny_clip_alone": clip_alone, "untrained_fsgr_head": untrained_acc,
+        "cider_vs_ceiling": test_scores["CIDEr"] / ceiling["CIDEr"] if ceiling.get("CIDEr") else None,
+        "num_test_images": len(test), "references_per_image": "all but one (index image_id % n, the ceiling's)",
+        "beam_size": cfg.eval.beam_size, "scst_mode": cfg.scst.mode,
+        "train_summary": {k: summary.get(k) for k in ("status", "phase", "epoch", "global_step", "best_val_cider",
+                                                      "best_phase", "best_epoch")},
+        "examples": example_rows,
+        "seconds": time.time() - t0,
+        "seconds_by_stage": {"data": t_data, "train": t_train, "test": t_eval},
+        "files": {"metrics": str(out / "metrics.json"), "best": str(best), "explain": str(out / "explain.png"),
+                  "predictions": str(out / "predictions" / "test_demo.json"), "run_dir": str(out)},
+        "config": str(config),
+    }
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    print(table(result))
+    return result
+
+
+def table(r: dict) -> str:
+    keys = [k for k in ("BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr") if k in r["test"]]
+    lines = [f"{'metric':<10}{'test':>9}{'ceiling':>9}{'blind':>9}"]
+    for k in keys:
+        lines.append(f"{k:<10}{r['test'][k]:>9.3f}{r['ceiling'][k]:>9.3f}{r['image_blind'][k]:>9.3f}")
+    c, u, h = r["tiny_clip_alone"], r["untrained_fsgr_head"], r
+    lines += [
+        f"CIDEr / ceiling: {r['cider_vs_ceiling']:.2f}   ({r['num_test_images']} test images, beam {r['beam_size']})",
+        f"patch accuracy (object patches): FSGR head {h['semantic_patch_accuracy']:.3f} "
+        f"(colour {h['semantic_colour_accuracy']:.3f}, shape {h['semantic_shape_accuracy']:.3f}); "
+        f"tiny CLIP alone {c['accuracy']:.3f} (colour {c['colour_accuracy']:.3f}, shape {c['shape_accuracy']:.3f}); "
+        f"untrained head {u['accuracy']:.3f}",
+        f"time: {r['seconds']:.0f} s (data {r['seconds_by_stage']['data']:.0f}, train "
+        f"{r['seconds_by_stage']['train']:.0f}, test {r['seconds_by_stage']['test']:.0f})",
+        f"files: {r['files']['metrics']}  {r['files']['best']}  {r['files']['explain']}",
+    ]
+    return "\n".join(lines)
