@@ -85,6 +85,12 @@ HAND_WRITTEN = [
     "Cal. Ark. Ill. Miss. Ore.",
     "wait.... what",
     "a . . . b",
+    "A,-like group; a,-up stream and brown,-colored dogs",
+    "the etc.n't case and etc.\u00e9 and Mr.Smith and xetc.n",
+    "#a1 #a_b #a.b #1a #ab!c and #ocean.n't",
+    "'and''s 'A''s j'adore l'amour d'Avignon",
+    "playing I.",
+    "The? boy runs with! the ball",
 ]
 
 FRAGMENTS = [
@@ -136,3 +142,35 @@ def detokenize(caption: str) -> str:
     c = re.sub(r" ([.,!?;:])", r"\1", c)
     c = re.sub(r" ('s|n't|'re|'m|'ll|'ve|'d)\b", r"\1", c)
     return c[:1].upper() + c[1:]
+
+
+_OPS = [
+    lambda w, r: w.upper(), lambda w, r: w.capitalize(), lambda w, r: '"' + w + '"', lambda w, r: "'" + w + "'",
+    lambda w, r: "(" + w + ")", lambda w, r: w + ",", lambda w, r: w + ".", lambda w, r: w + "!",
+    lambda w, r: w + "?", lambda w, r: w + "'s", lambda w, r: w + "-" + r.choice(["like", "colored", "up", "old"]),
+    lambda w, r: str(r.randint(0, 3000)), lambda w, r: w + "/" + r.choice(["white", "or", "2"]),
+    lambda w, r: w + " &", lambda w, r: "\u201c" + w + "\u201d", lambda w, r: w + "\u2019s", lambda w, r: w + ":",
+    lambda w, r: w + ";", lambda w, r: w + "...", lambda w, r: w + "  ", lambda w, r: r.choice(FRAGMENTS),
+    lambda w, r: w + " " + r.choice(FRAGMENTS), lambda w, r: w + "." + r.choice(["", " "]),
+    lambda w, r: r.choice(["Mr.", "St.", "Dr.", "vs.", "etc.", "U.S.", "A.", "I.", "No.", "Inc."]),
+    lambda w, r: w + "n't", lambda w, r: w + "%", lambda w, r: "$" + w, lambda w, r: "#" + w,
+    lambda w, r: w + "\u00e9", lambda w, r: w + "\t",
+]
+
+
+def perturbed(captions: list[str], seed: int = 5) -> list[str]:
+    """Real captions made raw and then roughed up: case, quotes, brackets, clitics, numbers, symbols, spaces."""
+    rng = random.Random(seed)
+    out = []
+    for c in captions:
+        ws = detokenize(c).split(" ")
+        for _ in range(rng.randint(0, 3)):
+            i = rng.randrange(len(ws))
+            ws[i] = rng.choice(_OPS)(ws[i], rng)
+        s = " ".join(ws)
+        if rng.random() < 0.3:
+            s = s.rstrip(".")
+        if rng.random() < 0.1:
+            s = " " + s + " "
+        out.append(s)
+    return out

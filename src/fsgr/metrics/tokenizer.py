@@ -135,10 +135,12 @@ def _macros() -> dict[str, str]:
     d("REDAUX", "{APOS}(?:[msdMSD]|(?i:re|ve|ll))")
     d("SWORD", "[A-Za-z\u00ad]*[A-MO-Za-mo-z]\u00ad*")
     d("SREDAUX", "(?i:n)(?:{APOSETCETERA})(?i:t)")
-    d("APOWORD", "(?:{APOS})(?i:n)(?:{APOS})?|[lLdDjJ](?:{APOS})|(?i:dunkin)(?:{APOS})|(?i:somethin)(?:{APOS})"
-      "|(?i:ol)(?:{APOS})|(?:{APOS})(?i:em)|[A-HJ-XZn](?:{APOSETCETERA})(?:{LETTERCLS}){2}(?:{LETTERCLS})*"
-      "|(?:{APOS})[2-9]0(?i:s)|(?:{APOS})(?i:till?)"
+    # (longer alternatives first: Python takes the first alternative that matches, JFlex the longest)
+    d("APOWORD", "[A-HJ-XZn](?:{APOSETCETERA})(?:{LETTERCLS}){2}(?:{LETTERCLS})*"
       "|(?:{LETTERCLS}){2,}(?<=[aeiouyAEIOUY])(?:{APOSETCETERA})[aeiouA-Z](?:{LETTERCLS})*"
+      "|(?:{APOS})(?i:n)(?:{APOS})?|[lLdDjJ](?:{APOS})|(?i:dunkin)(?:{APOS})|(?i:somethin)(?:{APOS})"
+      "|(?i:ol)(?:{APOS})|(?:{APOS})(?i:em)"
+      "|(?:{APOS})[2-9]0(?i:s)|(?:{APOS})(?i:till?)"
       "|(?:{APOS})(?i:cause)|(?i:cont'd)\\.?|(?i:nor'easter)|(?i:c'mon)|(?i:e'er)|(?i:s'mores)"
       "|(?i:ev'ry)|(?i:li'l)|(?i:nat'l)")
     d("APOWORD2", "(?i:y)(?:{APOS})")
@@ -148,7 +150,7 @@ def _macros() -> dict[str, str]:
       r"(?:/[^ \t\n\f\r\"<>|()]+[^ \t\n\f\r\"<>|.!?(){},-])?")
     d("EMAIL", "[a-zA-Z0-9][^ \t\n\f\r\"<>|()\u00a0]*@(?:[^ \t\n\f\r\"<>|().\u00a0]+\\.)*"
       "[^ \t\n\f\r\"<>|().\u00a0]+")
-    d("TWITTER", "@[a-zA-Z_][a-zA-Z_0-9]*|#{WORD}")
+    d("TWITTER", "@[a-zA-Z_][a-zA-Z_0-9]*|#(?:{LETTER})+")
     d("ABMONTH", "(?i:jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)")
     d("ABDAYS", "(?i:mon|tues|tue|thurs|thu|wed|fri)")
     d("ABSTATE", "(?i:ala|ariz)|A(?i:rk)|(?i:calif|colo|conn|dak|del|fla|ga)|I(?i:ll)|(?i:ind|kans|kan|ky|la)"
@@ -173,8 +175,8 @@ def _macros() -> dict[str, str]:
     d("FNMARKS", "@+|#+|_+")
     d("ASTS", r"\*+|(?:\\\*){1,3}")
     d("INSENTP", "[,;:\u3001]")
-    d("QUOTES", "{APOS}|''|[`\u2018\u2019\u201a\u201b\u201c\u201d\u0091\u0092\u0093\u0094\u201e\u201f\u2039\u203a"
-      "\u00ab\u00bb]{1,2}")
+    d("QUOTES", "''|[`\u2018\u2019\u201a\u201b\u201c\u201d\u0091\u0092\u0093\u0094\u201e\u201f\u2039\u203a"
+      "\u00ab\u00bb]{1,2}|{APOS}")
     d("DBLQUOT", "\"|&(?i:quot);")
     d("TBSPEC", "-(?i:rrb|lrb|rcb|lcb|rsb|lsb)-|(?i:c\\.d\\.s)|(?i:pro-)|(?i:anti-)|(?i:s)(?:&|&(?i:amp);)(?i:p-500)"
       "|(?i:s)(?:&|&(?i:amp);)(?i:ls)|(?i:cap)(?:{APOS})(?i:n)|(?i:c)(?:{APOS})(?i:est)")
@@ -283,11 +285,12 @@ def _rules():
          "|L(?i:ast)|M(?i:any)|M(?i:ore)|M(?i:r)\\.|M(?i:s)\\.|N(?i:ow)|O(?i:nce)|O(?i:ne)|O(?i:ther)|O(?i:ur)"
          "|S(?i:he)|S(?i:ince)|S(?i:ome)|S(?i:uch)|S(?i:o)|T(?i:hat)|T(?i:heir)|T(?i:hen)|T(?i:here)"
          "|T(?i:hese)|T(?i:hey)|T(?i:his)|T(?i:he)|W(?i:e)|W(?i:hen)|W(?i:hile)|W(?i:hat)|Y(?i:et)|Y(?i:ou)|{SGML})"
-         "(?:{SPACENL}|[?!])", ("acronym",)),
+         "(?:{SPACENL})", ("acronym",)),
         ("{ABBREV3}", "(?:{SPACENL})?{DIGIT}", ident),
         (r"(?i:pty|pte|ptes|co)\.", "{SPACE}(?i:ltd|lim)", ident),
         ("{ABBREV1}", "{SENTEND}", ("dup_period",)),
-        ("{ABBREV1}", None, ident),
+        ("{ABBREV1}", "[\\s\\S][\\s\\S]", ident),  # JFlex {ABBREV1}/[^][^]: beats WORD's "etc.n"
+        ("{ABBREV1}", None, ("dup_period",)),  # only at the very end of the text
         ("{ABBREV2}", None, ident),
         ("{ABBREV4}", "{SPACE}", ident),
         ("{ACRO}", "{SPACENL}", ident),
@@ -351,7 +354,8 @@ def _get_rules():
     return _RULES
 
 
-_SIMPLE = re.compile(r"([A-Za-z]+|\.(?=[ \t]+[A-Za-z])|,(?![0-9]))(?=[ \t,\n]|$)|[ \t]+")
+# (a comma right after a word only when white space follows: HTHING takes "a,-like" whole)
+_SIMPLE = re.compile(r"([A-Za-z]+|\.(?=[ \t]+[A-Za-z])|,(?![0-9]))(?=[ \t\n]|,(?=[ \t\n]|$)|$)|[ \t]+")
 
 
 def _lex(text: str, stop: int) -> list[str]:
