@@ -69,8 +69,6 @@ class FSGRCaptioner(nn.Module):
         for name, idx in (("pad", pad_id), ("bos", bos_id), ("eos", eos_id)):
             if not 0 <= idx < vocab_size:
                 raise CheckpointError(f"<{name}> id {idx} is outside the vocabulary of {vocab_size} words")
-        if cfg.pma.enabled:
-            raise ConfigError("model.pma.enabled: the prototypical-memory decoder is not part of FSGRCaptioner")
         if cfg.encoder.d_model != cfg.decoder.d_model:
             raise ConfigError(f"model.encoder.d_model {cfg.encoder.d_model} != model.decoder.d_model "
                               f"{cfg.decoder.d_model}: the decoder cross-attends the encoder output")
@@ -97,10 +95,14 @@ class FSGRCaptioner(nn.Module):
         text = cfg.semantic.enabled
         self.encoder = Encoder(cfg.encoder, in_dim=embed_dim if text else width, grid=tuple(self.backbone.grid_size),
                                text=text, dropout=cfg.dropout, double_residual=cfg.double_residual)
-        self.decoder = Decoder(cfg.decoder, vocab_size, pad_id, cfg.dropout, cfg.double_residual)
+        self.decoder = Decoder(cfg.decoder, vocab_size, pad_id, cfg.dropout, cfg.double_residual, pma=cfg.pma)
         if cfg.xavier_init:       # B11: REF's init_weights over encoder + decoder
             xavier_init_(self.encoder)
             xavier_init_(self.decoder)
+        # PMA banks are per rank and prototypes are synchronised at each refresh: DDP must not broadcast them from
+        # rank 0 at every forward (that would replace every rank's banks with rank 0's and move ~GBs per step)
+        self._ddp_params_and_buffers_to_ignore = [name for name, _ in self.named_buffers()
+                                                  if ".memory." in name]
 
     @staticmethod
     def _check_codebook_clip(codebook, clip) -> None:
@@ -164,6 +166,18 @@ class FSGRCaptioner(nn.Module):
         logprobs = self.decoder(tokens, memory, enc.memory_pos)
         return CaptionerOutput(logprobs=logprobs, concept_ids=enc.concept_ids, contrast_feats=enc.contrast_feats)
 
+    # ------------------------------------------------------------------------------------------------------------
+    def memory_update(self, step: int, phase: str = "xe") -> bool:
+        """Prototypical memory (model.pma): call after every optimiser step with the 1-based global step. Commits
+        the step's sampled keys/values to the banks and refreshes the prototypes every pma.refresh_every steps
+        (frozen in SCST when pma.frozen_in_scst). Every rank must call it (a refresh gathers banks). No-op when the
+        memory is off; returns True when the prototypes were refreshed."""
+        return self.decoder.memory_update(step, phase)
+
+    def memory_prototypes(self) -> Optional[int]:
+        """Valid prototypes across the decoder's memory layers (metrics.jsonl `memory_prototypes`); None if off."""
+        return self.decoder.memory_prototypes()
+
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """'backbone': trainable backbone parameters (prompts + adapters); 'captioner': every other trainable one."""
         backbone = [p for p in self.backbone.parameters() if p.requires_grad]
@@ -179,8 +193,28 @@ class FSGRCaptioner(nn.Module):
         if words is not None and words.shape[0] != self.vocab_size:
             raise CheckpointError(f"checkpoint decoder has {words.shape[0]} words but the vocabulary has "
                                   f"{self.vocab_size}")
+        self._check_memory_state(state_dict)
         codebook = state_dict.get("semantic.codebook")
         if codebook is not None and codebook.shape[0] != self.semantic.codebook_size:
             raise CheckpointError(f"checkpoint codebook has {codebook.shape[0]} concepts but "
                                   f"model.semantic.codebook_size is {self.semantic.codebook_size}")
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _check_memory_state(self, state_dict) -> None:
+        """PMA buffers: refuse a checkpoint with/without memory, or with other bank/prototype sizes, in one line."""
+        ours = {k: v.shape for k, v in self.state_dict().items() if ".memory." in k}
+        theirs = {k: v.shape for k, v in state_dict.items() if ".memory." in k}
+        if ours and not theirs:
+            raise CheckpointError("checkpoint has no prototypical-memory state (trained with model.pma.enabled="
+                                  "false) but model.pma.enabled is true")
+        if theirs and not ours:
+            raise CheckpointError("checkpoint holds prototypical-memory state (model.pma.enabled=true) but this "
+                                  "model has no memory in those layers; set model.pma as in the checkpoint")
+        if set(ours) != set(theirs):
+            raise CheckpointError(f"checkpoint memory entries differ from model.pma (layers / segment_embedding): "
+                                  f"missing {sorted(set(ours) - set(theirs))}, "
+                                  f"unexpected {sorted(set(theirs) - set(ours))}")
+        for k, shape in ours.items():
+            if theirs[k] != shape:
+                raise CheckpointError(f"checkpoint {k} is {tuple(theirs[k])} but model.pma gives {tuple(shape)} "
+                                      f"(num_prototypes / bank_iterations x tokens_per_step must match)")

@@ -83,7 +83,23 @@ class DecoderConfig:
 
 @dataclass
 class PMAConfig:
+    """Prototypical memory in the decoder self-attention (PMA-Net, ICCV 2023; docs/pma.md). Sizes are per layer and
+    per head; defaults are the paper's where it states them (M, T) and stated estimates otherwise (R, knn)."""
+
     enabled: bool = False
+    layers: Optional[list[int]] = None   # decoder layers (0-based) with memory; None = every layer (PMA-Net)
+    num_prototypes: int = 1024           # M key/value prototypes per head (paper: 1,024)
+    bank_iterations: int = 1500          # T: the banks hold the keys/values of the last T optimiser steps (paper)
+    tokens_per_step: int = 64            # per-step cap: a uniform sample of <= this many non-pad tokens of the step
+    #                                      is pushed (bank rows per head = T x cap; memory and checkpoints stay bounded)
+    refresh_every: int = 100             # R: K-Means + kNN every R optimiser steps (estimate: not in our sources)
+    knn: int = 16                        # value prototype = mean value of the knn bank keys nearest the key prototype
+    segment_embedding: bool = True       # learnable segment embedding added to the memory keys (PMA-Net)
+    frozen_in_scst: bool = True          # no bank pushes / refreshes during SCST (prototypes stay as XE left them)
+    kmeans_iterations: int = 25          # Lloyd iterations per refresh (FAISS's default, which PMA-Net used)
+    kmeans_init: Literal["random", "kmeans++"] = "random"   # FAISS's default is random distinct points
+    bank_dtype: Literal["float32", "float16", "bfloat16"] = "float16"   # storage only; clustering runs in fp32
+    seed: int = 0                        # K-Means seed = f(seed, step, layer): identical on every rank and on resume
 
 
 @dataclass

@@ -8,6 +8,11 @@ log_softmax (computed in fp32).
 
 Incremental decoding keeps no state in the module (unlike M2's "stateful" buffers): `init_cache` computes the
 cross-attention keys/values once from the encoder output, and `step` takes a `DecoderCache` and returns a new one.
+
+Prototypical memory (`model.pma`, fsgr.models.memory, docs/pma.md): a layer with memory puts its M key/value
+prototypes in front of its self-attention keys/values, in the full pass and in every incremental step alike (they are
+constant extra keys, not part of the cache). In training mode the layer also records a uniform sample of its token
+keys/values; the training loop commits it to the banks after each optimiser step (`memory_update`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fsgr.models.attention import FeedForward, ResidualAttention
-from fsgr.models.config import DecoderConfig
+from fsgr.models.config import DecoderConfig, PMAConfig
+from fsgr.models.memory import PAD_SCORE, LayerMemory, memory_layer_ids, update_memory, valid_prototypes
 
 
 def sinusoid_table(rows: int, d_model: int, pad_row: Optional[int] = 0) -> torch.Tensor:
@@ -61,11 +67,13 @@ class DecoderCache:
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, d_model: int, heads: int, d_ff: int, dropout: float, double_residual: bool):
+    def __init__(self, d_model: int, heads: int, d_ff: int, dropout: float, double_residual: bool,
+                 memory: Optional[PMAConfig] = None):
         super().__init__()
         self.self_attention = ResidualAttention(d_model, heads, dropout, double_residual)
         self.cross_attention = ResidualAttention(d_model, heads, dropout, double_residual)
         self.feed_forward = FeedForward(d_model, d_ff, dropout)
+        self.memory = LayerMemory(memory, d_model, heads) if memory is not None else None
 
     def forward(self, x: torch.Tensor, self_k: torch.Tensor, self_v: torch.Tensor, self_mask: torch.Tensor,
                 cross_k: torch.Tensor, cross_v: torch.Tensor, m_pad: torch.Tensor) -> torch.Tensor:
@@ -76,7 +84,8 @@ class DecoderLayer(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, cfg: DecoderConfig, vocab_size: int, pad_id: int, dropout: float, double_residual: bool):
+    def __init__(self, cfg: DecoderConfig, vocab_size: int, pad_id: int, dropout: float, double_residual: bool,
+                 pma: Optional[PMAConfig] = None):
         super().__init__()
         if not 0 <= pad_id < vocab_size:
             raise ValueError(f"pad id {pad_id} outside the vocabulary of {vocab_size}")
@@ -86,8 +95,11 @@ class Decoder(nn.Module):
         self.max_len = cfg.max_len
         self.word_emb = nn.Embedding(vocab_size, d, padding_idx=pad_id)
         self.pos_emb = nn.Embedding(cfg.max_len + 1, d)  # row 0: <pad>; positions 1..max_len
+        self.pma = pma if pma is not None and pma.enabled else None
+        with_memory = set(memory_layer_ids(self.pma, cfg.layers)) if self.pma else set()
         self.layers = nn.ModuleList(
-            DecoderLayer(d, cfg.heads, cfg.d_ff, dropout, double_residual) for _ in range(cfg.layers))
+            DecoderLayer(d, cfg.heads, cfg.d_ff, dropout, double_residual, self.pma if i in with_memory else None)
+            for i in range(cfg.layers))
         self.out = nn.Linear(d, vocab_size, bias=False)  # untied from word_emb, as REF
         self.reset_embeddings()
 
@@ -113,6 +125,27 @@ class Decoder(nn.Module):
     def _logprobs(self, h: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.out(h).float(), dim=-1)
 
+    # -- prototypical memory -------------------------------------------------------------------------------------
+    def memory_layers(self) -> list[LayerMemory]:
+        return [layer.memory for layer in self.layers if layer.memory is not None]
+
+    def _record_scores(self, valid: torch.Tensor) -> Optional[torch.Tensor]:
+        """Sampling scores for the banks (uniform for real tokens, PAD_SCORE for pad), shared by the layers so they
+        sample the same tokens; None when nothing is recorded (eval mode, inference mode, no memory)."""
+        if not self.training or torch.is_inference_mode_enabled() or self.pma is None:
+            return None
+        return torch.rand(valid.shape, device=valid.device).masked_fill(~valid, PAD_SCORE)
+
+    def memory_update(self, step: int, phase: str = "xe") -> bool:
+        """Commit this step's samples to the banks; refresh every pma.refresh_every steps (True if it did)."""
+        if self.pma is None:
+            return False
+        return update_memory(self.memory_layers(), self.pma, step, phase)
+
+    def memory_prototypes(self) -> Optional[int]:
+        """Valid prototypes across the memory layers; None when the memory is off."""
+        return None if self.pma is None else valid_prototypes(self.memory_layers())
+
     # -- full teacher-forced pass ----------------------------------------------------------------------------------
     def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor) -> torch.Tensor:
         """tokens (N, L); memory (N, P, d); memory_pos broadcastable to it -> log-probs (N, L, V) fp32."""
@@ -123,10 +156,16 @@ class Decoder(nn.Module):
         m_pad = valid.unsqueeze(-1).to(memory.dtype)
         keys = memory + memory_pos
         x = self.embed(tokens)
+        scores = self._record_scores(valid)
         for layer in self.layers:
             k, v = layer.self_attention.attn.project_kv(x, x)
+            mask = self_mask
+            if layer.memory is not None:
+                if scores is not None:
+                    layer.memory.record(k, v, scores)
+                k, v, mask = layer.memory.extend(k, v, self_mask, valid)
             ck, cv = layer.cross_attention.attn.project_kv(keys, memory)
-            x = layer(x, k, v, self_mask, ck, cv, m_pad.to(x.dtype))
+            x = layer(x, k, v, mask, ck, cv, m_pad.to(x.dtype))
         return self._logprobs(x)
 
     # -- incremental decoding ------------------------------------------------------------------------------------
@@ -148,15 +187,22 @@ class Decoder(nn.Module):
         key_valid = torch.cat([cache.key_valid, valid[:, None]], dim=1)                    # (N, t+1)
         self_mask = key_valid[:, None, None, :]                                            # (N, 1, 1, t+1)
         m_pad = valid[:, None, None].to(x.dtype)
+        scores = self._record_scores(valid[:, None])
         new_k, new_v = [], []
         for i, layer in enumerate(self.layers):
-            k, v = layer.self_attention.attn.project_kv(x, x)
+            k_tok, v_tok = layer.self_attention.attn.project_kv(x, x)
+            k, v = k_tok, v_tok
             if t:
                 k = torch.cat([cache.self_k[i], k], dim=2)
                 v = torch.cat([cache.self_v[i], v], dim=2)
             new_k.append(k)
             new_v.append(v)
-            x = layer(x, k, v, self_mask, cache.cross_k[i], cache.cross_v[i], m_pad)
+            mask = self_mask
+            if layer.memory is not None:   # constant extra keys: in front at every step, never cached
+                if scores is not None:
+                    layer.memory.record(k_tok, v_tok, scores)
+                k, v, mask = layer.memory.extend(k, v, self_mask, valid[:, None])
+            x = layer(x, k, v, mask, cache.cross_k[i], cache.cross_v[i], m_pad)
         cache = replace(cache, self_k=new_k, self_v=new_v, key_valid=key_valid)
         return self._logprobs(x[:, 0]), cache
 
