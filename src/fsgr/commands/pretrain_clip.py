@@ -27,6 +27,8 @@ def add_arguments(parser):
     parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                         help="whole-run budget: after 100 steps the schedule is shortened to fit (default: none)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--dense-weight", type=float, default=0.5,
+                        help="weight of the patch-pooled image-text term; 0 = plain CLIP loss (default: %(default)s)")
 
 
 def main(args) -> int:
@@ -48,6 +50,7 @@ def main(args) -> int:
     cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=warmup,
                          pool_size=args.pool, eval_size=args.eval_size, eval_every=args.eval_every,
                          log_every=args.log_every, seed=args.seed, time_budget=args.time_budget, data_seed=args.data_seed,
+                         dense_weight=args.dense_weight,
                          workers=args.workers if args.workers is not None else (os.cpu_count() or 1))
     pretrain(cfg, args.out, device=args.device, log=json_logger(args.log))
     return 0
