@@ -276,6 +276,7 @@ class Trainer:
                 values = self._scst_step(batches[0]) if scst else self._xe_step(batches)
                 st.step_in_epoch += 1
                 st.global_step += 1
+                self.model.memory_update(st.global_step, st.phase)   # PMA bank push / refresh (no-op: memory off)
                 window.append(values["loss"])
                 if bar is not None:
                     bar.update(1)
@@ -287,6 +288,8 @@ class Trainer:
                            "lr": self.optimizer.param_groups[0]["lr"],
                            "lrs": {g["name"]: g["lr"] for g in self.optimizer.param_groups},
                            "step_time_s": time.perf_counter() - t0}
+                    if (prototypes := self.model.memory_prototypes()) is not None:
+                        row["memory_prototypes"] = prototypes
                     self._log(row)
                     window = []
                 if st.step_in_epoch == steps_total:
