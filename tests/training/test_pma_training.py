@@ -67,3 +67,24 @@ def test_resume_restores_banks_and_prototypes_exactly(pma_run, tmp_path, tiny_da
     assert straight.keys() == resumed.keys()
     for k in straight:                                                       # bit for bit on one CPU process
         assert torch.equal(resumed[k], straight[k]), k
+
+
+def test_checkpoint_captions_with_its_prototypes(pma_run, tiny_data):
+    import fsgr
+    from fsgr.models.decoding import beam_search
+
+    tmp, _ = pma_run
+    path = tmp / "run" / "checkpoints" / "last.pt"
+    cap = fsgr.Captioner.from_checkpoint(path, device="cpu")
+    mem = cap.model.decoder.layers[0].memory
+    assert torch.equal(mem.proto_k, _memory_state(path)["decoder.layers.0.memory.proto_k"])
+    images = sorted(tiny_data.parent.glob("img_*.jpg"))[:3]
+    captions = cap.caption([str(p) for p in images])
+    assert len(captions) == 3 and all(isinstance(c, str) and c for c in captions)
+    batch = torch.stack([cap.preprocess(str(p)) for p in images])
+    with torch.no_grad():
+        enc = cap.model.encode(batch)
+        with_memory = beam_search(cap.model, enc, beam_size=2, max_len=8).seq_logprob
+        mem.proto_valid.zero_()                                              # hide the memory
+        without = beam_search(cap.model, enc, beam_size=2, max_len=8).seq_logprob
+    assert not torch.allclose(with_memory, without)                          # inference does use the prototypes
