@@ -117,7 +117,7 @@ def test_banks_hold_a_capped_sample_of_the_last_T_steps_and_never_pad():
         if step == 4:                                       # a step with fewer real tokens than the cap
             scores[:] = PAD_SCORE
             scores[0, 0] = 0.5
-        mem.record(k, k + 0.5, scores)
+        mem.record(k, k + 0.5, mem.plan(scores))
         mem.commit()
     assert int(mem.commits) == 5
     valid = mem.bank_valid
@@ -128,13 +128,24 @@ def test_banks_hold_a_capped_sample_of_the_last_T_steps_and_never_pad():
     assert float(mem.stage_score.max()) < 0        # the reservoir is empty after a commit
 
 
+def test_reservoir_spans_every_forward_of_a_step():
+    # two micro-batches (gradient accumulation) before one commit: the cap tokens kept are the best-scored of both
+    mem = _layer_memory(tokens_per_step=3)
+    first, second = torch.tensor([[0.9, 0.1, 0.5]]), torch.tensor([[0.2, 0.95, PAD_SCORE]])
+    mem.record(torch.full((1, 2, 3, 4), 1.0), torch.zeros(1, 2, 3, 4), mem.plan(first))
+    k2 = torch.arange(3.0).view(1, 1, 3, 1).expand(1, 2, 3, 4) + 10
+    mem.record(k2, torch.zeros(1, 2, 3, 4), mem.plan(second))
+    mem.commit()
+    assert sorted(mem.bank_k[mem.bank_valid][:, 0, 0].tolist()) == [1.0, 1.0, 11.0]   # 0.9, 0.5 (first), 0.95
+
+
 def test_refresh_prototypes_are_kmeans_centres_and_knn_values_of_the_bank():
     mem = _layer_memory(num_prototypes=4, bank_iterations=5, tokens_per_step=12, knn=3, kmeans_iterations=30)
     g = torch.Generator().manual_seed(0)
     blobs = _blobs(h=2, per=15, k=4, d=4, seed=2)                              # (2 heads, 60, 4)
     for step in range(5):
         k = blobs[:, step * 12:(step + 1) * 12].permute(1, 0, 2)[None].transpose(1, 2)   # (1, h, 12, dh)
-        mem.record(k, -k * 2, torch.rand(1, 12, generator=g))
+        mem.record(k, -k * 2, mem.plan(torch.rand(1, 12, generator=g)))
         mem.commit()
     assert mem.refresh(torch.Generator().manual_seed(5)) == 4
     assert mem.proto_valid.all()
@@ -149,7 +160,7 @@ def test_refresh_prototypes_are_kmeans_centres_and_knn_values_of_the_bank():
 
 def test_fewer_bank_points_than_prototypes_gives_that_many_valid_prototypes():
     mem = _layer_memory(num_prototypes=8, tokens_per_step=3)
-    mem.record(torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4), torch.rand(1, 3))
+    mem.record(torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4), mem.plan(torch.rand(1, 3)))
     mem.commit()
     assert mem.refresh(torch.Generator().manual_seed(0)) == 3
     assert mem.proto_valid.tolist() == [True] * 3 + [False] * 5 and not mem.proto_k[:, 3:].any()
@@ -328,7 +339,7 @@ def _ddp_worker(rank, world, init_file, out_dir):
         torch.manual_seed(100 + rank)                     # every rank sees other tokens
         mem = LayerMemory(dataclasses.replace(PMA, num_prototypes=6, tokens_per_step=8), d_model=8, heads=2)
         for _ in range(4):
-            mem.record(torch.randn(2, 2, 5, 4) + 3 * rank, torch.randn(2, 2, 5, 4), torch.rand(2, 5))
+            mem.record(torch.randn(2, 2, 5, 4) + 3 * rank, torch.randn(2, 2, 5, 4), mem.plan(torch.rand(2, 5)))
             mem.commit()
         mem.refresh(torch.Generator().manual_seed(0))
         torch.save({"proto_k": mem.proto_k, "proto_v": mem.proto_v, "bank_k": mem.bank_k},

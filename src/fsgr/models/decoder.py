@@ -129,12 +129,13 @@ class Decoder(nn.Module):
     def memory_layers(self) -> list[LayerMemory]:
         return [layer.memory for layer in self.layers if layer.memory is not None]
 
-    def _record_scores(self, valid: torch.Tensor) -> Optional[torch.Tensor]:
-        """Sampling scores for the banks (uniform for real tokens, PAD_SCORE for pad), shared by the layers so they
-        sample the same tokens; None when nothing is recorded (eval mode, inference mode, no memory)."""
+    def _record_plan(self, valid: torch.Tensor) -> Optional[tuple[torch.Tensor, ...]]:
+        """Which tokens the banks sample in this pass (uniform scores for real tokens, PAD_SCORE for pad), computed
+        once for all memory layers; None when nothing is recorded (eval mode, inference mode, no memory)."""
         if not self.training or torch.is_inference_mode_enabled() or self.pma is None:
             return None
-        return torch.rand(valid.shape, device=valid.device).masked_fill(~valid, PAD_SCORE)
+        scores = torch.rand(valid.shape, device=valid.device).masked_fill(~valid, PAD_SCORE)
+        return self.memory_layers()[0].plan(scores)
 
     def memory_update(self, step: int, phase: str = "xe") -> bool:
         """Commit this step's samples to the banks; refresh every pma.refresh_every steps (True if it did)."""
@@ -156,13 +157,13 @@ class Decoder(nn.Module):
         m_pad = valid.unsqueeze(-1).to(memory.dtype)
         keys = memory + memory_pos
         x = self.embed(tokens)
-        scores = self._record_scores(valid)
+        plan = self._record_plan(valid)
         for layer in self.layers:
             k, v = layer.self_attention.attn.project_kv(x, x)
             mask = self_mask
             if layer.memory is not None:
-                if scores is not None:
-                    layer.memory.record(k, v, scores)
+                if plan is not None:
+                    layer.memory.record(k, v, plan)
                 k, v, mask = layer.memory.extend(k, v, self_mask, valid)
             ck, cv = layer.cross_attention.attn.project_kv(keys, memory)
             x = layer(x, k, v, mask, ck, cv, m_pad.to(x.dtype))
@@ -187,7 +188,7 @@ class Decoder(nn.Module):
         key_valid = torch.cat([cache.key_valid, valid[:, None]], dim=1)                    # (N, t+1)
         self_mask = key_valid[:, None, None, :]                                            # (N, 1, 1, t+1)
         m_pad = valid[:, None, None].to(x.dtype)
-        scores = self._record_scores(valid[:, None])
+        plan = self._record_plan(valid[:, None])
         new_k, new_v = [], []
         for i, layer in enumerate(self.layers):
             k_tok, v_tok = layer.self_attention.attn.project_kv(x, x)
@@ -199,8 +200,8 @@ class Decoder(nn.Module):
             new_v.append(v)
             mask = self_mask
             if layer.memory is not None:   # constant extra keys: in front at every step, never cached
-                if scores is not None:
-                    layer.memory.record(k_tok, v_tok, scores)
+                if plan is not None:
+                    layer.memory.record(k_tok, v_tok, plan)
                 k, v, mask = layer.memory.extend(k, v, self_mask, valid[:, None])
             x = layer(x, k, v, mask, cache.cross_k[i], cache.cross_v[i], m_pad)
         cache = replace(cache, self_k=new_k, self_v=new_v, key_valid=key_valid)

@@ -2,7 +2,8 @@
 
 Per decoder layer with memory (`LayerMemory`):
 
-    record(k, v, scores)  during a training forward: keep a uniform sample of <= cap token keys/values of the step
+    plan(scores), record(k, v, plan)
+                          during a training forward: keep a uniform sample of <= cap token keys/values of the step
                           (a running reservoir over every forward/decoding step until the next commit; pad never)
     commit()              after the optimiser step: the sample becomes this step's slot of the ring buffers
                           bank_k/bank_v (T*cap, h, dh): the last T optimiser steps, on the device, no host copy
@@ -158,20 +159,26 @@ class LayerMemory(nn.Module):
 
     # -- hot path ------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def record(self, k: torch.Tensor, v: torch.Tensor, scores: torch.Tensor) -> None:
-        """k, v (N, h, L, dh) this layer's token keys/values; scores (N, L) uniform in [0,1) for real tokens,
-        PAD_SCORE for pad. Keeps the cap highest-scored tokens seen since the last commit (a uniform sample)."""
-        n, _, length, _ = k.shape
+    def plan(self, scores: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Which tokens to keep: scores (N, L) uniform in [0,1) for real tokens, PAD_SCORE for pad. The cap
+        highest-scored tokens seen since the last commit are a uniform sample of them. Every memory layer holds the
+        same reservoir scores, so one plan (computed once per forward) serves all layers."""
+        length = scores.shape[1]
         flat = scores.reshape(-1)
         top = flat.topk(min(self.cap, flat.numel()))
         rows = torch.div(top.indices, length, rounding_mode="floor")
-        cols = top.indices - rows * length
-        new_k, new_v = k[rows, :, cols].float(), v[rows, :, cols].float()            # (c, h, dh)
         merged = torch.cat([self.stage_score, top.values.float()])
         keep = merged.topk(self.cap).indices
+        return rows, top.indices - rows * length, keep, merged.index_select(0, keep)
+
+    @torch.no_grad()
+    def record(self, k: torch.Tensor, v: torch.Tensor, plan: tuple[torch.Tensor, ...]) -> None:
+        """k, v (N, h, L, dh) this layer's token keys/values; `plan` from `plan(scores)` of this forward."""
+        rows, cols, keep, scores = plan
+        new_k, new_v = k[rows, :, cols].float(), v[rows, :, cols].float()            # (c, h, dh)
         self.stage_k.copy_(torch.cat([self.stage_k, new_k]).index_select(0, keep))
         self.stage_v.copy_(torch.cat([self.stage_v, new_v]).index_select(0, keep))
-        self.stage_score.copy_(merged.index_select(0, keep))
+        self.stage_score.copy_(scores)
 
     @torch.no_grad()
     def commit(self) -> None:
