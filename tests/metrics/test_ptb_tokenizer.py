@@ -88,3 +88,87 @@ def test_rejects_non_text():
 
 def test_hand_written_cases_are_in_the_set():
     assert len(HAND_WRITTEN) > 80
+
+
+# --- the batch "plain caption" path (`_plain_lines`) must give exactly what the per-caption paths give -------------
+
+_PLAIN_EDGES = [
+    "A man riding a horse on a beach.", "A dog, running fast.", "a dog , running", "a dog,running", "a  dog",
+    " a dog", "a dog ", "a dog.", "a dog..", "a dog. ", "a. dog", "a-b-c.", "a-", "-a", "a--b", "a,", "a,.", "a.,",
+    "The letter A.", "The letter A", "the letter a.", "I.", "A t-shirt.", "an X-ray.", "art.", "Art.", "ART.",
+    "the art", "a no.", "St.", "Mr.", "dogs etc.", "the co.", "a pty.", "in Mass.", "Wash.", "jr.", "a ft.",
+    "I cannot go.", "I CanNot go", "Scannot", "wannabe singer.", "gonna", "a lemmex", "gimme five",
+    "caf\u00e9 dog.", "\u0130stanbul", "\u212aelvin dog", "dog\u00a0run", "two\tdogs", "", ".", ",", "A", "a.",
+    "Mr. Smith walks", "a b c d e f g h i j k l m n o p q r s t u v w x y z.",
+]
+
+
+def _per_caption(captions):
+    """Each caption through `_fast_line`, else the full lexer (with the next caption as context)."""
+    out = []
+    for i, c in enumerate(captions):
+        fast = T._fast_line(c)
+        doc = c + "\n" + captions[i + 1] if i + 1 < len(captions) else c
+        out.append(fast if fast is not None else T._finish(T._lex(doc, len(c))))
+    return out
+
+
+def _check_plain(captions):
+    plain = T._plain_lines(captions)
+    used = 0
+    for i, (c, p) in enumerate(zip(captions, plain)):
+        if p is None:
+            continue
+        used += 1
+        assert p == T._fast_line(c), c
+        doc = c + "\n" + captions[i + 1] if i + 1 < len(captions) else c
+        assert p == T._finish(T._lex(doc, len(c))), c
+    return used
+
+
+def test_plain_path_equals_the_slow_paths_on_real_captions(flickr):
+    tokenised = [c for n in list(flickr)[:800] for c in flickr[n]]  # ("a dog ." is not plain: the full paths)
+    raw = [detokenize(c) for c in tokenised]
+    _check_plain(tokenised)
+    assert _check_plain(raw) > 0.9 * len(raw)  # the plain path really is the common one for raw captions
+    every = [detokenize(c) for n in flickr for c in flickr[n]]  # all 40k: against `_fast_line` (cheap) only
+    plain = T._plain_lines(every)
+    assert all(p is None or p == T._fast_line(c) for c, p in zip(every, plain))
+    assert sum(p is not None for p in plain) > 0.95 * len(every)
+
+
+def test_plain_path_equals_the_slow_paths_on_hard_cases():
+    captions = all_cases() + _PLAIN_EDGES + perturbed(HAND_WRITTEN * 3) + _PLAIN_EDGES[::-1]
+    captions = [T._clean(c) for c in captions]
+    assert _check_plain(captions) > 25
+    assert ptb_tokenize(captions) == _per_caption(captions)
+    plain = dict(zip(_PLAIN_EDGES, T._plain_lines(_PLAIN_EDGES)))
+    for rejected in ["The letter A.", "art.", "St.", "I cannot go.", "Scannot", "wannabe singer.", "a dog..",
+                     "a  dog", "caf\u00e9 dog.", "\u212aelvin dog", "a-", "a,.", "a. dog"]:
+        assert plain[rejected] is None, rejected
+    assert plain["A dog, running fast."] == "a dog running fast"
+    assert plain["an X-ray."] == "an x-ray"
+
+
+def test_plain_path_batch_alignment_after_text_that_lower_cases_longer():
+    """"\u0130".lower() is two characters: the batch search for assimilations must still flag the right caption."""
+    captions = ["\u0130\u0130\u0130\u0130 x", "a dog", "we cannot see", "\u0130 dog", "i gotta go.", "a cat."]
+    assert ptb_tokenize(captions) == _per_caption(captions)
+    assert T._plain_lines(captions)[1:3] == ["a dog", None]
+    assert T._plain_lines(captions)[4:] == [None, "a cat"]
+
+
+def test_plain_path_on_random_plain_looking_text():
+    import random
+
+    rng = random.Random(7)
+    pieces = ["a", "A", "i", "I", "art", "St", "Mr", "co", "no", "dog", "Dog", "x-ray", "t-shirt", "cannot", "gonna",
+              "wannabe", "etc", "Wash", "ft", "u", "run", "-", ",", "."]
+    seps = [" ", " ", " ", ", ", ". ", "  ", "", "-", ",", "\t"]
+    captions = []
+    for _ in range(3000):
+        parts = [rng.choice(pieces) + rng.choice(seps) for _ in range(rng.randint(1, 6))]
+        text = "".join(parts).rstrip(" ")
+        captions.append(text + rng.choice(["", "", ".", ",", " ."]))
+    assert _check_plain(captions) > 150
+    assert ptb_tokenize(captions) == _per_caption(captions)

@@ -26,49 +26,48 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
+from bisect import bisect_right
 from functools import lru_cache
+from itertools import accumulate
 
 # pycocoevalcap/tokenizer/ptbtokenizer.py: the tokens it removes after tokenising.
 PUNCTUATIONS = frozenset(["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-",
                           ".", "?", "!", ",", ":", "-", "--", "...", ";"])
 
 # Java line terminators that the toolkit does not replace (they would split a caption in two): spaces for us.
-_EXTRA_NEWLINES = re.compile("[\r\u2028\u2029\u000b\u000c\u0085]")
+_EXTRA_NEWLINE_CHARS = "\r\u2028\u2029\u000b\u000c\u0085"
+_EXTRA_NEWLINES = re.compile(f"[{_EXTRA_NEWLINE_CHARS}]")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Character classes (JFlex [:letter:], [:digit:], [:uppercase:] over the UTF-16 code units Java's lexer sees)
 
-def _ranges(pred) -> str:
-    out, start, prev = [], None, None
-    for cp in range(0x10000):
-        if 0xD800 <= cp <= 0xDFFF:
-            ok = False
-        else:
-            ok = pred(chr(cp))
-        if ok:
+def _ranges(categories: tuple[str, ...], category_of: list[str]) -> str:
+    """Regex class body of the BMP code points whose general category is in `categories` (surrogates are "Cs").
+
+    Members are written as themselves (letters and digits are never special inside a class): the escaped form
+    made the rules' 20,000-character patterns several times slower to compile."""
+    out, start = [], None
+    for cp, cat in enumerate(category_of + ["Cn"]):  # (a sentinel closes the last range)
+        if cat in categories:
             if start is None:
                 start = cp
-            prev = cp
         elif start is not None:
-            out.append((start, prev))
+            out.append((start, cp - 1))
             start = None
-    if start is not None:
-        out.append((start, prev))
-
-    def esc(cp):
-        return "\\u%04x" % cp
-
-    return "".join(esc(a) if a == b else f"{esc(a)}-{esc(b)}" for a, b in out)
+    for a, b in out:
+        if not (chr(a).isalnum() and chr(b).isalnum()):
+            raise AssertionError(f"class member U+{a:04X}..U+{b:04X} is not a letter or digit")
+    return "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in out)
 
 
 @lru_cache(maxsize=1)
 def _classes() -> dict[str, str]:
-    cat = unicodedata.category
+    category_of = [unicodedata.category(chr(cp)) for cp in range(0x10000)]
     return {
-        "L": _ranges(lambda c: cat(c) in ("Lu", "Ll", "Lt", "Lm", "Lo")),
-        "D": _ranges(lambda c: cat(c) == "Nd"),
-        "U": _ranges(lambda c: cat(c) == "Lu"),
+        "L": _ranges(("Lu", "Ll", "Lt", "Lm", "Lo"), category_of),
+        "D": _ranges(("Nd",), category_of),
+        "U": _ranges(("Lu",), category_of),
     }
 
 
@@ -493,6 +492,39 @@ def _fast_line(text: str) -> str | None:
     return " ".join(low.translate(_DROP_PUNCT).split())
 
 
+# The plainest captions (98% of real ones): ASCII letter words, maybe hyphenated, one space apart, a comma only
+# right after a word, at most one period and only at the very end. This is a strict subset of `_FAST` without digits
+# or apostrophes, so of `_fast_line`'s checks only two remain: no assimilation ("cannot", "gonna", ...) anywhere,
+# and the word before the final period is no abbreviation or single letter. `_fast_line` then just lower-cases
+# and drops the commas and the final period.
+_PLAIN = re.compile(r"[A-Za-z]+(?:(?:-|,? )[A-Za-z]+)*\.?")
+_ANY_ASSIMILATION = re.compile("|".join(_ASSIM_SUBSTRINGS))
+
+
+def _plain_lines(cleaned: list[str]) -> list[str | None]:
+    """`_fast_line` of each plain caption (see `_PLAIN`), None for the others: the string work is done once for the
+    whole newline-joined batch instead of per caption."""
+    lowered = ("\n".join(cleaned) + "\n").lower()  # (lower-casing never adds or removes a newline)
+    # line k is caption k lower-cased without commas and final period: its output when it is plain (a plain caption
+    # is ASCII, so lower-casing the whole batch at once does to it what lower-casing it alone does)
+    done = lowered.replace(",", "").replace(".\n", "\n").split("\n")
+    starts = list(accumulate((len(line) + 1 for line in lowered.split("\n")), initial=0))
+    assimilating = {bisect_right(starts, m.start()) - 1 for m in _ANY_ASSIMILATION.finditer(lowered)}
+    dot_words = _dot_words()
+    plain = _PLAIN.fullmatch
+    out: list[str | None] = []
+    for k, text in enumerate(cleaned):
+        if plain(text) is None or k in assimilating:
+            out.append(None)
+            continue
+        line = done[k]
+        if text[-1] == "." and line[line.rfind(" ") + 1:] in dot_words:
+            out.append(None)
+        else:
+            out.append(line)
+    return out
+
+
 def _finish(tokens: list[str]) -> str:
     """What pycocoevalcap makes of one output line: lower-case, join, rstrip, split on ' ', drop punctuation."""
     line = " ".join(t.lower() for t in tokens).rstrip()
@@ -505,6 +537,16 @@ def _clean(text: str) -> str:
     return _EXTRA_NEWLINES.sub(" ", text.replace("\n", " "))
 
 
+def _clean_all(texts: list[str]) -> list[str]:
+    """`_clean` of every caption; one scan of the joined batch when (as usual) there is nothing to clean."""
+    texts = list(texts)
+    if all(type(t) is str for t in texts):
+        joined = "\n".join(texts)
+        if joined.count("\n") == len(texts) - 1 and not any(ch in joined for ch in _EXTRA_NEWLINE_CHARS):
+            return texts
+    return [_clean(t) for t in texts]
+
+
 def ptb_tokenize(texts: list[str]) -> list[str]:
     """PTB-tokenise, lower-case and strip punctuation, exactly as pycocoevalcap's PTBTokenizer does.
 
@@ -512,11 +554,14 @@ def ptb_tokenize(texts: list[str]) -> list[str]:
     newline-joined document in this order (as the toolkit does), so the start of caption i+1 can affect the end
     of caption i (only through a sentence-final acronym such as "A.", whose period is dropped anyway).
     """
-    cleaned = [_clean(t) for t in texts]
+    cleaned = _clean_all(texts)
+    plain = _plain_lines(cleaned)
     out = []
     n = len(cleaned)
     for i, text in enumerate(cleaned):
-        fast = _fast_line(text)
+        fast = plain[i]
+        if fast is None:
+            fast = _fast_line(text)
         if fast is not None:
             out.append(fast)
             continue
