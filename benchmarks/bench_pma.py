@@ -170,7 +170,7 @@ def main() -> None:
     ap.add_argument("--num-prototypes", type=int, default=1024)
     ap.add_argument("--bank-iterations", type=int, default=1500)
     ap.add_argument("--tokens-per-step", type=int, default=64)
-    ap.add_argument("--refresh-every", type=int, default=100)
+    ap.add_argument("--refresh-every", type=int, default=PMAConfig.refresh_every)
     ap.add_argument("--kmeans-iterations", type=int, default=25)
     ap.add_argument("--bank-dtype", default="float16", choices=["float32", "float16", "bfloat16"])
     ap.add_argument("--amp", choices=["auto", "off"], default="auto", help="auto: bf16 autocast on cuda")

@@ -92,7 +92,7 @@ class PMAConfig:
     bank_iterations: int = 1500          # T: the banks hold the keys/values of the last T optimiser steps (paper)
     tokens_per_step: int = 64            # per-step cap: a uniform sample of <= this many non-pad tokens of the step
     #                                      is pushed (bank rows per head = T x cap; memory and checkpoints stay bounded)
-    refresh_every: int = 100             # R: K-Means + kNN every R optimiser steps (estimate: not in our sources)
+    refresh_every: int = 300             # R: K-Means + kNN every R optimiser steps (estimate, cost-bound: docs/pma.md)
     knn: int = 16                        # value prototype = mean value of the knn bank keys nearest the key prototype
     segment_embedding: bool = True       # learnable segment embedding added to the memory keys (PMA-Net)
     frozen_in_scst: bool = True          # no bank pushes / refreshes during SCST (prototypes stay as XE left them)

@@ -97,8 +97,12 @@ def kmeans(x: torch.Tensor, k: int, iterations: int, generator: torch.Generator,
         counts = x.new_zeros(h * k).index_add_(0, flat, x.new_ones(h * n)).view(h, k)
         means = sums / counts.clamp_min(1)[..., None]
         empty = counts == 0
-        far = dist.topk(k, dim=1).indices                                           # (h, k) farthest first
-        rank = (empty.long().cumsum(1) - 1).clamp_min(0)
+        most_empty = int(empty.sum(1).max())          # one host sync; skips a top-k over the bank when none is empty
+        if most_empty == 0:
+            centres = means
+            continue
+        far = dist.topk(most_empty, dim=1).indices                                  # (h, e) farthest first
+        rank = (empty.long().cumsum(1) - 1).clamp(0, most_empty - 1)
         reseed = x.gather(1, far.gather(1, rank)[..., None].expand(h, k, d))
         centres = torch.where(empty[..., None], reseed, means)
     return centres
