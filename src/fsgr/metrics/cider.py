@@ -67,7 +67,8 @@ def pair_similarities(cand_rows: NgramRows, cand_w: np.ndarray, cand_norm: np.nd
 
 def document_frequency(image: np.ndarray, ngram: np.ndarray, width: int) -> np.ndarray:
     """[width] number of images whose references contain each n-gram (rows given as image, n-gram)."""
-    key = np.sort(image * np.int64(width) + ngram)
+    # (stable = timsort: rows come sorted by sentence and n-gram, so the keys are a few sorted runs per image)
+    key = np.sort(image * np.int64(width) + ngram, kind="stable")
     if len(key):
         key = key[np.append(True, key[1:] != key[:-1])]
     return np.bincount(key % width, minlength=width).astype(np.float64)
