@@ -88,7 +88,8 @@ def _macros() -> dict[str, str]:
         m[name] = pattern
 
     d("LETTERCLS", "[" + c["L"] + "]")
-    d("DIGIT", "[" + c["D"] + "\u07c0-\u07c9]")
+    digit_chars = c["D"] + "\u07c0-\u07c9"
+    d("DIGIT", "[" + digit_chars + "]")
     d("UPPER", "[" + c["U"] + "]")
     d("SGML", r"<\/?[A-Za-z!?][^>\r\n]*>")
     d("SPMDASH", r"&(?i:md|mdash|ndash);|[\u0096\u0097\u2013\u2014\u2015]")
@@ -109,19 +110,26 @@ def _macros() -> dict[str, str]:
     d("FRAC2", "[\u00bc\u00bd\u00be\u2153-\u215e]")
     d("DOLSIGN", r"[A-Z]*\$|#")
     d("DOLSIGN2", "[\u00a2\u00a3\u00a4\u00a5\u0080\u20a0\u20ac\u060b\u0e3f\u20a4\uffe0\uffe1\uffe5\uffe6]")
-    d("LETTER", "{LETTERCLS}|{SPLET}|[\u00ad\u0237-\u024f\u02c2-\u02c5\u02d2-\u02df\u02e5-\u02ff\u0300-\u036f"
-      "\u0370-\u037d\u0384\u0385\u03cf\u03f6\u03fc-\u03ff\u0483-\u0487\u04cf\u04f6-\u04ff\u0510-\u0525"
-      "\u055a-\u055f\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7\u0615-\u061a\u063b-\u063f\u064b-\u065e"
-      "\u0670\u06d6-\u06ef\u06fa-\u06ff\u070f\u0711\u0730-\u074f\u0750-\u077f\u07a6-\u07b1\u07ca-\u07f5\u07fa"
-      "\u0900-\u0903\u093c\u093e-\u094e\u0951-\u0955\u0962-\u0963\u0981-\u0983\u09bc-\u09c4\u09c7\u09c8"
-      "\u09cb-\u09cd\u09d7\u09e2\u09e3\u0a01-\u0a03\u0a3c\u0a3e-\u0a4f\u0a81-\u0a83\u0abc-\u0acf\u0b82"
-      "\u0bbe-\u0bc2\u0bc6-\u0bc8\u0bca-\u0bcd\u0c01-\u0c03\u0c3e-\u0c56\u0d3e-\u0d44\u0d46-\u0d48\u0e30-\u0e3a"
-      "\u0e47-\u0e4e\u0eb1-\u0ebc\u0ec8-\u0ecd]")
-    d("WORD", "(?:{LETTER})(?:{LETTER}|{DIGIT})*(?:[.!?](?:{LETTER})(?:{LETTER}|{DIGIT})*)*")
+    # letters JFlex's [:letter:] misses (combining marks, ...); written as one class with LETTERCLS/DIGIT below
+    # wherever only single characters are alternatives: the same strings, and far fewer character sets for `re`
+    # to build (most of the time of compiling the rules)
+    extra_letters = (
+        "\u00ad\u0237-\u024f\u02c2-\u02c5\u02d2-\u02df\u02e5-\u02ff\u0300-\u036f"
+        "\u0370-\u037d\u0384\u0385\u03cf\u03f6\u03fc-\u03ff\u0483-\u0487\u04cf\u04f6-\u04ff\u0510-\u0525"
+        "\u055a-\u055f\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7\u0615-\u061a\u063b-\u063f\u064b-\u065e"
+        "\u0670\u06d6-\u06ef\u06fa-\u06ff\u070f\u0711\u0730-\u074f\u0750-\u077f\u07a6-\u07b1\u07ca-\u07f5\u07fa"
+        "\u0900-\u0903\u093c\u093e-\u094e\u0951-\u0955\u0962-\u0963\u0981-\u0983\u09bc-\u09c4\u09c7\u09c8"
+        "\u09cb-\u09cd\u09d7\u09e2\u09e3\u0a01-\u0a03\u0a3c\u0a3e-\u0a4f\u0a81-\u0a83\u0abc-\u0acf\u0b82"
+        "\u0bbe-\u0bc2\u0bc6-\u0bc8\u0bca-\u0bcd\u0c01-\u0c03\u0c3e-\u0c56\u0d3e-\u0d44\u0d46-\u0d48\u0e30-\u0e3a"
+        "\u0e47-\u0e4e\u0eb1-\u0ebc\u0ec8-\u0ecd"
+    )
+    d("LETTER", "[" + c["L"] + extra_letters + "]|{SPLET}")
+    d("LETTERORDIGIT", "[" + c["L"] + extra_letters + digit_chars + "]|{SPLET}")
+    d("WORD", "(?:{LETTER})(?:{LETTERORDIGIT})*(?:[.!?](?:{LETTER})(?:{LETTERORDIGIT})*)*")
     d("APOS", "['\u0092\u2019]|&(?i:apos);")
     d("APOSETCETERA", "{APOS}|[\u0091\u2018\u201b]")
     d("HYPHEN", "[-_\u058a\u2010\u2011]")
-    d("LD", "{LETTERCLS}|{DIGIT}")
+    d("LD", "[" + c["L"] + digit_chars + "]")
     d("THING", "(?:[dDoOlL](?:{APOSETCETERA})(?:{LD}))?(?:{LD})+"
       "(?:{HYPHEN}(?:[dDoOlL](?:{APOSETCETERA})(?:{LD}))?(?:{LD})+)*")
     d("THINGA", "[A-Z]+(?:(?:[+&]|{SPAMP})[A-Z]+)+")
