@@ -106,3 +106,22 @@ def test_encode_corpus_splits_refs_and_candidates(flickr):
     assert rows.ref.lengths.tolist() == [len(r.split()) for rs in refs for r in rs]
     assert rows.cand.lengths.tolist() == [len(c.split()) for c in cands]
     assert int(rows.cand.count.sum()) == sum(sum(_precook(c).values()) for c in cands)
+
+
+def test_sentences_holding_the_break_character():
+    """Sentences are split all at once with "\\x00" between them, unless a sentence (or the vocabulary) holds it."""
+    plain = ["a dog runs", "", "a dog", "dog dog dog"]
+    odd = ["a \x00 dog", "\x00", "a\x00b c", "a dog"]
+    for sentences in (plain, odd, plain + odd):
+        vocab = NgramVocab(sentences)
+        assert _decode(vocab.own_rows(), _vocab_ngrams(vocab), len(sentences)) == [_precook(s) for s in sentences]
+        assert vocab.own_rows().lengths.tolist() == [len(s.split()) for s in sentences]
+    vocab = NgramVocab(odd)  # "\x00" is a word of the vocabulary: encode must not take it for a break
+    known = _vocab_ngrams(vocab)
+    for new in (["a dog", "", "\x00 a"], ["\x00", "b"]):
+        rows = vocab.encode(new)
+        assert rows.lengths.tolist() == [len(s.split()) for s in new]
+        seen = {(s, known[g]) for s, g in zip(rows.sentence.tolist(), rows.ngram.tolist()) if g < vocab.size}
+        assert seen == {(k, ng) for k, s in enumerate(new) for ng in _precook(s) if ng in known.values()}
+    assert NgramVocab([]).own_rows().lengths.tolist() == []
+    assert NgramVocab(["a b"]).encode([]).lengths.tolist() == []

@@ -25,10 +25,12 @@ def corpus_bleu(refs: list[list[str]], cands: list[str], n: int = MAX_N,
 
     # max count of each n-gram over an image's references
     ref_key = ref_image[ref_rows.sentence] * width + ref_rows.ngram
-    order = np.lexsort((ref_rows.count, ref_key))
-    ref_key, ref_count = ref_key[order], ref_rows.count[order]
-    last = np.flatnonzero(np.append(ref_key[1:] != ref_key[:-1], True)) if len(ref_key) else np.zeros(0, np.int64)
-    max_key, max_count = ref_key[last], ref_count[last]
+    # (stable = timsort: rows come sorted by sentence and n-gram, so the keys are a few sorted runs per image)
+    order = np.argsort(ref_key, kind="stable")
+    ref_key = ref_key[order]
+    first = np.flatnonzero(np.append(True, ref_key[1:] != ref_key[:-1])) if len(ref_key) else np.zeros(0, np.int64)
+    max_key = ref_key[first]
+    max_count = np.maximum.reduceat(ref_rows.count[order], first) if len(first) else np.zeros(0, np.int64)
 
     cand_key = cand_rows.sentence * width + cand_rows.ngram
     pos = np.searchsorted(max_key, cand_key)

@@ -9,7 +9,7 @@ tuple is ever hashed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain, count, repeat
+from itertools import count, repeat
 
 import numpy as np
 
@@ -29,6 +29,25 @@ def _group(key: np.ndarray):
     inverse[order] = np.cumsum(new) - 1
     count = np.diff(np.append(starts, len(sk)))
     return sk[starts], inverse, order[starts], count
+
+
+_BREAK = "\x00"  # between sentences, to split them all at once: not white space, so a word of its own
+_BREAK_ID = -2
+
+
+def _split(sentences: list[str], reserved=()) -> tuple[list, str | None]:
+    """Every word of every sentence (`str.split()`, as the toolkit's `precook`), with a marker between sentences,
+    and the marker: `_BREAK`, so that one split of the joined text does it all, unless a sentence (or `reserved`)
+    holds that character; then None, sentence by sentence."""
+    joined = f" {_BREAK} ".join(sentences)
+    if _BREAK not in reserved and joined.count(_BREAK) == max(len(sentences) - 1, 0):
+        return joined.split(), _BREAK
+    flat: list = []
+    for k, sentence in enumerate(sentences):
+        if k:
+            flat.append(None)
+        flat.extend(sentence.split())
+    return flat, None
 
 
 def _stable_argsort(values: np.ndarray, bound: int) -> np.ndarray:
@@ -62,14 +81,19 @@ class NgramVocab:
 
     def __init__(self, sentences: list[str], n: int = MAX_N) -> None:
         self.n = n
-        flat, lengths = self._split(sentences)
-        # ids in order of first occurrence (map/zip/chain keep the per-word work in C)
-        self.word_ids: dict[str, int] = dict(zip(dict.fromkeys(flat), count()))
+        flat, marker = _split(sentences)
+        # ids in order of first occurrence (dict/zip/map keep the per-word work in C)
+        distinct = dict.fromkeys(flat)
+        distinct.pop(marker, None)
+        self.word_ids: dict[str, int] = dict(zip(distinct, count()))
         if len(self.word_ids) >= 1 << _WORD_BITS:
             raise ValueError(f"too many distinct words for the n-gram index: {len(self.word_ids)}")
+        # word -> id, and both sentence markers -> _BREAK_ID (`encode` never uses _BREAK if it is a word here)
+        self._lookup = {**self.word_ids, None: _BREAK_ID}
+        self._lookup.setdefault(_BREAK, _BREAK_ID)
         self.keys: list[np.ndarray] = []  # level k (n = k + 2): sorted keys of the known n-grams
         self.offsets: list[int] = [0, len(self.word_ids)]  # first id of each level (n = 1, 2, ...)
-        word_arr = self._word_array(flat, self.word_ids, None)
+        word_arr, lengths = self._word_array(flat, len(sentences), None)
         level_ids = word_arr
         rem = self._remaining(lengths)
         sent_of_pos = np.repeat(np.arange(len(sentences), dtype=np.int64), lengths)
@@ -98,28 +122,27 @@ class NgramVocab:
         self._own = (all_ids, all_sent, all_order, lengths)
         self.size = self.offsets[-1]
 
-    @staticmethod
-    def _split(sentences: list[str]) -> tuple[list[str], np.ndarray]:
-        """All words of all sentences (`str.split()`, as the toolkit's `precook`) and the words per sentence."""
-        words = list(map(str.split, sentences))
-        lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-        return list(chain.from_iterable(words)), lengths
-
-    @staticmethod
-    def _word_array(flat: list[str], table: dict[str, int], private: dict[str, int] | None) -> np.ndarray:
+    def _word_array(self, flat: list, n_sentences: int, private: dict[str, int] | None):
+        """(word ids of `_split`'s words without the markers, words per sentence); unknown words get ids in
+        `private` after the vocabulary's (or a KeyError when `private` is None)."""
         if private is None:
-            return np.fromiter(map(table.__getitem__, flat), dtype=np.int64, count=len(flat))
-        get = table.get
-        arr = np.fromiter(map(get, flat, repeat(-1)), dtype=np.int64, count=len(flat))
-        if (arr < 0).any():
-            unknown = [flat[i] for i in np.flatnonzero(arr < 0)]
-            for w in unknown:
-                if w not in private:
-                    private[w] = len(table) + len(private)
-            arr[arr < 0] = [private[w] for w in unknown]
-            if len(table) + len(private) >= 1 << _WORD_BITS:
-                raise ValueError("too many distinct words for the n-gram index")
-        return arr
+            arr = np.fromiter(map(self._lookup.__getitem__, flat), dtype=np.int64, count=len(flat))
+        else:
+            arr = np.fromiter(map(self._lookup.get, flat, repeat(-1)), dtype=np.int64, count=len(flat))
+            if (arr == -1).any():
+                unknown = [flat[i] for i in np.flatnonzero(arr == -1)]
+                table = self.word_ids
+                for w in unknown:
+                    if w not in private:
+                        private[w] = len(table) + len(private)
+                arr[arr == -1] = [private[w] for w in unknown]
+                if len(table) + len(private) >= 1 << _WORD_BITS:
+                    raise ValueError("too many distinct words for the n-gram index")
+        if n_sentences == 0:
+            return arr, np.zeros(0, dtype=np.int64)
+        is_break = arr == _BREAK_ID
+        lengths = np.diff(np.flatnonzero(is_break), prepend=-1, append=len(arr)) - 1
+        return arr[~is_break], lengths
 
     @staticmethod
     def _remaining(lengths: np.ndarray) -> np.ndarray:
@@ -135,9 +158,9 @@ class NgramVocab:
         return (prefix_ids[pos] << _WORD_BITS) | word_arr[pos + order - 1]
 
     def encode(self, sentences: list[str]) -> NgramRows:
-        flat, lengths = self._split(sentences)
+        flat, _ = _split(sentences, reserved=self.word_ids)
         private_words: dict[str, int] = {}
-        word_arr = self._word_array(flat, self.word_ids, private_words)
+        word_arr, lengths = self._word_array(flat, len(sentences), private_words)
         rem = self._remaining(lengths)
         sent_of_pos = np.repeat(np.arange(len(sentences), dtype=np.int64), lengths)
         next_private = self.size + len(private_words)
