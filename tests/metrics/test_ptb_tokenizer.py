@@ -172,3 +172,22 @@ def test_plain_path_on_random_plain_looking_text():
         captions.append(text + rng.choice(["", "", ".", ",", " ."]))
     assert _check_plain(captions) > 150
     assert ptb_tokenize(captions) == _per_caption(captions)
+
+
+def test_ascii_rules_lex_ascii_text_like_the_full_rules(monkeypatch):
+    """ASCII text is lexed with rules whose Unicode classes are cut to ASCII: the same tokens as the full rules."""
+    import random
+
+    rng = random.Random(5)
+    pool = "aAzZ09 .,;:!?'\"`-_/\\()[]{}<>&#@$%*+=~^|\t"
+    fuzz = ["".join(rng.choice(pool) for _ in range(rng.randint(1, 30))) for _ in range(1500)]
+    words = ["can't", "U.S.", "etc.", "Mr.", "A.", "&amp;", "&eacute;", "o'clock", "5 1/2", "555-1234", "cannot",
+             "http://x.org", "a@b.com", "#tag", ":)", "'90s", "3.5", "AT&T", "e-mail", "l'amour"]
+    fuzz += [" ".join(rng.choice(words + ["dog", "the", "a"]) for _ in range(rng.randint(1, 8))) for _ in range(800)]
+    captions = [c for c in all_cases() + perturbed(HAND_WRITTEN * 4) + fuzz if c.isascii()]
+    assert len(captions) > 2500
+    ascii_tokens = [T._lex(c, len(c)) for c in captions]
+    assert T._RULES[True] is not T._get_rules(False)
+    full = T._get_rules(False)
+    monkeypatch.setattr(T, "_get_rules", lambda ascii_only=False: full)
+    assert [T._lex(c, len(c)) for c in captions] == ascii_tokens

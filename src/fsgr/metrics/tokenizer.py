@@ -61,9 +61,9 @@ def _ranges(categories: tuple[str, ...], category_of: list[str]) -> str:
     return "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in out)
 
 
-@lru_cache(maxsize=1)
-def _classes() -> dict[str, str]:
-    category_of = [unicodedata.category(chr(cp)) for cp in range(0x10000)]
+@lru_cache(maxsize=2)
+def _classes(ascii_only: bool = False) -> dict[str, str]:
+    category_of = [unicodedata.category(chr(cp)) for cp in range(0x80 if ascii_only else 0x10000)]
     return {
         "L": _ranges(("Lu", "Ll", "Lt", "Lm", "Lo"), category_of),
         "D": _ranges(("Nd",), category_of),
@@ -76,8 +76,9 @@ def _classes() -> dict[str, str]:
 # case-sensitive, as in JFlex. Alternatives are ordered longest-first where Python's leftmost-first matching would
 # otherwise stop short of JFlex's longest match.
 
-def _macros() -> dict[str, str]:
-    c = _classes()
+def _macros(ascii_only: bool = False) -> dict[str, str]:
+    """The macros; `ascii_only` leaves the non-ASCII members out of the big Unicode classes (see `_get_rules`)."""
+    c = _classes(ascii_only)
     m: dict[str, str] = {}
 
     def d(name, pattern):
@@ -123,6 +124,8 @@ def _macros() -> dict[str, str]:
         "\u0bbe-\u0bc2\u0bc6-\u0bc8\u0bca-\u0bcd\u0c01-\u0c03\u0c3e-\u0c56\u0d3e-\u0d44\u0d46-\u0d48\u0e30-\u0e3a"
         "\u0e47-\u0e4e\u0eb1-\u0ebc\u0ec8-\u0ecd"
     )
+    if ascii_only:
+        extra_letters = ""
     d("LETTER", "[" + c["L"] + extra_letters + "]|{SPLET}")
     d("LETTERORDIGIT", "[" + c["L"] + extra_letters + digit_chars + "]|{SPLET}")
     d("WORD", "(?:{LETTER})(?:{LETTERORDIGIT})*(?:[.!?](?:{LETTER})(?:{LETTERORDIGIT})*)*")
@@ -250,8 +253,8 @@ def _hyphens(tok: str) -> str:
 
 # Actions: ("emit", fn) emits fn(text); ("push", k) emits text[:-k] and re-lexes the last k characters;
 # ("dup_period",) emits text and re-lexes its final period; ("acronym",) is processAcronym; ("skip",) emits nothing.
-def _rules():
-    m = _macros()
+def _rules(ascii_only: bool):
+    m = _macros(ascii_only)
 
     def x(p):
         for key, val in m.items():
@@ -351,14 +354,16 @@ def _rules():
     return compiled
 
 
-_RULES = None
+_RULES: dict[bool, list] = {}
 
 
-def _get_rules():
-    global _RULES
-    if _RULES is None:
-        _RULES = _rules()
-    return _RULES
+def _get_rules(ascii_only: bool = False) -> list:
+    """The compiled rules. On ASCII text the rules without the non-ASCII members of the Unicode letter and digit
+    classes match exactly the same (a class member the text cannot hold changes nothing), and they compile in a
+    fraction of the time: those classes are most of the cost of the first call of `ptb_tokenize`."""
+    if ascii_only not in _RULES:
+        _RULES[ascii_only] = _rules(ascii_only)
+    return _RULES[ascii_only]
 
 
 # (a comma right after a word only when white space follows: HTHING takes "a,-like" whole)
@@ -367,7 +372,7 @@ _SIMPLE = re.compile(r"([A-Za-z]+|\.(?=[ \t]+[A-Za-z])|,(?![0-9]))(?=[ \t\n]|,(?
 
 def _lex(text: str, stop: int) -> list[str]:
     """Tokens (before lower-casing) of the tokens starting before `stop`: the Java lexer over `text`."""
-    rules = _get_rules()
+    rules = _get_rules(ascii_only=text.isascii())
     tokens: list[str] = []
     pos = 0
     while pos < stop:
@@ -449,7 +454,7 @@ def _dot_words() -> frozenset[str]:
     global _DOT_WORDS
     if _DOT_WORDS is None:
         words = set("abcdefghijklmnopqrstuvwxyz")
-        m = _macros()
+        m = _macros(ascii_only=True)  # (the abbreviations are ASCII)
         for name in ("ABMONTH", "ABDAYS", "ABSTATE", "ABCOMP", "ABNUM", "ABPTIT", "ABTITLE", "ABCOMP2"):
             words.update(w.lower() for w in re.findall(r"[A-Za-z]+", re.sub(r"\(\?i:|\(\?:", "", m[name])))
         words.update(["etc", "al", "seq", "vs", "alex", "wm", "jos", "cie", "cf", "treas", "ca", "fig", "figs",
