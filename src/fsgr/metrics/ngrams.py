@@ -97,7 +97,7 @@ class NgramVocab:
         level_ids = word_arr
         rem = self._remaining(lengths)
         sent_of_pos = np.repeat(np.arange(len(sentences), dtype=np.int64), lengths)
-        all_ids, all_sent, all_order = [word_arr], [sent_of_pos], [np.ones(len(word_arr), np.int64)]
+        all_ids, all_sent = [word_arr], [sent_of_pos]  # per order n = 1, 2, ...
         # Word positions sorted by the id of the (n-1)-gram starting there: the n-gram keys taken in this order
         # are already sorted by their prefix, which makes their stable sort (timsort) several times faster.
         by_prefix = _stable_argsort(word_arr, len(self.word_ids))
@@ -118,8 +118,7 @@ class NgramVocab:
             level_ids = next_ids
             all_ids.append(ids)
             all_sent.append(sent_of_pos[pos])
-            all_order.append(np.full(len(ids), order, np.int64))
-        self._own = (all_ids, all_sent, all_order, lengths)
+        self._own = (all_ids, all_sent, lengths)
         self.size = self.offsets[-1]
 
     def _word_array(self, flat: list, n_sentences: int, private: dict[str, int] | None):
@@ -166,7 +165,7 @@ class NgramVocab:
         next_private = self.size + len(private_words)
         # unigrams: known words keep their id, unknown words get a private id (offset past all known ids)
         uni = np.where(word_arr < len(self.word_ids), word_arr, word_arr - len(self.word_ids) + self.size)
-        all_ids, all_sent, all_order = [uni], [sent_of_pos], [np.ones(len(uni), np.int64)]
+        all_ids, all_sent = [uni], [sent_of_pos]  # per order n = 1, 2, ...
         level_ids = uni
         for order in range(2, self.n + 1):
             valid = rem >= order
@@ -187,15 +186,14 @@ class NgramVocab:
             level_ids = next_ids
             all_ids.append(ids)
             all_sent.append(sent_of_pos[pos])
-            all_order.append(np.full(len(ids), order, np.int64))
-        return self._rows(all_ids, all_sent, all_order, lengths, next_private)
+        return self._rows(all_ids, all_sent, lengths, next_private)
 
     def own_rows(self) -> NgramRows:
         """The rows of the sentences the vocabulary was built from (no second lookup)."""
-        all_ids, all_sent, all_order, lengths = self._own
-        return self._rows(all_ids, all_sent, all_order, lengths, self.size)
+        all_ids, all_sent, lengths = self._own
+        return self._rows(all_ids, all_sent, lengths, self.size)
 
-    def _rows(self, all_ids, all_sent, all_order, lengths, id_count) -> NgramRows:
+    def _rows(self, all_ids, all_sent, lengths, id_count) -> NgramRows:
         ngram = np.concatenate(all_ids)
         sentence = np.concatenate(all_sent)
         limit = np.int64(id_count + 1)
@@ -205,10 +203,13 @@ class NgramVocab:
             order_of[lo:hi] = n_
         private = ngram >= self.size
         if private.any():
-            order_of[ngram[private]] = np.concatenate(all_order)[private]
+            orders = np.repeat(np.arange(1, len(all_ids) + 1), [len(ids) for ids in all_ids])
+            order_of[ngram[private]] = orders[private]
         # (stable = timsort: the keys come as four runs, one per order, already sorted by sentence and only
         # shuffled inside each sentence, which it sorts several times faster than the default quicksort)
-        key = np.sort(sentence * limit + ngram, kind="stable")
+        key = sentence * limit
+        key += ngram
+        key.sort(kind="stable")
         new = np.empty(len(key), dtype=bool)
         new[:1] = True
         new[1:] = key[1:] != key[:-1]
