@@ -80,27 +80,34 @@ def main() -> None:
     base_cider, _ = Cider().compute_score(gts, res)
     base["cider"] = time.perf_counter() - t
 
-    # --- ours ---------------------------------------------------------------------------------------------------
-    t = time.perf_counter()
-    flat = ptb_tokenize([c for i in ids for c in refs[i]])
-    cand_tok = ptb_tokenize([preds[i] for i in ids])
-    ref_tok, k = [], 0
-    for i in ids:
-        ref_tok.append(flat[k:k + len(refs[i])])
-        k += len(refs[i])
-    ours = {"tokenize": time.perf_counter() - t}
-    t = time.perf_counter()
-    rows = encode_corpus(ref_tok, cand_tok)
-    ours["ngram_index"] = time.perf_counter() - t
-    t = time.perf_counter()
-    our_bleu = corpus_bleu(ref_tok, cand_tok, rows=rows)
-    ours["bleu"] = time.perf_counter() - t
-    t = time.perf_counter()
-    our_rouge, _ = corpus_rouge_l(ref_tok, cand_tok)
-    ours["rouge"] = time.perf_counter() - t
-    t = time.perf_counter()
-    our_cider, _ = corpus_cider_d(ref_tok, cand_tok, rows=rows)
-    ours["cider"] = time.perf_counter() - t
+    # --- ours (first call in this process: includes compiling the tokenizer's rules, as a CLI run would) ------
+    def run_ours():
+        times = {}
+        t = time.perf_counter()
+        flat = ptb_tokenize([c for i in ids for c in refs[i]])
+        cand_tok = ptb_tokenize([preds[i] for i in ids])
+        ref_tok, k = [], 0
+        for i in ids:
+            ref_tok.append(flat[k:k + len(refs[i])])
+            k += len(refs[i])
+        times["tokenize"] = time.perf_counter() - t
+        t = time.perf_counter()
+        rows = encode_corpus(ref_tok, cand_tok)
+        times["ngram_index"] = time.perf_counter() - t
+        t = time.perf_counter()
+        bleu = corpus_bleu(ref_tok, cand_tok, rows=rows)
+        times["bleu"] = time.perf_counter() - t
+        t = time.perf_counter()
+        rouge, _ = corpus_rouge_l(ref_tok, cand_tok)
+        times["rouge"] = time.perf_counter() - t
+        t = time.perf_counter()
+        cider, _ = corpus_cider_d(ref_tok, cand_tok, rows=rows)
+        times["cider"] = time.perf_counter() - t
+        return times, ref_tok, cand_tok, bleu, rouge, cider
+
+    ours, ref_tok, cand_tok, our_bleu, our_rouge, our_cider = run_ours()
+    again = run_ours()  # a second call (as inside training): rules compiled, memory already mapped
+    assert again[3:] == (our_bleu, our_rouge, our_cider)
 
     tokens_equal = sum(gts[i] == r for i, r in zip(ids, ref_tok)) + sum(res[i][0] == c for i, c in zip(ids, cand_tok))
     out["tokenized_captions_equal_to_jar"] = f"{tokens_equal}/{len(ids) * 2}"
@@ -129,6 +136,7 @@ def main() -> None:
     ours_total = sum(ours[k] for k in core) + ours["ngram_index"]
     out["tok_bleu_rouge_cider_seconds"] = {"pycocoevalcap": round(base_total, 3), "ours": round(ours_total, 3)}
     out["speedup_tok_bleu_rouge_cider"] = round(base_total / ours_total, 1)
+    out["ours_second_call_seconds"] = round(sum(again[0].values()), 3)
 
     # --- SCST reward: training DF from all these references; batches of 50 images x 5 sampled captions -----------
     reward_refs = {k: refs[i] for k, i in enumerate(ids)}

@@ -30,7 +30,8 @@ def _vocab_ngrams(vocab):
     ngram_of = {i: (w,) for i, w in words.items()}
     for level, keys in enumerate(vocab.keys):
         for rank, key in enumerate(keys.tolist()):
-            ngram_of[vocab.offsets[level + 1] + rank] = ngram_of[key >> _WORD_BITS] + (words[key & ((1 << _WORD_BITS) - 1)],)
+            last_word = words[key & ((1 << _WORD_BITS) - 1)]
+            ngram_of[vocab.offsets[level + 1] + rank] = ngram_of[key >> _WORD_BITS] + (last_word,)
     assert len(set(ngram_of.values())) == len(ngram_of) == vocab.size  # one id per n-gram
     return ngram_of
 
