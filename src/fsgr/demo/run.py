@@ -202,7 +202,9 @@ def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None,
     example_caps = captioner.caption([r.path for r in example_records])
     example_rows = [{"image": str(r.path), "caption": c, "references": list(r.captions)}
                     for r, c in zip(example_records, example_caps)]
-    exp = captioner.explain(example_records[0].path)
+    # explain the first test image with the most objects: one object says little about patch-to-concept labelling
+    objects_per_image = torch.tensor([len(set(row.tolist()) - {0}) for row in truth])
+    exp = captioner.explain(test[int(objects_per_image.argmax())].path)
     draw_explanation(exp).save(out / "explain.png", format="PNG")
 
     result = {
