@@ -54,11 +54,10 @@ def main(args) -> int:
                          full_coco=args.full_coco, max_len=args.max_len, length_policy=args.length_policy)
     expect = None
     if args.expect_counts:
-        try:
-            expect = tuple(int(x) for x in args.expect_counts.split(","))
-            assert len(expect) == 3
-        except (ValueError, AssertionError):
-            raise DataError(f"--expect-counts {args.expect_counts!r}: expected TRAIN,VAL,TEST integers") from None
+        parts = args.expect_counts.split(",")
+        if len(parts) != 3 or not all(x.strip().isdigit() for x in parts):
+            raise DataError(f"--expect-counts {args.expect_counts!r}: expected TRAIN,VAL,TEST integers")
+        expect = tuple(int(x) for x in parts)
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
     report = check_dataset(cfg, vocab_path=args.vocab, check_images=not args.no_images, workers=workers,
                            expect_counts=expect, progress=not args.quiet)
