@@ -69,3 +69,12 @@ def test_amp_resolution_on_cpu():
     with pytest.raises(ConfigError, match="train.amp=bf16"):
         resolve_amp("bf16", cpu)
     assert resolve_amp("fp16", torch.device("cuda")) is torch.float16
+
+
+def test_bare_cuda_device_gets_this_process_index():
+    # `--device cuda` reached torch.cuda.set_device without an index and failed on GPUs; no GPU is needed to check
+    from fsgr.training.distributed import pick_device
+
+    assert pick_device("cuda", 1) == torch.device("cuda", 1)
+    assert pick_device("cuda:0", 1) == torch.device("cuda", 0)
+    assert pick_device("cpu", 1) == torch.device("cpu")

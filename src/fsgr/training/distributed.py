@@ -43,7 +43,11 @@ def init_distributed(device: torch.device) -> DistInfo:
 def pick_device(requested: str | None, info_local_rank: int) -> torch.device:
     """`requested` (e.g. 'cpu', 'cuda', 'cuda:1') or the local GPU of this process if there is one."""
     if requested:
-        return torch.device(requested)
+        device = torch.device(requested)
+        # a bare 'cuda' means this process's GPU (torchrun: LOCAL_RANK), not "whichever is current"
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", info_local_rank)
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda", info_local_rank)
     return torch.device("cpu")
