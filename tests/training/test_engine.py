@@ -210,3 +210,15 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path, tiny_data):
     a, b = _losses(tmp_path / "big"), _losses(tmp_path / "acc")
     assert sorted(a) == sorted(b) == [1, 2, 3]
     assert max(abs(a[s] - b[s]) for s in a) <= 1e-5
+
+
+def test_max_steps_at_an_epoch_end_is_not_a_finished_run(tmp_path, tiny_data):
+    # 12 steps per epoch: the step budget runs out exactly when epoch 0 ends, with one XE epoch still to go
+    cfg = _cfg(tmp_path, tiny_data, train={"max_epochs": 2, "xe_most": 2, "contrastive_weight": 0.0, "max_steps": 12})
+    summary = train(load_config(cfg), progress=False)
+    assert summary["status"] == "max_steps" and summary["phase"] == "xe" and summary["epoch"] == 1
+    assert "test" not in summary                                  # test is scored once, at the real end only
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert not [r for r in rows if r["kind"] == "eval" and r["split"] == "test"]
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["state"]
+    assert state["status"] == "max_steps" and state["global_step"] == 12

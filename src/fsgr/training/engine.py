@@ -223,9 +223,12 @@ class Trainer:
     def _loop(self) -> None:
         st, cfg = self.state, self.cfg
         while st.phase != "done":
-            if self._steps_exhausted():
+            if self._steps_exhausted():   # the budget ran out at an epoch end: stopped, not finished (no test)
                 st.status = "max_steps"
-                break
+                path = self.save("last")
+                self._say(f"stopped (max_steps) before {st.phase} epoch {st.epoch}; saved {path}; continue with "
+                          f"--resume")
+                return
             lrs = self.schedule.apply(self.optimizer, st.epoch)
             self._log({"kind": "lr", "phase": st.phase, "epoch": st.epoch, "step": st.global_step, "lr": lrs})
             self._say(f"[{st.phase} epoch {st.epoch}] lr " + ", ".join(f"{k} {v:.3g}" for k, v in lrs.items()))
