@@ -222,3 +222,12 @@ def test_max_steps_at_an_epoch_end_is_not_a_finished_run(tmp_path, tiny_data):
     assert not [r for r in rows if r["kind"] == "eval" and r["split"] == "test"]
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["state"]
     assert state["status"] == "max_steps" and state["global_step"] == 12
+
+
+def test_train_rows_lr_is_the_captioner_lr_in_both_phases(trained):
+    # `lr` is the LR that train.lr / scst.lr set (the captioner group), whatever the group order; `lrs` has them all
+    run, _ = trained
+    rows = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"]
+    assert {r["phase"] for r in rows} == {"xe", "scst"}
+    assert all(r["lr"] == r["lrs"]["captioner"] for r in rows)
+    assert all(r["lrs"]["backbone"] == pytest.approx(0.1 * r["lr"]) for r in rows if r["phase"] == "xe")

@@ -288,7 +288,7 @@ class Trainer:
                     row = {"kind": "train", "phase": st.phase, "epoch": st.epoch, "step": st.global_step,
                            "step_in_epoch": st.step_in_epoch, **values,
                            "loss_avg": float(np.mean(window)),
-                           "lr": self.optimizer.param_groups[0]["lr"],
+                           "lr": self._main_lr(),
                            "lrs": {g["name"]: g["lr"] for g in self.optimizer.param_groups},
                            "step_time_s": time.perf_counter() - t0}
                     if (prototypes := self.model.memory_prototypes()) is not None:
@@ -305,6 +305,11 @@ class Trainer:
             if bar is not None:
                 bar.close()
         return "complete"
+
+    def _main_lr(self) -> float:
+        """The LR that train.lr / scst.lr set (the captioner group), not whichever group happens to come first."""
+        lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+        return lrs.get("captioner", self.optimizer.param_groups[0]["lr"])
 
     def _stop_requested(self, values: dict) -> bool:
         return bool(values.get("_stop", 0))
