@@ -231,3 +231,21 @@ def test_train_rows_lr_is_the_captioner_lr_in_both_phases(trained):
     assert {r["phase"] for r in rows} == {"xe", "scst"}
     assert all(r["lr"] == r["lrs"]["captioner"] for r in rows)
     assert all(r["lrs"]["backbone"] == pytest.approx(0.1 * r["lr"]) for r in rows if r["phase"] == "xe")
+
+
+def test_validation_loss_uses_the_offline_patch_labels(tmp_path, tiny_data):
+    # every patch of every image gets its own label: no patch has a positive, so SupCon is exactly 0 with these
+    # labels (the semantic head's online ids, 12 concepts over 16 patches, always have positives)
+    import numpy as np
+
+    ids = np.arange(1000, 1036)
+    labels = np.arange(len(ids) * 16).reshape(len(ids), 16)
+    npz = tmp_path / "labels.npz"
+    np.savez(npz, image_ids=ids, labels=labels)
+    cfg = _cfg(tmp_path, tiny_data, train={"max_epochs": 1, "xe_most": 1, "contrastive_weight": 0.25},
+               data={"patch_labels": str(npz)}, eval={"test_at_end": False})
+    train(load_config(cfg), progress=False)
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert all(r["contrastive"] == 0.0 for r in rows if r["kind"] == "train")
+    (val,) = [r for r in rows if r["kind"] == "eval"]
+    assert val["contrastive"] == 0.0 and val["loss"] == pytest.approx(val["nll"])

@@ -449,7 +449,8 @@ class Trainer:
         tag = f"{st.phase}{st.epoch}"
         result = evaluate_split(self.model, self.data.split("val"), self.vocab, cfg, self.device, self.dist,
                                 amp_dtype=self.amp_dtype, with_loss=cfg.eval.val_loss,
-                                predictions_path=self.run_dir / "predictions" / f"val_{tag}.json")
+                                predictions_path=self.run_dir / "predictions" / f"val_{tag}.json",
+                                patch_labels=self.data.patch_labels)
         cider = result["scores"].get("CIDEr")
         if cider is None:
             raise FsgrError("validation scores have no CIDEr: eval.metrics must include cider (model selection)")

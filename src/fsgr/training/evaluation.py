@@ -41,8 +41,11 @@ def decode_images(model, images: torch.Tensor, vocab, beam_size: int, max_len: i
 
 def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, dist: DistInfo = DistInfo(),
                    amp_dtype=None, with_loss: bool = True, predictions_path: Optional[Path] = None,
-                   beam_size: Optional[int] = None, max_len: Optional[int] = None) -> dict[str, Any]:
-    """Scores (and loss) of `records` (one split). Writes COCO-results predictions on rank 0 if a path is given."""
+                   beam_size: Optional[int] = None, max_len: Optional[int] = None,
+                   patch_labels=None) -> dict[str, Any]:
+    """Scores (and loss) of `records` (one split). Writes COCO-results predictions on rank 0 if a path is given.
+    `patch_labels`: the offline per-patch labels training uses (data.patch_labels), so that the validation SupCon
+    term is the training one; None = the semantic head's concept ids."""
     from torch.utils.data import DataLoader
 
     from fsgr.data.datasets import EvalDataset, collate_eval
@@ -67,7 +70,7 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
             preds[int(image_id)] = caption
     result: dict[str, Any] = {}
     if with_loss:
-        result.update(validation_loss(model, shard, vocab, cfg, device, dist, amp_dtype))
+        result.update(validation_loss(model, shard, vocab, cfg, device, dist, amp_dtype, patch_labels))
     merged: dict[int, str] = {}
     for part in all_gather_objects(preds, dist):
         merged.update(part)
@@ -91,14 +94,16 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
 
 
 @torch.no_grad()
-def validation_loss(model, records: Sequence, vocab, cfg, device, dist: DistInfo, amp_dtype=None) -> dict[str, float]:
+def validation_loss(model, records: Sequence, vocab, cfg, device, dist: DistInfo, amp_dtype=None,
+                    patch_labels=None) -> dict[str, float]:
     """Teacher-forced NLL per target token (+ contrastive_weight x mean SupCon per batch), eval mode."""
     from torch.utils.data import DataLoader
 
     from fsgr.data.datasets import CaptionDataset, collate_captions
 
     ds = CaptionDataset(list(records), vocab, image_size=cfg.data.image_size, resize=cfg.data.resize,
-                        max_len=cfg.data.max_len, length_policy=cfg.data.length_policy, batching="image")
+                        max_len=cfg.data.max_len, length_policy=cfg.data.length_policy, batching="image",
+                        patch_labels=patch_labels)
     images_per_batch = max(1, cfg.eval.batch_images)
     loader = DataLoader(ds, batch_size=images_per_batch, shuffle=False, num_workers=0, collate_fn=collate_captions)
     nll_total, targets, con_total, con_batches = 0.0, 0, 0.0, 0
