@@ -54,7 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        # argparse ends a `CONFIG [key=value ...]` positional at the first flag, so `fsgr train CONFIG --resume
+        # train.max_steps=80` would leave the override unrecognised: key=value words after flags are overrides too
+        if extra and isinstance(getattr(args, "overrides", None), list) and \
+                all("=" in word and not word.startswith("-") for word in extra):
+            args.overrides = [*args.overrides, *extra]
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.verb is None:
             parser.print_help()
             return 2

@@ -249,3 +249,16 @@ def test_validation_loss_uses_the_offline_patch_labels(tmp_path, tiny_data):
     assert all(r["contrastive"] == 0.0 for r in rows if r["kind"] == "train")
     (val,) = [r for r in rows if r["kind"] == "eval"]
     assert val["contrastive"] == 0.0 and val["loss"] == pytest.approx(val["nll"])
+
+
+def test_train_verb_takes_overrides_after_its_flags(tmp_path, tiny_data, capsys):
+    # `fsgr train CONFIG --resume train.max_steps=N` is how a stopped run gets a bigger budget
+    cfg = str(_cfg(tmp_path, tiny_data, train={"contrastive_weight": 0.0}))
+    assert cli_main(["train", cfg, "--no-progress", "train.max_steps=1"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["global_step"] == 1
+    assert cli_main(["train", cfg, "train.log_every=1", "--resume", "--no-progress", "train.max_steps=2"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["global_step"] == 2
+    with pytest.raises(SystemExit) as exit_:                                  # anything else is still refused
+        cli_main(["train", cfg, "--resume", "--bogus-flag"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --bogus-flag" in capsys.readouterr().err
