@@ -262,3 +262,14 @@ def test_train_verb_takes_overrides_after_its_flags(tmp_path, tiny_data, capsys)
         cli_main(["train", cfg, "--resume", "--bogus-flag"])
     assert exit_.value.code == 2
     assert "unrecognized arguments: --bogus-flag" in capsys.readouterr().err
+
+
+def test_evaluate_and_caption_refuse_a_beam_below_one(trained, tiny_data, capsys):
+    # beam 0 used to decode greedily while `evaluate` reported the config's beam (0 is falsy) as the one used
+    best = str(trained[0] / "checkpoints" / "best.pt")
+    image = str(sorted(tiny_data.parent.glob("img_*.jpg"))[0])
+    assert cli_main(["evaluate", "--checkpoint", best, "--beam", "0"]) == 2
+    assert "--beam" in capsys.readouterr().err
+    assert cli_main(["caption", "--checkpoint", best, "--beam", "-1", image]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "--beam" in err

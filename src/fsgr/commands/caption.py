@@ -22,6 +22,10 @@ def main(args) -> int:
     from fsgr.errors import DataError
     from fsgr.inference import Captioner
 
+    if args.beam is not None and args.beam < 1:
+        from fsgr.errors import ConfigError
+
+        raise ConfigError(f"--beam {args.beam}: the beam size must be >= 1 (1 = greedy)")
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
     good: list[tuple[str, torch.Tensor]] = []
     failed = 0

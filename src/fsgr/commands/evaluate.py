@@ -31,6 +31,10 @@ def main(args) -> int:
     from fsgr.inference import Captioner
     from fsgr.training.evaluation import evaluate_split
 
+    if args.beam is not None and args.beam < 1:
+        from fsgr.errors import ConfigError
+
+        raise ConfigError(f"--beam {args.beam}: the beam size must be >= 1 (1 = greedy)")
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
     raw = to_dict(captioner.cfg)
     import yaml
