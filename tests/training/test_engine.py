@@ -273,3 +273,6 @@ def test_evaluate_and_caption_refuse_a_beam_below_one(trained, tiny_data, capsys
     assert cli_main(["caption", "--checkpoint", best, "--beam", "-1", image]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "--beam" in err
+    assert cli_main(["caption", "--checkpoint", best, "--batch-size", "0", image]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "--batch-size" in err and "internal error" not in err

@@ -22,10 +22,12 @@ def main(args) -> int:
     from fsgr.errors import DataError
     from fsgr.inference import Captioner
 
-    if args.beam is not None and args.beam < 1:
-        from fsgr.errors import ConfigError
+    from fsgr.errors import ConfigError
 
+    if args.beam is not None and args.beam < 1:
         raise ConfigError(f"--beam {args.beam}: the beam size must be >= 1 (1 = greedy)")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size {args.batch_size}: must be >= 1")
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
     good: list[tuple[str, torch.Tensor]] = []
     failed = 0

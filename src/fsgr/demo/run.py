@@ -177,7 +177,7 @@ def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None,
 
     say("[demo] scoring the test split with the best-val checkpoint ...")
     t_eval = time.time()
-    captioner = Captioner.from_checkpoint(best, device=device or "cpu")
+    captioner = Captioner.from_checkpoint(best, device=device)   # None: the GPU if present, as training chose
     _check_codebook_names(captioner.codebook_names)
     model, dev = captioner.model, captioner.device
     preds: dict[int, str] = {}
