@@ -166,6 +166,20 @@ def test_prompt_dropout_only_in_training():
     assert not torch.allclose(a, b) and torch.equal(c, d)
 
 
+def test_prompt_dropout_mask_is_drawn_per_image():
+    """VPT lineage: Dropout(prompt_proj(E).expand(B, ...)), so each image gets its own dropout mask; one mask shared
+    by the whole batch would make the noise fully correlated across images."""
+    torch.manual_seed(0)
+    bb = FSGRBackbone(_visual(), _cfg(dropout=0.5)).train()
+    images = _images(b=1).expand(3, -1, -1, -1)          # three copies of one image
+    with torch.no_grad():
+        g = bb(images).global_embed
+    assert not torch.allclose(g[0], g[1]) and not torch.allclose(g[1], g[2])
+    with torch.no_grad():
+        g = bb.eval()(images).global_embed
+    assert torch.allclose(g[0], g[1]) and torch.allclose(g[1], g[2])
+
+
 def test_prompt_init_follows_spec():
     torch.manual_seed(0)
     bb = FSGRBackbone(_visual(), _cfg(num_tokens=50))

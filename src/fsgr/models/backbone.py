@@ -115,7 +115,8 @@ class FSGRBackbone(nn.Module):
 
     def _prompts(self, layer: int, batch: int) -> torch.Tensor:
         embeddings = self.prompt_embeddings[0] if layer == 0 else self.deep_prompt_embeddings[layer - 1]
-        return self.prompt_dropout(self.prompt_proj(embeddings)).expand(batch, -1, -1)     # (B, N, W)
+        # expand before the dropout, as VPT: every image draws its own mask
+        return self.prompt_dropout(self.prompt_proj(embeddings).expand(batch, -1, -1))     # (B, N, W)
 
     def _block(self, i: int, block: ResidualAttentionBlock, x: torch.Tensor) -> torch.Tensor:
         attn = block.attention(x)
