@@ -156,3 +156,11 @@ def test_bf16_autocast_forward_and_beam(clip):
     assert sem_amp.grid.dtype == torch.float32 and torch.equal(sem_amp.logits, sem.logits)   # fp32 under autocast
     assert (out.logprobs.exp() - ref.logprobs.exp()).abs().max() < 0.05
     assert res.tokens.shape == (2, 6)
+
+
+def test_model_dropout_also_sets_the_prompt_dropout_unless_given(clip):
+    # `model.dropout=0` is the one switch the DDP-equality recipe names: it must reach the prompts too
+    cfg = dataclasses.replace(tiny_config(), dropout=0.0)
+    assert _model(clip, cfg).backbone.prompt_dropout.p == 0.0
+    cfg.backbone.prompts.dropout = 0.3
+    assert _model(clip, cfg).backbone.prompt_dropout.p == 0.3

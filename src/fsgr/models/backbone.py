@@ -64,7 +64,9 @@ def csa_attention(block: ResidualAttentionBlock, z: torch.Tensor) -> torch.Tenso
 
 
 class FSGRBackbone(nn.Module):
-    def __init__(self, visual: VisionTransformer, cfg: BackboneConfig):
+    def __init__(self, visual: VisionTransformer, cfg: BackboneConfig, default_dropout: float = 0.1):
+        """`default_dropout`: the prompt dropout when `cfg.prompts.dropout` is unset (the captioner passes model.dropout;
+        0.1 is the reference's)."""
         super().__init__()
         if cfg.aligned_patches not in ("csa", "ref"):
             raise ConfigError(f"model.backbone.aligned_patches must be 'csa' or 'ref', got {cfg.aligned_patches!r}")
@@ -88,7 +90,7 @@ class FSGRBackbone(nn.Module):
                     torch.empty(layers - 1, p.num_tokens, width).uniform_(-bound, bound))
             self.prompt_proj = nn.Linear(width, width)
             nn.init.kaiming_normal_(self.prompt_proj.weight, a=0, mode="fan_out")
-            self.prompt_dropout = nn.Dropout(p.dropout)
+            self.prompt_dropout = nn.Dropout(default_dropout if p.dropout is None else p.dropout)
             self.prompt_norm = nn.LayerNorm(width, eps=1e-6)
 
         a = cfg.adapters

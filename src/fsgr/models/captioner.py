@@ -85,7 +85,7 @@ class FSGRCaptioner(nn.Module):
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
         width, embed_dim = _clip_sizes(clip, cfg)
 
-        self.backbone = FSGRBackbone(clip.visual, cfg.backbone)
+        self.backbone = FSGRBackbone(clip.visual, cfg.backbone, default_dropout=cfg.dropout)
         # CLIP's (log) temperature scales the patch-concept logits; frozen, so a buffer
         self.register_buffer("logit_scale", clip.logit_scale.detach().float().reshape(()).clone())
         self.semantic = SemanticHead(cfg.semantic, self._codebook_tensor(codebook, cfg, embed_dim))

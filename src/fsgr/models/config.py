@@ -30,7 +30,7 @@ class ClipConfig:
 class PromptConfig:
     num_tokens: int = 100       # 0 = no prompt machinery at all (no prompt_proj/prompt_norm): plain CLIP features
     deep: bool = True           # fresh prompts at every layer (deep VPT); False = shallow prompts only
-    dropout: float = 0.1
+    dropout: Optional[float] = None   # None = the model's dropout (model.dropout), so one switch turns all dropout off
 
 
 @dataclass
