@@ -227,28 +227,42 @@ def multi_positive_clip_loss(logits: torch.Tensor, positives: torch.Tensor) -> t
 # ---- evaluation ----------------------------------------------------------------------------------------------------
 
 
-def image_and_patch_embeddings(visual, images: torch.Tensor, norm: str = "plain_ln"):
-    """One pass: the CLS embedding (B, E) as `visual(images)` gives it, and the MaskCLIP/SCLIP dense features
-    (B, P, E), L2-normalised: the last block with CSA attention on the patches entering it, then a plain LayerNorm
-    (as FSGR's prompt_norm starts) or ln_post, and proj."""
+def _last_block_input(visual, images: torch.Tensor) -> torch.Tensor:
+    """The tokens entering the image tower's last block, (B, 1 + P, W): shared by the CLS and the CSA paths."""
+    x = visual.embed(images)
+    for block in visual.transformer.resblocks[:-1]:
+        x = block(x)
+    return x
+
+
+def _cls_embedding(visual, x: torch.Tensor) -> torch.Tensor:
+    """(B, E), as `visual(images)` gives it (not normalised)."""
+    return visual.ln_post(visual.transformer.resblocks[-1](x)[:, 0]) @ visual.proj
+
+
+def _csa_patches(visual, x: torch.Tensor, norm: str) -> torch.Tensor:
+    """MaskCLIP/SCLIP dense features (B, P, E), L2-normalised: the last block with CSA attention on the patches
+    entering it, then a plain LayerNorm (as FSGR's prompt_norm starts) or ln_post, and proj."""
     from fsgr.models.backbone import csa_attention
 
-    x = visual.embed(images)
-    blocks = visual.transformer.resblocks
-    for block in blocks[:-1]:
-        x = block(x)
-    cls = visual.ln_post(blocks[-1](x)[:, 0]) @ visual.proj
+    last = visual.transformer.resblocks[-1]
     z = x[:, 1:]
-    z = z + csa_attention(blocks[-1], z)
-    z = z + blocks[-1].mlp(blocks[-1].ln_2(z))
+    z = z + csa_attention(last, z)
+    z = z + last.mlp(last.ln_2(z))
     z = visual.ln_post(z) if norm == "ln_post" else F.layer_norm(z, z.shape[-1:], eps=1e-6)
-    return cls, F.normalize(z @ visual.proj, dim=-1)
+    return F.normalize(z @ visual.proj, dim=-1)
+
+
+def image_and_patch_embeddings(visual, images: torch.Tensor, norm: str = "plain_ln"):
+    """One pass of the tower: the CLS embedding (B, E) and the dense CSA features (B, P, E) (`_csa_patches`)."""
+    x = _last_block_input(visual, images)
+    return _cls_embedding(visual, x), _csa_patches(visual, x, norm)
 
 
 @torch.no_grad()
 def csa_patch_embeddings(visual, images: torch.Tensor, norm: str = "ln_post") -> torch.Tensor:
-    """The dense features of `image_and_patch_embeddings`, without gradients. (B, P, E), L2-normalised."""
-    return image_and_patch_embeddings(visual, images, norm)[1]
+    """The dense CSA features alone, without gradients. (B, P, E), L2-normalised."""
+    return _csa_patches(visual, _last_block_input(visual, images), norm)
 
 
 @torch.no_grad()
@@ -267,10 +281,11 @@ def evaluate_clip(model, pool: Pool, batch: int = 128, autocast_dtype=None) -> d
         img_emb, txt_emb, dense = [], [], {"ln_post": [], "plain_ln": []}
         for s in range(0, len(pool), batch):
             images = normalise(pool.images[s:s + batch])
-            img_emb.append(F.normalize(model.encode_image(images).float(), dim=-1))
+            x = _last_block_input(model.visual, images)          # one tower pass for the CLS and both dense reads
+            img_emb.append(F.normalize(_cls_embedding(model.visual, x).float(), dim=-1))
             txt_emb.append(F.normalize(model.encode_text(pool.tokens[s:s + batch, 0]).float(), dim=-1))
             for norm in dense:
-                dense[norm].append(csa_patch_embeddings(model.visual, images, norm).float())
+                dense[norm].append(_csa_patches(model.visual, x, norm).float())
     img, txt = torch.cat(img_emb), torch.cat(txt_emb)
     retrieval = (img @ txt.t()).argmax(1).eq(torch.arange(len(img), device=dev)).float().mean().item()
     grid = model.visual.grid_size
