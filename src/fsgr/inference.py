@@ -41,6 +41,7 @@ class Captioner:
         from fsgr.config import Config, from_dict
         from fsgr.data.vocab import Vocab
         from fsgr.training.checkpoint import load_checkpoint
+        from fsgr.training.distributed import pick_device
         from fsgr.training.setup import build_model
 
         ckpt = load_checkpoint(path)
@@ -51,9 +52,7 @@ class Captioner:
         if missing or unexpected:
             raise CheckpointError(f"{path}: model state does not match its own config ({len(missing)} missing keys "
                                   f"e.g. {missing[:2]}, {len(unexpected)} unexpected e.g. {unexpected[:2]})")
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(device)
+        device = pick_device(None if device is None else str(device), 0)   # the trainer's rule: bare 'cuda' -> cuda:0
         model.to(device)
         return cls(model, vocab, cfg, device, ckpt.get("codebook_names"))
 
