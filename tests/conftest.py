@@ -13,12 +13,11 @@ except ImportError:  # the metrics tests run without torch
     pass
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+REAL_DATA = REPO / "tests" / "real_data"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """Real data shipped beside the project (../shared/data): Flickr8k captions, COCO photos, M2 vocab.pkl."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"{SHARED_DATA} is missing: the tests need the shared real data beside the project root")
-    return SHARED_DATA
+def real_data() -> Path:
+    """Small real data shipped with the tests (tests/real_data, sources and licences in its README.md): Flickr8k
+    captions of 2,000 images, two COCO photos, M2's vocab.pkl."""
+    return REAL_DATA

@@ -83,8 +83,8 @@ def test_check_data_structural_errors_are_one_line(tmp_path, capsys, m2_dataset)
     assert err.strip() == f"fsgr: error: {tmp_path / 'none.json'}: annotation file not found"
 
 
-def test_build_vocab_from_m2_pkl_and_from_annotations(shared_data, tmp_path, capsys, m2_dataset):
-    rc, out, _ = run(capsys, "build-vocab", "--from-m2-pkl", str(shared_data / "m2_vocab.pkl"),
+def test_build_vocab_from_m2_pkl_and_from_annotations(real_data, tmp_path, capsys, m2_dataset):
+    rc, out, _ = run(capsys, "build-vocab", "--from-m2-pkl", str(real_data / "m2_vocab.pkl"),
                      "--out", str(tmp_path / "m2.json"))
     assert rc == 0 and "10,201 words" in out
     v = Vocab.load(tmp_path / "m2.json")

@@ -90,8 +90,8 @@ def test_wide_range_int_and_float_images_are_rescaled_not_clipped():
     assert np.asarray(to_rgb(f))[0, :, 0].tolist() == [0, 255]
 
 
-def test_real_coco_photo_and_draft_decode_close_to_full_decode(shared_data, tmp_path):
-    path = shared_data / "COCO_val2014_000000391895.jpg"   # 640x360
+def test_real_coco_photo_and_draft_decode_close_to_full_decode(real_data, tmp_path):
+    path = real_data / "COCO_val2014_000000391895.jpg"   # 640x360
     x = load_image(path, 224, "squash")
     assert x.shape == (3, 224, 224) and torch.isfinite(x).all()
     full = load_image(path, 224, "squash", draft=False)
@@ -106,8 +106,8 @@ def test_real_coco_photo_and_draft_decode_close_to_full_decode(shared_data, tmp_
     assert not torch.equal(d, f)          # the fast path really ran
 
 
-def test_broken_files_raise_dataerror_naming_the_file(shared_data, tmp_path):
-    good = (shared_data / "COCO_val2014_000000397133.jpg").read_bytes()
+def test_broken_files_raise_dataerror_naming_the_file(real_data, tmp_path):
+    good = (real_data / "COCO_val2014_000000397133.jpg").read_bytes()
     trunc = tmp_path / "truncated.jpg"
     trunc.write_bytes(good[: len(good) // 2])
     junk = tmp_path / "junk.jpg"

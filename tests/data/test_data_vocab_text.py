@@ -88,8 +88,8 @@ def test_bad_vocab_files_are_refused(tmp_path):
         Vocab.load(p)
 
 
-def test_m2_vocab_pkl_import(shared_data, tmp_path):
-    v = Vocab.load(shared_data / "m2_vocab.pkl")
+def test_m2_vocab_pkl_import(real_data, tmp_path):
+    v = Vocab.load(real_data / "m2_vocab.pkl")
     assert len(v) == 10201
     assert v.itos[:4] == list(SPECIALS)
     assert v.itos[4:10] == ["a", "on", "of", "the", "in", "with"]

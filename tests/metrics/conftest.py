@@ -1,3 +1,4 @@
+import gzip
 import re
 import shutil
 from collections import OrderedDict
@@ -6,9 +7,9 @@ import pytest
 from ptb_cases import detokenize
 
 
-def _flickr(shared_data):
+def _flickr(real_data):
     caps = OrderedDict()
-    for line in (shared_data / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines():
+    for line in gzip.decompress((real_data / "flickr8k_captions_2000.txt.gz").read_bytes()).decode("utf-8").splitlines():
         if not line.strip():
             continue
         m = re.match(r"^(\S+)#(\d+)\s+(.*)$", line)
@@ -17,9 +18,9 @@ def _flickr(shared_data):
 
 
 @pytest.fixture(scope="session")
-def flickr(shared_data):
-    """Flickr8k: image name -> its 5 real human captions (already PTB-tokenised by the dataset)."""
-    return _flickr(shared_data)
+def flickr(real_data):
+    """Flickr8k (the first 2,000 images): image name -> its 5 real human captions (already PTB-tokenised)."""
+    return _flickr(real_data)
 
 
 @pytest.fixture(scope="session")
