@@ -16,8 +16,20 @@ import torch
 from PIL import Image
 
 from fsgr.errors import CheckpointError
+from fsgr.models.decoding import DecodeSettings
 
 ImageLike = Union[str, os.PathLike, Image.Image]
+
+
+@dataclass
+class Caption:
+    """One image's decoded caption with what bulk captioning and the server report."""
+
+    text: str
+    logprob: float                      # summed log-prob of the generated tokens (<eos> included)
+    length: int                         # generated tokens before <eos>
+    beams: list[tuple[str, float]]      # every beam, best first: (text, summed log-prob)
+    concept_ids: torch.Tensor           # (P,) global codebook id of each patch
 
 
 @dataclass
@@ -66,24 +78,35 @@ class Captioner:
             return preprocess(image, size=d.image_size, resize=d.resize)
         return load_image(image, size=d.image_size, resize=d.resize)
 
-    @torch.no_grad()
-    def caption_tensors(self, images: torch.Tensor, beam_size: Optional[int] = None,
-                        max_len: Optional[int] = None) -> list[str]:
-        from fsgr.training.evaluation import decode_images
+    def settings(self, **overrides) -> DecodeSettings:
+        """The checkpoint's eval decoding settings (beam_size, max_len, min_len, length_penalty, no_repeat_ngram)
+        with the given ones (None = keep) replaced."""
+        return DecodeSettings.from_config(self.cfg.eval, **overrides)
 
-        e = self.cfg.eval
-        return decode_images(self.model, images.to(self.device), self.vocab, e.beam_size if beam_size is None
-                             else beam_size, e.max_len if max_len is None else max_len)
+    @torch.no_grad()
+    def generate(self, images: torch.Tensor, settings: Optional[DecodeSettings] = None) -> list[Caption]:
+        """(B, 3, S, S) preprocessed images -> one Caption each (all beams, scores, concept ids)."""
+        from fsgr.models.decoding import decode
+
+        settings = settings or self.settings()
+        encoded = self.model.encode(images.to(self.device))
+        return captions_of(decode(self.model, encoded, settings, return_all=True), self.vocab, encoded.concept_ids)
+
+    def caption_tensors(self, images: torch.Tensor, beam_size: Optional[int] = None, max_len: Optional[int] = None,
+                        **controls) -> list[str]:
+        settings = self.settings(beam_size=beam_size, max_len=max_len, **controls)
+        return [c.text for c in self.generate(images, settings)]
 
     def caption(self, images: Union[ImageLike, Sequence[ImageLike]], beam_size: Optional[int] = None,
-                max_len: Optional[int] = None, batch_size: int = 16) -> list[str]:
-        """Captions of PIL images or image paths (beam search, the checkpoint's eval settings by default)."""
+                max_len: Optional[int] = None, batch_size: int = 16, **controls) -> list[str]:
+        """Captions of PIL images or image paths (the checkpoint's eval settings by default; `controls`: min_len,
+        length_penalty, no_repeat_ngram)."""
         if isinstance(images, (str, os.PathLike, Image.Image)):
             images = [images]
         out: list[str] = []
         for start in range(0, len(images), batch_size):
             chunk = torch.stack([self.preprocess(im) for im in images[start:start + batch_size]])
-            out.extend(self.caption_tensors(chunk, beam_size, max_len))
+            out.extend(self.caption_tensors(chunk, beam_size, max_len, **controls))
         return out
 
     # ------------------------------------------------------------------ explain
@@ -112,6 +135,20 @@ class Captioner:
             tokens = torch.full((x.shape[0], 2), self.vocab.bos_id, dtype=torch.long, device=x.device)
             ids = self.model(x, tokens, torch.arange(x.shape[0], device=x.device)).concept_ids
         return ids
+
+
+def captions_of(result, vocab, concept_ids: torch.Tensor) -> list[Caption]:
+    """A return_all BeamResult (B, k, T) -> Captions; texts with consecutive repeats collapsed (the evaluation's)."""
+    tokens = result.tokens.cpu().tolist()
+    scores = result.seq_logprob.float().cpu().tolist()
+    out = []
+    for b, beams in enumerate(tokens):
+        texts = [vocab.decode(row, collapse_repeats=True) for row in beams]
+        best = beams[0]
+        length = best.index(vocab.eos_id) if vocab.eos_id in best else sum(t != vocab.pad_id for t in best)
+        out.append(Caption(text=texts[0], logprob=scores[b][0], length=length, beams=list(zip(texts, scores[b])),
+                           concept_ids=concept_ids[b].cpu()))
+    return out
 
 
 def _open_rgb(path) -> Image.Image:
