@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Union
 import torch
 from PIL import Image
 
-from fsgr.errors import CheckpointError
+from fsgr.errors import CheckpointError, ConfigError
 from fsgr.models.decoding import DecodeSettings
 
 ImageLike = Union[str, os.PathLike, Image.Image]
@@ -69,6 +69,14 @@ class Captioner:
         return cls(model, vocab, cfg, device, ckpt.get("codebook_names"))
 
     # ------------------------------------------------------------------ images
+    @property
+    def image_size(self) -> int:
+        return self.cfg.data.image_size
+
+    @property
+    def resize(self) -> str:
+        return self.cfg.data.resize
+
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """A path or PIL image -> (3, S, S) CLIP-normalised tensor (the training preprocessing). DataError if bad."""
         from fsgr.data.images import load_image, preprocess
@@ -81,7 +89,11 @@ class Captioner:
     def settings(self, **overrides) -> DecodeSettings:
         """The checkpoint's eval decoding settings (beam_size, max_len, min_len, length_penalty, no_repeat_ngram)
         with the given ones (None = keep) replaced."""
-        return DecodeSettings.from_config(self.cfg.eval, **overrides)
+        settings = DecodeSettings.from_config(self.cfg.eval, **overrides)
+        if settings.max_len > self.model.decoder.max_len:
+            raise ConfigError(f"max_len {settings.max_len} exceeds this model's decoder.max_len "
+                              f"({self.model.decoder.max_len})")
+        return settings
 
     @torch.no_grad()
     def generate(self, images: torch.Tensor, settings: Optional[DecodeSettings] = None) -> list[Caption]:

@@ -7,23 +7,25 @@ The data paths come from the checkpoint's config; override them with `--set data
 
 from __future__ import annotations
 
+from fsgr.commands.decoding_args import add_decoding_arguments, decoding_overrides
+
 
 def add_arguments(parser):
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `fsgr train` (best.pt, last.pt)")
     parser.add_argument("--split", default="test", choices=["val", "test", "train"], help="split to score (test)")
-    parser.add_argument("--beam", type=int, default=None, help="beam size (default: the checkpoint's eval.beam_size)")
-    parser.add_argument("--max-len", type=int, default=None, help="longest caption in tokens (default: eval.max_len)")
     parser.add_argument("--out", default=None, help="write predictions here (COCO results JSON) and the scores to "
                                                     "OUT.scores.json")
     parser.add_argument("--metrics", default=None, help="comma-separated metrics (default: the config's eval.metrics)")
     parser.add_argument("--set", action="append", default=[], metavar="key=value",
                         help="override a config value of the checkpoint (data paths, eval.batch_images, ...)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
+    add_decoding_arguments(parser)
 
 
 def main(args) -> int:
     import json
     import sys
+    from dataclasses import asdict
     from pathlib import Path
 
     from fsgr.config import Config, _set_dotted, from_dict, to_dict
@@ -49,6 +51,8 @@ def main(args) -> int:
     if args.metrics:
         _set_dotted(raw, "eval.metrics", args.metrics)
     cfg = from_dict(Config, raw)
+    captioner.cfg = cfg                          # --set eval.* values are the defaults of the decoding flags
+    settings = captioner.settings(**decoding_overrides(args))
     from fsgr.data.readers import read_records
 
     records = [r for r in read_records(cfg.data) if r.split == args.split]
@@ -56,9 +60,10 @@ def main(args) -> int:
         raise DataError(f"{cfg.data.annotations or cfg.data.format}: no images in split {args.split!r}")
     preds_path = Path(args.out) if args.out else None
     result = evaluate_split(captioner.model, records, captioner.vocab, cfg, captioner.device, with_loss=False,
-                            predictions_path=preds_path, beam_size=args.beam, max_len=args.max_len)
-    report = {"checkpoint": str(args.checkpoint), "split": args.split,
-              "beam": args.beam or cfg.eval.beam_size, "num_images": result["num_images"], **result["scores"]}
+                            predictions_path=preds_path, beam_size=settings.beam_size, max_len=settings.max_len,
+                            controls=settings.controls())
+    report = {"checkpoint": str(args.checkpoint), "split": args.split, "beam": settings.beam_size,
+              "decoding": asdict(settings), "num_images": result["num_images"], **result["scores"]}
     print(json.dumps(report))
     if preds_path is not None:
         scores_path = preds_path.with_name(preds_path.name + ".scores.json")
