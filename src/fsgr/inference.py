@@ -19,6 +19,7 @@ from fsgr.errors import CheckpointError, ConfigError
 from fsgr.models.decoding import DecodeSettings
 
 ImageLike = Union[str, os.PathLike, Image.Image]
+BACKGROUND_NAMES = {"background"}
 
 
 @dataclass
@@ -67,6 +68,15 @@ class Captioner:
         device = pick_device(None if device is None else str(device), 0)   # the trainer's rule: bare 'cuda' -> cuda:0
         model.to(device)
         return cls(model, vocab, cfg, device, ckpt.get("codebook_names"))
+
+    # ------------------------------------------------------------------ concepts
+    def concept_name(self, concept_id: int) -> str:
+        names = self.codebook_names
+        return names[concept_id] if names and 0 <= concept_id < len(names) else f"concept {concept_id}"
+
+    def background_ids(self) -> list[int]:
+        """Codebook ids that name the background (the demo codebook's "background"; none in the RAM tags)."""
+        return [i for i, name in enumerate(self.codebook_names or []) if name.strip().lower() in BACKGROUND_NAMES]
 
     # ------------------------------------------------------------------ images
     @property
@@ -134,10 +144,7 @@ class Captioner:
         ids = self._concept_ids(x)[0]                                   # (P,)
         side = int(round(ids.numel() ** 0.5))
         grid = ids.view(side, side).cpu()
-        names = {}
-        for i in sorted(set(grid.flatten().tolist())):
-            names[i] = self.codebook_names[i] if self.codebook_names and i < len(self.codebook_names) \
-                else f"concept {i}"
+        names = {i: self.concept_name(i) for i in sorted(set(grid.flatten().tolist()))}
         return Explanation(caption=caption, concept_ids=grid, concept_names=names, image=pil.convert("RGB"))
 
     def _concept_ids(self, x: torch.Tensor) -> torch.Tensor:

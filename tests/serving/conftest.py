@@ -33,3 +33,45 @@ def tiny_checkpoint(tmp_path_factory, tiny_images) -> Path:
         eval={"beam_size": 3, "max_len": 10, "val_loss": False, "test_at_end": False, "metrics": "cider"})
     train(load_config(training_conftest.write_config(tmp / "tiny.yaml", cfg)), progress=False)
     return tmp / "run" / "checkpoints" / "last.pt"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url(tiny_checkpoint):
+    """`fsgr serve` on the tiny checkpoint in a subprocess (a real uvicorn server); its base URL."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get(
+        "PYTHONPATH")])))
+    proc = subprocess.Popen([sys.executable, "-m", "fsgr", "serve", "--checkpoint", str(tiny_checkpoint), "--port",
+                             str(port), "--batch-window-ms", "50"], env=env, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"fsgr serve did not start: {proc.stderr.read()[-2000:]}")
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
