@@ -41,33 +41,10 @@ class Explanation:
     image: Image.Image                 # the RGB input as given (before resizing)
 
 
-class Captioner:
-    def __init__(self, model, vocab, cfg, device: torch.device, codebook_names: Optional[list[str]] = None):
-        self.model = model.eval()
-        self.vocab = vocab
-        self.cfg = cfg
-        self.device = device
-        self.codebook_names = codebook_names
-
-    @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "Captioner":
-        from fsgr.config import Config, from_dict
-        from fsgr.data.vocab import Vocab
-        from fsgr.training.checkpoint import load_checkpoint
-        from fsgr.training.distributed import pick_device
-        from fsgr.training.setup import build_model
-
-        ckpt = load_checkpoint(path)
-        cfg = from_dict(Config, ckpt["config"])
-        vocab = Vocab(ckpt["vocab_itos"], source=f"{path}")
-        model, _, _ = build_model(cfg, vocab, load_weights=False)
-        missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
-        if missing or unexpected:
-            raise CheckpointError(f"{path}: model state does not match its own config ({len(missing)} missing keys "
-                                  f"e.g. {missing[:2]}, {len(unexpected)} unexpected e.g. {unexpected[:2]})")
-        device = pick_device(None if device is None else str(device), 0)   # the trainer's rule: bare 'cuda' -> cuda:0
-        model.to(device)
-        return cls(model, vocab, cfg, device, ckpt.get("codebook_names"))
+class CaptionerBase:
+    """What serving needs from a captioner, whatever computes it (PyTorch: Captioner; onnxruntime:
+    fsgr.export.runtime.OnnxCaptioner). Subclasses set `model` (with `.decoder`, `.pad_id/.bos_id/.eos_id`),
+    `vocab`, `cfg`, `device`, `codebook_names`, and define `encode(images)`."""
 
     # ------------------------------------------------------------------ concepts
     def concept_name(self, concept_id: int) -> str:
@@ -111,7 +88,7 @@ class Captioner:
         from fsgr.models.decoding import decode
 
         settings = settings or self.settings()
-        encoded = self.model.encode(images.to(self.device))
+        encoded = self.encode(images)
         return captions_of(decode(self.model, encoded, settings, return_all=True), self.vocab, encoded.concept_ids)
 
     def caption_tensors(self, images: torch.Tensor, beam_size: Optional[int] = None, max_len: Optional[int] = None,
@@ -130,6 +107,52 @@ class Captioner:
             chunk = torch.stack([self.preprocess(im) for im in images[start:start + batch_size]])
             out.extend(self.caption_tensors(chunk, beam_size, max_len, **controls))
         return out
+
+
+class Captioner(CaptionerBase):
+    def __init__(self, model, vocab, cfg, device: torch.device, codebook_names: Optional[list[str]] = None):
+        self.model = model.eval()
+        self.vocab = vocab
+        self.cfg = cfg
+        self.device = device
+        self.codebook_names = codebook_names
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "Captioner":
+        from fsgr.training.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        return cls._build(ckpt["config"], ckpt["vocab_itos"], ckpt["model"], ckpt.get("codebook_names"), device,
+                          source=str(path))
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, device: str | torch.device | None = None) -> "Captioner":
+        """A folder written by `fsgr export --format safetensors` (config.json, model.safetensors, vocab.json)."""
+        from fsgr.export.hub import read_pretrained
+
+        config, itos, names, state = read_pretrained(Path(folder))
+        return cls._build(config, itos, state, names, device, source=str(folder))
+
+    @classmethod
+    def _build(cls, config: dict, itos: list[str], state: dict, codebook_names, device, source: str) -> "Captioner":
+        from fsgr.config import Config, from_dict
+        from fsgr.data.vocab import Vocab
+        from fsgr.training.distributed import pick_device
+        from fsgr.training.setup import build_model
+
+        cfg = from_dict(Config, config)
+        vocab = Vocab(itos, source=source)
+        model, _, _ = build_model(cfg, vocab, load_weights=False)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f"{source}: model state does not match its own config ({len(missing)} missing keys "
+                                  f"e.g. {missing[:2]}, {len(unexpected)} unexpected e.g. {unexpected[:2]})")
+        device = pick_device(None if device is None else str(device), 0)   # the trainer's rule: bare 'cuda' -> cuda:0
+        model.to(device)
+        return cls(model, vocab, cfg, device, codebook_names or None)
+
+    def encode(self, images: torch.Tensor):
+        return self.model.encode(images.to(self.device))
 
     # ------------------------------------------------------------------ explain
     @torch.no_grad()
