@@ -8,7 +8,7 @@ buffer included) is loaded strictly.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -31,6 +31,7 @@ class Caption:
     length: int                         # generated tokens before <eos>
     beams: list[tuple[str, float]]      # every beam, best first: (text, summed log-prob)
     concept_ids: torch.Tensor           # (P,) global codebook id of each patch
+    tokens: list[int] = field(default_factory=list)   # the best beam's generated tokens before <eos>
 
 
 @dataclass
@@ -39,6 +40,10 @@ class Explanation:
     concept_ids: torch.Tensor          # (gh, gw) long: global codebook id of each patch
     concept_names: dict[int, str]      # id -> name for the ids present
     image: Image.Image                 # the RGB input as given (before resizing)
+    confidence: Optional[torch.Tensor] = None      # (gh, gw) probability of each patch's concept (fsgr.serving.maps)
+    background_ids: tuple[int, ...] = ()           # codebook ids that name the background
+    words: list[str] = field(default_factory=list)         # the caption's words (with word attention)
+    word_attention: Optional[torch.Tensor] = None  # (len(words), gh * gw) cross-attention of each word
 
 
 class CaptionerBase:
@@ -156,27 +161,32 @@ class Captioner(CaptionerBase):
 
     # ------------------------------------------------------------------ explain
     @torch.no_grad()
-    def explain(self, image: ImageLike) -> Explanation:
-        """Caption plus the patch-to-concept assignment of the semantic head (eval mode: hard argmax)."""
+    def explain(self, image: ImageLike, words: bool = False) -> Explanation:
+        """Caption plus the patch-to-concept assignment of the semantic head (eval mode: hard argmax) and its
+        confidence; with `words`, each word's cross-attention over the patches (fsgr.serving.maps)."""
+        from fsgr.models.decoding import decode
+
         if not self.cfg.model.semantic.enabled:
             raise CheckpointError("this checkpoint's model has no semantic head (model.semantic.enabled=false): "
                                   "there is no patch-to-concept map to draw")
         pil = image if isinstance(image, Image.Image) else _open_rgb(image)
-        x = self.preprocess(pil)[None].to(self.device)
-        caption = self.caption_tensors(x)[0]
-        ids = self._concept_ids(x)[0]                                   # (P,)
-        side = int(round(ids.numel() ** 0.5))
-        grid = ids.view(side, side).cpu()
+        encoded = self.encode(self.preprocess(pil)[None])
+        caption = captions_of(decode(self.model, encoded, self.settings(), return_all=True), self.vocab,
+                              encoded.concept_ids)[0]
+        side = int(round(encoded.concept_ids.shape[1] ** 0.5))
+        grid = encoded.concept_ids[0].view(side, side).cpu()
         names = {i: self.concept_name(i) for i in sorted(set(grid.flatten().tolist()))}
-        return Explanation(caption=caption, concept_ids=grid, concept_names=names, image=pil.convert("RGB"))
+        exp = Explanation(caption=caption.text, concept_ids=grid, concept_names=names, image=pil.convert("RGB"),
+                          confidence=encoded.concept_confidence[0].view(side, side).cpu(),
+                          background_ids=tuple(self.background_ids()))
+        if words and caption.tokens:
+            from fsgr.serving.maps import word_attention
 
-    def _concept_ids(self, x: torch.Tensor) -> torch.Tensor:
-        encoded = self.model.encode(x)
-        ids = getattr(encoded, "concept_ids", None)
-        if ids is None:   # fall back on a one-token teacher-forced pass, which returns the ids
-            tokens = torch.full((x.shape[0], 2), self.vocab.bos_id, dtype=torch.long, device=x.device)
-            ids = self.model(x, tokens, torch.arange(x.shape[0], device=x.device)).concept_ids
-        return ids
+            attention = word_attention(self.model, encoded, caption.tokens, self.vocab.bos_id).cpu()
+            keep = [i for i, t in enumerate(caption.tokens) if i == 0 or t != caption.tokens[i - 1]]  # as the text
+            exp.words = [self.vocab.itos[caption.tokens[i]] for i in keep]
+            exp.word_attention = attention[keep]
+        return exp
 
 
 def captions_of(result, vocab, concept_ids: torch.Tensor) -> list[Caption]:
@@ -189,7 +199,7 @@ def captions_of(result, vocab, concept_ids: torch.Tensor) -> list[Caption]:
         best = beams[0]
         length = best.index(vocab.eos_id) if vocab.eos_id in best else sum(t != vocab.pad_id for t in best)
         out.append(Caption(text=texts[0], logprob=scores[b][0], length=length, beams=list(zip(texts, scores[b])),
-                           concept_ids=concept_ids[b].cpu()))
+                           concept_ids=concept_ids[b].cpu(), tokens=best[:length]))
     return out
 
 
@@ -199,62 +209,9 @@ def _open_rgb(path) -> Image.Image:
     return open_image(path, size=None).convert("RGB")
 
 
-def draw_explanation(exp: Explanation, top: int = 8, width: int = 448) -> Image.Image:
-    """The image with each patch tinted by its concept's colour, a legend of the `top` concepts by patch count, and
-    the caption underneath. PIL only."""
-    from PIL import ImageDraw, ImageFont
+def draw_explanation(exp: Explanation, top: int = 8, width: int = 448, min_confidence: float = 0.0) -> Image.Image:
+    """The concept map (background left as background, labelled regions, smooth overlay), legend, caption and, when
+    present, the per-word attention maps: fsgr.serving.maps.draw_explanation."""
+    from fsgr.serving.maps import draw_explanation as draw
 
-    font = ImageFont.load_default()
-    img = exp.image.resize((width, int(round(width * exp.image.height / exp.image.width))), Image.BICUBIC)
-    gh, gw = exp.concept_ids.shape
-    ids, counts = exp.concept_ids.flatten().unique(return_counts=True)
-    order = [int(i) for i in ids[counts.argsort(descending=True)].tolist()]
-    palette = _palette(len(order))
-    colour = {cid: palette[rank] for rank, cid in enumerate(order)}
-    overlay = Image.new("RGBA", img.size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(overlay)
-    cw, ch = img.width / gw, img.height / gh
-    for r in range(gh):
-        for c in range(gw):
-            col = colour[int(exp.concept_ids[r, c])]
-            draw.rectangle([c * cw, r * ch, (c + 1) * cw, (r + 1) * ch], fill=(*col, 110))
-    blended = Image.alpha_composite(img.convert("RGBA"), overlay).convert("RGB")
-    count_of = dict(zip(ids.tolist(), counts.tolist()))
-    legend = order[:top]
-    line_h = 16
-    caption_lines = _wrap(exp.caption, font, width - 16)
-    height = blended.height + 12 + line_h * (len(caption_lines) + 1 + len(legend)) + 8
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    canvas.paste(blended, (0, 0))
-    d = ImageDraw.Draw(canvas)
-    y = blended.height + 6
-    for line in caption_lines:
-        d.text((8, y), line, fill=(0, 0, 0), font=font)
-        y += line_h
-    d.text((8, y), f"top concepts ({len(order)} on a {gh}x{gw} grid):", fill=(80, 80, 80), font=font)
-    y += line_h
-    for cid in legend:
-        d.rectangle([8, y + 2, 20, y + 12], fill=colour[cid], outline=(0, 0, 0))
-        d.text((26, y), f"{exp.concept_names.get(cid, cid)}  ({count_of[cid]} patches)", fill=(0, 0, 0), font=font)
-        y += line_h
-    return canvas
-
-
-def _wrap(text: str, font, max_width: int) -> list[str]:
-    words, lines, line = text.split(), [], ""
-    for w in words:
-        trial = f"{line} {w}".strip()
-        if font.getlength(trial) > max_width and line:
-            lines.append(line)
-            line = w
-        else:
-            line = trial
-    lines.append(line)
-    return lines
-
-
-def _palette(n: int) -> list[tuple[int, int, int]]:
-    import colorsys
-
-    return [tuple(int(255 * v) for v in colorsys.hsv_to_rgb((i * 0.61803398875) % 1.0, 0.75, 0.95))
-            for i in range(max(n, 1))]
+    return draw(exp, top=top, width=width, min_confidence=min_confidence)

@@ -1,5 +1,7 @@
 """`fsgr explain --checkpoint CKPT IMAGE --out map.png`: the patch-to-concept map of the semantic head drawn over the
-image (each patch tinted by the concept it is assigned to), a legend of the top concepts and the caption (PIL only)."""
+image (a smooth overlay at image resolution, background patches left as background, each object region labelled with
+its concept), a legend of the top concepts and the caption; `--words` adds, per generated word, where the decoder's
+cross-attention looked (PIL only, fsgr.serving.maps)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,10 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True, help="PNG to write")
     parser.add_argument("--top", type=int, default=8, help="concepts in the legend (by patch count)")
     parser.add_argument("--width", type=int, default=448, help="width of the drawn image in pixels")
+    parser.add_argument("--min-confidence", type=float, default=0.0,
+                        help="draw patches whose concept probability (among the image's top-k) is below this as "
+                             "background (default 0: only the codebook's background concept)")
+    parser.add_argument("--words", action="store_true", help="add one cross-attention map per generated word")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
 
 
@@ -17,11 +23,14 @@ def main(args) -> int:
     import sys
     from pathlib import Path
 
+    from fsgr.errors import ConfigError
     from fsgr.inference import Captioner, draw_explanation
 
+    if not 0.0 <= args.min_confidence <= 1.0:
+        raise ConfigError(f"--min-confidence {args.min_confidence}: must be between 0 and 1")
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
-    exp = captioner.explain(args.image)
-    canvas = draw_explanation(exp, top=args.top, width=args.width)
+    exp = captioner.explain(args.image, words=args.words)
+    canvas = draw_explanation(exp, top=args.top, width=args.width, min_confidence=args.min_confidence)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out, format="PNG")
