@@ -139,7 +139,8 @@ def write_metadata(captioner, out: Path, fmt: str) -> None:
     meta = {"model_type": "fsgr", "format": fmt, "architectures": ["FSGRCaptioner"],
             "image_size": captioner.image_size, "resize": captioner.resize,
             "vocab_size": len(captioner.vocab.itos), "pad_id": model.pad_id, "bos_id": model.bos_id,
-            "eos_id": model.eos_id, "decoder_max_len": model.decoder.max_len, "decoder_layers": len(model.decoder.layers),
+            "eos_id": model.eos_id, "decoder_max_len": model.decoder.max_len,
+            "decoder_layers": len(model.decoder.layers),
             "heads": attn.heads, "d_head": attn.d_head, "decoding": asdict(captioner.settings()),
             "config": to_dict(captioner.cfg)}
     (out / "config.json").write_text(json.dumps(meta, indent=2))

@@ -1,8 +1,8 @@
 """Running an ONNX export (`fsgr export --format onnx`) on onnxruntime with fsgr's own search.
 
 `OnnxCaptioner(DIR)` is a CaptionerBase: `settings`, `generate`, `caption`, `preprocess`, `concept_name` ... as the
-PyTorch Captioner. The graphs compute; the search is fsgr.models.decoding's, driven through an `OnnxDecoder` that has the PyTorch
-decoder's `init_cache` / `step` contract, so every decoding control behaves as it does on the checkpoint.
+PyTorch Captioner. The graphs compute; the search is fsgr.models.decoding's, driven through an `OnnxDecoder` that has
+the PyTorch decoder's `init_cache` / `step` contract, so every decoding control behaves as on the checkpoint.
 """
 
 from __future__ import annotations
