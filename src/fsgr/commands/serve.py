@@ -1,7 +1,7 @@
 """`fsgr serve --checkpoint CKPT [--host 127.0.0.1] [--port 8000]`: the web page and JSON API (fsgr.serving.server).
 
 Needs the `serve` extra (`pip install fsgr[serve]`: starlette, uvicorn, python-multipart). `--model DIR` serves an
-exported safetensors folder instead of a checkpoint.
+exported folder (safetensors, or onnx on onnxruntime) instead of a checkpoint.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 def add_arguments(parser):
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="a checkpoint written by `fsgr train`")
-    source.add_argument("--model", metavar="DIR", help="a folder written by `fsgr export --format safetensors`")
+    source.add_argument("--model", metavar="DIR", help="a folder written by `fsgr export` (safetensors, or onnx on onnxruntime)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
