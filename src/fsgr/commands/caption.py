@@ -20,7 +20,8 @@ def add_arguments(parser):
     source.add_argument("--checkpoint", help="a checkpoint written by `fsgr train`")
     source.add_argument("--model", metavar="DIR", help="a folder written by `fsgr export` (onnx or safetensors)")
     parser.add_argument("images", nargs="+", metavar="PATH_OR_DIR", help="image files (JPEG, PNG, ...) or folders")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images decoded together (default: the checkpoint's eval.batch_images)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (checkpoints and safetensors)")
     bulk = parser.add_argument_group("bulk captioning")
     bulk.add_argument("--out", default=None, metavar="FILE.jsonl", help="write one JSON line per image here")
@@ -51,7 +52,7 @@ def main(args) -> int:
 
     if args.beam is not None and args.beam < 1:
         raise ConfigError(f"--beam {args.beam}: the beam size must be >= 1 (1 = greedy)")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size}: must be >= 1")
     if args.workers < 0:
         raise ConfigError(f"--workers {args.workers}: must be >= 0")
@@ -61,6 +62,8 @@ def main(args) -> int:
 
     shard = bulk.parse_shard(args.shard) if args.shard else None
     captioner = load_captioner(args)
+    if args.batch_size is None:
+        args.batch_size = captioner.cfg.eval.batch_images
     settings = captioner.settings(**decoding_overrides(args))
     paths = bulk.list_images(args.images)
     if shard is not None:
