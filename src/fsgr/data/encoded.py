@@ -125,11 +125,6 @@ class TokenizedCaptions:
     def words(self, caption: int) -> list[str]:
         return [self.table[i] for i in self.word_index[self.offsets[caption]:self.offsets[caption + 1]]]
 
-    def joined(self) -> list[str]:
-        """Each caption as one space-joined string of its words (= the toolkit's PTB-tokenised text)."""
-        table = np.asarray(self.table, dtype=object)
-        return [" ".join(table[self.word_index[a:b]]) for a, b in zip(self.offsets[:-1], self.offsets[1:])]
-
     def word_counts(self) -> dict[str, int]:
         counts = np.bincount(self.word_index, minlength=len(self.table))
         return {w: int(c) for w, c in zip(self.table, counts.tolist()) if c}

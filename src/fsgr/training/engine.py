@@ -93,7 +93,9 @@ class Trainer:
         self._check_batch_sizes()
         seed_everything(cfg.train.seed)
 
-        self.data = setup.build_data(cfg)                 # records per split, vocab, reward refs
+        started = time.perf_counter()
+        self.data = setup.build_data(cfg)                 # records per split, vocab, captions tokenised once
+        self.data_setup_seconds = time.perf_counter() - started
         self.vocab = self.data.vocab
         self.model, self.codebook_names, self.codebook_fingerprint = setup.build_model(cfg, self.vocab)
         self.model.to(self.device)
@@ -444,10 +446,11 @@ class Trainer:
         if self._reward is None:
             from fsgr.metrics.reward import CiderDReward
 
-            refs = self.data.train_refs_tokenized()   # the run's one PTB tokenisation of the training captions
+            # tokenised here with the toolkit's tokenizer (it keeps -lrb-/-rrb-, which the training words drop)
+            refs = self.data.train_refs
             if self.cfg.scst.mode == "sample":
                 refs = {i: [r + " " + EOS_WORD for r in caps] for i, caps in refs.items()}
-            self._reward = CiderDReward(refs, tokenized=True, documents=self.cfg.scst.reward_documents)
+            self._reward = CiderDReward(refs, documents=self.cfg.scst.reward_documents)
         return self._reward
 
     # ------------------------------------------------------------------ epoch end: evaluate, select, switch

@@ -40,14 +40,6 @@ class DataBundle:
     def train_refs(self) -> dict[int, list[str]]:
         return {int(r.image_id): list(r.captions) for r in self.split("train")}
 
-    def train_refs_tokenized(self) -> dict[int, list[str]]:
-        """The training references PTB-tokenised (space-joined words), from the run's one tokenisation."""
-        joined, k, out = self.words["train"].joined(), 0, {}
-        for r in self.split("train"):
-            out[int(r.image_id)] = joined[k:k + len(r.captions)]
-            k += len(r.captions)
-        return out
-
 
 def build_vocab(cfg, words_by_split: dict[str, Any]):
     from fsgr.data.vocab import Vocab
