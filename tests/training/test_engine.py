@@ -115,6 +115,8 @@ def test_captioner_api_and_verbs(trained, tiny_data, tmp_path, capsys):
     assert cli_main(["evaluate", "--checkpoint", str(best), "--split", "test", "--beam", "2", "--out", str(preds)]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["split"] == "test" and report["num_images"] == 6 and "CIDEr" in report
+    # same precision (CPU: fp32), beam and checkpoint as the trainer's final test: the same scores
+    assert report["precision"] == "fp32" and report["CIDEr"] == trained[1]["test"]["CIDEr"]
     assert len(json.loads(preds.read_text())) == 6
     assert json.loads((tmp_path / "preds.json.scores.json").read_text())["CIDEr"] == report["CIDEr"]
 
