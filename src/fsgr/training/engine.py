@@ -423,12 +423,11 @@ class Trainer:
             loss_sum, count = scst_sample_loss(logprobs, mask, advantage)
         else:
             loss_sum, count = scst_beam_loss(logprobs * mask, advantage, sc.max_len)
-        global_count = all_reduce_sum([float(count)], dev, self.dist)[0]
+        global_count, global_samples = all_reduce_sum([float(count), float(rewards.numel())], dev, self.dist)
         loss = loss_sum / global_count
         self.scaler.scale(loss * w).backward()
         if self.dist.enabled:
             self._all_reduce_gradients()
-        global_samples = all_reduce_sum([float(rewards.numel())], dev, self.dist)[0]
         part = torch.stack([loss.detach().double(), rewards.sum().detach().double() / global_samples]).cpu()
         self._optimizer_step()
         return self._reduce_step_values(part, [batch], names=("loss", "reward"))
