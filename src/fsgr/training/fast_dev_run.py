@@ -84,7 +84,8 @@ def _timed_eval(trainer, split: str, batches: int, val: bool) -> tuple[int, floa
     evaluate_split(trainer.model, records, trainer.vocab, short, trainer.device, trainer.dist,
                    amp_dtype=trainer.amp_dtype, with_loss=val and cfg.eval.val_loss,
                    metrics=(cfg.eval.val_metrics or cfg.eval.metrics) if val else cfg.eval.metrics,
-                   patch_labels=trainer.data.patch_labels, tolerate_metric_failures=True)
+                   patch_labels=trainer.data.patch_labels, tolerate_metric_failures=True,
+                   encoded=trainer.data.encoded(split) if val and cfg.eval.val_loss else None)
     _sync(trainer.device)
     return n, time.perf_counter() - started
 
