@@ -1,8 +1,8 @@
-"""`fsgr codebook --clip CKPT --classes FILE|ram|coco80 --out FILE [--template T | --templates maskclip|FILE]`: embed a
-class list with a CLIP text tower, with one prompt template or a prompt ensemble (MaskCLIP's 85 templates, shipped).
+"""`fsgr codebook --clip CKPT --classes FILE|ram|coco80 --out FILE [--template T | --templates maskclip|FILE]`:
+embed a class list with a CLIP text tower, with one prompt template or a prompt ensemble (MaskCLIP's 85, shipped).
 
-The file records the class names, the prompt template(s) and a fingerprint of the CLIP weights; a model refuses a codebook
-whose size or fingerprint does not match its own. Heavy imports happen inside main() so `fsgr --help` stays fast.
+The file records the class names, the prompt template(s) and a fingerprint of the CLIP weights; a model refuses a
+codebook whose size or fingerprint does not match its own. Heavy imports happen inside main() so `fsgr --help` stays fast.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Records -> tensors: caption-level and image-level training datasets, the evaluation dataset, collate, loaders.
 
-Captions are tokenised and encoded once (per run: `fsgr.data.encoded`, or here at construction) into flat numpy arrays (cheap to share with forked
-workers, no per-item tokenizer). Token ids are checked on the CPU in `collate_captions` (0 <= id < len(vocab),
-length <= max_len): the reference's out-of-range id became a CUDA device-side assert at batch 1,135.
+Captions are tokenised and encoded once (per run: `fsgr.data.encoded`, or here at construction) into flat numpy
+arrays (cheap to share with forked workers, no per-item tokenizer). Token ids are checked on the CPU in
+`collate_captions` (0 <= id < len(vocab), length <= max_len): the reference's out-of-range id became a CUDA
+device-side assert at batch 1,135.
 """
 
 from __future__ import annotations

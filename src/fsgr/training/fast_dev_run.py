@@ -136,9 +136,10 @@ def _report(trainer, model_setup, xe_times, xe_steps, scst_times, scst_steps, va
         "val_seconds": val_per_image * n_val if val_per_image is not None else None,
     }
     val = projected["val_seconds"] or 0.0
-    projected["run_seconds_at_most"] = (min(cfg.train.xe_most, cfg.train.max_epochs) * (projected["xe_epoch_seconds"] + val)
-                                        + (cfg.scst.max_epochs * (projected["scst_epoch_seconds"] + val)
-                                           if projected["scst_epoch_seconds"] is not None else 0.0))
+    xe_epochs = min(cfg.train.xe_most, cfg.train.max_epochs)
+    scst_part = (cfg.scst.max_epochs * (projected["scst_epoch_seconds"] + val)
+                 if projected["scst_epoch_seconds"] is not None else 0.0)
+    projected["run_seconds_at_most"] = xe_epochs * (projected["xe_epoch_seconds"] + val) + scst_part
     return {
         "steps": len(xe_times), "world_size": trainer.dist.world_size, "device": str(trainer.device),
         "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "fp32",
