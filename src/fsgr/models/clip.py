@@ -352,9 +352,11 @@ def load_clip(path: Union[str, Path]) -> CLIP:
 
 def save_clip(model: CLIP, path: Union[str, Path]) -> None:
     """Save as a plain state dict with OpenAI keys plus the config (head counts are not inferable from weights)."""
-    cfg = dataclasses.asdict(model.cfg)
-    torch.save({"format": "fsgr-clip", "version": 1, "clip_config": cfg,
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, str(path))
+    from fsgr.files import atomic_write
+
+    payload = {"format": "fsgr-clip", "version": 1, "clip_config": dataclasses.asdict(model.cfg),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def weights_fingerprint(model_or_state_dict: Union[nn.Module, Mapping[str, torch.Tensor]]) -> str:

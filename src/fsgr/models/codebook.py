@@ -91,11 +91,12 @@ def build_codebook(clip, names: Sequence[str], template: str = DEFAULT_TEMPLATE,
 
 
 def save_codebook(codebook: Codebook, path: Union[str, Path]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": FORMAT, "version": VERSION, "names": codebook.names, "template": codebook.template,
-                "embeddings": codebook.embeddings.detach().float().cpu().contiguous(),
-                "clip_fingerprint": codebook.clip_fingerprint, "embed_dim": codebook.embed_dim}, str(path))
+    from fsgr.files import atomic_write
+
+    payload = {"format": FORMAT, "version": VERSION, "names": codebook.names, "template": codebook.template,
+               "embeddings": codebook.embeddings.detach().float().cpu().contiguous(),
+               "clip_fingerprint": codebook.clip_fingerprint, "embed_dim": codebook.embed_dim}
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_codebook(path: Union[str, Path], expected_size: Optional[int] = None,

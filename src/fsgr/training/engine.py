@@ -29,6 +29,7 @@ import torch
 
 from fsgr.config import Config, save_config, to_dict
 from fsgr.errors import ConfigError, FsgrError
+from fsgr.files import atomic_write_text
 from fsgr.training import checkpoint as ckpt_io
 from fsgr.training.distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier, broadcast_object,
                                        init_distributed, pick_device, shutdown)
@@ -550,7 +551,7 @@ class Trainer:
         if getattr(self, "test_result", None):
             out["test"] = self.test_result["scores"]
         if self.dist.is_main:
-            (self.run_dir / "summary.json").write_text(json.dumps(out, indent=2))
+            atomic_write_text(self.run_dir / "summary.json", json.dumps(out, indent=2))
         return out
 
     # ------------------------------------------------------------------ signals

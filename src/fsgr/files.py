@@ -1,0 +1,72 @@
+"""Writing files so that nothing is lost: `atomic_write` is the one way fsgr replaces a file it owns.
+
+The bytes go to a hidden temporary file in the target's folder, are flushed and fsynced, and the temporary file is
+renamed over the target (then the folder is fsynced, so the rename itself survives a crash). A reader sees the old file
+or the new one, never a torn one. On any failure the temporary file is removed and the old file is left as it was; a
+full disk (or quota) is reported as one line naming the file. Imports nothing from the rest of fsgr but the errors.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from pathlib import Path
+from typing import BinaryIO, Callable, Union
+
+from fsgr.errors import FsgrError
+
+PathLike = Union[str, os.PathLike]
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT} if hasattr(errno, "EDQUOT") else {errno.ENOSPC}
+
+
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> Path:
+    """Replace `path` with what `write(binary_file)` writes, atomically (see the module docstring). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:   # KeyboardInterrupt included: never leave the temporary file behind
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if _is_no_space(exc):
+            raise FsgrError(f"{path}: no space left on device while writing it (the previous file, if any, is "
+                            f"unchanged; no temporary file was left)") from exc
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _is_no_space(exc: BaseException | None) -> bool:
+    """True when `exc` or what caused it is ENOSPC/EDQUOT (torch.save wraps the OSError in a RuntimeError)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
