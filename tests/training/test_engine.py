@@ -143,6 +143,23 @@ def test_new_run_refuses_existing_run_dir(tmp_path, tiny_data):
         train(load_config(cfg), progress=False)
 
 
+@pytest.mark.parametrize("artefact", ["metrics.jsonl", "config.yaml", "summary.json", "predictions/val_xe0.json"])
+def test_new_run_refuses_a_run_dir_holding_any_artefact(tmp_path, tiny_data, artefact):
+    cfg = _cfg(tmp_path, tiny_data, train={"max_steps": 1})
+    (tmp_path / "run" / artefact).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "run" / artefact).write_text("{}")
+    with pytest.raises(Exception, match=f"holds a run already.*{artefact.split('/')[0]}.*--resume"):
+        train(load_config(cfg), progress=False)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [artefact.split("/")[0]]
+
+
+def test_resume_without_a_checkpoint_creates_nothing(tmp_path, tiny_data, capsys):
+    cfg = _cfg(tmp_path, tiny_data, train={"max_steps": 1})
+    assert cli_main(["train", str(cfg), "--resume", "--no-progress"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_non_finite_loss_stops_with_image_ids(tmp_path, tiny_data):
     cfg = _cfg(tmp_path, tiny_data, train={"lr": 1e30, "lr_warmup_epochs": 0})
     with pytest.raises(NonFiniteLossError, match=r"batch image ids \[\d+.*(checkpoint|no checkpoint)"):
@@ -184,7 +201,9 @@ def test_ddp_two_processes_match_one(tmp_path, tiny_data):
     assert load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["world_size"] == 2
 
 
-def test_sigterm_saves_and_exits_cleanly(tmp_path, tiny_data):
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_saves_and_exits_with_its_code(tmp_path, tiny_data, signum, code):
+    # saved and resumable, but not a success: `fsgr train ... && fsgr evaluate ...` must stop
     cfg = _cfg(tmp_path, tiny_data, train={"max_epochs": 50, "xe_most": 50, "xe_least": 50})
     proc = subprocess.Popen([sys.executable, "-m", "fsgr", "train", str(cfg), "--no-progress"], env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -192,12 +211,12 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, tiny_data):
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and '"kind": "train"' in metrics.read_text()):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-2000:]
+    assert proc.returncode == code, err[-2000:]
     assert "Traceback" not in err and "--resume" in err
     summary = json.loads(out.strip().splitlines()[-1])
-    assert summary["status"] == "interrupted"
+    assert summary["status"] == "interrupted" and summary["signal"] == signal.Signals(signum).name
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["state"]
     assert state["global_step"] == summary["global_step"] >= 1
 

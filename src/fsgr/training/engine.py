@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from fsgr.config import Config, save_config, to_dict
-from fsgr.errors import ConfigError, FsgrError
+from fsgr.errors import CheckpointError, ConfigError, FsgrError
 from fsgr.files import atomic_write_text
 from fsgr.training import checkpoint as ckpt_io
 from fsgr.training.distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier, broadcast_object,
@@ -90,6 +90,7 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         self.run_dir = Path(cfg.run.dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
+        self._check_run_dir()              # before anything is read, built or written
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
         self._check_batch_sizes()
         seed_everything(cfg.train.seed)
@@ -110,6 +111,21 @@ class Trainer:
         self.last_eval: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ set-up helpers
+    def _check_run_dir(self) -> None:
+        """--resume needs run.dir/checkpoints/last.pt; a new run needs a run.dir without any run artefact."""
+        last = self.ckpt_dir / "last.pt"
+        if self.resume:
+            if not last.is_file():
+                raise CheckpointError(f"{last}: nothing to resume (no checkpoint there); start a new run without "
+                                      f"--resume or point run.dir at the run to continue")
+            return
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ConfigError(f"run.dir={self.run_dir}: is a file, not a directory")
+        found = [name for name in RUN_ARTEFACTS if _holds_something(self.run_dir / name)]
+        if found:
+            raise FsgrError(f"{self.run_dir}: holds a run already ({', '.join(found)}); pass --resume to continue it "
+                            f"or choose another run.dir")
+
     def _check_batch_sizes(self) -> None:
         t, w = self.cfg.train, self.dist.world_size
         if t.batch_size % (w * t.grad_accum):
@@ -200,9 +216,6 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "predictions").mkdir(exist_ok=True)
-            if not self.resume and (self.ckpt_dir / "last.pt").exists():
-                raise FsgrError(f"{self.run_dir}: holds a run already (checkpoints/last.pt); pass --resume to "
-                                f"continue it or choose another run.dir")
         barrier(self.dist)
         if self.resume:
             self._restore()
@@ -547,6 +560,8 @@ class Trainer:
             "scst_mode": self.cfg.scst.mode, "scst_recipe": SCST_RECIPES[self.cfg.scst.mode],
             "world_size": self.dist.world_size, "device": str(self.device),
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
+            # the signal that stopped the run (status "interrupted"); `fsgr train` then exits 128 + its number
+            "signal": signal.Signals(self._stop_signal).name if self._stop_signal is not None else None,
         }
         if getattr(self, "test_result", None):
             out["test"] = self.test_result["scores"]
@@ -570,6 +585,14 @@ class Trainer:
     def _restore_signal_handlers(previous) -> None:
         for s, h in (previous or {}).items():
             signal.signal(s, h)
+
+
+# what a run writes into run.dir: a new run refuses a run.dir holding any of them (a non-empty folder, or a file)
+RUN_ARTEFACTS = ("checkpoints", "config.yaml", "metrics.jsonl", "summary.json", "predictions", "tensorboard")
+
+
+def _holds_something(path: Path) -> bool:
+    return path.is_file() or (path.is_dir() and any(path.iterdir()))
 
 
 EOS_WORD = "eos"   # the word that stands for <eos> in SacreEOS-standard rewards (PTB-safe, no angle brackets)
