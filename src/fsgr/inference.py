@@ -44,6 +44,7 @@ class Captioner:
         from fsgr.training.distributed import pick_device
         from fsgr.training.setup import build_model
 
+        device = pick_device(None if device is None else str(device), 0)   # the trainer's rule: bare 'cuda' -> cuda:0
         ckpt = load_checkpoint(path)
         cfg = from_dict(Config, ckpt["config"])
         vocab = Vocab(ckpt["vocab_itos"], source=f"{path}")
@@ -52,7 +53,6 @@ class Captioner:
         if missing or unexpected:
             raise CheckpointError(f"{path}: model state does not match its own config ({len(missing)} missing keys "
                                   f"e.g. {missing[:2]}, {len(unexpected)} unexpected e.g. {unexpected[:2]})")
-        device = pick_device(None if device is None else str(device), 0)   # the trainer's rule: bare 'cuda' -> cuda:0
         model.to(device)
         return cls(model, vocab, cfg, device, ckpt.get("codebook_names"))
 

@@ -19,16 +19,14 @@ def main(args) -> int:
 
     import torch
 
+    from fsgr.commands import checks
     from fsgr.errors import DataError
     from fsgr.inference import Captioner
 
-    from fsgr.errors import ConfigError
-
-    if args.beam is not None and args.beam < 1:
-        raise ConfigError(f"--beam {args.beam}: the beam size must be >= 1 (1 = greedy)")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size {args.batch_size}: must be >= 1")
+    checks.in_range("--beam", args.beam, 1)
+    checks.in_range("--batch-size", args.batch_size, 1)
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
+    checks.beam_within_vocab(args.beam, len(captioner.vocab))
     good: list[tuple[str, torch.Tensor]] = []
     failed = 0
     for path in args.images:

@@ -41,9 +41,13 @@ def main(args) -> int:
     import os
     import sys
 
+    from fsgr.commands.checks import output_file
     from fsgr.data.check import check_dataset
     from fsgr.data.config import DataConfig, SyntheticConfig
     from fsgr.errors import DataError
+    from fsgr.files import atomic_write_text
+
+    output_file("--json", args.json, inputs=[*args.annotations.split(","), args.splits, args.vocab])
 
     if args.format == "synthetic":
         cfg = DataConfig(format="synthetic", synthetic=SyntheticConfig(root=args.annotations))
@@ -74,7 +78,6 @@ def main(args) -> int:
     for line in report.summary_lines():
         print(line)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report.to_dict(), f, indent=1)
+        atomic_write_text(args.json, json.dumps(report.to_dict(), indent=1))
     sys.stdout.flush()
     return 0 if report.ok else 1

@@ -28,8 +28,11 @@ def main(args) -> int:
     from fsgr.models.clip import load_clip
     from fsgr.models.codebook import build_codebook, read_class_names, save_codebook
 
+    from fsgr.commands.checks import output_file
+
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    output_file("--out", args.out, inputs=[args.clip, args.classes])
     names = read_class_names(args.classes)
     clip = load_clip(args.clip)
     try:

@@ -43,6 +43,8 @@ FullCoco = Literal["auto", "require", "off"]
 
 
 def _read_json(path: Path):
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not an annotation JSON file")
     if not path.is_file():
         raise DataError(f"{path}: annotation file not found")
     try:
@@ -50,6 +52,8 @@ def _read_json(path: Path):
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to be annotations") from None
 
 
 def split_counts(records: Iterable[ImageRecord]) -> dict[str, int]:

@@ -106,6 +106,8 @@ class Vocab:
     def load(cls, path: str | os.PathLike) -> "Vocab":
         """A vocab JSON written by `save`, or an M2/FSGR `vocab.pkl` (read without importing M2's classes)."""
         path = Path(path)
+        if path.is_dir():
+            raise DataError(f"{path}: is a directory, not a vocabulary file")
         if not path.is_file():
             raise DataError(f"{path}: vocabulary file not found")
         raw = path.read_bytes()
