@@ -37,11 +37,12 @@ def main(args) -> int:
     else:
         if not args.format or not args.annotations:
             raise DataError("give --format and --annotations (or --from-m2-pkl VOCAB_PKL)")
-        from fsgr.data.config import DataConfig, SyntheticConfig
+        from fsgr.data.config import DataConfig
         from fsgr.data.readers import read_records
+        from fsgr.data.synthetic import config_from_root
 
         if args.format == "synthetic":
-            cfg = DataConfig(format="synthetic", synthetic=SyntheticConfig(root=args.annotations))
+            cfg = DataConfig(format="synthetic", synthetic=config_from_root(args.annotations))
         else:
             cfg = DataConfig(format=args.format, annotations=args.annotations, images=args.images,
                              splits=args.coco_splits, full_coco="off")

@@ -43,14 +43,15 @@ def main(args) -> int:
 
     from fsgr.commands.checks import output_file
     from fsgr.data.check import check_dataset
-    from fsgr.data.config import DataConfig, SyntheticConfig
+    from fsgr.data.config import DataConfig
+    from fsgr.data.synthetic import config_from_root
     from fsgr.errors import DataError
     from fsgr.files import atomic_write_text
 
     output_file("--json", args.json, inputs=[*args.annotations.split(","), args.splits, args.vocab])
 
     if args.format == "synthetic":
-        cfg = DataConfig(format="synthetic", synthetic=SyntheticConfig(root=args.annotations))
+        cfg = DataConfig(format="synthetic", synthetic=config_from_root(args.annotations))
     else:
         if not args.images and not args.no_images:
             raise DataError("--images is required (the image root), or pass --no-images")

@@ -327,12 +327,19 @@ def read_coco(captions_json, images_root: str | os.PathLike, splits, full_coco: 
 
 
 def read_records(cfg, problems: Optional[list[Problem]] = None) -> list[ImageRecord]:
-    """DataConfig -> records, by cfg.format ('m2', 'karpathy', 'coco', 'synthetic')."""
+    """DataConfig -> records, by cfg.format ('m2', 'karpathy', 'coco', 'synthetic'). Reads only: a synthetic dataset
+    must have been generated (`fsgr.data.synthetic.generate`, which `fsgr train` and `fsgr demo` call)."""
     fmt = cfg.format
     if fmt == "synthetic":
-        from fsgr.data.synthetic import generate
+        from fsgr.data.synthetic import incomplete_reason
 
-        root = generate(cfg.synthetic)
+        root = Path(cfg.synthetic.root)
+        reason = incomplete_reason(root, cfg.synthetic)
+        if reason is not None:
+            if problems is None or not (root / "dataset_shapes.json").is_file():
+                raise DataError(f"{root}: {reason}; `fsgr train` and `fsgr demo` generate the synthetic dataset, "
+                                f"nothing else writes it")
+            report(problems, Problem("synthetic-incomplete", reason, file=str(root)))
         return read_karpathy(root / "dataset_shapes.json", root, full_coco="off", problems=problems)
     if not cfg.annotations:
         raise DataError(f"data.annotations is empty: give the {fmt} annotations path")
