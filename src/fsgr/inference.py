@@ -93,7 +93,10 @@ class Captioner:
         if not self.cfg.model.semantic.enabled:
             raise CheckpointError("this checkpoint's model has no semantic head (model.semantic.enabled=false): "
                                   "there is no patch-to-concept map to draw")
-        pil = image if isinstance(image, Image.Image) else _open_rgb(image)
+        from fsgr.data.images import open_image, to_rgb
+
+        # one conversion for every verb: the drawn image is what the model saw (16-bit rescaled, alpha on white)
+        pil = to_rgb(image if isinstance(image, Image.Image) else open_image(image, size=None))
         x = self.preprocess(pil)[None].to(self.device)
         caption = self.caption_tensors(x)[0]
         ids = self._concept_ids(x)[0]                                   # (P,)
@@ -103,7 +106,7 @@ class Captioner:
         for i in sorted(set(grid.flatten().tolist())):
             names[i] = self.codebook_names[i] if self.codebook_names and i < len(self.codebook_names) \
                 else f"concept {i}"
-        return Explanation(caption=caption, concept_ids=grid, concept_names=names, image=pil.convert("RGB"))
+        return Explanation(caption=caption, concept_ids=grid, concept_names=names, image=pil)
 
     def _concept_ids(self, x: torch.Tensor) -> torch.Tensor:
         encoded = self.model.encode(x)
@@ -112,12 +115,6 @@ class Captioner:
             tokens = torch.full((x.shape[0], 2), self.vocab.bos_id, dtype=torch.long, device=x.device)
             ids = self.model(x, tokens, torch.arange(x.shape[0], device=x.device)).concept_ids
         return ids
-
-
-def _open_rgb(path) -> Image.Image:
-    from fsgr.data.images import open_image
-
-    return open_image(path, size=None).convert("RGB")
 
 
 def draw_explanation(exp: Explanation, top: int = 8, width: int = 448) -> Image.Image:

@@ -296,3 +296,62 @@ def test_evaluate_and_caption_refuse_a_beam_below_one(trained, tiny_data, capsys
     assert cli_main(["caption", "--checkpoint", best, "--batch-size", "0", image]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "--batch-size" in err and "internal error" not in err
+
+
+def test_explain_and_caption_convert_images_the_same_way(trained, tmp_path):
+    # a 16-bit grey PNG: PIL's own convert("RGB") clips it to white; fsgr's one conversion rescales it (x / 257)
+    import numpy as np
+
+    import fsgr
+    from fsgr.data.images import open_image, to_rgb
+
+    cap = fsgr.Captioner.from_checkpoint(trained[0] / "checkpoints" / "best.pt", device="cpu")
+    path = tmp_path / "grey16.png"
+    Image.fromarray(np.full((40, 40), 30000, dtype=np.uint16)).save(path)
+    assert Image.open(path).mode.startswith("I;16")
+    shown = np.asarray(cap.explain(str(path)).image)
+    assert shown.shape == (40, 40, 3) and abs(int(shown.mean()) - 30000 // 257) <= 1
+    assert np.array_equal(shown, np.asarray(to_rgb(open_image(path))))
+    assert torch.equal(cap.preprocess(str(path)), cap.preprocess(Image.open(path)))
+
+
+def test_explain_writes_the_format_its_extension_names(trained, tiny_data, tmp_path, capsys):
+    best = str(trained[0] / "checkpoints" / "best.pt")
+    image = str(sorted(tiny_data.parent.glob("img_*.jpg"))[0])
+    for name, fmt in (("map.jpg", "JPEG"), ("map.JPEG", "JPEG"), ("map.png", "PNG")):
+        assert cli_main(["explain", "--checkpoint", best, image, "--out", str(tmp_path / name)]) == 0
+        assert Image.open(tmp_path / name).format == fmt
+    assert cli_main(["explain", "--checkpoint", best, image, "--out", str(tmp_path / "map")]) == 2
+    assert "extension" in capsys.readouterr().err and not (tmp_path / "map").exists()
+
+
+def test_caption_quotes_paths_holding_a_tab_or_newline(trained, tiny_data, tmp_path, capsys):
+    best = str(trained[0] / "checkpoints" / "best.pt")
+    source = sorted(tiny_data.parent.glob("img_*.jpg"))[0]
+    odd = tmp_path / "a\tb\nc.jpg"
+    odd.write_bytes(source.read_bytes())
+    plain = tmp_path / "plain.jpg"
+    plain.write_bytes(source.read_bytes())
+    assert cli_main(["caption", "--checkpoint", best, str(odd), str(plain)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    quoted, caption = lines[0].split("\t")
+    assert json.loads(quoted) == str(odd) and caption and lines[1].split("\t")[0] == str(plain)
+
+
+def test_a_format_1_checkpoint_still_captions(trained, tiny_data, tmp_path):
+    # written as fsgr wrote checkpoints before format 2 (plain torch.save, numpy RNG arrays, no checksum)
+    import numpy as np
+
+    import fsgr
+
+    best = trained[0] / "checkpoints" / "best.pt"
+    payload = load_checkpoint(best)
+    old = {k: v for k, v in payload.items() if k != "checksum"}
+    old["format_version"] = 1
+    old["rng"] = [{**r, "numpy": (r["numpy"][0], np.asarray(r["numpy"][1], dtype=np.uint32), *r["numpy"][2:])}
+                  for r in payload["rng"]]
+    v1 = tmp_path / "v1.pt"
+    torch.save(old, v1)
+    images = [str(p) for p in sorted(tiny_data.parent.glob("img_*.jpg"))[:3]]
+    assert fsgr.Captioner.from_checkpoint(v1).caption(images) == fsgr.Captioner.from_checkpoint(best).caption(images)
