@@ -201,6 +201,7 @@ def read_karpathy(json_path: str | os.PathLike, images_root: str | os.PathLike, 
         raise DataError(f"{json_path}: not a Karpathy split file (needs an 'images' list)")
     records: list[ImageRecord] = []
     seen: dict[int, str] = {}
+    image_of_sentid: dict[int, int] = {}   # annotation ids are unique across the file, as in COCO
     for n, im in enumerate(data["images"]):
         try:
             filename = str(im["filename"])
@@ -231,8 +232,15 @@ def read_karpathy(json_path: str | os.PathLike, images_root: str | os.PathLike, 
             if not isinstance(raw, str):
                 raw = ""
             aid = s.get("sentid") if isinstance(s, dict) else None
+            aid = int(aid) if aid is not None else iid * 1000 + k
+            if aid in image_of_sentid:
+                report(problems, Problem("duplicate-annotation", f"annotation id (sentid) {aid} is also on image "
+                                                                 f"{image_of_sentid[aid]}", file=str(json_path),
+                                         image_id=iid, annotation_id=aid))
+                continue
+            image_of_sentid[aid] = iid
             caps.append(raw)
-            aids.append(int(aid) if aid is not None else iid * 1000 + k)
+            aids.append(aid)
         records.append(ImageRecord(iid, str(path), split, tuple(caps), tuple(aids)))
     dataset = str(data.get("dataset", ""))
     check_full_coco(records, str(json_path), full_coco,
