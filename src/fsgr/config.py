@@ -26,6 +26,9 @@ from fsgr.training.config import EvalConfig, ScstConfig, TrainConfig
 class RunConfig:
     dir: str = "runs/default"  # run directory: config.yaml, checkpoints/, metrics.jsonl, predictions/, TensorBoard
     name: str = ""
+    # the folder that relative data paths of this config are relative to; empty = the working directory. Training
+    # records its working directory here, so a checkpoint finds its data from anywhere (`fsgr.data.config.resolved`)
+    base_dir: str = ""
 
 
 @dataclass

@@ -39,6 +39,7 @@ class Captioner:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "Captioner":
         from fsgr.config import Config, from_dict
+        from fsgr.data.config import resolved
         from fsgr.data.vocab import Vocab
         from fsgr.training.checkpoint import load_checkpoint
         from fsgr.training.distributed import pick_device
@@ -47,6 +48,7 @@ class Captioner:
         device = pick_device(None if device is None else str(device), 0)   # the trainer's rule: bare 'cuda' -> cuda:0
         ckpt = load_checkpoint(path)
         cfg = from_dict(Config, ckpt["config"])
+        cfg.data = resolved(cfg.data, cfg.run.base_dir)    # the data of the run, wherever this process runs
         vocab = Vocab(ckpt["vocab_itos"], source=f"{path}")
         model, _, _ = build_model(cfg, vocab, load_weights=False)
         missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)

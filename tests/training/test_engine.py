@@ -355,3 +355,23 @@ def test_a_format_1_checkpoint_still_captions(trained, tiny_data, tmp_path):
     torch.save(old, v1)
     images = [str(p) for p in sorted(tiny_data.parent.glob("img_*.jpg"))[:3]]
     assert fsgr.Captioner.from_checkpoint(v1).caption(images) == fsgr.Captioner.from_checkpoint(best).caption(images)
+
+
+def test_a_checkpoint_finds_its_relative_data_from_another_directory(tmp_path, monkeypatch, capsys):
+    from conftest import make_dataset
+
+    work, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    data = make_dataset(work / "data", n_train=10, n_val=2, n_test=2)
+    elsewhere.mkdir()
+    cfg = tiny_config(Path("data") / data.name, Path("runs") / "rel", train={"max_steps": 1},
+                      eval={"test_at_end": False})
+    cfg["data"]["images"] = "data"
+    write_config(work / "rel.yaml", cfg)
+    monkeypatch.chdir(work)
+    assert cli_main(["train", "rel.yaml", "--no-progress"]) == 0
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    ckpt = work / "runs" / "rel" / "checkpoints" / "last.pt"
+    assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--split", "val", "--beam", "1"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["num_images"] == 2
+    assert list(elsewhere.iterdir()) == []                           # nothing written where it ran

@@ -16,11 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -81,6 +82,8 @@ class Trainer:
     def __init__(self, cfg: Config, resume: bool = False, device: str | None = None, progress: bool = True):
         from fsgr.training import setup
 
+        if not cfg.run.base_dir:     # recorded in config.yaml and every checkpoint: relative data paths stay findable
+            cfg = replace(cfg, run=replace(cfg.run, base_dir=os.getcwd()))
         self.cfg = cfg
         self.resume = resume
         self.dist = init_distributed(pick_device(device, _env_local_rank()))
