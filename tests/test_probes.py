@@ -138,6 +138,16 @@ PROBES = [
     ("check-data-json-overwrites-input", ["check-data", "--format", "karpathy", "--annotations",
                                           "{data}", "--images", "{tmp}", "--json", "{data}", "--quiet"], 2,
      ["--json", "input"]),
+    ("build-vocab-m2-pkl-directory", ["build-vocab", "--from-m2-pkl", "{tmp}/adir", "--out", "{tmp}/v.json"], 2,
+     ["adir", "is a directory"]),
+    ("build-vocab-out-is-an-input", ["build-vocab", "--format", "karpathy", "--annotations", "{data}", "--out",
+                                     "{data}"], 2, ["--out", "input"]),
+    ("codebook-clip-is-a-directory", ["codebook", "--clip", "{tmp}/adir", "--classes", "coco80", "--out",
+                                      "{tmp}/cb.pt"], 2, ["adir", "is a directory"]),
+    ("summary-bad-value", ["summary", "{cfg}", "train.batch_size=-1"], 2, ["train.batch_size"]),
+    ("summary-unknown-key", ["summary", "{cfg}", "train.bogus=1"], 2, ["train.bogus"]),
+    ("check-data-synthetic-absent", ["check-data", "--format", "synthetic", "--annotations", "{tmp}/noshapes",
+                                     "--quiet"], 2, ["noshapes", "no synthetic shapes dataset"]),
     ("build-vocab-annotations-directory", ["build-vocab", "--format", "karpathy", "--annotations", "{tmp}/adir",
                                            "--out", "{tmp}/v.json"], 2, ["adir", "is a directory"]),
 ]
@@ -156,3 +166,4 @@ def test_probe(world, capsys, argv, code, words):
         assert word in message, f"{word!r} not in {message!r}"
     assert not (Path(world["tmp"]) / "pwned").exists()
     assert not (Path(world["tmp"]) / "r1").exists()          # refused runs write nothing
+    assert not (Path(world["tmp"]) / "noshapes").exists()    # a check never generates

@@ -337,6 +337,8 @@ def load_clip(path: Union[str, Path]) -> CLIP:
     'model', optionally 'module.'-prefixed), HuggingFace CLIPModel weights, or a file from `save_clip`. Sizes are inferred
     from the weights; loading is strict; values are fp32 on the CPU. The model is returned in eval mode."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a CLIP checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: CLIP checkpoint not found")
     raw, hints = _read_checkpoint(path)

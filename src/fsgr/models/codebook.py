@@ -103,6 +103,8 @@ def load_codebook(path: Union[str, Path], expected_size: Optional[int] = None,
                   expected_fingerprint: Optional[str] = None, expected_dim: Optional[int] = None) -> Codebook:
     """Read a codebook file (ours, or a reference bare (C, E) tensor) and check it against what the model expects."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a codebook file")
     if not path.is_file():
         raise CheckpointError(f"{path}: codebook file not found (make one with `fsgr codebook`)")
     try:
