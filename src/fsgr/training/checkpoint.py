@@ -106,10 +106,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if ckpt["format_version"] not in READABLE_VERSIONS:
         raise CheckpointError(f"{path}: checkpoint format {ckpt['format_version']!r}, this fsgr reads "
                               f"{', '.join(map(str, READABLE_VERSIONS))}")
-    if ckpt["format_version"] >= 2 and ckpt.get("checksum") != payload_checksum(ckpt):
-        raise CheckpointError(f"{path}: checksum mismatch: the file was damaged or changed after fsgr wrote it "
-                              f"(stored {str(ckpt.get('checksum'))[:23]}..., content "
-                              f"{payload_checksum(ckpt)[:23]}...); use another copy")
+    if ckpt["format_version"] >= 2:
+        content = payload_checksum(ckpt)
+        if ckpt.get("checksum") != content:
+            raise CheckpointError(f"{path}: checksum mismatch: the file was damaged or changed after fsgr wrote it "
+                                  f"(stored {str(ckpt.get('checksum'))[:23]}..., content {content[:23]}...); use "
+                                  f"another copy")
     missing = [k for k in REQUIRED_KEYS if not isinstance(ckpt.get(k), (dict, list))]
     if missing:
         raise CheckpointError(f"{path}: not a complete fsgr checkpoint: no {' / '.join(missing)}")

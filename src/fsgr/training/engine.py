@@ -93,7 +93,10 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         self.run_dir = Path(cfg.run.dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self._check_run_dir()              # before anything is read, built or written
+        # before anything is read, built or written; rank 0 decides (the others may start after it wrote config.yaml)
+        problem = broadcast_object(self._run_dir_problem() if self.dist.is_main else None, self.dist)
+        if problem is not None:
+            raise problem
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
         self._check_batch_sizes()
         seed_everything(cfg.train.seed)
@@ -114,20 +117,21 @@ class Trainer:
         self.last_eval: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ set-up helpers
-    def _check_run_dir(self) -> None:
+    def _run_dir_problem(self) -> Optional[FsgrError]:
         """--resume needs run.dir/checkpoints/last.pt; a new run needs a run.dir without any run artefact."""
         last = self.ckpt_dir / "last.pt"
         if self.resume:
             if not last.is_file():
-                raise CheckpointError(f"{last}: nothing to resume (no checkpoint there); start a new run without "
-                                      f"--resume or point run.dir at the run to continue")
-            return
+                return CheckpointError(f"{last}: nothing to resume (no checkpoint there); start a new run without "
+                                       f"--resume or point run.dir at the run to continue")
+            return None
         if self.run_dir.exists() and not self.run_dir.is_dir():
-            raise ConfigError(f"run.dir={self.run_dir}: is a file, not a directory")
+            return ConfigError(f"run.dir={self.run_dir}: is a file, not a directory")
         found = [name for name in RUN_ARTEFACTS if _holds_something(self.run_dir / name)]
         if found:
-            raise FsgrError(f"{self.run_dir}: holds a run already ({', '.join(found)}); pass --resume to continue it "
-                            f"or choose another run.dir")
+            return FsgrError(f"{self.run_dir}: holds a run already ({', '.join(found)}); pass --resume to continue "
+                             f"it or choose another run.dir")
+        return None
 
     def _check_batch_sizes(self) -> None:
         t, w = self.cfg.train, self.dist.world_size
