@@ -87,6 +87,8 @@ PROBES = [
     ("max-len-1", ["train", "{cfg}", "data.max_len=1", "run.dir={tmp}/r1"], 2, ["data.max_len"]),
     ("device-banana-train", ["train", "{cfg}", "--device", "banana", "run.dir={tmp}/r1"], 2, ["banana"]),
     ("device-cuda-on-cpu", ["train", "{cfg}", "--device", "cuda", "run.dir={tmp}/r1"], 2, ["cuda", "not available"]),
+    ("run-dir-under-a-file", ["train", "{cfg}", "run.dir={tmp}/afile/run"], 2, ["run.dir", "afile", "is a file"]),
+    ("demo-out-is-a-file", ["demo", "--out", "{tmp}/afile"], 2, ["--out", "afile", "not a folder"]),
     ("config-is-a-directory", ["train", "{tmp}/adir"], 2, ["adir", "is a directory"]),
     ("config-deeply-nested", ["train", "{tmp}/deep.yaml"], 2, ["deep.yaml", "nested"]),
     # checkpoints

@@ -12,7 +12,7 @@ import errno
 import os
 import secrets
 from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from typing import BinaryIO, Callable, Optional, Union
 
 from fsgr.errors import FsgrError
 
@@ -43,6 +43,27 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def why_not_writable(path: PathLike, folder: bool = False) -> Optional[str]:
+    """None when `path` can be created or replaced as a file (folder=False) or used as a folder (folder=True), else
+    the reason. Reads only: the first folder that exists above `path` decides whether the rest can be created."""
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            return f"{path} is a file, not a folder"
+        if not folder and path.is_dir():
+            return f"{path} is a directory; give a file name"
+        if not os.access(path, os.W_OK):
+            return f"{path} is not writable (permission denied)"
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK) and not path.exists():
+        return f"cannot create anything in {parent} (permission denied)"
+    return None
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:

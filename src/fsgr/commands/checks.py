@@ -5,11 +5,11 @@ Each refusal is a ConfigError: one line naming the flag and the value, exit stat
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Optional
 
 from fsgr.errors import ConfigError
+from fsgr.files import why_not_writable
 
 
 def in_range(flag: str, value: Optional[int], low: int, high: Optional[int] = None) -> None:
@@ -31,19 +31,17 @@ def output_file(flag: str, path: Optional[str], inputs: Iterable[Optional[str]] 
     that cannot be created or written, or one of the command's own inputs. Creates nothing."""
     if not path:
         return
-    out = Path(path)
-    if out.is_dir():
-        raise ConfigError(f"{flag} {path}: is a directory; give a file name")
-    resolved = out.resolve()
+    why = why_not_writable(path)
+    if why:
+        raise ConfigError(f"{flag} {path}: {why}")
+    resolved = Path(path).resolve()
     for given in inputs:
         if given and Path(given).resolve() == resolved:
             raise ConfigError(f"{flag} {path}: is also an input of this command; it would be overwritten")
-    parent = resolved.parent
-    while not parent.exists():     # the first folder that exists decides whether the rest can be created
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {path}: cannot write into {parent} (permission denied)")
-    if out.exists() and not os.access(out, os.W_OK):
-        raise ConfigError(f"{flag} {path}: the file exists and is not writable")
+
+
+def output_folder(flag: str, path: str) -> None:
+    """Refuse, before the work, a folder that cannot be created or written into. Creates nothing."""
+    why = why_not_writable(path, folder=True)
+    if why:
+        raise ConfigError(f"{flag} {path}: {why}")

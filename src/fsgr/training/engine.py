@@ -30,7 +30,7 @@ import torch
 
 from fsgr.config import Config, save_config, to_dict
 from fsgr.errors import CheckpointError, ConfigError, FsgrError
-from fsgr.files import atomic_write_text
+from fsgr.files import atomic_write_text, why_not_writable
 from fsgr.training import checkpoint as ckpt_io
 from fsgr.training.distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier, broadcast_object,
                                        init_distributed, pick_device, shutdown)
@@ -125,8 +125,9 @@ class Trainer:
                 return CheckpointError(f"{last}: nothing to resume (no checkpoint there); start a new run without "
                                        f"--resume or point run.dir at the run to continue")
             return None
-        if self.run_dir.exists() and not self.run_dir.is_dir():
-            return ConfigError(f"run.dir={self.run_dir}: is a file, not a directory")
+        why = why_not_writable(self.run_dir, folder=True)
+        if why:
+            return ConfigError(f"run.dir={self.run_dir}: {why}")
         found = [name for name in RUN_ARTEFACTS if _holds_something(self.run_dir / name)]
         if found:
             return FsgrError(f"{self.run_dir}: holds a run already ({', '.join(found)}); pass --resume to continue "
