@@ -68,13 +68,17 @@ VALUE_RULES = {
     "eval.max_images": _at_least(1),
     "data.min_freq": _at_least(1), "data.max_len": _at_least(3), "data.image_size": _at_least(1),
     "data.workers": _at_least(0), "data.prefetch_factor": _at_least(1),
+    "model.dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"), "model.encoder.heads": _at_least(1),
+    "model.decoder.layers": _at_least(1), "model.decoder.heads": _at_least(1), "model.decoder.max_len": _at_least(3),
+    "model.semantic.topk": _at_least(1), "model.semantic.codebook_size": _at_least(1),
 }
 
 
 def check_values(cfg: "Config") -> None:
     for key, (ok, requirement) in VALUE_RULES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
+        value = cfg
+        for name in key.split("."):
+            value = getattr(value, name)
         if value is not None and not ok(value):
             raise ConfigError(f"{key}={value!r}: must be {requirement}")
 

@@ -26,10 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from fsgr.commands.checks import output_file
+    from fsgr.commands.checks import in_range, output_file
     from fsgr.data.vocab import Vocab, vocab_from_records
     from fsgr.errors import DataError
 
+    in_range("--min-freq", args.min_freq, 1)
     output_file("--out", args.out, inputs=[args.m2_pkl, *(args.annotations or "").split(",")])
 
     if args.m2_pkl:

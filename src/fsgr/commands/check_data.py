@@ -41,13 +41,16 @@ def main(args) -> int:
     import os
     import sys
 
-    from fsgr.commands.checks import output_file
+    from fsgr.commands.checks import in_range, output_file
     from fsgr.data.check import check_dataset
     from fsgr.data.config import DataConfig
     from fsgr.data.synthetic import config_from_root
     from fsgr.errors import DataError
     from fsgr.files import atomic_write_text
 
+    in_range("--max-len", args.max_len, 3)        # <bos>, one word, <eos>
+    in_range("--workers", args.workers, 0)
+    in_range("--max-list", args.max_list, 0)
     output_file("--json", args.json, inputs=[*args.annotations.split(","), args.splits, args.vocab])
 
     if args.format == "synthetic":

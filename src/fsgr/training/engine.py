@@ -104,6 +104,10 @@ class Trainer:
         self.data = setup.build_data(cfg)                 # records per split, vocab, reward refs
         self.vocab = self.data.vocab
         self.model, self.codebook_names, self.codebook_fingerprint = setup.build_model(cfg, self.vocab)
+        resolution = self.model.backbone.visual.input_resolution     # from the CLIP's weights when it is loaded
+        if resolution != cfg.data.image_size:
+            raise ConfigError(f"data.image_size={cfg.data.image_size}: this CLIP takes {resolution}x{resolution} "
+                              f"images; set data.image_size={resolution}")
         self.model.to(self.device)
         self.state = TrainState()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
