@@ -155,6 +155,8 @@ PROBES = [
                                      "{data}"], 2, ["--out", "input"]),
     ("codebook-clip-is-a-directory", ["codebook", "--clip", "{tmp}/adir", "--classes", "coco80", "--out",
                                       "{tmp}/cb.pt"], 2, ["adir", "is a directory"]),
+    ("codebook-clip-runs-code", ["codebook", "--clip", "{tmp}/evil.pt", "--classes", "coco80", "--out",
+                                 "{tmp}/cb.pt"], 2, ["evil.pt", "refused"]),
     ("summary-bad-value", ["summary", "{cfg}", "train.batch_size=-1"], 2, ["train.batch_size"]),
     ("summary-unknown-key", ["summary", "{cfg}", "train.bogus=1"], 2, ["train.bogus"]),
     ("check-data-synthetic-absent", ["check-data", "--format", "synthetic", "--annotations", "{tmp}/noshapes",

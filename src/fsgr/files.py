@@ -91,3 +91,17 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def why_unloadable(exc: BaseException) -> str:
+    """One line for a failed `torch.load(weights_only=True)`: the call a hostile or foreign file asked for (refused,
+    never made), or the error's first line (torch's own message runs over many lines)."""
+    import re
+
+    text = str(exc)
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if refused:
+        return (f"refused: the file asks to call {refused.group(1)} while loading; fsgr reads only tensors and plain "
+                f"values, so nothing in it was run")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first[:200]}"

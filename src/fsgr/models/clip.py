@@ -287,8 +287,10 @@ def _read_checkpoint(path: Path) -> tuple[dict, dict]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is the same user error: not a weights file
+        from fsgr.files import why_unloadable
+
         raise CheckpointError(f"{path}: not a CLIP checkpoint (TorchScript archive or state dict): "
-                              f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from exc
+                              f"{why_unloadable(exc)}") from None
     hints: dict = {}
     if isinstance(obj, dict) and isinstance(obj.get("clip_config"), dict):
         hints = {k: obj["clip_config"][k] for k in ("vision_heads", "transformer_heads") if k in obj["clip_config"]}

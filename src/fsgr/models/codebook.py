@@ -110,7 +110,9 @@ def load_codebook(path: Union[str, Path], expected_size: Optional[int] = None,
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise CheckpointError(f"{path}: not a codebook file: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+        from fsgr.files import why_unloadable
+
+        raise CheckpointError(f"{path}: not a codebook file: {why_unloadable(exc)}") from None
     if isinstance(obj, torch.Tensor):
         if obj.dim() != 2 or not obj.is_floating_point():
             raise CheckpointError(f"{path}: a bare codebook tensor must be (C, E) floats, got {tuple(obj.shape)} {obj.dtype}")

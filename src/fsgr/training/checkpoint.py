@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 from fsgr.errors import CheckpointError
-from fsgr.files import atomic_write
+from fsgr.files import atomic_write, why_unloadable
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -80,16 +79,6 @@ def _numpy_globals() -> list:
             type(np.dtype(np.uint32))]
 
 
-def _why_unreadable(path: Path, exc: Exception) -> str:
-    text = str(exc)
-    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-    if refused:
-        return (f"{path}: refused: the file asks to call {refused.group(1)} while loading, which an fsgr checkpoint "
-                f"never does (checkpoints are read as tensors and plain values only; nothing in it was run)")
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return f"{path}: not a readable fsgr checkpoint ({type(exc).__name__}: {first[:200]})"
-
-
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
@@ -100,7 +89,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         with torch.serialization.safe_globals(_numpy_globals()):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a torn/foreign/hostile file: say which file, not a pickle traceback
-        raise CheckpointError(_why_unreadable(path, exc)) from None
+        why = why_unloadable(exc)
+        raise CheckpointError(f"{path}: {why}" if why.startswith("refused") else
+                              f"{path}: not a readable fsgr checkpoint ({why})") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CheckpointError(f"{path}: not an fsgr checkpoint (no format_version)")
     if ckpt["format_version"] not in READABLE_VERSIONS:
