@@ -3,13 +3,16 @@
 The bytes go to a hidden temporary file in the target's folder, are flushed and fsynced, and the temporary file is
 renamed over the target (then the folder is fsynced, so the rename itself survives a crash). A reader sees the old file
 or the new one, never a torn one. On any failure the temporary file is removed and the old file is left as it was; a
-full disk (or quota) is reported as one line naming the file. Imports nothing from the rest of fsgr but the errors.
+full disk (or quota) is reported as one line naming the file. Also here: the read-only check that an output path can
+be written (`why_not_writable`) and the one-line reason a weights file did not load (`why_unloadable`). Imports
+nothing from the rest of fsgr but the errors, and no torch.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import BinaryIO, Callable, Optional, Union
@@ -33,10 +36,7 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:   # KeyboardInterrupt included: never leave the temporary file behind
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        tmp.unlink(missing_ok=True)    # absent when `open` itself failed
         if _is_no_space(exc):
             raise FsgrError(f"{path}: no space left on device while writing it (the previous file, if any, is "
                             f"unchanged; no temporary file was left)") from exc
@@ -96,8 +96,6 @@ def _fsync_dir(folder: Path) -> None:
 def why_unloadable(exc: BaseException) -> str:
     """One line for a failed `torch.load(weights_only=True)`: the call a hostile or foreign file asked for (refused,
     never made), or the error's first line (torch's own message runs over many lines)."""
-    import re
-
     text = str(exc)
     refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
     if refused:

@@ -26,13 +26,12 @@ def main(args) -> int:
     import sys
     from pathlib import Path
 
+    from fsgr.commands import checks
     from fsgr.config import Config, _set_dotted, from_dict, to_dict
     from fsgr.errors import DataError
     from fsgr.files import atomic_write_text
     from fsgr.inference import Captioner
     from fsgr.training.evaluation import evaluate_split
-
-    from fsgr.commands import checks
 
     checks.in_range("--beam", args.beam, 1)
     checks.in_range("--max-len", args.max_len, 1)
