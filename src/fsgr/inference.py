@@ -141,18 +141,20 @@ class Captioner(CaptionerBase):
     @classmethod
     def _build(cls, config: dict, itos: list[str], state: dict, codebook_names, device, source: str) -> "Captioner":
         from fsgr.config import Config, from_dict
+        from fsgr.data.config import resolved
         from fsgr.data.vocab import Vocab
         from fsgr.training.distributed import pick_device
         from fsgr.training.setup import build_model
 
+        device = pick_device(None if device is None else str(device), 0)   # the trainer's rule: bare 'cuda' -> cuda:0
         cfg = from_dict(Config, config)
+        cfg.data = resolved(cfg.data, cfg.run.base_dir)    # the data of the run, wherever this process runs
         vocab = Vocab(itos, source=source)
         model, _, _ = build_model(cfg, vocab, load_weights=False)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise CheckpointError(f"{source}: model state does not match its own config ({len(missing)} missing keys "
                                   f"e.g. {missing[:2]}, {len(unexpected)} unexpected e.g. {unexpected[:2]})")
-        device = pick_device(None if device is None else str(device), 0)   # the trainer's rule: bare 'cuda' -> cuda:0
         model.to(device)
         return cls(model, vocab, cfg, device, codebook_names or None)
 
@@ -169,14 +171,17 @@ class Captioner(CaptionerBase):
         if not self.cfg.model.semantic.enabled:
             raise CheckpointError("this checkpoint's model has no semantic head (model.semantic.enabled=false): "
                                   "there is no patch-to-concept map to draw")
-        pil = image if isinstance(image, Image.Image) else _open_rgb(image)
+        from fsgr.data.images import open_image, to_rgb
+
+        # one conversion for every verb: the drawn image is what the model saw (16-bit rescaled, alpha on white)
+        pil = to_rgb(image if isinstance(image, Image.Image) else open_image(image, size=None))
         encoded = self.encode(self.preprocess(pil)[None])
         caption = captions_of(decode(self.model, encoded, self.settings(), return_all=True), self.vocab,
                               encoded.concept_ids)[0]
         side = int(round(encoded.concept_ids.shape[1] ** 0.5))
         grid = encoded.concept_ids[0].view(side, side).cpu()
         names = {i: self.concept_name(i) for i in sorted(set(grid.flatten().tolist()))}
-        exp = Explanation(caption=caption.text, concept_ids=grid, concept_names=names, image=pil.convert("RGB"),
+        exp = Explanation(caption=caption.text, concept_ids=grid, concept_names=names, image=pil,
                           confidence=encoded.concept_confidence[0].view(side, side).cpu(),
                           background_ids=tuple(self.background_ids()))
         if words and caption.tokens:
@@ -201,12 +206,6 @@ def captions_of(result, vocab, concept_ids: torch.Tensor) -> list[Caption]:
         out.append(Caption(text=texts[0], logprob=scores[b][0], length=length, beams=list(zip(texts, scores[b])),
                            concept_ids=concept_ids[b].cpu(), tokens=best[:length]))
     return out
-
-
-def _open_rgb(path) -> Image.Image:
-    from fsgr.data.images import open_image
-
-    return open_image(path, size=None).convert("RGB")
 
 
 def draw_explanation(exp: Explanation, top: int = 8, width: int = 448, min_confidence: float = 0.0) -> Image.Image:

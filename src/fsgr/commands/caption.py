@@ -1,6 +1,8 @@
 """`fsgr caption --checkpoint CKPT IMAGE...`: one `path<TAB>caption` line per decodable image.
 
-A file that cannot be used is named on stderr with the reason; the exit status is 1 if any failed.
+A path holding a tab, a newline or a leading double quote is written as a JSON string ("a\tb.jpg"), so every line
+still splits into exactly two fields at its one tab. A file that cannot be used is named on stderr with the reason;
+the exit status is 1 if any failed.
 
 Bulk mode (`--out captions.jsonl`, fsgr.serving.bulk): folders are walked, images decoded in worker processes, one JSON
 line per image (`path`, `caption`, `logprob`, `length`, or `path`, `error`) flushed as it goes, a progress bar with
@@ -48,20 +50,21 @@ def load_captioner(args):
 def main(args) -> int:
     import sys
 
+    from fsgr.commands import checks
     from fsgr.errors import ConfigError
 
-    if args.beam is not None and args.beam < 1:
-        raise ConfigError(f"--beam {args.beam}: the beam size must be >= 1 (1 = greedy)")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ConfigError(f"--batch-size {args.batch_size}: must be >= 1")
-    if args.workers < 0:
-        raise ConfigError(f"--workers {args.workers}: must be >= 0")
+    checks.in_range("--beam", args.beam, 1)
+    checks.in_range("--batch-size", args.batch_size, 1)
+    checks.in_range("--workers", args.workers, 0)
     if args.resume and not args.out:
         raise ConfigError("--resume continues an --out file: give --out")
+    checks.output_file("--out", args.out, inputs=[args.checkpoint])
+    checks.output_file("--coco-results", args.coco_results, inputs=[args.checkpoint])
     from fsgr.serving import bulk
 
     shard = bulk.parse_shard(args.shard) if args.shard else None
     captioner = load_captioner(args)
+    checks.beam_within_vocab(args.beam, len(captioner.vocab))
     if args.batch_size is None:
         args.batch_size = captioner.cfg.eval.batch_images
     settings = captioner.settings(**decoding_overrides(args))
@@ -115,8 +118,15 @@ def _print_captions(captioner, paths, settings, args) -> int:
         chunk = good[start:start + args.batch_size]
         captions = captioner.generate(torch.stack([t for _, t in chunk]), settings)
         for (path, _), caption in zip(chunk, captions):
-            print(f"{path}\t{caption.text}", flush=True)
+            print(f"{_field(path)}\t{caption.text}", flush=True)
     if failed:
         print(f"fsgr caption: {failed} of {len(paths)} image(s) failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _field(path: str) -> str:
+    """The path as is, or JSON-quoted when it would break the line format."""
+    import json
+
+    return json.dumps(path, ensure_ascii=False) if any(c in path for c in "\t\n\r") or path.startswith('"') else path

@@ -3,6 +3,9 @@
 Decodes every image of the split (beam search) with the checkpoint's model and prints the COCO scores as JSON.
 `--out` writes the captions in COCO results format and the scores beside them (`<out>.scores.json`).
 The data paths come from the checkpoint's config; override them with `--set data.images=/new/place` if moved.
+Precision: by default the trainer's own (`train.amp` resolved on this device: bf16 on a bf16 GPU, fp32 on the CPU),
+so `fsgr evaluate` of best.pt reproduces the trainer's final test; `--precision fp32` decodes in full precision. The
+precision used is in the printed scores (`precision`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ def add_arguments(parser):
     parser.add_argument("--set", action="append", default=[], metavar="key=value",
                         help="override a config value of the checkpoint (data paths, eval.batch_images, ...)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--precision", default="train", choices=["train", "fp32", "bf16", "fp16"],
+                        help="autocast dtype for decoding; train (default) = the checkpoint's train.amp on this device, "
+                             "as the trainer's final test")
     add_decoding_arguments(parser)
 
 
@@ -28,16 +34,20 @@ def main(args) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
+    from fsgr.commands import checks
     from fsgr.config import Config, _set_dotted, from_dict, to_dict
     from fsgr.errors import DataError
+    from fsgr.files import atomic_write_text
     from fsgr.inference import Captioner
     from fsgr.training.evaluation import evaluate_split
 
-    if args.beam is not None and args.beam < 1:
-        from fsgr.errors import ConfigError
-
-        raise ConfigError(f"--beam {args.beam}: the beam size must be >= 1 (1 = greedy)")
+    checks.in_range("--beam", args.beam, 1)
+    checks.in_range("--max-len", args.max_len, 1)
+    checks.output_file("--out", args.out, inputs=[args.checkpoint])
+    if args.out:
+        checks.output_file("--out", args.out + ".scores.json", inputs=[args.checkpoint])
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
+    checks.beam_within_vocab(args.beam, len(captioner.vocab))
     raw = to_dict(captioner.cfg)
     import yaml
 
@@ -58,15 +68,20 @@ def main(args) -> int:
     records = [r for r in read_records(cfg.data) if r.split == args.split]
     if not records:
         raise DataError(f"{cfg.data.annotations or cfg.data.format}: no images in split {args.split!r}")
+    from fsgr.training.engine import resolve_amp
+
+    amp_dtype = resolve_amp(cfg.train.amp if args.precision == "train" else
+                            ("off" if args.precision == "fp32" else args.precision), captioner.device)
     preds_path = Path(args.out) if args.out else None
     result = evaluate_split(captioner.model, records, captioner.vocab, cfg, captioner.device, with_loss=False,
                             predictions_path=preds_path, beam_size=settings.beam_size, max_len=settings.max_len,
-                            controls=settings.controls())
+                            amp_dtype=amp_dtype, controls=settings.controls())
     report = {"checkpoint": str(args.checkpoint), "split": args.split, "beam": settings.beam_size,
-              "decoding": asdict(settings), "num_images": result["num_images"], **result["scores"]}
+              "decoding": asdict(settings), "num_images": result["num_images"],
+              "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32", **result["scores"]}
     print(json.dumps(report))
     if preds_path is not None:
         scores_path = preds_path.with_name(preds_path.name + ".scores.json")
-        scores_path.write_text(json.dumps(report, indent=2))
+        atomic_write_text(scores_path, json.dumps(report, indent=2))
         print(f"wrote {preds_path} and {scores_path}", file=sys.stderr)
     return 0

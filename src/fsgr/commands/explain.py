@@ -5,13 +5,17 @@ cross-attention looked (PIL only, fsgr.serving.maps)."""
 
 from __future__ import annotations
 
+MIN_WIDTH, MAX_WIDTH = 64, 8192
+
 
 def add_arguments(parser):
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `fsgr train`")
     parser.add_argument("image", metavar="IMAGE", help="image file")
-    parser.add_argument("--out", required=True, help="PNG to write")
-    parser.add_argument("--top", type=int, default=8, help="concepts in the legend (by patch count)")
-    parser.add_argument("--width", type=int, default=448, help="width of the drawn image in pixels")
+    parser.add_argument("--out", required=True,
+                        help="image to write; the extension picks the format (.png, .jpg, ...)")
+    parser.add_argument("--top", type=int, default=8, help="concepts in the legend (by patch count, >= 1)")
+    parser.add_argument("--width", type=int, default=448, help=f"width of the drawn image in pixels "
+                                                               f"({MIN_WIDTH}..{MAX_WIDTH})")
     parser.add_argument("--min-confidence", type=float, default=0.0,
                         help="draw patches whose concept probability (among the image's top-k) is below this as "
                              "background (default 0: only the codebook's background concept)")
@@ -23,17 +27,27 @@ def main(args) -> int:
     import sys
     from pathlib import Path
 
+    from PIL import Image
+
+    from fsgr.commands import checks
     from fsgr.errors import ConfigError
+    from fsgr.files import atomic_write
     from fsgr.inference import Captioner, draw_explanation
 
+    checks.in_range("--width", args.width, MIN_WIDTH, MAX_WIDTH)
+    checks.in_range("--top", args.top, 1)
     if not 0.0 <= args.min_confidence <= 1.0:
         raise ConfigError(f"--min-confidence {args.min_confidence}: must be between 0 and 1")
+    checks.output_file("--out", args.out, inputs=[args.checkpoint, args.image])
+    out = Path(args.out)
+    image_format = Image.registered_extensions().get(out.suffix.lower())
+    if image_format not in Image.SAVE:       # the bytes must be what the name says (no PNG under a .jpg name)
+        raise ConfigError(f"--out {out}: cannot tell an image format from the extension {out.suffix!r}; use .png "
+                          f"or .jpg")
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
     exp = captioner.explain(args.image, words=args.words)
     canvas = draw_explanation(exp, top=args.top, width=args.width, min_confidence=args.min_confidence)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out, format="PNG")
+    atomic_write(out, lambda f: canvas.save(f, format=image_format))
     gh, gw = exp.concept_ids.shape
     print(f"{args.image}\t{exp.caption}")
     print(f"wrote {out} ({gh}x{gw} patches, {len(exp.concept_names)} concepts)", file=sys.stderr)
