@@ -29,7 +29,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 def list_images(inputs: Iterable[str]) -> list[str]:
     """Files as given (whatever their suffix: the user named them) and, for each directory, every image file below it
-    by suffix, in sorted order. Duplicates are dropped; a path that does not exist is kept (it becomes an error row)."""
+    by suffix, in sorted order. Duplicates are dropped; a path that does not exist, or a directory without a single
+    image file, is kept as it is (it becomes an error row: nothing is skipped silently)."""
     out: list[str] = []
     seen: set[str] = set()
     for item in inputs:
@@ -40,6 +41,7 @@ def list_images(inputs: Iterable[str]) -> list[str]:
                 dirs.sort()
                 found.extend(os.path.join(root, f) for f in sorted(files)
                              if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES)
+            found = found or [item]
         for path in found:
             if path not in seen:
                 seen.add(path)
