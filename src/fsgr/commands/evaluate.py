@@ -19,6 +19,9 @@ def add_arguments(parser):
     parser.add_argument("--set", action="append", default=[], metavar="key=value",
                         help="override a config value of the checkpoint (data paths, eval.batch_images, ...)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--coco-results", default=None, metavar="NAME",
+                        help="also write captions_val2014_NAME_results.json for the COCO server (COCO images only)")
+    parser.add_argument("--results-dir", default=".", metavar="DIR", help="where --coco-results goes (.)")
 
 
 def main(args) -> int:
@@ -55,13 +58,31 @@ def main(args) -> int:
     if not records:
         raise DataError(f"{cfg.data.annotations or cfg.data.format}: no images in split {args.split!r}")
     preds_path = Path(args.out) if args.out else None
+    server_path = None
+    if args.coco_results:
+        from fsgr.evaluation.server import coco_results, coco_results_path, coco_split_and_id
+
+        # the records' ids must be the COCO ids of their files; the file names give the server split
+        split, _ = coco_results({r.path: "" for r in records})
+        wrong = [r.image_id for r in records if coco_split_and_id(r.path)[1] != int(r.image_id)]
+        if wrong:
+            raise DataError(f"image ids that are not the COCO ids of their files: {wrong[:10]}")
+        server_path = coco_results_path(args.results_dir, split, args.coco_results)
+        preds_path = preds_path or server_path
     result = evaluate_split(captioner.model, records, captioner.vocab, cfg, captioner.device, with_loss=False,
                             predictions_path=preds_path, beam_size=args.beam, max_len=args.max_len)
     report = {"checkpoint": str(args.checkpoint), "split": args.split,
-              "beam": args.beam or cfg.eval.beam_size, "num_images": result["num_images"], **result["scores"]}
+              "beam": args.beam or cfg.eval.beam_size, "num_images": result["num_images"], **result["scores"],
+              "signature": result.get("signature")}
     print(json.dumps(report))
     if preds_path is not None:
         scores_path = preds_path.with_name(preds_path.name + ".scores.json")
         scores_path.write_text(json.dumps(report, indent=2))
         print(f"wrote {preds_path} and {scores_path}", file=sys.stderr)
+    if server_path is not None and server_path != preds_path:
+        import shutil
+
+        shutil.copyfile(preds_path, server_path)
+    if server_path is not None:
+        print(f"wrote {server_path} (COCO server results)", file=sys.stderr)
     return 0
