@@ -97,6 +97,8 @@ def test_diagnostics_hand_checked():
     # (two dogs) (dogs play) (play in) (in the) (the snow) = 12
     assert d["distinct_2"] == pytest.approx(12 / 15)
     assert d["repeated_ngram_share"] == 0.25  # "a dog runs a dog runs"
+    ordinary = caption_diagnostics(["a man in a hat and a woman in a coat", "a wave on a wave", "the the dog"])
+    assert ordinary["repeated_ngram_share"] == pytest.approx(2 / 3)
     assert d["function_word_ending_share"] == 0.25  # "... on a"
     assert d["copied_from_training_share"] == 0.25
 
