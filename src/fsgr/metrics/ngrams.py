@@ -8,7 +8,7 @@ tuple is ever hashed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import count, repeat
 
 import numpy as np
@@ -231,6 +231,17 @@ class CorpusRows:
     ref_image: np.ndarray  # [R] image of each reference sentence
     width: int  # every n-gram id is below this
     words: np.ndarray | None = None  # [W] word ids of the references' words then the candidates', in order
+    _ref_index: tuple | None = field(default=None, repr=False)
+
+    def ref_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """(order, sorted keys) of the reference rows by key = image * width + n-gram id, computed once: BLEU's
+        clipping maxima, CIDEr-D's document frequencies and its candidate-reference matches all read it."""
+        if self._ref_index is None:
+            key = self.ref_image[self.ref.sentence] * np.int64(self.width) + self.ref.ngram
+            # (stable = timsort: rows come sorted by sentence and n-gram, so the keys are a few sorted runs per image)
+            order = np.argsort(key, kind="stable")
+            self._ref_index = (order, key[order])
+        return self._ref_index
 
 
 def encode_corpus(refs: list[list[str]], cands: list[str], n: int = MAX_N) -> CorpusRows:
