@@ -226,9 +226,11 @@ def write_json(path: str, data: dict) -> None:
 
 
 def result_keys(names: list[str], extra_metrics) -> list[str]:
-    from fsgr.metrics.score import METRIC_KEYS
+    from fsgr.metrics.score import ALL_METRICS, METRIC_KEYS
 
-    return [k for name in names for k in METRIC_KEYS[name]] + [k for m in extra_metrics for k in m.keys]
+    # the toolkit's metrics in their usual order (as the JSON has them), then the extra ones as asked
+    return [k for name in ALL_METRICS if name in names for k in METRIC_KEYS[name]] + \
+        [k for m in extra_metrics for k in m.keys]
 
 
 def main(args) -> int:
