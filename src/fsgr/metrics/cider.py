@@ -112,8 +112,9 @@ def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA
     cand_row = np.repeat(np.arange(len(cand_key), dtype=np.int64), hits)
     vh, vr = cand_w[cand_row], ref_w[ref_row]
     slot = ref_rows.sentence[ref_row] * n + ref_rows.order[ref_row] - 1
+    # (float64 even with no match at all: bincount of nothing is an int array)
     val = np.bincount(slot, weights=np.minimum(vh, vr) * vr, minlength=n_ref_sent * n)[: n_ref_sent * n]
-    val = val.reshape(n_ref_sent, n)
+    val = val.astype(np.float64, copy=False).reshape(n_ref_sent, n)
     denom = cand_norm[ref_image] * ref_norm
     ok = denom != 0
     val[ok] = val[ok] / denom[ok]
