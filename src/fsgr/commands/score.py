@@ -130,6 +130,9 @@ def read_preds(path: str) -> dict:
     return preds
 
 
+DOMAINS = ("in-domain", "near-domain", "out-domain")
+
+
 def read_domains(path: str) -> dict | None:
     """nocaps layout: image id -> domain ("in-domain", "near-domain", "out-domain") from the "images" entries of
     a captions file; None for a file without domains (COCO)."""
@@ -147,9 +150,6 @@ def read_domains(path: str) -> dict | None:
     if bad:
         raise DataError(f"{path}: nocaps images without an 'id' and a domain among {', '.join(DOMAINS)}: {_ids(bad)}")
     return domains
-
-
-DOMAINS = ("in-domain", "near-domain", "out-domain")
 
 
 def read_file_names(path: str) -> dict:
