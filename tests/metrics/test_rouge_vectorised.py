@@ -6,6 +6,7 @@ import random
 import numpy as np
 
 from fsgr.metrics.ngrams import encode_corpus
+from fsgr.metrics import rouge
 from fsgr.metrics.rouge import corpus_rouge_l
 
 
@@ -31,3 +32,12 @@ def test_vectorised_equals_python_on_real_captions(flickr):
     cands = [flickr[n][0].lower() for n in names]
     rows = encode_corpus(refs, cands)
     assert np.array_equal(corpus_rouge_l(refs, cands)[1], corpus_rouge_l(refs, cands, rows=rows)[1])
+
+
+def test_popcount_with_and_without_numpy_bitwise_count(monkeypatch):
+    rng = np.random.default_rng(0)
+    v = rng.integers(0, 2**63, 1000, dtype=np.uint64) | (rng.integers(0, 2, 1000, dtype=np.uint64) << np.uint64(63))
+    expected = np.array([bin(int(x)).count("1") for x in v])
+    assert np.array_equal(rouge.popcount(v), expected)
+    monkeypatch.delattr(np, "bitwise_count", raising=False)  # numpy < 2
+    assert np.array_equal(rouge.popcount(v), expected)

@@ -69,6 +69,16 @@ _OTHER_SPACE = re.compile(r"[^\S ]")  # white space other than " ": str.split() 
 _ASCII_OTHER_SPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"  # (the ASCII ones)
 
 
+_BYTE_BITS = np.array([bin(b).count("1") for b in range(256)], dtype=np.int64)
+
+
+def popcount(v: np.ndarray) -> np.ndarray:
+    """[N] int64 set bits of uint64 words (numpy >= 2 has it built in; older numpy: a byte table)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(v).astype(np.int64)
+    return _BYTE_BITS[np.ascontiguousarray(v).view(np.uint8)].reshape(-1, 8).sum(axis=1)
+
+
 def _odd_spacing(sentences: list[str], n_words: np.ndarray) -> np.ndarray:
     """[S] True where split(" ") is not split(): empty, leading/trailing/doubled spaces, other white space."""
     joined = " ".join(sentences)
@@ -126,7 +136,7 @@ def _rouge_l_vectorised(refs: list[list[str]], cands: list[str], rows, beta: flo
     for t in range(width):
         u = v & match[:, t]
         v = ((v + u) | (v - u)) & full
-    lcs = m - np.bitwise_count(v).astype(np.int64)
+    lcs = m - popcount(v)
     safe_m = np.maximum(m, 1)
     prec = lcs / safe_m.astype(np.float64)
     rec = lcs / np.maximum(ref_len, 1).astype(np.float64)
