@@ -47,6 +47,9 @@ def main(args) -> int:
     from fsgr.evaluation.extras import build_extra_metrics, split_metrics
     from fsgr.metrics.compare import compare_systems
 
+    from fsgr.commands.checks import output_file
+
+    output_file("--json", args.json, inputs=[args.refs, *args.preds, args.train_refs])
     if len(args.preds) < 2:
         raise DataError("fsgr compare needs at least two --preds files (the first is the baseline)")
     if args.bootstrap < 1:

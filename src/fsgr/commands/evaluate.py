@@ -35,16 +35,22 @@ def main(args) -> int:
     import sys
     from pathlib import Path
 
+    from fsgr.commands import checks
     from fsgr.config import Config, _set_dotted, from_dict, to_dict
     from fsgr.errors import DataError
+    from fsgr.files import atomic_write_text
     from fsgr.inference import Captioner
     from fsgr.training.evaluation import evaluate_split
 
-    if args.beam is not None and args.beam < 1:
-        from fsgr.errors import ConfigError
-
-        raise ConfigError(f"--beam {args.beam}: the beam size must be >= 1 (1 = greedy)")
+    checks.in_range("--beam", args.beam, 1)
+    checks.in_range("--max-len", args.max_len, 1)
+    checks.output_file("--out", args.out, inputs=[args.checkpoint])
+    if args.out:
+        checks.output_file("--out", args.out + ".scores.json", inputs=[args.checkpoint])
+    if args.coco_results:
+        checks.output_folder("--results-dir", args.results_dir)
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
+    checks.beam_within_vocab(args.beam, len(captioner.vocab))
     raw = to_dict(captioner.cfg)
     import yaml
 
@@ -89,12 +95,12 @@ def main(args) -> int:
     print(json.dumps(report))
     if preds_path is not None:
         scores_path = preds_path.with_name(preds_path.name + ".scores.json")
-        scores_path.write_text(json.dumps(report, indent=2))
+        atomic_write_text(scores_path, json.dumps(report, indent=2))
         print(f"wrote {preds_path} and {scores_path}", file=sys.stderr)
     if server_path is not None and server_path != preds_path:
-        import shutil
+        from fsgr.files import atomic_write_bytes
 
-        shutil.copyfile(preds_path, server_path)
+        atomic_write_bytes(server_path, preds_path.read_bytes())
     if server_path is not None:
         print(f"wrote {server_path} (COCO server results)", file=sys.stderr)
     return 0

@@ -47,6 +47,8 @@ def add_metric_arguments(parser) -> None:
 
 def _load(path: str):
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{path}: is a directory, not a JSON file")
     if not p.is_file():
         raise DataError(f"{path}: no such file")
     stat = p.stat()
@@ -62,6 +64,8 @@ def _load_once(path: str, mtime_ns: int, size: int):
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to be captions") from None
 
 
 def _ids(ids) -> str:
@@ -82,18 +86,23 @@ def read_refs(path: str) -> dict:
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
         raise DataError(f"{path}: not COCO captions format (expected an object with an 'annotations' list)")
     refs: dict = {}
-    missing, empty = [], []
+    missing, empty, not_text = [], [], []
     for k, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict) or "image_id" not in ann or "caption" not in ann:
             missing.append(ann.get("image_id", f"#{k}") if isinstance(ann, dict) else f"#{k}")
             continue
         image_id = _image_id(path, f"annotation #{k}", ann)
         caption = ann["caption"]
-        if not isinstance(caption, str) or not caption.strip():
+        if not isinstance(caption, str):
+            not_text.append(image_id)
+        elif not caption.strip():
             empty.append(image_id)
         refs.setdefault(image_id, []).append(caption)
     if missing:
         raise DataError(f"{path}: annotations without 'image_id' and 'caption' fields: {_ids(missing)}")
+    if not_text:
+        raise DataError(f"{path}: reference captions that are not strings (numbers, null, lists) for images "
+                        f"{_ids(dict.fromkeys(not_text))}")
     if empty:
         raise DataError(f"{path}: empty reference captions for images {_ids(dict.fromkeys(empty))}")
     if not refs:
@@ -220,9 +229,9 @@ def print_diagnostics(diagnostics: dict[str, dict]) -> None:
 
 
 def write_json(path: str, data: dict) -> None:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    from fsgr.files import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def result_keys(names: list[str], extra_metrics) -> list[str]:
@@ -237,10 +246,19 @@ def main(args) -> int:
     from fsgr.evaluation.extras import build_extra_metrics, split_metrics
     from fsgr.metrics.signature import signature
 
+    from fsgr.commands.checks import output_file
+
     names, extra_names = split_metrics(args.metrics)
+    output_file("--json", args.json, inputs=[args.refs, args.preds])
     refs = read_refs(args.refs)
     preds = read_preds(args.preds)
     no_refs = [i for i in preds if i not in refs]
+    ref_types, pred_types = {type(i) for i in refs}, {type(i) for i in preds}
+    if no_refs and ref_types.isdisjoint(pred_types):
+        kind = {int: "integers", str: "strings"}
+        raise DataError(f"{args.preds}: image ids are {' and '.join(kind[t] for t in pred_types)} here but "
+                        f"{' and '.join(kind[t] for t in ref_types)} in {args.refs}: the types differ "
+                        f"(e.g. {_ids(no_refs[:3])})")
     if no_refs:
         raise DataError(f"{args.preds}: predictions for images without references in {args.refs}: {_ids(no_refs)}")
     if args.subset:

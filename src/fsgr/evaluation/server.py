@@ -84,7 +84,6 @@ def nocaps_results(captions: Mapping[str, str], image_info: str | Path) -> list[
 
 
 def write_results(path: str | Path, rows: list[dict]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows), encoding="utf-8")
-    return path
+    from fsgr.files import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(rows))

@@ -121,7 +121,7 @@ def score_tokenized(image_ids: list, ref_tok: list[list[str]], cand_tok: list[st
         from fsgr.metrics.meteor import corpus_meteor
 
         try:
-            out["METEOR"], values = corpus_meteor(ref_tok, cand_tok)
+            out["METEOR"], values = corpus_meteor(ref_tok, cand_tok, image_ids=image_ids)
             if per_image is not None:
                 per_image["meteor"] = PerImage.mean("METEOR", values, exact=False)
         except MetricUnavailable as exc:

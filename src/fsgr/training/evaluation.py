@@ -206,9 +206,7 @@ def validation_loss(model, records: Sequence, vocab, cfg, device, dist: DistInfo
 
 def write_predictions(preds: dict[int, str], path: Path) -> None:
     """COCO results format: [{"image_id": int, "caption": str}, ...], sorted by image id."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from fsgr.files import atomic_write_text
+
     rows = [{"image_id": int(i), "caption": c} for i, c in sorted(preds.items())]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(rows, indent=0))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(rows, indent=0))
