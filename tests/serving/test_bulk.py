@@ -94,13 +94,19 @@ def test_shards_cover_every_image_exactly_once(tiny_checkpoint, folder, tmp_path
     assert parse_shard(" 2 / 5 ") == (2, 5)
 
 
-def test_coco_results_from_the_file_names(tiny_checkpoint, tiny_images, tmp_path, capsys):
-    coco = tmp_path / "results.json"
-    images = [str(p) for p in tiny_images[:4]]
-    assert cli_main(["caption", "--checkpoint", str(tiny_checkpoint), "--coco-results", str(coco), "--workers", "0",
-                     "--no-progress", *images]) == 0
-    results = json.loads(coco.read_text())
-    assert [r["image_id"] for r in results] == [0, 1, 2, 3]          # img_0000.jpg ... img_0003.jpg
-    capsys.readouterr()
-    assert cli_main(["caption", "--checkpoint", str(tiny_checkpoint), *images]) == 0
-    assert [r["caption"] for r in results] == [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()]
+def test_coco_server_file_from_the_whole_jsonl(tiny_checkpoint, tiny_images, tmp_path, capsys):
+    """--coco-results NAME (fsgr.evaluation.server) in bulk mode: every row of --out, resumed ones included."""
+    folder = tmp_path / "val2014"
+    folder.mkdir()
+    for i, src in enumerate(tiny_images[:4]):
+        shutil.copy(src, folder / f"COCO_val2014_{391895 + i:012d}.jpg")
+    out, results = tmp_path / "caps.jsonl", tmp_path / "results"
+    args = ["caption", "--checkpoint", str(tiny_checkpoint), "--workers", "0", "--no-progress", "--out", str(out)]
+    assert cli_main([*args, str(folder / "COCO_val2014_000000391895.jpg")]) == 0
+    assert cli_main([*args, "--resume", "--coco-results", "tiny", "--results-dir", str(results), str(folder)]) == 0
+    written = json.loads((results / "captions_val2014_tiny_results.json").read_text())
+    assert [r["image_id"] for r in written] == [391895, 391896, 391897, 391898]
+    assert [r["caption"] for r in written] == [r["caption"] for r in _rows(out)]
+    assert cli_main(["caption", "--checkpoint", str(tiny_checkpoint), "--coco-results", "tiny",
+                     str(tiny_images[0])]) == 2                           # not a COCO file name: refused first
+    assert "COCO" in capsys.readouterr().err

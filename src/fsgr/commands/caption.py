@@ -7,7 +7,8 @@ the exit status is 1 if any failed.
 Bulk mode (`--out captions.jsonl`, fsgr.serving.bulk): folders are walked, images decoded in worker processes, one JSON
 line per image (`path`, `caption`, `logprob`, `length`, or `path`, `error`) flushed as it goes, a progress bar with
 images/s; `--resume` continues a cut-off file, `--shard I/N` takes one deterministic part of the work.
-`--coco-results FILE` writes the COCO results format (`[{"image_id", "caption"}]`, ids from the file names).
+`--coco-results NAME` / `--nocaps-results FILE --nocaps-info INFO` write the evaluation servers' files
+(fsgr.evaluation.server); in bulk mode from every row of `--out`, resumed ones included.
 `--model DIR` runs an exported model (`fsgr export`: ONNX on onnxruntime, or a safetensors folder) instead of a
 checkpoint.
 """
@@ -29,10 +30,16 @@ def add_arguments(parser):
     bulk.add_argument("--out", default=None, metavar="FILE.jsonl", help="write one JSON line per image here")
     bulk.add_argument("--resume", action="store_true", help="continue --out: skip the images already written")
     bulk.add_argument("--shard", default=None, metavar="I/N", help="caption only shard I of N (0 <= I < N)")
-    bulk.add_argument("--coco-results", default=None, metavar="FILE",
-                      help="write COCO results JSON (image ids from the file names), after --out if given")
     bulk.add_argument("--workers", type=int, default=2, help="image-decoding worker processes (0: in the main one)")
     bulk.add_argument("--no-progress", action="store_true", help="no progress bar")
+    server = parser.add_argument_group("evaluation servers' results files (written when every image was captioned)")
+    server.add_argument("--coco-results", default=None, metavar="NAME", help="also write captions_{val2014|test2014}_"
+                        "NAME_results.json (ids from the COCO file names) for the COCO server into --results-dir")
+    server.add_argument("--nocaps-results", default=None, metavar="FILE",
+                        help="also write the nocaps submission (ids from --nocaps-info) to FILE")
+    server.add_argument("--nocaps-info", default=None, metavar="INFO.json",
+                        help="nocaps_val_image_info.json / nocaps_test_image_info.json")
+    server.add_argument("--results-dir", default=".", metavar="DIR", help="where --coco-results goes (.)")
     add_decoding_arguments(parser)
 
 
@@ -58,42 +65,42 @@ def main(args) -> int:
     checks.in_range("--workers", args.workers, 0)
     if args.resume and not args.out:
         raise ConfigError("--resume continues an --out file: give --out")
+    if bool(args.nocaps_results) != bool(args.nocaps_info):
+        raise ConfigError("--nocaps-results and --nocaps-info go together (the info file gives the image ids)")
     checks.output_file("--out", args.out, inputs=[args.checkpoint])
-    checks.output_file("--coco-results", args.coco_results, inputs=[args.checkpoint])
     from fsgr.serving import bulk
 
     shard = bulk.parse_shard(args.shard) if args.shard else None
+    paths = bulk.list_images(args.images)
+    if shard is not None:
+        paths = [p for p in paths if bulk.shard_of(p, shard[1]) == shard[0]]
+    if args.coco_results:  # refuse non-COCO names and an unwritable folder before decoding anything
+        from fsgr.evaluation.server import coco_results
+
+        coco_results({p: "" for p in paths})
+        checks.output_folder("--results-dir", args.results_dir)
+    checks.output_file("--nocaps-results", args.nocaps_results, inputs=[args.nocaps_info, *paths])
     captioner = load_captioner(args)
     checks.beam_within_vocab(args.beam, len(captioner.vocab))
     if args.batch_size is None:
         args.batch_size = captioner.cfg.eval.batch_images
     settings = captioner.settings(**decoding_overrides(args))
-    paths = bulk.list_images(args.images)
-    if shard is not None:
-        paths = [p for p in paths if bulk.shard_of(p, shard[1]) == shard[0]]
-    if not (args.out or args.coco_results):
+    if not args.out:
         return _print_captions(captioner, paths, settings, args)
     from pathlib import Path
 
-    progress = not args.no_progress
-    if args.out:
-        out = Path(args.out)
-        written, failed, skipped = bulk.caption_to_jsonl(captioner, paths, out, settings, args.batch_size,
-                                                         args.workers, resume=args.resume, progress=progress)
-        rows = bulk.read_rows(out) if args.coco_results else []
-        print(f"wrote {written} row(s) to {out} ({failed} failed, {skipped} already there)", file=sys.stderr)
-    else:
-        rows = list(bulk.caption_rows(captioner, paths, settings, args.batch_size, args.workers, progress))
-        failed = sum("error" in r for r in rows)
-        for row in rows:
-            if "error" in row:
-                print(f"{row['path']}: {row['error']}", file=sys.stderr)
-    if args.coco_results:
-        count = bulk.write_coco_results(rows, Path(args.coco_results))
-        print(f"wrote {count} caption(s) to {args.coco_results} (COCO results format)", file=sys.stderr)
+    out = Path(args.out)
+    written, failed, skipped = bulk.caption_to_jsonl(captioner, paths, out, settings, args.batch_size, args.workers,
+                                                     resume=args.resume, progress=not args.no_progress)
+    print(f"wrote {written} row(s) to {out} ({failed} failed, {skipped} already there)", file=sys.stderr)
     if failed:
         print(f"fsgr caption: {failed} image(s) failed", file=sys.stderr)
         return 1
+    if args.coco_results or args.nocaps_results:     # from every row of the file, resumed ones included
+        rows = bulk.read_rows(out)
+        if any("error" in r for r in rows):
+            raise ConfigError(f"{out} holds error rows: the servers' files need a caption for every image")
+        write_server_files(args, {r["path"]: r["caption"] for r in rows})
     return 0
 
 
@@ -105,6 +112,7 @@ def _print_captions(captioner, paths, settings, args) -> int:
 
     from fsgr.errors import DataError
 
+    done: dict[str, str] = {}
     good: list[tuple[str, torch.Tensor]] = []
     failed = 0
     for path in paths:
@@ -119,6 +127,9 @@ def _print_captions(captioner, paths, settings, args) -> int:
         captions = captioner.generate(torch.stack([t for _, t in chunk]), settings)
         for (path, _), caption in zip(chunk, captions):
             print(f"{_field(path)}\t{caption.text}", flush=True)
+            done[path] = caption.text
+    if not failed:
+        write_server_files(args, done)
     if failed:
         print(f"fsgr caption: {failed} of {len(paths)} image(s) failed", file=sys.stderr)
         return 1
@@ -130,3 +141,19 @@ def _field(path: str) -> str:
     import json
 
     return json.dumps(path, ensure_ascii=False) if any(c in path for c in "\t\n\r") or path.startswith('"') else path
+
+
+def write_server_files(args, captions: dict[str, str]) -> None:
+    """The official servers' results files asked for (fsgr.evaluation.server)."""
+    import sys
+
+    from fsgr.evaluation import server
+
+    if args.coco_results:
+        split, rows = server.coco_results(captions)
+        path = server.write_results(server.coco_results_path(args.results_dir, split, args.coco_results), rows)
+        print(f"wrote {path} ({len(rows)} images, COCO {split} server)", file=sys.stderr)
+    if args.nocaps_results:
+        rows = server.nocaps_results(captions, args.nocaps_info)
+        path = server.write_results(args.nocaps_results, rows)
+        print(f"wrote {path} ({len(rows)} images, nocaps server)", file=sys.stderr)

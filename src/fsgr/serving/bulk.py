@@ -87,33 +87,6 @@ def read_done(out: Path) -> set[str]:
     return done
 
 
-def coco_image_id(path: str) -> int:
-    """COCO_val2014_000000391895.jpg -> 391895: the last run of digits in the file name (without suffix)."""
-    digits = re.findall(r"\d+", Path(path).stem)
-    if not digits:
-        raise DataError(f"{path}: no image id in the file name (--coco-results needs names like "
-                        f"COCO_val2014_000000391895.jpg or 391895.jpg)")
-    return int(digits[-1])
-
-
-def write_coco_results(rows: Sequence[dict], out: Path) -> int:
-    """Caption rows -> COCO results JSON `[{"image_id", "caption"}]` (error rows left out); returns the count."""
-    results, owner = [], {}
-    for row in rows:
-        if "caption" not in row:
-            continue
-        image_id = coco_image_id(row["path"])
-        if image_id in owner:
-            raise DataError(f"{row['path']}: image id {image_id} is also the id of {owner[image_id]}")
-        owner[image_id] = row["path"]
-        results.append({"image_id": image_id, "caption": row["caption"]})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(results))
-    os.replace(tmp, out)
-    return len(results)
-
-
 def read_rows(out: Path) -> list[dict]:
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
 
