@@ -1,7 +1,15 @@
-"""Image decoding without torch (check-data's worker processes import only this): open + decode + RGB conversion."""
+"""Image decoding without torch (check-data's worker processes import only this): open + decode + RGB conversion.
+
+JPEG fast path (`scaled_jpeg`): libjpeg-turbo (through the `simplejpeg` wheel) decodes at the smallest of its N/8 DCT
+scales that keeps both sides at or above the resize target (640x427 -> 5/8 = 400x267 for 224x224), so the inverse DCT,
+colour conversion and the resize all work on fewer pixels. It takes baseline and progressive YCbCr/grey JPEGs;
+everything else (other formats, CMYK/YCCK JPEGs, files libjpeg flags as damaged, oversized images) goes through PIL,
+which either decodes it or raises the one-line DataError, so the two paths accept exactly the same files.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from typing import Literal, Optional
@@ -10,6 +18,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fsgr.errors import DataError
+
+try:  # a declared dependency; only a broken install lacks it, and then the fast path says so (see scaled_jpeg)
+    import simplejpeg
+except ImportError:  # pragma: no cover - exercised by test_missing_simplejpeg_is_reported
+    simplejpeg = None
 
 Resize = Literal["squash", "clip"]
 
@@ -62,9 +75,43 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+_JPEG_SOI = b"\xff\xd8\xff"
+_FAST_COLOURSPACES = ("YCbCr", "Gray")   # what libjpeg converts to RGB exactly as PIL does (CMYK/YCCK: PIL's path)
+
+
+def scaled_jpeg(path: str, size: int, resize: Resize
+                ) -> Optional[tuple[Image.Image, tuple[float, float, float, float]]]:
+    """(RGB image, picture box) decoded by libjpeg-turbo at the smallest N/8 scale covering the resize target of
+    `size`, or None when the file is not a JPEG this path takes (then PIL decodes it, and names any problem).
+
+    The box is the picture's exact extent in the decoded image, (0, 0, w * N/8, h * N/8): libjpeg rounds the decoded
+    size up to whole pixels (500x375 at 5/8 -> 313x235 for 312.5x234.4), and resizing from the exact box keeps the
+    geometry of a full decode (without it, 500x375 photos differ 3x more from the full decode)."""
+    if simplejpeg is None:
+        raise DataError(f"{path}: data.jpeg_draft=true needs the simplejpeg package (pip install simplejpeg), "
+                        f"or set data.jpeg_draft=false")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None                                   # missing, a directory, unreadable: PIL names it
+    if not data.startswith(_JPEG_SOI):
+        return None
+    try:
+        h, w, colourspace, _ = simplejpeg.decode_jpeg_header(data)
+        if colourspace not in _FAST_COLOURSPACES or w * h > (Image.MAX_IMAGE_PIXELS or math.inf):
+            return None
+        tw, th = target_size(w, h, size, resize)
+        rgb = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=th, min_width=tw, strict=True)
+    except ValueError:
+        return None                                   # damaged or unusual: PIL decides (and names the damage)
+    eighths = round(8 * max(rgb.shape[:2]) / max(w, h))   # the N of the N/8 scale libjpeg picked
+    return Image.fromarray(rgb, "RGB"), (0.0, 0.0, w * eighths / 8, h * eighths / 8)
+
+
 def open_image(path: str | os.PathLike, size: int | None = None, resize: Resize = "squash",
                draft: bool = True) -> Image.Image:
-    """Open and fully decode an image (reduced JPEG DCT scale when `draft` and downscaling by >= 2)."""
+    """Open and fully decode an image with PIL (1/2^k JPEG DCT scale when `draft` and that still covers the target)."""
     path = os.fspath(path)
     try:
         with warnings.catch_warnings():
