@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fsgr.data.images import CLIP_MEAN, CLIP_STD, load_image, preprocess, scaled_jpeg, to_rgb
+from fsgr.data.images import (CLIP_MEAN, CLIP_STD, load_image, preprocess, preprocess_pixels, scaled_jpeg,
+                              to_rgb)
 from fsgr.errors import DataError
 
 
@@ -117,12 +118,12 @@ def _coco_jpegs(real_data, tmp_path):
 def test_fast_jpeg_path_picks_the_finest_covering_scale_and_stays_close_to_full_decode(real_data, tmp_path):
     for path in _coco_jpegs(real_data, tmp_path):
         w, h = Image.open(path).size
-        image, box = scaled_jpeg(str(path), 224, "squash")
+        rgb, picture = scaled_jpeg(str(path), 224, "squash")
         eighths = COCO_SIZES.get((w, h), 5)         # the shipped photos are 640x360 and 640x427: 5/8
         assert eighths * h / 8 >= 224 and eighths * w / 8 >= 224
         assert (eighths - 1) * min(w, h) / 8 < 224, "a coarser scale would have covered the target"
-        assert box == (0, 0, w * eighths / 8, h * eighths / 8)
-        assert image.size == (math.ceil(w * eighths / 8), math.ceil(h * eighths / 8)), (path, image.size)
+        assert picture == (w * eighths / 8, h * eighths / 8)
+        assert rgb.shape == (math.ceil(h * eighths / 8), math.ceil(w * eighths / 8), 3), (path, rgb.shape)
         for resize, tol in (("squash", SQUASH_TOL), ("clip", CLIP_TOL)):
             fast, full = load_image(path, 224, resize), load_image(path, 224, resize, draft=False)
             assert fast.shape == full.shape == (3, 224, 224)
@@ -130,19 +131,28 @@ def test_fast_jpeg_path_picks_the_finest_covering_scale_and_stays_close_to_full_
             assert 0 < diff < tol, (path.name, resize, diff)       # > 0: the fast path really ran
 
 
-def test_fast_path_box_keeps_the_geometry_of_a_full_decode(tmp_path):
-    # 500x375 at 5/8 is 312.5x234.4 pixels, decoded as 313x235: resizing all of it would shift the bottom row of a
-    # sharp edge by half a pixel; the exact box keeps it where a full decode puts it
-    a = np.zeros((375, 500, 3), np.uint8)
-    a[::2] = 255                                              # finest horizontal stripes... then a hard edge
-    a[300:] = 0
-    path = tmp_path / "edge.jpg"
-    Image.fromarray(a).save(path, quality=95)
-    image, box = scaled_jpeg(str(path), 224, "squash")
+def test_fast_path_resizes_by_the_exact_picture_size_like_a_full_decode(real_data, tmp_path):
+    # 500x375 at 5/8 is 312.5x234.4 pixels, decoded as 313x235: resizing all of it would shift the bottom rows by
+    # half a pixel; resizing by the exact picture size keeps them where a full decode puts them
+    path = tmp_path / "500x375.jpg"
+    photo = Image.open(real_data / "COCO_val2014_000000397133.jpg").convert("RGB")
+    photo.resize((500, 375), Image.BICUBIC).save(path, quality=90)
+    rgb, picture = scaled_jpeg(str(path), 224, "squash")
+    assert picture == (312.5, 234.375) and rgb.shape == (235, 313, 3)
     full = _unnorm(load_image(path, 224, draft=False))
-    with_box = _unnorm(preprocess(image, 224, box=box))
-    without = _unnorm(preprocess(image, 224))
-    assert (with_box - full).abs().mean() < (without - full).abs().mean()
+    exact = _unnorm(preprocess_pixels(rgb, picture, 224))
+    assert torch.equal(exact, _unnorm(load_image(path, 224)))
+    rounded = _unnorm(preprocess_pixels(rgb, (313, 235), 224))
+    assert (exact - full).abs().mean() < 0.5 * (rounded - full).abs().mean()
+
+
+def test_uint8_resize_is_pils_bicubic_within_one_level(real_data):
+    photo = Image.open(real_data / "COCO_val2014_000000397133.jpg").convert("RGB")       # 640x427
+    for resize in ("squash", "clip"):
+        pil = _unnorm(preprocess(photo, 224, resize))
+        ours = _unnorm(preprocess_pixels(np.array(photo), photo.size, 224, resize))
+        assert ours.shape == pil.shape == (3, 224, 224)
+        assert (ours - pil).abs().max() <= 1.01 / 255 and (ours - pil).abs().mean() < 0.05 / 255
 
 
 def test_jpegs_the_fast_path_does_not_take_go_through_pil(real_data, tmp_path):

@@ -79,14 +79,14 @@ _JPEG_SOI = b"\xff\xd8\xff"
 _FAST_COLOURSPACES = ("YCbCr", "Gray")   # what libjpeg converts to RGB exactly as PIL does (CMYK/YCCK: PIL's path)
 
 
-def scaled_jpeg(path: str, size: int, resize: Resize
-                ) -> Optional[tuple[Image.Image, tuple[float, float, float, float]]]:
-    """(RGB image, picture box) decoded by libjpeg-turbo at the smallest N/8 scale covering the resize target of
-    `size`, or None when the file is not a JPEG this path takes (then PIL decodes it, and names any problem).
+def scaled_jpeg(path: str, size: int, resize: Resize) -> Optional[tuple[np.ndarray, tuple[float, float]]]:
+    """(RGB pixels (H, W, 3) uint8, picture size (w * N/8, h * N/8)) decoded by libjpeg-turbo at the smallest N/8
+    scale covering the resize target of `size`, or None when the file is not a JPEG this path takes (then PIL
+    decodes it, and names any problem).
 
-    The box is the picture's exact extent in the decoded image, (0, 0, w * N/8, h * N/8): libjpeg rounds the decoded
-    size up to whole pixels (500x375 at 5/8 -> 313x235 for 312.5x234.4), and resizing from the exact box keeps the
-    geometry of a full decode (without it, 500x375 photos differ 3x more from the full decode)."""
+    The picture size is exact: libjpeg rounds the decoded size up to whole pixels (500x375 at 5/8 -> 313x235 for
+    312.5x234.4), and resizing by the exact size keeps the geometry of a full decode (without it, 500x375 photos
+    differ 3x more from the full decode)."""
     if simplejpeg is None:
         raise DataError(f"{path}: data.jpeg_draft=true needs the simplejpeg package (pip install simplejpeg), "
                         f"or set data.jpeg_draft=false")
@@ -106,7 +106,7 @@ def scaled_jpeg(path: str, size: int, resize: Resize
     except ValueError:
         return None                                   # damaged or unusual: PIL decides (and names the damage)
     eighths = round(8 * max(rgb.shape[:2]) / max(w, h))   # the N of the N/8 scale libjpeg picked
-    return Image.fromarray(rgb, "RGB"), (0.0, 0.0, w * eighths / 8, h * eighths / 8)
+    return rgb, (w * eighths / 8, h * eighths / 8)
 
 
 def open_image(path: str | os.PathLike, size: int | None = None, resize: Resize = "squash",

@@ -11,10 +11,10 @@ is composited on white). A missing, truncated or undecodable file raises DataErr
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from fsgr.data.decode import Resize, open_image, scaled_jpeg, target_size, to_rgb  # noqa: F401 - re-exported
@@ -29,29 +29,55 @@ _LUT = ((np.arange(256, dtype=np.float32)[None, :] - np.asarray(CLIP_MEAN, dtype
         / (np.asarray(CLIP_STD, dtype=np.float32)[:, None] * 255.0)).astype(np.float32)
 
 
-def preprocess(img: Image.Image, size: int = 224, resize: Resize = "squash",
-               box: Optional[tuple[float, float, float, float]] = None) -> torch.Tensor:
-    """PIL image (any mode) -> (3, size, size) float32, CLIP-normalised. Bicubic, as the reference and CLIP.
-    `box`: the region of `img` that holds the picture (a DCT-scaled decode's exact extent); default the whole image."""
+def preprocess(img: Image.Image, size: int = 224, resize: Resize = "squash") -> torch.Tensor:
+    """PIL image (any mode) -> (3, size, size) float32, CLIP-normalised. Bicubic, as the reference and CLIP."""
     img = to_rgb(img)
-    whole = (0, 0, img.width, img.height)
-    box = box or whole
-    tw, th = target_size(box[2] - box[0], box[3] - box[1], size, resize)
-    if (img.width, img.height) != (tw, th) or tuple(box) != whole:
-        img = img.resize((tw, th), Image.BICUBIC, box=box)
+    tw, th = target_size(img.width, img.height, size, resize)
+    if (img.width, img.height) != (tw, th):
+        img = img.resize((tw, th), Image.BICUBIC)
     if resize == "clip" and (tw, th) != (size, size):
-        left = int(round((tw - size) / 2.0))
-        top = int(round((th - size) / 2.0))
+        left, top = _crop_origin(tw, th, size)
         img = img.crop((left, top, left + size, top + size))
     return to_tensor(img)
 
 
+def _crop_origin(w: int, h: int, size: int) -> tuple[int, int]:
+    """Top-left corner of CLIP's centre crop of `size` from w x h."""
+    return int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
+
+
+def preprocess_pixels(rgb: np.ndarray, picture: tuple[float, float], size: int = 224, resize: Resize = "squash"
+                      ) -> torch.Tensor:
+    """Decoded RGB pixels (H, W, 3) uint8 -> (3, size, size) float32, CLIP-normalised, like `preprocess`.
+
+    `picture`: the picture's exact (width, height) in these pixels (a DCT-scaled decode's last row/column can be
+    partial). The resize is torch's uint8 bicubic with antialiasing, a vectorised port of PIL's (within one level
+    of `Image.resize(BICUBIC)`, 4-5x faster here)."""
+    pw, ph = picture
+    tw, th = target_size(pw, ph, size, resize)
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None]               # (1, 3, H, W) uint8, a channels-last view
+    if (rgb.shape[1], rgb.shape[0]) == (pw, ph):
+        if (pw, ph) != (tw, th):
+            x = F.interpolate(x, size=(th, tw), mode="bicubic", antialias=True)
+    else:  # scale by the exact picture size: the same geometry as resizing a full decode
+        x = F.interpolate(x, scale_factor=(th / ph, tw / pw), mode="bicubic", antialias=True,
+                          recompute_scale_factor=False)
+    x = x[0, :, :th, :tw]                  # (3, th, tw): a partial last row/column can give one more
+    if resize == "clip" and (tw, th) != (size, size):
+        left, top = _crop_origin(tw, th, size)
+        x = x[:, top:top + size, left:left + size]
+    return _normalise(x.numpy())
+
+
 def to_tensor(img: Image.Image) -> torch.Tensor:
     """RGB PIL image -> (3, H, W) float32, CLIP-normalised."""
-    arr = np.asarray(img)                                          # (H, W, 3) uint8
-    out = np.empty((3, arr.shape[0], arr.shape[1]), dtype=np.float32)
+    return _normalise(np.asarray(img).transpose(2, 0, 1))          # (3, H, W) uint8 view
+
+
+def _normalise(chw: np.ndarray) -> torch.Tensor:
+    out = np.empty(chw.shape, dtype=np.float32)
     for c in range(3):
-        np.take(_LUT[c], arr[:, :, c], out=out[c])
+        np.take(_LUT[c], chw[c], out=out[c])
     return torch.from_numpy(out)
 
 
@@ -62,8 +88,8 @@ def load_image(path: str | os.PathLike, size: int = 224, resize: Resize = "squas
     if draft:
         scaled = scaled_jpeg(os.fspath(path), size, resize)
         if scaled is not None:
-            image, box = scaled
-            return preprocess(image, size=size, resize=resize, box=box)
+            rgb, picture = scaled
+            return preprocess_pixels(rgb, picture, size, resize)
     img = open_image(path, size=size, resize=resize, draft=draft)
     try:
         return preprocess(img, size=size, resize=resize)
