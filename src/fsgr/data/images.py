@@ -2,10 +2,11 @@
 
 Fast path: JPEGs are decoded by libjpeg-turbo at the smallest N/8 DCT scale that keeps both sides at or above the
 target (`fsgr.data.decode.scaled_jpeg`: 640x427 -> 5/8 = 400x267, 640x480 -> 4/8 = 320x240, for 224x224), then
-resized bicubic like the reference; the result differs from the reference's full decode + bicubic by resampling noise
-(mean absolute difference about 0.3% of the range on COCO photos; `draft=False` / `data.jpeg_draft: false` for the
-bit-identical full decode). Every PIL mode is converted to RGB explicitly (16-bit and float images are rescaled, alpha
-is composited on white). A missing, truncated or undecodable file raises DataError naming the file.
+resized with torch's uint8 antialiased bicubic (PIL's bicubic within one level); the result differs from the
+reference's full decode + PIL bicubic by resampling noise (mean absolute difference 0.4-0.8% of the range on
+COCO-size photos; `draft=False` / `data.jpeg_draft: false` for the bit-identical full decode). Every PIL mode is
+converted to RGB explicitly (16-bit and float images are rescaled, alpha is composited on white). A missing,
+truncated or undecodable file raises DataError naming the file.
 """
 
 from __future__ import annotations
