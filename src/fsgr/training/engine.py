@@ -113,7 +113,9 @@ class Trainer:
         self._check_batch_sizes()
         seed_everything(cfg.train.seed)
 
-        self.data = setup.build_data(cfg)                 # records per split, vocab, reward refs
+        started = time.perf_counter()
+        self.data = setup.build_data(cfg)                 # records per split, vocab, captions tokenised once
+        self.data_setup_seconds = time.perf_counter() - started
         self.vocab = self.data.vocab
         self.model, self.codebook_names, self.codebook_fingerprint = setup.build_model(cfg, self.vocab)
         self.model.to(self.device)
@@ -129,15 +131,20 @@ class Trainer:
         self._stop_signal: Optional[int] = None
         self.logger = None
         self.last_eval: dict[str, Any] = {}
+        self._tokenized_refs: dict[str, Any] = {}     # split -> TokenizedReferences (built once per run)
+        self._said_unavailable: dict[str, str] = {}   # metric -> reason already printed
 
     # ------------------------------------------------------------------ set-up helpers
     def _check_batch_sizes(self) -> None:
         t, w = self.cfg.train, self.dist.world_size
-        if t.batch_size % (w * t.grad_accum):
-            raise ConfigError(f"train.batch_size={t.batch_size} must be divisible by processes ({w}) x "
+        # any global batch splits over any number of processes (fsgr.data.sampling); only a batch with fewer
+        # items than processes x micro-batches is refused (image batching: checked once images/step are known)
+        if t.batch_size < w * t.grad_accum:
+            raise ConfigError(f"train.batch_size={t.batch_size} is smaller than processes ({w}) x "
                               f"train.grad_accum ({t.grad_accum})")
-        if self.cfg.scst.enabled and self.cfg.scst.batch_images % w:
-            raise ConfigError(f"scst.batch_images={self.cfg.scst.batch_images} must be divisible by processes ({w})")
+        if self.cfg.scst.enabled and self.cfg.scst.batch_images < w:
+            raise ConfigError(f"scst.batch_images={self.cfg.scst.batch_images} is smaller than the number of "
+                              f"processes ({w})")
         if self.cfg.scst.enabled and self.cfg.scst.mode == "sample" and self.cfg.scst.num_samples < 2:
             raise ConfigError("scst.mode=sample needs scst.num_samples >= 2 (mean-of-others baseline)")
         if t.contrastive_weight > 0 and not self.cfg.model.semantic.enabled and not self.cfg.data.patch_labels:
@@ -342,8 +349,11 @@ class Trainer:
     def _xe_step(self, batches) -> dict[str, float]:
         cfg, dev, w = self.cfg.train, self.device, self.dist.world_size
         pad = self.vocab.pad_id
-        # the denominator of the NLL: target tokens of the WHOLE global batch (all processes, all micro-batches)
-        global_targets = all_reduce_sum([float(sum(num_targets(b.tokens, pad) for b in batches))], dev, self.dist)[0]
+        # the denominator of the NLL: target tokens of the WHOLE global batch (all processes, all micro-batches);
+        # SupCon (a mean per micro-batch) is weighted by the micro-batch's share of the global batch's images
+        global_targets, global_images = all_reduce_sum(
+            [float(sum(num_targets(b.tokens, pad) for b in batches)), float(sum(len(b.image_ids) for b in batches))],
+            dev, self.dist)
         module = self._ddp if self._ddp is not None else self.model
         parts = []                                    # per micro-batch: loss, nll, contrastive (this process's share)
         for i, batch in enumerate(batches):
@@ -360,7 +370,7 @@ class Trainer:
                     feats = out.contrast_feats
                     con = supcon_loss(feats.reshape(-1, feats.shape[-1]), labels.reshape(-1),
                                       cfg.contrastive_temperature, cfg.contrastive_base_temperature,
-                                      cfg.contrastive_chunk) / len(batches)
+                                      cfg.contrastive_chunk) * (len(batch.image_ids) / global_images * w)
                     loss = loss + cfg.contrastive_weight * con
                 self.scaler.scale(loss).backward()
             parts.append(torch.stack([loss / w, nll, con / w]).detach().float())
@@ -433,12 +443,12 @@ class Trainer:
             loss_sum, count = scst_sample_loss(logprobs, mask, advantage)
         else:
             loss_sum, count = scst_beam_loss(logprobs * mask, advantage, sc.max_len)
-        global_count = all_reduce_sum([float(count)], dev, self.dist)[0]
+        global_count, global_samples = all_reduce_sum([float(count), float(rewards.numel())], dev, self.dist)
         loss = loss_sum / global_count
         self.scaler.scale(loss * w).backward()
         if self.dist.enabled:
             self._all_reduce_gradients()
-        part = torch.stack([loss.detach().float(), rewards.mean().detach() / w])
+        part = torch.stack([loss.detach().float(), rewards.sum().detach() / global_samples])
         self._optimizer_step()
         part = part.cpu().double()
         return self._reduce_step_values(part, [batch], names=("loss", "reward"))
@@ -456,30 +466,53 @@ class Trainer:
         if self._reward is None:
             from fsgr.metrics.reward import CiderDReward
 
+            # tokenised here with the toolkit's tokenizer (it keeps -lrb-/-rrb-, which the training words drop)
             refs = self.data.train_refs
             if self.cfg.scst.mode == "sample":
                 refs = {i: [r + " " + EOS_WORD for r in caps] for i, caps in refs.items()}
-            self._reward = CiderDReward(refs)
+            self._reward = CiderDReward(refs, documents=self.cfg.scst.reward_documents)
         return self._reward
 
     # ------------------------------------------------------------------ epoch end: evaluate, select, switch
-    def _end_of_epoch(self) -> None:
+    def _references(self, split: str):
+        """The split's PTB-tokenised references, built once per run (every evaluation of the split reuses them)."""
+        from fsgr.training.evaluation import TokenizedReferences
+
+        refs = self._tokenized_refs.get(split)
+        if refs is None:
+            records = self.data.split(split)
+            limit = self.cfg.eval.max_images
+            refs = self._tokenized_refs[split] = TokenizedReferences(records[:limit] if limit else records)
+        return refs
+
+    def _validate(self) -> dict[str, Any]:
+        """Val scores (eval.val_metrics, default eval.metrics) and loss. A Java metric that fails is reported
+        unavailable (log line + metrics.jsonl) and training goes on, selecting on CIDEr."""
         from fsgr.training.evaluation import evaluate_split
 
         st, cfg = self.state, self.cfg
-        tag = f"{st.phase}{st.epoch}"
         result = evaluate_split(self.model, self.data.split("val"), self.vocab, cfg, self.device, self.dist,
                                 amp_dtype=self.amp_dtype, with_loss=cfg.eval.val_loss,
-                                predictions_path=self.run_dir / "predictions" / f"val_{tag}.json",
-                                patch_labels=self.data.patch_labels)
+                                predictions_path=self.run_dir / "predictions" / f"val_{st.phase}{st.epoch}.json",
+                                patch_labels=self.data.patch_labels, metrics=cfg.eval.val_metrics or cfg.eval.metrics,
+                                references=self._references("val"), tolerate_metric_failures=True,
+                                encoded=self.data.encoded("val") if cfg.eval.val_loss else None)
+        if result.get("unavailable"):
+            said = self._said_unavailable
+            news = {k: v for k, v in result["unavailable"].items() if said.get(k) != v}
+            if news:   # each reason once (a metric that fails differently later is said again)
+                said.update(news)
+                self._say("metrics not computed here: " + "; ".join(f"{k}: {v}" for k, v in news.items()))
+        return result
+
+    def _end_of_epoch(self) -> None:
+        st, cfg = self.state, self.cfg
+        self.save("last")   # before evaluating: a failure or crash in evaluation never costs the epoch's steps
+        result = self._validate()
         cider = result["scores"].get("CIDEr")
         if cider is None:
-            raise FsgrError("validation scores have no CIDEr: eval.metrics must include cider (model selection)")
+            raise FsgrError("validation scores have no CIDEr: eval.val_metrics must include cider (model selection)")
         self.last_eval = {"split": "val", "phase": st.phase, "epoch": st.epoch, **result}
-        if result.get("unavailable") and not getattr(self, "_said_unavailable", False):
-            self._said_unavailable = True
-            self._say("metrics not computed here: " + "; ".join(f"{k}: {v}" for k, v in
-                                                                 result["unavailable"].items()))
         improved = cider > st.best_score
         self._log({"kind": "eval", "split": "val", "phase": st.phase, "epoch": st.epoch, "step": st.global_step,
                    **{k: v for k, v in result.items() if k != "num_images"}, "improved": improved,
@@ -537,7 +570,7 @@ class Trainer:
         if best_path.exists():
             self.model.load_state_dict(ckpt_io.load_checkpoint(best_path)["model"])
         result = evaluate_split(self.model, test, self.vocab, self.cfg, self.device, self.dist,
-                                amp_dtype=self.amp_dtype, with_loss=False,
+                                amp_dtype=self.amp_dtype, with_loss=False, references=self._references("test"),
                                 predictions_path=self.run_dir / "predictions" / "test_best.json")
         self.test_result = result
         self._log({"kind": "eval", "split": "test", "phase": self.state.best_phase, "epoch": self.state.best_epoch,
