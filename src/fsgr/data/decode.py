@@ -5,13 +5,13 @@ scales that keeps both sides at or above the resize target (640x427 -> 5/8 = 400
 conversion and the resize work on fewer pixels (measured here: the 1/2, 1/4, 1/8 scales also cut the decode time;
 libjpeg-turbo's 3/8-7/8 inverse DCTs have no SIMD code, so those cost about a full decode). It takes baseline and
 progressive YCbCr/grey JPEGs; everything else (other formats, CMYK/YCCK JPEGs, files libjpeg flags as damaged,
-oversized images) goes through PIL, which decodes it or raises the one-line DataError naming the damage.
+images over the pixel limit) goes through PIL, which decodes it or raises the one-line DataError naming the damage.
 """
 
 from __future__ import annotations
 
-import math
 import os
+import threading
 import warnings
 from typing import Literal, Optional
 
@@ -26,6 +26,38 @@ except ImportError:  # pragma: no cover - exercised by test_missing_simplejpeg_i
     simplejpeg = None
 
 Resize = Literal["squash", "clip"]
+
+# Images above this many pixels are refused before they are decoded (a 100-megapixel image is ~300 MB as RGB;
+# a crafted one is a "decompression bomb"). FSGR_MAX_IMAGE_PIXELS raises or lowers it; 0 means no limit. It replaces
+# PIL's own limit (Image.MAX_IMAGE_PIXELS, ~89 MP warning / ~179 MP error), which fsgr does not change globally.
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+MAX_PIXELS_ENV = "FSGR_MAX_IMAGE_PIXELS"
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+def max_image_pixels() -> Optional[int]:
+    """The pixel limit in force (None: no limit), from FSGR_MAX_IMAGE_PIXELS or the default."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise DataError(f"{MAX_PIXELS_ENV}={raw!r}: expected a number of pixels (0 = no limit)") from None
+    if value < 0:
+        raise DataError(f"{MAX_PIXELS_ENV}={raw!r}: must be >= 0 (0 = no limit)")
+    return value or None
+
+
+def _open_header(path: str) -> Image.Image:
+    """Image.open (header only) with PIL's own pixel limit lifted for this call: fsgr checks its own limit next."""
+    with _PIL_LIMIT_LOCK:
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def target_size(w: int, h: int, size: int, resize: Resize) -> tuple[int, int]:
@@ -100,8 +132,9 @@ def scaled_jpeg(path: str, size: int, resize: Resize) -> Optional[tuple[np.ndarr
         return None
     try:
         h, w, colourspace, _ = simplejpeg.decode_jpeg_header(data)
-        if colourspace not in _FAST_COLOURSPACES or w * h > (Image.MAX_IMAGE_PIXELS or math.inf):
-            return None
+        limit = max_image_pixels()
+        if colourspace not in _FAST_COLOURSPACES or (limit is not None and w * h > limit):
+            return None                               # over the limit: PIL's path refuses it, naming the limit
         tw, th = target_size(w, h, size, resize)
         rgb = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=th, min_width=tw, strict=True)
     except ValueError:
@@ -114,10 +147,16 @@ def open_image(path: str | os.PathLike, size: int | None = None, resize: Resize 
                draft: bool = True) -> Image.Image:
     """Open and fully decode an image with PIL (1/2^k JPEG DCT scale when `draft` and that still covers the target)."""
     path = os.fspath(path)
+    limit = max_image_pixels()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = _open_header(path)
+            if limit is not None and img.width * img.height > limit:
+                img.close()
+                raise DataError(f"{path}: refused, {img.width}x{img.height} = {img.width * img.height / 1e6:.1f} "
+                                f"megapixels is above the limit of {limit / 1e6:g} megapixels (set "
+                                f"{MAX_PIXELS_ENV} to raise it, 0 for no limit)")
             if draft and size is not None and img.format == "JPEG":
                 w, h = img.size
                 tw, th = target_size(w, h, size, resize)

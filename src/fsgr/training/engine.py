@@ -16,11 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,7 +29,9 @@ import numpy as np
 import torch
 
 from fsgr.config import Config, save_config, to_dict
-from fsgr.errors import ConfigError, FsgrError
+from fsgr.errors import CheckpointError, ConfigError, FsgrError
+from fsgr.files import atomic_write_text, why_not_writable
+from fsgr.metrics.signature import run_signature
 from fsgr.training import checkpoint as ckpt_io
 from fsgr.training.distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier, broadcast_object,
                                        init_distributed, pick_device, shutdown)
@@ -100,6 +103,8 @@ class Trainer:
     def __init__(self, cfg: Config, resume: bool = False, device: str | None = None, progress: bool = True):
         from fsgr.training import setup
 
+        if not cfg.run.base_dir:     # recorded in config.yaml and every checkpoint: relative data paths stay findable
+            cfg = replace(cfg, run=replace(cfg.run, base_dir=os.getcwd()))
         self.cfg = cfg
         self.resume = resume
         self.dist = init_distributed(pick_device(device, _env_local_rank()))
@@ -109,6 +114,10 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         self.run_dir = Path(cfg.run.dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
+        # before anything is read, built or written; rank 0 decides (the others may start after it wrote config.yaml)
+        problem = broadcast_object(self._run_dir_problem() if self.dist.is_main else None, self.dist)
+        if problem is not None:
+            raise problem
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
         self._check_batch_sizes()
         seed_everything(cfg.train.seed)
@@ -118,6 +127,10 @@ class Trainer:
         self.data_setup_seconds = time.perf_counter() - started
         self.vocab = self.data.vocab
         self.model, self.codebook_names, self.codebook_fingerprint = setup.build_model(cfg, self.vocab)
+        resolution = self.model.backbone.visual.input_resolution     # from the CLIP's weights when it is loaded
+        if resolution != cfg.data.image_size:
+            raise ConfigError(f"data.image_size={cfg.data.image_size}: this CLIP takes {resolution}x{resolution} "
+                              f"images; set data.image_size={resolution}")
         self.model.to(self.device)
         if cfg.train.compile:
             compile_backbone_and_encoder(self.model)
@@ -135,6 +148,23 @@ class Trainer:
         self._said_unavailable: dict[str, str] = {}   # metric -> reason already printed
 
     # ------------------------------------------------------------------ set-up helpers
+    def _run_dir_problem(self) -> Optional[FsgrError]:
+        """--resume needs run.dir/checkpoints/last.pt; a new run needs a run.dir without any run artefact."""
+        last = self.ckpt_dir / "last.pt"
+        if self.resume:
+            if not last.is_file():
+                return CheckpointError(f"{last}: nothing to resume (no checkpoint there); start a new run without "
+                                       f"--resume or point run.dir at the run to continue")
+            return None
+        why = why_not_writable(self.run_dir, folder=True)
+        if why:
+            return ConfigError(f"run.dir={self.run_dir}: {why}")
+        found = [name for name in RUN_ARTEFACTS if _holds_something(self.run_dir / name)]
+        if found:
+            return FsgrError(f"{self.run_dir}: holds a run already ({', '.join(found)}); pass --resume to continue "
+                             f"it or choose another run.dir")
+        return None
+
     def _check_batch_sizes(self) -> None:
         t, w = self.cfg.train, self.dist.world_size
         # any global batch splits over any number of processes (fsgr.data.sampling); only a batch with fewer
@@ -226,9 +256,6 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "predictions").mkdir(exist_ok=True)
-            if not self.resume and (self.ckpt_dir / "last.pt").exists():
-                raise FsgrError(f"{self.run_dir}: holds a run already (checkpoints/last.pt); pass --resume to "
-                                f"continue it or choose another run.dir")
         barrier(self.dist)
         if self.resume:
             self._restore()
@@ -598,13 +625,16 @@ class Trainer:
             "last_checkpoint": str(self.ckpt_dir / "last.pt"),
             "last_val": self.last_eval.get("scores"), "val_loss": self.last_eval.get("loss"),
             "scst_mode": self.cfg.scst.mode, "scst_recipe": SCST_RECIPES[self.cfg.scst.mode],
+            "signature": run_signature(self.last_eval.get("signature"), SCST_RECIPES[self.cfg.scst.mode]),
             "world_size": self.dist.world_size, "device": str(self.device),
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
+            # the signal that stopped the run (status "interrupted"); `fsgr train` then exits 128 + its number
+            "signal": signal.Signals(self._stop_signal).name if self._stop_signal is not None else None,
         }
         if getattr(self, "test_result", None):
             out["test"] = self.test_result["scores"]
         if self.dist.is_main:
-            (self.run_dir / "summary.json").write_text(json.dumps(out, indent=2))
+            atomic_write_text(self.run_dir / "summary.json", json.dumps(out, indent=2))
         return out
 
     # ------------------------------------------------------------------ signals
@@ -623,6 +653,14 @@ class Trainer:
     def _restore_signal_handlers(previous) -> None:
         for s, h in (previous or {}).items():
             signal.signal(s, h)
+
+
+# what a run writes into run.dir: a new run refuses a run.dir holding any of them (a non-empty folder, or a file)
+RUN_ARTEFACTS = ("checkpoints", "config.yaml", "metrics.jsonl", "summary.json", "predictions", "tensorboard")
+
+
+def _holds_something(path: Path) -> bool:
+    return path.is_file() or (path.is_dir() and any(path.iterdir()))
 
 
 EOS_WORD = "eos"   # the word that stands for <eos> in SacreEOS-standard rewards (PTB-safe, no angle brackets)

@@ -148,17 +148,23 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
         merged.update(part)
     scores = None
     if dist.is_main:
+        from fsgr.metrics.score import parse_metrics
+        from fsgr.metrics.signature import signature
+
         if references is None or references.image_ids != [int(r.image_id) for r in records]:
             references = TokenizedReferences(records)
         scored = score_predictions(references, merged, metrics or cfg.eval.metrics, tolerate_metric_failures)
         # metrics that cannot run here (no Java for METEOR/SPICE) are absent, with the reason: never a silent 0
         scores = {"scores": {k: float(v) for k, v in scored.items()},
-                  "unavailable": {k: str(v) for k, v in dict(getattr(scored, "unavailable", {}) or {}).items()}}
+                  "unavailable": {k: str(v) for k, v in dict(getattr(scored, "unavailable", {}) or {}).items()},
+                  "signature": signature({int(r.image_id): r.captions for r in records}, merged,
+                                         parse_metrics(metrics or cfg.eval.metrics),
+                                         extra={"beam": beam_size, "max-len": max_len})}
         if predictions_path is not None:
             write_predictions(merged, predictions_path)
     scores = broadcast_object(scores, dist)
     model.train(was_training)
-    out = {"scores": scores["scores"], **result, "num_images": len(records)}
+    out = {"scores": scores["scores"], **result, "num_images": len(records), "signature": scores["signature"]}
     if scores["unavailable"]:
         out["unavailable"] = scores["unavailable"]
     return out
@@ -200,9 +206,7 @@ def validation_loss(model, records: Sequence, vocab, cfg, device, dist: DistInfo
 
 def write_predictions(preds: dict[int, str], path: Path) -> None:
     """COCO results format: [{"image_id": int, "caption": str}, ...], sorted by image id."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from fsgr.files import atomic_write_text
+
     rows = [{"image_id": int(i), "caption": c} for i, c in sorted(preds.items())]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(rows, indent=0))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(rows, indent=0))

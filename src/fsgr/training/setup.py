@@ -60,6 +60,10 @@ def build_data(cfg) -> DataBundle:
     from fsgr.data.encoded import TokenizedCaptions, resolve_cache_dir
     from fsgr.data.readers import read_records
 
+    if cfg.data.format == "synthetic":    # training is where the synthetic dataset is made (once; reused if complete)
+        from fsgr.data.synthetic import generate
+
+        generate(cfg.data.synthetic)
     records = read_records(cfg.data)
     by_split: dict[str, list] = {"train": [], "val": [], "test": []}
     for r in records:
