@@ -111,7 +111,8 @@ def bench_server(captioner, images: list[bytes], requests: int, clients: int) ->
     thread.join(timeout=10)
     return {"single_image_latency_s_median": round(statistics.median(latencies), 4),
             "single_image_latency_s_max": round(max(latencies), 4),
-            "requests_per_s_one_client": round(sequential, 2), f"requests_per_s_{clients}_clients": round(concurrent, 2),
+            "requests_per_s_one_client": round(sequential, 2),
+            f"requests_per_s_{clients}_clients": round(concurrent, 2),
             "concurrency_speedup": round(concurrent / sequential, 2), "batch_sizes": batches}
 
 

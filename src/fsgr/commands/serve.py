@@ -10,7 +10,8 @@ from __future__ import annotations
 def add_arguments(parser):
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="a checkpoint written by `fsgr train`")
-    source.add_argument("--model", metavar="DIR", help="a folder written by `fsgr export` (safetensors, or onnx on onnxruntime)")
+    source.add_argument("--model", metavar="DIR",
+                        help="a folder written by `fsgr export` (safetensors, or onnx on onnxruntime)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
