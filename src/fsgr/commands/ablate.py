@@ -10,7 +10,7 @@ from __future__ import annotations
 def add_arguments(parser):
     parser.add_argument("config", help="YAML config every variant starts from (e.g. configs/demo.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="overrides common to every variant (e.g. a shortened recipe), applied before the variant's")
+                        help="overrides common to every variant (a shortened recipe, a data root), before the variant's")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME[=key=value,...]", required=True,
                         help="one variant: a name and its overrides, comma-separated (repeat; the first is the "
                              "baseline of the comparisons), e.g. full  no_contrastive=train.contrastive_weight=0")

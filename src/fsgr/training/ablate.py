@@ -95,14 +95,12 @@ def _check_same_config(directory: Path, cfg) -> None:
     import yaml
 
     from fsgr.config import to_dict
-    from fsgr.training.checkpoint import _flatten
+    from fsgr.training.checkpoint import config_differences
 
     saved = directory / "config.yaml"
     if not saved.is_file():
         return
-    a, b = _flatten(yaml.safe_load(saved.read_text())), _flatten(to_dict(cfg))
-    diffs = [f"{k}: there {a.get(k, '<absent>')!r}, now {b.get(k, '<absent>')!r}" for k in sorted(set(a) | set(b))
-             if not k.startswith(_IRRELEVANT) and a.get(k, "<absent>") != b.get(k, "<absent>")]
+    diffs = config_differences(yaml.safe_load(saved.read_text()), to_dict(cfg), allowed=_IRRELEVANT)
     if diffs:
         more = f" (and {len(diffs) - 2} more)" if len(diffs) > 2 else ""
         raise ConfigError(f"{directory}: holds a run with another config ({'; '.join(diffs[:2])}{more}); remove it "
@@ -122,7 +120,8 @@ def run_all(config: str | Path, variants: Sequence[Variant], seeds: int, out: st
         raise ConfigError(f"variant names must differ: {names}")
     out = Path(out)
     summaries: dict[tuple[str, int], dict] = {}
-    todo = [(seed, v) for seed in train_seeds(config, common, seeds) for v in variants]   # seed-major: a partial sweep is balanced
+    # seed-major: a sweep cut short has the same seeds for every variant
+    todo = [(seed, v) for seed in train_seeds(config, common, seeds) for v in variants]
     for k, (seed, variant) in enumerate(todo, 1):
         cfg = run_config(config, variant, seed, out, common)
         directory = run_dir(out, variant, seed)
