@@ -24,16 +24,20 @@ def _obj(colour, shape, cx, cy):
     return {"colour": colour, "shape": shape, "size": "small", "cx": cx, "cy": cy, "r": 5.0}
 
 
-def test_naming_and_relation_scores():
+def test_naming_and_statement_scores():
     red, blue, green = (concept_id("red", "square"), concept_id("blue", "circle"), concept_id("green", "star"))
     objects = {1: {red: _obj("red", "square", 10, 50)},
                2: {blue: _obj("blue", "circle", 10, 50), green: _obj("green", "star", 80, 50)}}
-    preds = {1: "a red square to the left of a big yellow star",          # yellow star is not there: unchecked
-             2: "a blue circle to the left of a tiny green star and a green star above a blue circle"}
+    objects[2][green]["size"] = "large"
+    preds = {1: "a tiny red square to the left of a big yellow star on a striped background",   # no yellow star
+             2: "two shapes , a blue circle to the left of a big green star and a green star above a blue circle"}
     assert stated_relations(preds[2]) == [(blue, "to the left of", green), (green, "above", blue)]
-    s = naming_scores(preds, objects)
+    s = naming_scores(preds, objects, backgrounds={1: "checkered", 2: "striped"})
     assert s["exact"] == 0.5 and s["recall"] == 1.0 and s["precision"] == 3 / 4
-    assert s["relations_checked"] == 2 and s["relations_true"] == 0.5   # the star is right of the circle, not above
+    assert s["relations_stated"] == 2 and s["relations_true"] == 0.5   # the star is right of the circle, not above
+    assert s["sizes_stated"] == 2 and s["sizes_true"] == 1.0           # tiny red square, big green star
+    assert s["backgrounds_stated"] == 1 and s["backgrounds_true"] == 0.0
+    assert s["counts_stated"] == 1 and s["counts_true"] == 1.0
 
 
 def test_object_labelled_needs_most_of_the_objects_patches():

@@ -28,10 +28,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fsgr.data.synthetic import COLOURS, SHAPES, PatchLabels, concept_id
+from fsgr.data.synthetic import BACKGROUNDS, COLOURS, SHAPES, SIZE_WORDS, PatchLabels, concept_id, relation
 
 _MENTION = re.compile(r"\b(" + "|".join(COLOURS) + r")\s+(" + "|".join(SHAPES) + r")s?\b")
 _PHRASE = r"(" + "|".join(COLOURS) + r")\s+(" + "|".join(SHAPES) + r")"
+_SIZED = re.compile(r"\b(" + "|".join(sorted({w for ws in SIZE_WORDS.values() for w in ws})) + r")\s+" + _PHRASE)
+_BACKGROUND = re.compile(r"\b(" + "|".join(BACKGROUNDS) + r") background\b")
+_COUNT = re.compile(r"\b(one|a single|two|three) shapes?\b")
+_COUNTS = {"one": 1, "a single": 1, "two": 2, "three": 3}
 _RELATION = re.compile(_PHRASE + r"\s+(to the left of|to the right of|above|below)\s+an?\s+(?:\w+\s+)?" + _PHRASE)
 
 
@@ -40,10 +44,12 @@ def mentioned_objects(caption: str) -> set[int]:
     return {concept_id(c, s) for c, s in _MENTION.findall(caption.lower())}
 
 
-def load_objects(root: str | Path) -> dict[int, dict[int, dict]]:
-    """image id -> {concept id: object (colour, shape, size, cx, cy, r)}, from the dataset's dataset_shapes.json."""
+def load_objects(root: str | Path) -> tuple[dict[int, dict[int, dict]], dict[int, str]]:
+    """({image id: {concept id: object (colour, shape, size, cx, cy, r)}}, {image id: background word}), from the
+    dataset's dataset_shapes.json."""
     data = json.loads((Path(root) / "dataset_shapes.json").read_text())
-    return {int(im["imgid"]): {concept_id(o["colour"], o["shape"]): o for o in im["objects"]} for im in data["images"]}
+    return ({int(im["imgid"]): {concept_id(o["colour"], o["shape"]): o for o in im["objects"]} for im in data["images"]},
+            {int(im["imgid"]): im["background"] for im in data["images"]})
 
 
 def stated_relations(caption: str) -> list[tuple[int, str, int]]:
@@ -52,14 +58,21 @@ def stated_relations(caption: str) -> list[tuple[int, str, int]]:
             for c1, s1, rel, c2, s2 in _RELATION.findall(caption.lower())]
 
 
-def naming_scores(preds: dict[int, str], objects: dict[int, dict[int, dict]]) -> dict[str, float]:
-    """exact: the caption names exactly the image's objects; recall / precision over objects, pooled; relations:
-    of the stated relations between two objects the image has, the fraction that are true of their positions."""
-    from fsgr.data.synthetic import relation
+def _rate(right: int, checked: int) -> Optional[float]:
+    return right / checked if checked else None
 
-    exact = hits = named = truth = rel_checked = rel_right = 0
+
+def naming_scores(preds: dict[int, str], objects: dict[int, dict[int, dict]],
+                  backgrounds: Optional[dict[int, str]] = None) -> dict[str, float]:
+    """exact: the caption names exactly the image's objects; recall / precision over objects, pooled. Then, over the
+    statements a caption makes, the fraction that are true: relations between two objects the image has (their
+    positions), size words of objects it has, the background word, the number of shapes."""
+    size_of = {w: size for size, words in SIZE_WORDS.items() for w in words}
+    exact = hits = named = truth = 0
+    checked = {"relations": [0, 0], "sizes": [0, 0], "backgrounds": [0, 0], "counts": [0, 0]}
     for image_id, caption in preds.items():
         real = objects[image_id]
+        text = caption.lower()
         said = mentioned_objects(caption)
         exact += said == set(real)
         hits += len(said & set(real))
@@ -67,10 +80,25 @@ def naming_scores(preds: dict[int, str], objects: dict[int, dict[int, dict]]) ->
         truth += len(real)
         for a, rel, b in stated_relations(caption):
             if a in real and b in real and a != b:
-                rel_checked += 1
-                rel_right += relation(real[a], real[b]) == rel
-    return {"exact": exact / len(preds), "recall": hits / truth, "precision": hits / named if named else 0.0,
-            "relations_checked": rel_checked, "relations_true": rel_right / rel_checked if rel_checked else None}
+                checked["relations"][0] += relation(real[a], real[b]) == rel
+                checked["relations"][1] += 1
+        for word, colour, shape in _SIZED.findall(text):
+            obj = real.get(concept_id(colour, shape))
+            if obj is not None:
+                checked["sizes"][0] += obj["size"] == size_of[word]
+                checked["sizes"][1] += 1
+        if backgrounds is not None:
+            for word in _BACKGROUND.findall(text):
+                checked["backgrounds"][0] += word == backgrounds[image_id]
+                checked["backgrounds"][1] += 1
+        for word in _COUNT.findall(text):
+            checked["counts"][0] += _COUNTS[word] == len(real)
+            checked["counts"][1] += 1
+    out = {"exact": exact / len(preds), "recall": hits / truth, "precision": hits / named if named else 0.0}
+    for name, (right, n) in checked.items():
+        out[f"{name}_stated"] = n
+        out[f"{name}_true"] = _rate(right, n)
+    return out
 
 
 def object_labelled(patch_ids: torch.Tensor, truth: torch.Tensor) -> dict[int, bool]:
@@ -118,7 +146,7 @@ def probe_run(run_dir: str | Path, split: str = "test", oracle: bool = True, bat
     cfg, model = cap.cfg, cap.model
     root = Path(cfg.data.synthetic.root)
     records = [r for r in read_records(cfg.data) if r.split == split][:max_images]
-    objects = load_objects(root)
+    objects, backgrounds = load_objects(root)
     grid = cfg.model.clip.image_resolution // cfg.model.clip.vision_patch_size
     labels = PatchLabels(root, grid)
     semantic = cfg.model.semantic.enabled
@@ -162,14 +190,14 @@ def probe_run(run_dir: str | Path, split: str = "test", oracle: bool = True, bat
     preds = {i: preds[i] for i in refs}
     metrics = cfg.eval.metrics
     out = {"run": str(run_dir), "split": split, "images": len(records), "semantic": semantic,
-           "scores": dict(score(refs, preds, metrics)), "naming": naming_scores(preds, objects),
+           "scores": dict(score(refs, preds, metrics)), "naming": naming_scores(preds, objects, backgrounds),
            "naming_by_clip_label": _naming_by(preds, labelled)}
     if semantic:
         out["naming_by_head_label"] = _naming_by(preds, by_head)
         out["topk_recall"] = topk_hits / topk_total
         if oracle:
             out["oracle_grid"] = {"scores": dict(score(refs, oracle_preds, metrics)),
-                                  "naming": naming_scores(oracle_preds, objects)}
+                                  "naming": naming_scores(oracle_preds, objects, backgrounds)}
     return out
 
 
