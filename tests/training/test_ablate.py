@@ -41,6 +41,7 @@ def ablation(tmp_path_factory, tiny_data):
     assert cli_main([*args, "train.max_steps=3"]) == 2
     first = out / "full" / "seed-7"
     assert (first / "checkpoints" / "last.pt").is_file() and not (out / "ablation.json").exists()
+    assert cli_main([*args, "--table-only"]) == 2          # no seed is finished for every variant yet
     return config, out, args
 
 
@@ -69,11 +70,24 @@ def test_runs_resume_finish_and_tabulate(ablation, capsys):
     md = (out / "ablation.md").read_text()
     assert "| plain |" in md and "model.semantic.enabled=false" in md and "95% CI" in md
 
+    # --table-only over the seeds every variant has finished: here both
+    assert cli_main([*args, "--table-only"]) == 0
+    assert json.loads((out / "ablation.json").read_text())["seeds"] == [7, 8]
+
     # a second sweep trains nothing: every run is skipped, checkpoints untouched
     stamps = {k: (d / "checkpoints" / "best.pt").stat().st_mtime_ns for k, d in runs.items()}
     assert cli_main(args) == 0
     assert capsys.readouterr().err.count("finished already, skipped") == 4
     assert stamps == {k: (d / "checkpoints" / "best.pt").stat().st_mtime_ns for k, d in runs.items()}
+
+    # a sweep cut short: --table-only keeps the seeds every variant has finished
+    summary = runs["plain", 8] / "summary.json"
+    summary.rename(summary.with_suffix(".bak"))
+    try:
+        assert cli_main([*args, "--table-only"]) == 0
+        assert json.loads((out / "ablation.json").read_text())["seeds"] == [7]
+    finally:
+        summary.with_suffix(".bak").rename(summary)
 
 
 def test_a_run_made_with_another_config_is_refused(ablation, capsys):

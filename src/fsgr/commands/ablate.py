@@ -19,7 +19,8 @@ def add_arguments(parser):
                                                                             "(default: %(default)s)")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (1000)")
     parser.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the resampling (0)")
-    parser.add_argument("--table-only", action="store_true", help="train nothing: tabulate the finished runs")
+    parser.add_argument("--table-only", action="store_true",
+                        help="train nothing: tabulate the seeds that every variant has finished")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: a GPU if present, else CPU)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
 
@@ -35,7 +36,7 @@ def main(args) -> int:
         run_all(args.config, variants, args.seeds, args.out, common=args.overrides, device=args.device,
                 progress=not args.no_progress)
     result = tabulate(args.config, variants, args.seeds, args.out, common=args.overrides, samples=args.bootstrap,
-                      bootstrap_seed=args.bootstrap_seed)
+                      bootstrap_seed=args.bootstrap_seed, finished_only=args.table_only)
     from fsgr.training.ablate import markdown_table
 
     print(markdown_table(result), end="")

@@ -167,8 +167,11 @@ def _pooled(preds_by_seed: dict[int, dict[int, str]], refs: dict[int, list[str]]
 
 
 def tabulate(config: str | Path, variants: Sequence[Variant], seeds: int, out: str | Path,
-             common: Sequence[str] = (), samples: int = 1000, bootstrap_seed: int = 0) -> dict[str, Any]:
-    """Read every run's test predictions and write OUT/ablation.json and OUT/ablation.md. -> the JSON object."""
+             common: Sequence[str] = (), samples: int = 1000, bootstrap_seed: int = 0,
+             finished_only: bool = False) -> dict[str, Any]:
+    """Read every run's test predictions and write OUT/ablation.json and OUT/ablation.md. -> the JSON object.
+    finished_only: tabulate the seeds that every variant has finished (a sweep cut short or still running); else
+    every seed must be."""
     from fsgr.data.readers import read_records
     from fsgr.metrics.compare import compare_systems
     from fsgr.training.evaluation import metric_names
@@ -183,6 +186,10 @@ def tabulate(config: str | Path, variants: Sequence[Variant], seeds: int, out: s
         test = test[: first.eval.max_images]
     refs = {int(r.image_id): list(r.captions) for r in test}
     seed_list = train_seeds(config, common, seeds)
+    if finished_only:
+        seed_list = [s for s in seed_list if all(_finished(run_dir(out, v, s)) for v in variants)]
+        if not seed_list:
+            raise FsgrError(f"{out}: no seed has a finished run of every variant yet")
 
     rows, preds = [], {}
     for v in variants:
@@ -191,7 +198,7 @@ def tabulate(config: str | Path, variants: Sequence[Variant], seeds: int, out: s
             directory = run_dir(out, v, seed)
             summary = _finished(directory)
             if summary is None:
-                raise FsgrError(f"{directory}: no finished run to tabulate; run `fsgr ablate` without --table-only")
+                raise FsgrError(f"{directory}: no finished run to tabulate; run `fsgr ablate` to train it")
             rows_json = json.loads((directory / "predictions" / "test_best.json").read_text())
             p = {int(r["image_id"]): r["caption"] for r in rows_json}
             missing = set(refs) - set(p)
