@@ -18,6 +18,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "caption": ("caption", "caption images with a checkpoint: one 'path<TAB>caption' line each"),
     "explain": ("explain", "draw the patch-to-concept map and caption of one image as a PNG"),
     "score": ("score", "score COCO-format predictions against references (BLEU, METEOR, ROUGE-L, CIDEr, SPICE)"),
+    "compare": ("compare", "compare systems on the same images: scores, paired-bootstrap CIs and p-values, diagnostics"),
     "check-data": ("check_data", "validate annotations, images and vocabulary before training"),
     "build-vocab": ("build_vocab", "build a vocabulary JSON from training captions, or import an M2 vocab.pkl"),
     "codebook": ("codebook", "embed a class list with a CLIP text tower into a semantic codebook file"),
@@ -81,11 +82,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"fsgr: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        if debug:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError) as exc:
+        if debug:   # a path that is not what it must be: the user's to fix, like a usage error
             raise
         print(f"fsgr: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if debug:   # the system failed the work (full disk, I/O error, ...): one line naming the file, not a traceback
+            raise
+        print(f"fsgr: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - the CLI boundary: one line instead of a traceback
         if debug:
             raise

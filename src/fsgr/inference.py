@@ -39,20 +39,22 @@ class Captioner:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "Captioner":
         from fsgr.config import Config, from_dict
+        from fsgr.data.config import resolved
         from fsgr.data.vocab import Vocab
         from fsgr.training.checkpoint import load_checkpoint
         from fsgr.training.distributed import pick_device
         from fsgr.training.setup import build_model
 
+        device = pick_device(None if device is None else str(device), 0)   # the trainer's rule: bare 'cuda' -> cuda:0
         ckpt = load_checkpoint(path)
         cfg = from_dict(Config, ckpt["config"])
+        cfg.data = resolved(cfg.data, cfg.run.base_dir)    # the data of the run, wherever this process runs
         vocab = Vocab(ckpt["vocab_itos"], source=f"{path}")
         model, _, _ = build_model(cfg, vocab, load_weights=False)
         missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
         if missing or unexpected:
             raise CheckpointError(f"{path}: model state does not match its own config ({len(missing)} missing keys "
                                   f"e.g. {missing[:2]}, {len(unexpected)} unexpected e.g. {unexpected[:2]})")
-        device = pick_device(None if device is None else str(device), 0)   # the trainer's rule: bare 'cuda' -> cuda:0
         model.to(device)
         return cls(model, vocab, cfg, device, ckpt.get("codebook_names"))
 
@@ -93,7 +95,10 @@ class Captioner:
         if not self.cfg.model.semantic.enabled:
             raise CheckpointError("this checkpoint's model has no semantic head (model.semantic.enabled=false): "
                                   "there is no patch-to-concept map to draw")
-        pil = image if isinstance(image, Image.Image) else _open_rgb(image)
+        from fsgr.data.images import open_image, to_rgb
+
+        # one conversion for every verb: the drawn image is what the model saw (16-bit rescaled, alpha on white)
+        pil = to_rgb(image if isinstance(image, Image.Image) else open_image(image, size=None))
         x = self.preprocess(pil)[None].to(self.device)
         caption = self.caption_tensors(x)[0]
         ids = self._concept_ids(x)[0]                                   # (P,)
@@ -103,7 +108,7 @@ class Captioner:
         for i in sorted(set(grid.flatten().tolist())):
             names[i] = self.codebook_names[i] if self.codebook_names and i < len(self.codebook_names) \
                 else f"concept {i}"
-        return Explanation(caption=caption, concept_ids=grid, concept_names=names, image=pil.convert("RGB"))
+        return Explanation(caption=caption, concept_ids=grid, concept_names=names, image=pil)
 
     def _concept_ids(self, x: torch.Tensor) -> torch.Tensor:
         encoded = self.model.encode(x)
@@ -112,12 +117,6 @@ class Captioner:
             tokens = torch.full((x.shape[0], 2), self.vocab.bos_id, dtype=torch.long, device=x.device)
             ids = self.model(x, tokens, torch.arange(x.shape[0], device=x.device)).concept_ids
         return ids
-
-
-def _open_rgb(path) -> Image.Image:
-    from fsgr.data.images import open_image
-
-    return open_image(path, size=None).convert("RGB")
 
 
 def draw_explanation(exp: Explanation, top: int = 8, width: int = 448) -> Image.Image:

@@ -3,6 +3,9 @@
 Decodes every image of the split (beam search) with the checkpoint's model and prints the COCO scores as JSON.
 `--out` writes the captions in COCO results format and the scores beside them (`<out>.scores.json`).
 The data paths come from the checkpoint's config; override them with `--set data.images=/new/place` if moved.
+Precision: by default the trainer's own (`train.amp` resolved on this device: bf16 on a bf16 GPU, fp32 on the CPU),
+so `fsgr evaluate` of best.pt reproduces the trainer's final test; `--precision fp32` decodes in full precision. The
+precision used is in the printed scores (`precision`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,12 @@ def add_arguments(parser):
     parser.add_argument("--set", action="append", default=[], metavar="key=value",
                         help="override a config value of the checkpoint (data paths, eval.batch_images, ...)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--precision", default="train", choices=["train", "fp32", "bf16", "fp16"],
+                        help="autocast dtype for decoding; train (default) = the checkpoint's train.amp on this device, "
+                             "as the trainer's final test")
+    parser.add_argument("--coco-results", default=None, metavar="NAME",
+                        help="also write captions_val2014_NAME_results.json for the COCO server (COCO images only)")
+    parser.add_argument("--results-dir", default=".", metavar="DIR", help="where --coco-results goes (.)")
 
 
 def main(args) -> int:
@@ -26,16 +35,22 @@ def main(args) -> int:
     import sys
     from pathlib import Path
 
+    from fsgr.commands import checks
     from fsgr.config import Config, _set_dotted, from_dict, to_dict
     from fsgr.errors import DataError
+    from fsgr.files import atomic_write_text
     from fsgr.inference import Captioner
     from fsgr.training.evaluation import evaluate_split
 
-    if args.beam is not None and args.beam < 1:
-        from fsgr.errors import ConfigError
-
-        raise ConfigError(f"--beam {args.beam}: the beam size must be >= 1 (1 = greedy)")
+    checks.in_range("--beam", args.beam, 1)
+    checks.in_range("--max-len", args.max_len, 1)
+    checks.output_file("--out", args.out, inputs=[args.checkpoint])
+    if args.out:
+        checks.output_file("--out", args.out + ".scores.json", inputs=[args.checkpoint])
+    if args.coco_results:
+        checks.output_folder("--results-dir", args.results_dir)
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
+    checks.beam_within_vocab(args.beam, len(captioner.vocab))
     raw = to_dict(captioner.cfg)
     import yaml
 
@@ -54,14 +69,38 @@ def main(args) -> int:
     records = [r for r in read_records(cfg.data) if r.split == args.split]
     if not records:
         raise DataError(f"{cfg.data.annotations or cfg.data.format}: no images in split {args.split!r}")
+    from fsgr.training.engine import resolve_amp
+
+    amp_dtype = resolve_amp(cfg.train.amp if args.precision == "train" else
+                            ("off" if args.precision == "fp32" else args.precision), captioner.device)
     preds_path = Path(args.out) if args.out else None
+    server_path = None
+    if args.coco_results:
+        from fsgr.evaluation.server import coco_results, coco_results_path, coco_split_and_id
+
+        # the records' ids must be the COCO ids of their files; the file names give the server split
+        split, _ = coco_results({r.path: "" for r in records})
+        wrong = [r.image_id for r in records if coco_split_and_id(r.path)[1] != int(r.image_id)]
+        if wrong:
+            raise DataError(f"image ids that are not the COCO ids of their files: {wrong[:10]}")
+        server_path = coco_results_path(args.results_dir, split, args.coco_results)
+        preds_path = preds_path or server_path
     result = evaluate_split(captioner.model, records, captioner.vocab, cfg, captioner.device, with_loss=False,
-                            predictions_path=preds_path, beam_size=args.beam, max_len=args.max_len)
+                            predictions_path=preds_path, beam_size=args.beam, max_len=args.max_len,
+                            amp_dtype=amp_dtype)
     report = {"checkpoint": str(args.checkpoint), "split": args.split,
-              "beam": args.beam or cfg.eval.beam_size, "num_images": result["num_images"], **result["scores"]}
+              "beam": args.beam or cfg.eval.beam_size, "num_images": result["num_images"],
+              "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32", **result["scores"],
+              "signature": result.get("signature")}
     print(json.dumps(report))
     if preds_path is not None:
         scores_path = preds_path.with_name(preds_path.name + ".scores.json")
-        scores_path.write_text(json.dumps(report, indent=2))
+        atomic_write_text(scores_path, json.dumps(report, indent=2))
         print(f"wrote {preds_path} and {scores_path}", file=sys.stderr)
+    if server_path is not None and server_path != preds_path:
+        from fsgr.files import atomic_write_bytes
+
+        atomic_write_bytes(server_path, preds_path.read_bytes())
+    if server_path is not None:
+        print(f"wrote {server_path} (COCO server results)", file=sys.stderr)
     return 0

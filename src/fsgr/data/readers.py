@@ -43,6 +43,8 @@ FullCoco = Literal["auto", "require", "off"]
 
 
 def _read_json(path: Path):
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not an annotation JSON file")
     if not path.is_file():
         raise DataError(f"{path}: annotation file not found")
     try:
@@ -50,6 +52,8 @@ def _read_json(path: Path):
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to be annotations") from None
 
 
 def split_counts(records: Iterable[ImageRecord]) -> dict[str, int]:
@@ -66,16 +70,18 @@ def by_split(records: Iterable[ImageRecord], split: str) -> list[ImageRecord]:
 
 
 def check_full_coco(records: Sequence[ImageRecord], source: str, full_coco: FullCoco, is_full: bool,
-                    problems: Optional[list[Problem]] = None) -> None:
-    """The standard Karpathy COCO split is 113,287 / 5,000 / 5,000 images. `auto`: checked when the file looks like
-    full COCO (`is_full`); `require`: it must be full COCO; `off`: not checked (subsets, other splits)."""
+                    problems: Optional[list[Problem]] = None, dataset: str = "coco") -> None:
+    """The standard Karpathy COCO split is 113,287 / 5,000 / 5,000 images (Flickr8k 6,000 / 1,000 / 1,000, Flickr30k
+    29,000 / 1,014 / 1,000: `dataset`). `auto`: checked when the file looks like the full dataset (`is_full`);
+    `require`: it must be the full dataset; `off`: not checked (subsets, other splits)."""
     if full_coco == "off" or (full_coco == "auto" and not is_full):
         return
     counts = split_counts(records)
     got = (counts["train"], counts["val"], counts["test"])
-    want = KARPATHY_COUNTS["coco"]
+    want = KARPATHY_COUNTS[dataset]
     if got != want:
-        report(problems, Problem("split-counts", f"Karpathy COCO split must be train/val/test = "
+        name = {"coco": "COCO", "flickr8k": "Flickr8k", "flickr30k": "Flickr30k"}[dataset]
+        report(problems, Problem("split-counts", f"Karpathy {name} split must be train/val/test = "
                                                  f"{want[0]:,}/{want[1]:,}/{want[2]:,} images, got "
                                                  f"{got[0]:,}/{got[1]:,}/{got[2]:,} (full_coco={full_coco})",
                                  file=source))
@@ -197,6 +203,7 @@ def read_karpathy(json_path: str | os.PathLike, images_root: str | os.PathLike, 
         raise DataError(f"{json_path}: not a Karpathy split file (needs an 'images' list)")
     records: list[ImageRecord] = []
     seen: dict[int, str] = {}
+    image_of_sentid: dict[int, int] = {}   # annotation ids are unique across the file, as in COCO
     for n, im in enumerate(data["images"]):
         try:
             filename = str(im["filename"])
@@ -227,12 +234,22 @@ def read_karpathy(json_path: str | os.PathLike, images_root: str | os.PathLike, 
             if not isinstance(raw, str):
                 raw = ""
             aid = s.get("sentid") if isinstance(s, dict) else None
+            aid = int(aid) if aid is not None else iid * 1000 + k
+            if aid in image_of_sentid:
+                report(problems, Problem("duplicate-annotation", f"annotation id (sentid) {aid} is also on image "
+                                                                 f"{image_of_sentid[aid]}", file=str(json_path),
+                                         image_id=iid, annotation_id=aid))
+                continue
+            image_of_sentid[aid] = iid
             caps.append(raw)
-            aids.append(int(aid) if aid is not None else iid * 1000 + k)
+            aids.append(aid)
         records.append(ImageRecord(iid, str(path), split, tuple(caps), tuple(aids)))
     dataset = str(data.get("dataset", ""))
-    check_full_coco(records, str(json_path), full_coco,
-                    is_full=dataset == "coco" and len(data["images"]) == COCO_TOTAL_IMAGES, problems=problems)
+    # coco, flickr8k, flickr30k: the standard split is checked when the file is the whole dataset
+    known = dataset if dataset in KARPATHY_COUNTS else "coco"
+    check_full_coco(records, str(json_path), full_coco, problems=problems, dataset=known,
+                    is_full=dataset == known and len(data["images"]) == (
+                        COCO_TOTAL_IMAGES if known == "coco" else sum(KARPATHY_COUNTS[known])))
     return records
 
 
@@ -323,12 +340,19 @@ def read_coco(captions_json, images_root: str | os.PathLike, splits, full_coco: 
 
 
 def read_records(cfg, problems: Optional[list[Problem]] = None) -> list[ImageRecord]:
-    """DataConfig -> records, by cfg.format ('m2', 'karpathy', 'coco', 'synthetic')."""
+    """DataConfig -> records, by cfg.format ('m2', 'karpathy', 'coco', 'synthetic'). Reads only: a synthetic dataset
+    must have been generated (`fsgr.data.synthetic.generate`, which `fsgr train` and `fsgr demo` call)."""
     fmt = cfg.format
     if fmt == "synthetic":
-        from fsgr.data.synthetic import generate
+        from fsgr.data.synthetic import incomplete_reason
 
-        root = generate(cfg.synthetic)
+        root = Path(cfg.synthetic.root)
+        reason = incomplete_reason(root, cfg.synthetic)
+        if reason is not None:
+            if problems is None or not (root / "dataset_shapes.json").is_file():
+                raise DataError(f"{root}: {reason}; `fsgr train` and `fsgr demo` generate the synthetic dataset, "
+                                f"nothing else writes it")
+            report(problems, Problem("synthetic-incomplete", reason, file=str(root)))
         return read_karpathy(root / "dataset_shapes.json", root, full_coco="off", problems=problems)
     if not cfg.annotations:
         raise DataError(f"data.annotations is empty: give the {fmt} annotations path")

@@ -81,6 +81,12 @@ class Vocab:
         counts: Counter = Counter()
         for words in tokenised_captions:
             counts.update(words)
+        return cls.from_counts(counts, min_freq)
+
+    @classmethod
+    def from_counts(cls, counts: dict[str, int], min_freq: int = 5) -> "Vocab":
+        """Words seen at least min_freq times, by frequency (ties alphabetical), after the specials."""
+        counts = dict(counts)
         for s in SPECIALS:
             counts.pop(s, None)
         kept = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
@@ -97,17 +103,17 @@ class Vocab:
         return cls(d["itos"], freqs=d.get("freqs"), source=source)
 
     def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from fsgr.files import atomic_write_text
+
         payload = {**self.to_dict(), "freqs": {w: int(self.freqs[w]) for w in self.itos if w in self.freqs}}
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(payload, ensure_ascii=False, indent=0))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(payload, ensure_ascii=False, indent=0))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocab":
         """A vocab JSON written by `save`, or an M2/FSGR `vocab.pkl` (read without importing M2's classes)."""
         path = Path(path)
+        if path.is_dir():
+            raise DataError(f"{path}: is a directory, not a vocabulary file")
         if not path.is_file():
             raise DataError(f"{path}: vocabulary file not found")
         raw = path.read_bytes()

@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 import torch
 
 from fsgr.errors import ConfigError, DataError
+from fsgr.files import atomic_write_text
 
 METRICS = "bleu,rouge,cider"
 
@@ -237,7 +238,7 @@ def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None,
                   "predictions": str(out / "predictions" / "test_demo.json"), "run_dir": str(out)},
         "config": str(config),
     }
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))
     print(table(result))
     return result
 

@@ -33,10 +33,7 @@ def bleu_image_stats(refs: list[list[str]], cands: list[str], n: int = MAX_N,
     n_images = len(rows.n_refs)
 
     # max count of each n-gram over an image's references
-    ref_key = ref_image[ref_rows.sentence] * width + ref_rows.ngram
-    # (stable = timsort: rows come sorted by sentence and n-gram, so the keys are a few sorted runs per image)
-    order = np.argsort(ref_key, kind="stable")
-    ref_key = ref_key[order]
+    order, ref_key = rows.ref_index()
     first = np.flatnonzero(np.append(True, ref_key[1:] != ref_key[:-1])) if len(ref_key) else np.zeros(0, np.int64)
     max_key = ref_key[first]
     max_count = np.maximum.reduceat(ref_rows.count[order], first) if len(first) else np.zeros(0, np.int64)

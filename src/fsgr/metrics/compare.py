@@ -38,11 +38,27 @@ def tokenize_refs(refs: Mapping[Hashable, Sequence[str]]) -> tuple[list, list[li
 
 
 def score_system(image_ids: list, ref_tok: list[list[str]], preds: Mapping[Hashable, str],
-                 names: list[str]) -> ScoredSystem:
+                 names: list[str], extra_metrics: Sequence = ()) -> ScoredSystem:
+    """`score`'s values (same tokenisation, same code) plus each extra metric's, with their per-image statistics.
+
+    An extra metric is a callable (image_ids, captions) -> (scores dict, {name: PerImage}) that raises
+    `fsgr.metrics.java.MetricUnavailable` when it cannot run (CLIPScore, CHAIR: built by the layers that have
+    what they need)."""
+    from fsgr.metrics.java import MetricUnavailable
+
     captions = [preds[i] for i in image_ids]
     tokens = ptb_tokenize(captions)
     per_image: dict[str, PerImage] = {}
-    scores = score_tokenized(image_ids, ref_tok, tokens, names, per_image=per_image)
+    scores = score_tokenized(image_ids, ref_tok, tokens, names, per_image=per_image) if names else Scores()
+    for metric in extra_metrics:
+        try:
+            values, stats = metric(image_ids, captions)
+        except MetricUnavailable as exc:
+            for key in metric.keys:
+                scores.unavailable[key] = str(exc)
+            continue
+        scores.update(values)
+        per_image.update(stats)
     return ScoredSystem(scores, per_image, captions, tokens)
 
 
@@ -90,13 +106,14 @@ def paired_bootstrap(refs: Mapping[Hashable, Sequence[str]], system_a: Mapping[H
 def compare_systems(refs: Mapping[Hashable, Sequence[str]], systems: Mapping[str, Mapping[Hashable, str]],
                     metrics: str | Iterable[str] | None = None, samples: int = 1000, seed: int = 0,
                     diagnostics: bool = True, train_refs: Mapping[Hashable, Sequence[str]] | None = None,
-                    top: int = 5) -> dict:
+                    top: int = 5, extra_metrics: Sequence = ()) -> dict:
     """Every system's scores and each system against the first (the baseline).
 
     Returns {"systems": {name: {metric: value}}, "comparisons": [{"baseline", "system", "metric", "delta",
     "ci_low", "ci_high", "p_value", "exact_resampling"}], "unavailable": {metric: reason}, "signature": str,
     "diagnostics": {name: {...}} (when asked), "largest_differences": {name: [...]} (the `top` images where the
-    system's per-image CIDEr-D differs most from the baseline's, both captions)}.
+    system's per-image CIDEr-D differs most from the baseline's, both captions)}. `extra_metrics`: see
+    `score_system` (CLIPScore, CHAIR).
     """
     from fsgr.metrics.diagnostics import caption_diagnostics
     from fsgr.metrics.signature import signature
@@ -105,10 +122,11 @@ def compare_systems(refs: Mapping[Hashable, Sequence[str]], systems: Mapping[str
         raise DataError("compare: no systems")
     if samples < 1:
         raise DataError(f"compare: bootstrap samples must be >= 1, got {samples}")
-    names = parse_metrics(metrics)
+    names = parse_metrics(metrics) if metrics != [] else []
     check_same_images(refs, systems)
     image_ids, ref_tok = tokenize_refs(refs)
-    scored = {name: score_system(image_ids, ref_tok, preds, names) for name, preds in systems.items()}
+    scored = {name: score_system(image_ids, ref_tok, preds, names, extra_metrics)
+              for name, preds in systems.items()}
     counts = resample_counts(len(image_ids), samples, seed)
     system_names = list(scored)
     baseline = system_names[0]
@@ -122,7 +140,8 @@ def compare_systems(refs: Mapping[Hashable, Sequence[str]], systems: Mapping[str
         "systems": {name: dict(s.scores) for name, s in scored.items()},
         "comparisons": comparisons,
         "unavailable": unavailable,
-        "signature": signature(refs, {name: systems[name] for name in system_names}, names,
+        "signature": signature(refs, {name: systems[name] for name in system_names},
+                               names + [m.name for m in extra_metrics],
                                extra={"bootstrap": f"paired,{samples},seed={seed}"}),
     }
     if diagnostics:

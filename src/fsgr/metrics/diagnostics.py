@@ -16,10 +16,11 @@ FUNCTION_WORDS = frozenset(
 
 
 def has_repeated_ngram(words: list[str]) -> bool:
-    """A word twice in a row ("a a") or a bigram twice ("on a table on a")."""
+    """A word twice in a row ("a a"), or a bigram with a content word twice ("a wave on a wave"); bigrams of two
+    function words ("in a" in "a man in a hat and a woman in a coat") repeat in ordinary English and do not count."""
     if any(u == v for u, v in zip(words, words[1:])):
         return True
-    bigrams = list(zip(words, words[1:]))
+    bigrams = [b for b in zip(words, words[1:]) if not (b[0] in FUNCTION_WORDS and b[1] in FUNCTION_WORDS)]
     return len(set(bigrams)) < len(bigrams)
 
 

@@ -105,7 +105,7 @@ def score_tokenized(image_ids: list, ref_tok: list[list[str]], cand_tok: list[st
     names = parse_metrics(list(metrics))
     out = Scores()
     rows = None
-    if "bleu" in names or "cider" in names:
+    if "bleu" in names or "cider" in names or "rouge" in names:
         from fsgr.metrics.ngrams import encode_corpus
 
         rows = encode_corpus(ref_tok, cand_tok)
@@ -121,7 +121,7 @@ def score_tokenized(image_ids: list, ref_tok: list[list[str]], cand_tok: list[st
         from fsgr.metrics.meteor import corpus_meteor
 
         try:
-            out["METEOR"], values = corpus_meteor(ref_tok, cand_tok)
+            out["METEOR"], values = corpus_meteor(ref_tok, cand_tok, image_ids=image_ids)
             if per_image is not None:
                 per_image["meteor"] = PerImage.mean("METEOR", values, exact=False)
         except MetricUnavailable as exc:
@@ -129,7 +129,7 @@ def score_tokenized(image_ids: list, ref_tok: list[list[str]], cand_tok: list[st
     if "rouge" in names:
         from fsgr.metrics.rouge import corpus_rouge_l
 
-        out["ROUGE-L"], values = corpus_rouge_l(ref_tok, cand_tok)
+        out["ROUGE-L"], values = corpus_rouge_l(ref_tok, cand_tok, rows=rows)
         if per_image is not None:
             per_image["rouge"] = PerImage.mean("ROUGE-L", values)
     if "cider" in names:

@@ -53,3 +53,9 @@ def signature(refs: Mapping[Hashable, Sequence[str]] | None, preds: Mapping | No
     parts += [DEFINITIONS[m] for m in names if m in DEFINITIONS]
     parts += [f"{k}:{v}" for k, v in (extra or {}).items()]
     return "|".join(parts)
+
+
+def run_signature(eval_signature: str | None, scst_recipe: str) -> str:
+    """A training run's signature: its last evaluation's (scores, decoding settings) plus the SCST recipe."""
+    recipe = scst_recipe.replace("|", "/")
+    return f"{eval_signature or f'fsgr:{__version__}'}|scst:{recipe}"

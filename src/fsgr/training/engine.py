@@ -16,11 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,7 +29,9 @@ import numpy as np
 import torch
 
 from fsgr.config import Config, save_config, to_dict
-from fsgr.errors import ConfigError, FsgrError
+from fsgr.errors import CheckpointError, ConfigError, FsgrError
+from fsgr.files import atomic_write_text, why_not_writable
+from fsgr.metrics.signature import run_signature
 from fsgr.training import checkpoint as ckpt_io
 from fsgr.training.distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier, broadcast_object,
                                        init_distributed, pick_device, shutdown)
@@ -80,6 +83,8 @@ class Trainer:
     def __init__(self, cfg: Config, resume: bool = False, device: str | None = None, progress: bool = True):
         from fsgr.training import setup
 
+        if not cfg.run.base_dir:     # recorded in config.yaml and every checkpoint: relative data paths stay findable
+            cfg = replace(cfg, run=replace(cfg.run, base_dir=os.getcwd()))
         self.cfg = cfg
         self.resume = resume
         self.dist = init_distributed(pick_device(device, _env_local_rank()))
@@ -89,13 +94,23 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         self.run_dir = Path(cfg.run.dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
+        # before anything is read, built or written; rank 0 decides (the others may start after it wrote config.yaml)
+        problem = broadcast_object(self._run_dir_problem() if self.dist.is_main else None, self.dist)
+        if problem is not None:
+            raise problem
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
         self._check_batch_sizes()
         seed_everything(cfg.train.seed)
 
-        self.data = setup.build_data(cfg)                 # records per split, vocab, reward refs
+        started = time.perf_counter()
+        self.data = setup.build_data(cfg)                 # records per split, vocab, captions tokenised once
+        self.data_setup_seconds = time.perf_counter() - started
         self.vocab = self.data.vocab
         self.model, self.codebook_names, self.codebook_fingerprint = setup.build_model(cfg, self.vocab)
+        resolution = self.model.backbone.visual.input_resolution     # from the CLIP's weights when it is loaded
+        if resolution != cfg.data.image_size:
+            raise ConfigError(f"data.image_size={cfg.data.image_size}: this CLIP takes {resolution}x{resolution} "
+                              f"images; set data.image_size={resolution}")
         self.model.to(self.device)
         self.state = TrainState()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -107,15 +122,37 @@ class Trainer:
         self._stop_signal: Optional[int] = None
         self.logger = None
         self.last_eval: dict[str, Any] = {}
+        self._tokenized_refs: dict[str, Any] = {}     # split -> TokenizedReferences (built once per run)
+        self._said_unavailable: dict[str, str] = {}   # metric -> reason already printed
 
     # ------------------------------------------------------------------ set-up helpers
+    def _run_dir_problem(self) -> Optional[FsgrError]:
+        """--resume needs run.dir/checkpoints/last.pt; a new run needs a run.dir without any run artefact."""
+        last = self.ckpt_dir / "last.pt"
+        if self.resume:
+            if not last.is_file():
+                return CheckpointError(f"{last}: nothing to resume (no checkpoint there); start a new run without "
+                                       f"--resume or point run.dir at the run to continue")
+            return None
+        why = why_not_writable(self.run_dir, folder=True)
+        if why:
+            return ConfigError(f"run.dir={self.run_dir}: {why}")
+        found = [name for name in RUN_ARTEFACTS if _holds_something(self.run_dir / name)]
+        if found:
+            return FsgrError(f"{self.run_dir}: holds a run already ({', '.join(found)}); pass --resume to continue "
+                             f"it or choose another run.dir")
+        return None
+
     def _check_batch_sizes(self) -> None:
         t, w = self.cfg.train, self.dist.world_size
-        if t.batch_size % (w * t.grad_accum):
-            raise ConfigError(f"train.batch_size={t.batch_size} must be divisible by processes ({w}) x "
+        # any global batch splits over any number of processes (fsgr.data.sampling); only a batch with fewer
+        # items than processes x micro-batches is refused (image batching: checked once images/step are known)
+        if t.batch_size < w * t.grad_accum:
+            raise ConfigError(f"train.batch_size={t.batch_size} is smaller than processes ({w}) x "
                               f"train.grad_accum ({t.grad_accum})")
-        if self.cfg.scst.enabled and self.cfg.scst.batch_images % w:
-            raise ConfigError(f"scst.batch_images={self.cfg.scst.batch_images} must be divisible by processes ({w})")
+        if self.cfg.scst.enabled and self.cfg.scst.batch_images < w:
+            raise ConfigError(f"scst.batch_images={self.cfg.scst.batch_images} is smaller than the number of "
+                              f"processes ({w})")
         if t.compile:
             raise ConfigError("train.compile=true is not supported yet (the decoder's growing cache recompiles); "
                               "set train.compile=false")
@@ -199,9 +236,6 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "predictions").mkdir(exist_ok=True)
-            if not self.resume and (self.ckpt_dir / "last.pt").exists():
-                raise FsgrError(f"{self.run_dir}: holds a run already (checkpoints/last.pt); pass --resume to "
-                                f"continue it or choose another run.dir")
         barrier(self.dist)
         if self.resume:
             self._restore()
@@ -322,8 +356,11 @@ class Trainer:
     def _xe_step(self, batches) -> dict[str, float]:
         cfg, dev, w = self.cfg.train, self.device, self.dist.world_size
         pad = self.vocab.pad_id
-        # the denominator of the NLL: target tokens of the WHOLE global batch (all processes, all micro-batches)
-        global_targets = all_reduce_sum([float(sum(num_targets(b.tokens, pad) for b in batches))], dev, self.dist)[0]
+        # the denominator of the NLL: target tokens of the WHOLE global batch (all processes, all micro-batches);
+        # SupCon (a mean per micro-batch) is weighted by the micro-batch's share of the global batch's images
+        global_targets, global_images = all_reduce_sum(
+            [float(sum(num_targets(b.tokens, pad) for b in batches)), float(sum(len(b.image_ids) for b in batches))],
+            dev, self.dist)
         module = self._ddp if self._ddp is not None else self.model
         sums = torch.zeros(3, dtype=torch.float64)    # loss, nll, contrastive (this process's share)
         for i, batch in enumerate(batches):
@@ -341,7 +378,7 @@ class Trainer:
                     feats = out.contrast_feats
                     con = supcon_loss(feats.reshape(-1, feats.shape[-1]), labels.reshape(-1),
                                       cfg.contrastive_temperature, cfg.contrastive_base_temperature,
-                                      cfg.contrastive_chunk) / len(batches)
+                                      cfg.contrastive_chunk) * (len(batch.image_ids) / global_images * w)
                     loss = loss + cfg.contrastive_weight * con
                 self.scaler.scale(loss).backward()
             part = torch.stack([(loss / w).detach().double(), nll.detach().double(), (con / w).detach().double()])
@@ -413,12 +450,12 @@ class Trainer:
             loss_sum, count = scst_sample_loss(logprobs, mask, advantage)
         else:
             loss_sum, count = scst_beam_loss(logprobs * mask, advantage, sc.max_len)
-        global_count = all_reduce_sum([float(count)], dev, self.dist)[0]
+        global_count, global_samples = all_reduce_sum([float(count), float(rewards.numel())], dev, self.dist)
         loss = loss_sum / global_count
         self.scaler.scale(loss * w).backward()
         if self.dist.enabled:
             self._all_reduce_gradients()
-        part = torch.stack([loss.detach().double(), rewards.mean().detach().double() / w]).cpu()
+        part = torch.stack([loss.detach().double(), rewards.sum().detach().double() / global_samples]).cpu()
         self._optimizer_step()
         return self._reduce_step_values(part, [batch], names=("loss", "reward"))
 
@@ -435,30 +472,53 @@ class Trainer:
         if self._reward is None:
             from fsgr.metrics.reward import CiderDReward
 
+            # tokenised here with the toolkit's tokenizer (it keeps -lrb-/-rrb-, which the training words drop)
             refs = self.data.train_refs
             if self.cfg.scst.mode == "sample":
                 refs = {i: [r + " " + EOS_WORD for r in caps] for i, caps in refs.items()}
-            self._reward = CiderDReward(refs)
+            self._reward = CiderDReward(refs, documents=self.cfg.scst.reward_documents)
         return self._reward
 
     # ------------------------------------------------------------------ epoch end: evaluate, select, switch
-    def _end_of_epoch(self) -> None:
+    def _references(self, split: str):
+        """The split's PTB-tokenised references, built once per run (every evaluation of the split reuses them)."""
+        from fsgr.training.evaluation import TokenizedReferences
+
+        refs = self._tokenized_refs.get(split)
+        if refs is None:
+            records = self.data.split(split)
+            limit = self.cfg.eval.max_images
+            refs = self._tokenized_refs[split] = TokenizedReferences(records[:limit] if limit else records)
+        return refs
+
+    def _validate(self) -> dict[str, Any]:
+        """Val scores (eval.val_metrics, default eval.metrics) and loss. A Java metric that fails is reported
+        unavailable (log line + metrics.jsonl) and training goes on, selecting on CIDEr."""
         from fsgr.training.evaluation import evaluate_split
 
         st, cfg = self.state, self.cfg
-        tag = f"{st.phase}{st.epoch}"
         result = evaluate_split(self.model, self.data.split("val"), self.vocab, cfg, self.device, self.dist,
                                 amp_dtype=self.amp_dtype, with_loss=cfg.eval.val_loss,
-                                predictions_path=self.run_dir / "predictions" / f"val_{tag}.json",
-                                patch_labels=self.data.patch_labels)
+                                predictions_path=self.run_dir / "predictions" / f"val_{st.phase}{st.epoch}.json",
+                                patch_labels=self.data.patch_labels, metrics=cfg.eval.val_metrics or cfg.eval.metrics,
+                                references=self._references("val"), tolerate_metric_failures=True,
+                                encoded=self.data.encoded("val") if cfg.eval.val_loss else None)
+        if result.get("unavailable"):
+            said = self._said_unavailable
+            news = {k: v for k, v in result["unavailable"].items() if said.get(k) != v}
+            if news:   # each reason once (a metric that fails differently later is said again)
+                said.update(news)
+                self._say("metrics not computed here: " + "; ".join(f"{k}: {v}" for k, v in news.items()))
+        return result
+
+    def _end_of_epoch(self) -> None:
+        st, cfg = self.state, self.cfg
+        self.save("last")   # before evaluating: a failure or crash in evaluation never costs the epoch's steps
+        result = self._validate()
         cider = result["scores"].get("CIDEr")
         if cider is None:
-            raise FsgrError("validation scores have no CIDEr: eval.metrics must include cider (model selection)")
+            raise FsgrError("validation scores have no CIDEr: eval.val_metrics must include cider (model selection)")
         self.last_eval = {"split": "val", "phase": st.phase, "epoch": st.epoch, **result}
-        if result.get("unavailable") and not getattr(self, "_said_unavailable", False):
-            self._said_unavailable = True
-            self._say("metrics not computed here: " + "; ".join(f"{k}: {v}" for k, v in
-                                                                 result["unavailable"].items()))
         improved = cider > st.best_score
         self._log({"kind": "eval", "split": "val", "phase": st.phase, "epoch": st.epoch, "step": st.global_step,
                    **{k: v for k, v in result.items() if k != "num_images"}, "improved": improved,
@@ -516,7 +576,7 @@ class Trainer:
         if best_path.exists():
             self.model.load_state_dict(ckpt_io.load_checkpoint(best_path)["model"])
         result = evaluate_split(self.model, test, self.vocab, self.cfg, self.device, self.dist,
-                                amp_dtype=self.amp_dtype, with_loss=False,
+                                amp_dtype=self.amp_dtype, with_loss=False, references=self._references("test"),
                                 predictions_path=self.run_dir / "predictions" / "test_best.json")
         self.test_result = result
         self._log({"kind": "eval", "split": "test", "phase": self.state.best_phase, "epoch": self.state.best_epoch,
@@ -544,13 +604,16 @@ class Trainer:
             "last_checkpoint": str(self.ckpt_dir / "last.pt"),
             "last_val": self.last_eval.get("scores"), "val_loss": self.last_eval.get("loss"),
             "scst_mode": self.cfg.scst.mode, "scst_recipe": SCST_RECIPES[self.cfg.scst.mode],
+            "signature": run_signature(self.last_eval.get("signature"), SCST_RECIPES[self.cfg.scst.mode]),
             "world_size": self.dist.world_size, "device": str(self.device),
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
+            # the signal that stopped the run (status "interrupted"); `fsgr train` then exits 128 + its number
+            "signal": signal.Signals(self._stop_signal).name if self._stop_signal is not None else None,
         }
         if getattr(self, "test_result", None):
             out["test"] = self.test_result["scores"]
         if self.dist.is_main:
-            (self.run_dir / "summary.json").write_text(json.dumps(out, indent=2))
+            atomic_write_text(self.run_dir / "summary.json", json.dumps(out, indent=2))
         return out
 
     # ------------------------------------------------------------------ signals
@@ -569,6 +632,14 @@ class Trainer:
     def _restore_signal_handlers(previous) -> None:
         for s, h in (previous or {}).items():
             signal.signal(s, h)
+
+
+# what a run writes into run.dir: a new run refuses a run.dir holding any of them (a non-empty folder, or a file)
+RUN_ARTEFACTS = ("checkpoints", "config.yaml", "metrics.jsonl", "summary.json", "predictions", "tensorboard")
+
+
+def _holds_something(path: Path) -> bool:
+    return path.is_file() or (path.is_dir() and any(path.iterdir()))
 
 
 EOS_WORD = "eos"   # the word that stands for <eos> in SacreEOS-standard rewards (PTB-safe, no angle brackets)
