@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from fsgr.errors import ConfigError, FsgrError
+from fsgr.files import atomic_write_text
 
 # a comma starts the next override only when a `key=` follows it, so `train.lr_milestones=[2,3]` stays one override
 _OVERRIDE_SPLIT = re.compile(r",(?=\s*[A-Za-z_][\w.]*\s*=)")
@@ -142,7 +143,7 @@ def run_all(config: str | Path, variants: Sequence[Variant], seeds: int, out: st
                 raise FsgrError(f"{directory}: finished but wrote no test predictions (predictions/test_best.json); "
                                 f"does the config's data have a test split?")
             done["ablate_seconds"] = time.time() - t0
-            (directory / "summary.json").write_text(json.dumps(done, indent=2))
+            atomic_write_text(directory / "summary.json", json.dumps(done, indent=2))
         else:
             say(f"[ablate {k}/{len(todo)}] {variant.name} seed {seed}: finished already, skipped")
         summaries[(variant.name, seed)] = done
@@ -225,8 +226,8 @@ def tabulate(config: str | Path, variants: Sequence[Variant], seeds: int, out: s
                                                       "unit": "(seed, test image), paired across variants"},
               "variants": rows, "comparisons": compared["comparisons"],
               "signature": compared["signature"]}
-    (out / "ablation.json").write_text(json.dumps(result, indent=2))
-    (out / "ablation.md").write_text(markdown_table(result))
+    atomic_write_text(out / "ablation.json", json.dumps(result, indent=2))
+    atomic_write_text(out / "ablation.md", markdown_table(result))
     return result
 
 
