@@ -7,9 +7,12 @@
   semantic head starts from) give the object its concept on most of its patches; the naming rate of each group;
 * oracle grid: the same checkpoint, decoding with the semantic grid S built from the ground-truth patch concepts
   instead of the head's assignment (same codebook rows, same group-size normalisation): what a correct grid would buy;
-* top-k recall: how many ground-truth objects survive the head's per-image top-k concept preselection.
+* top-k recall: how many ground-truth objects survive the head's per-image top-k concept preselection;
+* statements: of the size words, shape counts, backgrounds and relations the captions state, the fraction true;
+* `--linear-probe`: linear probes of the patch concept on the frozen CLIP grid, beside the zero-shot codebook labels.
 
-    python -m fsgr.demo.probe RUN_DIR [RUN_DIR ...] [--split test] [--no-oracle] [--max-images N] [--json OUT]
+    python -m fsgr.demo.probe RUN_DIR [RUN_DIR ...] [--split test] [--no-oracle] [--linear-probe] [--max-images N]
+                              [--json OUT]
 
 RUN_DIR: a `fsgr demo` / `fsgr train configs/demo.yaml` / `fsgr ablate` run directory with checkpoints/best.pt.
 """
