@@ -162,11 +162,15 @@ def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None,
     _check_codebook_names(codebook.names)
     _, clip_pred = clip_alone_ids(clip, codebook.embeddings, test, cfg)
     clip_alone = patch_accuracy(clip_pred, truth)
-    torch.manual_seed(cfg.train.seed)
-    untrained, _, _ = build_model(cfg, data.vocab)
-    _, untrained_pred = semantic_head_ids(untrained, test, cfg, torch.device("cpu"))
-    untrained_acc = patch_accuracy(untrained_pred, truth)
-    del untrained, clip
+    semantic = cfg.model.semantic.enabled      # off: no head, so patch accuracy and explain.png do not apply
+    untrained_acc = None
+    if semantic:
+        torch.manual_seed(cfg.train.seed)
+        untrained, _, _ = build_model(cfg, data.vocab)
+        _, untrained_pred = semantic_head_ids(untrained, test, cfg, torch.device("cpu"))
+        untrained_acc = patch_accuracy(untrained_pred, truth)
+        del untrained
+    del clip
 
     say(f"[demo] training (run directory {out}) ...")
     t_train = time.time()
@@ -179,7 +183,8 @@ def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None,
     say("[demo] scoring the test split with the best-val checkpoint ...")
     t_eval = time.time()
     captioner = Captioner.from_checkpoint(best, device=device)   # None: the GPU if present, as training chose
-    _check_codebook_names(captioner.codebook_names)
+    if semantic:
+        _check_codebook_names(captioner.codebook_names)
     model, dev = captioner.model, captioner.device
     preds: dict[int, str] = {}
     for batch in _batches(test, cfg.eval.batch_images, cfg.data.image_size, cfg.data.resize):
@@ -191,9 +196,11 @@ def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None,
     ceiling = dict(score(refs, held, metrics))
     blind_text = blind_caption(data.split("train"))
     blind = dict(score(refs, {i: blind_text for i in refs}, metrics))
-    ids, head_pred = semantic_head_ids(model, test, cfg, dev)
-    assert ids == [int(r.image_id) for r in test]
-    head = patch_accuracy(head_pred, truth)
+    head = dict.fromkeys(("accuracy", "colour_accuracy", "shape_accuracy", "object_patches"))
+    if semantic:
+        ids, head_pred = semantic_head_ids(model, test, cfg, dev)
+        assert ids == [int(r.image_id) for r in test]
+        head = patch_accuracy(head_pred, truth)
     t_eval = time.time() - t_eval
 
     from fsgr.training.evaluation import write_predictions
@@ -204,9 +211,12 @@ def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None,
     example_rows = [{"image": str(r.path), "caption": c, "references": list(r.captions)}
                     for r, c in zip(example_records, example_caps)]
     # explain the first test image with the most objects: one object says little about patch-to-concept labelling
-    objects_per_image = torch.tensor([len(set(row.tolist()) - {0}) for row in truth])
-    exp = captioner.explain(test[int(objects_per_image.argmax())].path)
-    draw_explanation(exp).save(out / "explain.png", format="PNG")
+    explain_png = None
+    if semantic:
+        objects_per_image = torch.tensor([len(set(row.tolist()) - {0}) for row in truth])
+        exp = captioner.explain(test[int(objects_per_image.argmax())].path)
+        explain_png = out / "explain.png"
+        draw_explanation(exp).save(explain_png, format="PNG")
 
     result = {
         "test": test_scores, "ceiling": ceiling, "image_blind": blind, "image_blind_caption": blind_text,
@@ -223,7 +233,8 @@ def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None,
         "examples": example_rows,
         "seconds": time.time() - t0,
         "seconds_by_stage": {"data": t_data, "train": t_train, "test": t_eval},
-        "files": {"metrics": str(out / "metrics.json"), "best": str(best), "explain": str(out / "explain.png"),
+        "files": {"metrics": str(out / "metrics.json"), "best": str(best),
+                  "explain": str(explain_png) if explain_png else None,
                   "predictions": str(out / "predictions" / "test_demo.json"), "run_dir": str(out)},
         "config": str(config),
     }
@@ -238,14 +249,19 @@ def table(r: dict) -> str:
     for k in keys:
         lines.append(f"{k:<10}{r['test'][k]:>9.3f}{r['ceiling'][k]:>9.3f}{r['image_blind'][k]:>9.3f}")
     c, u, h = r["tiny_clip_alone"], r["untrained_fsgr_head"], r
+    clip_alone = (f"tiny CLIP alone {c['accuracy']:.3f} (colour {c['colour_accuracy']:.3f}, shape "
+                  f"{c['shape_accuracy']:.3f})")
+    if h["semantic_patch_accuracy"] is None:
+        patches = f"patch accuracy: not applicable (model.semantic.enabled=false: no semantic head); {clip_alone}"
+    else:
+        patches = (f"patch accuracy (object patches): FSGR head {h['semantic_patch_accuracy']:.3f} "
+                   f"(colour {h['semantic_colour_accuracy']:.3f}, shape {h['semantic_shape_accuracy']:.3f}); "
+                   f"{clip_alone}; untrained head {u['accuracy']:.3f}")
     lines += [
         f"CIDEr / ceiling: {r['cider_vs_ceiling']:.2f}   ({r['num_test_images']} test images, beam {r['beam_size']})",
-        f"patch accuracy (object patches): FSGR head {h['semantic_patch_accuracy']:.3f} "
-        f"(colour {h['semantic_colour_accuracy']:.3f}, shape {h['semantic_shape_accuracy']:.3f}); "
-        f"tiny CLIP alone {c['accuracy']:.3f} (colour {c['colour_accuracy']:.3f}, shape {c['shape_accuracy']:.3f}); "
-        f"untrained head {u['accuracy']:.3f}",
+        patches,
         f"time: {r['seconds']:.0f} s (data {r['seconds_by_stage']['data']:.0f}, train "
         f"{r['seconds_by_stage']['train']:.0f}, test {r['seconds_by_stage']['test']:.0f})",
-        f"files: {r['files']['metrics']}  {r['files']['best']}  {r['files']['explain']}",
+        f"files: {r['files']['metrics']}  {r['files']['best']}  {r['files']['explain'] or '(no explain.png)'}",
     ]
     return "\n".join(lines)
