@@ -95,16 +95,15 @@ def eval_loader(dataset, cfg, collate_fn):
 
 
 @torch.no_grad()
-def decode_images(model, images: torch.Tensor, vocab, beam_size: int, max_len: int, amp_dtype=None) -> list[str]:
-    """Beam-search captions (best beam) for a batch of preprocessed images already on the model's device."""
+def decode_images(model, images: torch.Tensor, vocab, beam_size: int, max_len: int, amp_dtype=None,
+                  controls: Optional[dict] = None) -> list[str]:
+    """Beam-search captions (best beam) for a batch of preprocessed images already on the model's device.
+    `controls`: min_len / length_penalty / no_repeat_ngram (fsgr.models.decoding.DecodeSettings)."""
     from fsgr.models import decoding
 
+    settings = decoding.DecodeSettings(beam_size=beam_size, max_len=max_len, **(controls or {}))
     with _autocast(images.device, amp_dtype):
-        encoded = model.encode(images)
-        if beam_size <= 1:
-            tokens = decoding.greedy(model, encoded, max_len=max_len)
-        else:
-            tokens = decoding.beam_search(model, encoded, beam_size=beam_size, max_len=max_len).tokens
+        tokens = decoding.decode(model, model.encode(images), settings).tokens
     return [vocab.decode(row, collapse_repeats=True) for row in tokens.cpu().tolist()]
 
 
@@ -113,7 +112,7 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
                    beam_size: Optional[int] = None, max_len: Optional[int] = None,
                    patch_labels=None, metrics: Optional[str] = None,
                    references: Optional[TokenizedReferences] = None, tolerate_metric_failures: bool = False,
-                   encoded=None) -> dict[str, Any]:
+                   encoded=None, controls: Optional[dict] = None) -> dict[str, Any]:
     """Scores (and loss) of `records` (one split). Writes COCO-results predictions on rank 0 if a path is given.
     `patch_labels`: the offline per-patch labels training uses (data.patch_labels), so that the validation SupCon
     term is the training one; None = the semantic head's concept ids. `metrics`: default eval.metrics.
@@ -128,6 +127,9 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
         raise ValueError("evaluate_split: no images in the split")
     beam_size = cfg.eval.beam_size if beam_size is None else beam_size
     max_len = cfg.eval.max_len if max_len is None else max_len
+    e = cfg.eval
+    controls = {"min_len": e.min_len, "length_penalty": e.length_penalty, "no_repeat_ngram": e.no_repeat_ngram,
+                **(controls or {})}
     shard = records[dist.rank::dist.world_size]
     was_training = model.training
     model.eval()
@@ -136,7 +138,7 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
     for batch in loader:
         batch = batch.to(device)
         for image_id, caption in zip(batch.image_ids, decode_images(model, batch.images, vocab, beam_size, max_len,
-                                                                   amp_dtype)):
+                                                                   amp_dtype, controls)):
             preds[int(image_id)] = caption
     result: dict[str, Any] = {}
     if with_loss:
