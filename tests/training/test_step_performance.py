@@ -6,16 +6,20 @@ from __future__ import annotations
 import copy
 import traceback
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from conftest import tiny_config, write_config
+import fsgr
 from fsgr.config import load_config
 from fsgr.models.captioner import FSGRCaptioner
 from fsgr.training import setup
 from fsgr.training.engine import Trainer, compile_backbone_and_encoder, fused_adam_supported
+
+FSGR_SOURCES = str(Path(fsgr.__file__).resolve().parent)   # the package itself, wherever the checkout is named
 
 # ops that make the host wait for the device when their input lives on a GPU
 HOST_READS = {"_local_scalar_dense", "nonzero", "nonzero_static", "masked_select", "unique", "_unique2",
@@ -31,7 +35,8 @@ class HostReadRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func.overloadpacket.__name__ in HOST_READS:
-            frames = [f.name for f in traceback.extract_stack() if "/fsgr/" in f.filename.replace("\\", "/")]
+            frames = [f.name for f in traceback.extract_stack()
+                      if str(Path(f.filename).resolve()).startswith(FSGR_SOURCES)]
             self.callers[frames[-1] if frames else "<torch>"] += 1
         return func(*args, **(kwargs or {}))
 
