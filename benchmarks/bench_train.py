@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from fsgr.models.config import ModelConfig  # noqa: E402
-from fsgr.training.engine import resolve_amp  # noqa: E402
+from fsgr.core.device import resolve_amp  # noqa: E402
 from fsgr.training.losses import nll_sum, supcon_loss  # noqa: E402
 
 

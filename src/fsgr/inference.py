@@ -7,15 +7,19 @@ buffer included) is loaded strictly.
 
 from __future__ import annotations
 
+import colorsys
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
+from fsgr.core.build import load_model
+from fsgr.core.device import pick_device
+from fsgr.data.images import load_image, open_image, preprocess
 from fsgr.errors import CheckpointError
+from fsgr.models.decoding import decode_images
 
 ImageLike = Union[str, os.PathLike, Image.Image]
 
@@ -38,29 +42,13 @@ class Captioner:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "Captioner":
-        from fsgr.config import Config, from_dict
-        from fsgr.data.vocab import Vocab
-        from fsgr.training.checkpoint import load_checkpoint
-        from fsgr.training.distributed import pick_device
-        from fsgr.training.setup import build_model
-
-        ckpt = load_checkpoint(path)
-        cfg = from_dict(Config, ckpt["config"])
-        vocab = Vocab(ckpt["vocab_itos"], source=f"{path}")
-        model, _, _ = build_model(cfg, vocab, load_weights=False)
-        missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
-        if missing or unexpected:
-            raise CheckpointError(f"{path}: model state does not match its own config ({len(missing)} missing keys "
-                                  f"e.g. {missing[:2]}, {len(unexpected)} unexpected e.g. {unexpected[:2]})")
+        loaded = load_model(path)
         device = pick_device(None if device is None else str(device), 0)   # the trainer's rule: bare 'cuda' -> cuda:0
-        model.to(device)
-        return cls(model, vocab, cfg, device, ckpt.get("codebook_names"))
+        return cls(loaded.model.to(device), loaded.vocab, loaded.cfg, device, loaded.codebook_names)
 
     # ------------------------------------------------------------------ images
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """A path or PIL image -> (3, S, S) CLIP-normalised tensor (the training preprocessing). DataError if bad."""
-        from fsgr.data.images import load_image, preprocess
-
         d = self.cfg.data
         if isinstance(image, Image.Image):
             return preprocess(image, size=d.image_size, resize=d.resize)
@@ -69,8 +57,6 @@ class Captioner:
     @torch.no_grad()
     def caption_tensors(self, images: torch.Tensor, beam_size: Optional[int] = None,
                         max_len: Optional[int] = None) -> list[str]:
-        from fsgr.training.evaluation import decode_images
-
         e = self.cfg.eval
         return decode_images(self.model, images.to(self.device), self.vocab, e.beam_size if beam_size is None
                              else beam_size, e.max_len if max_len is None else max_len)
@@ -96,7 +82,7 @@ class Captioner:
         pil = image if isinstance(image, Image.Image) else _open_rgb(image)
         x = self.preprocess(pil)[None].to(self.device)
         caption = self.caption_tensors(x)[0]
-        ids = self._concept_ids(x)[0]                                   # (P,)
+        ids = self.model.encode(x).concept_ids[0]                       # (P,)
         side = int(round(ids.numel() ** 0.5))
         grid = ids.view(side, side).cpu()
         names = {}
@@ -105,26 +91,14 @@ class Captioner:
                 else f"concept {i}"
         return Explanation(caption=caption, concept_ids=grid, concept_names=names, image=pil.convert("RGB"))
 
-    def _concept_ids(self, x: torch.Tensor) -> torch.Tensor:
-        encoded = self.model.encode(x)
-        ids = getattr(encoded, "concept_ids", None)
-        if ids is None:   # fall back on a one-token teacher-forced pass, which returns the ids
-            tokens = torch.full((x.shape[0], 2), self.vocab.bos_id, dtype=torch.long, device=x.device)
-            ids = self.model(x, tokens, torch.arange(x.shape[0], device=x.device)).concept_ids
-        return ids
-
 
 def _open_rgb(path) -> Image.Image:
-    from fsgr.data.images import open_image
-
     return open_image(path, size=None).convert("RGB")
 
 
 def draw_explanation(exp: Explanation, top: int = 8, width: int = 448) -> Image.Image:
     """The image with each patch tinted by its concept's colour, a legend of the `top` concepts by patch count, and
     the caption underneath. PIL only."""
-    from PIL import ImageDraw, ImageFont
-
     font = ImageFont.load_default()
     img = exp.image.resize((width, int(round(width * exp.image.height / exp.image.width))), Image.BICUBIC)
     gh, gw = exp.concept_ids.shape
@@ -175,7 +149,5 @@ def _wrap(text: str, font, max_width: int) -> list[str]:
 
 
 def _palette(n: int) -> list[tuple[int, int, int]]:
-    import colorsys
-
     return [tuple(int(255 * v) for v in colorsys.hsv_to_rgb((i * 0.61803398875) % 1.0, 0.75, 0.95))
             for i in range(max(n, 1))]

@@ -77,3 +77,13 @@ def write_config(path: Path, cfg: dict) -> Path:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("tiny_data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run_config(tiny_data):
+    """A factory: (directory, name="run", **sections) -> the YAML config of a tiny run in directory/name, with each
+    section's keys updated from `sections` (e.g. train={"max_epochs": 1}, model={"pma": {...}})."""
+    def make(directory: Path, name: str = "run", **sections) -> Path:
+        return write_config(directory / f"{name}.yaml", tiny_config(tiny_data, directory / name, **sections))
+
+    return make

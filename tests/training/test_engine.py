@@ -15,21 +15,15 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_config, write_config
 from fsgr.cli import main as cli_main
 from fsgr.config import load_config
 from fsgr.errors import CheckpointError
 from fsgr.training import train
-from fsgr.training.checkpoint import load_checkpoint
+from fsgr.core.checkpoint import load_checkpoint
 from fsgr.training.engine import NonFiniteLossError
 from fsgr.training.logging import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _cfg(tmp_path, tiny_data, name="run", **sections):
-    path = write_config(tmp_path / f"{name}.yaml", tiny_config(tiny_data, tmp_path / name, **sections))
-    return path
 
 
 def _losses(run_dir: Path) -> dict[int, float]:
@@ -45,10 +39,10 @@ def _env():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_data):
+def trained(tmp_path_factory, tiny_run_config):
     """XE for one epoch (with the patch contrastive loss), then one SCST epoch (sample mode), then test."""
     tmp = tmp_path_factory.mktemp("trained")
-    cfg_path = _cfg(tmp, tiny_data, train={"max_epochs": 1, "xe_most": 1, "contrastive_weight": 0.25},
+    cfg_path = tiny_run_config(tmp, train={"max_epochs": 1, "xe_most": 1, "contrastive_weight": 0.25},
                     scst={"enabled": True, "mode": "sample"})
     summary = train(load_config(cfg_path), progress=False)
     return tmp / "run", summary
@@ -119,11 +113,11 @@ def test_captioner_api_and_verbs(trained, tiny_data, tmp_path, capsys):
     assert json.loads((tmp_path / "preds.json.scores.json").read_text())["CIDEr"] == report["CIDEr"]
 
 
-def test_resume_is_bit_exact_mid_epoch(tmp_path, tiny_data):
+def test_resume_is_bit_exact_mid_epoch(tmp_path, tiny_run_config):
     # dropout, Gumbel noise and the contrastive loss all ON: every RNG state must be restored.
     common = {"max_epochs": 2, "xe_most": 2, "contrastive_weight": 0.25}
-    full = _cfg(tmp_path, tiny_data, "full", train=common)
-    part = _cfg(tmp_path, tiny_data, "part", train=common)
+    full = tiny_run_config(tmp_path, "full", train=common)
+    part = tiny_run_config(tmp_path, "part", train=common)
     train(load_config(full, ["train.max_steps=16"]), progress=False)          # 12 steps/epoch: stops in epoch 1
     first = train(load_config(part, ["train.max_steps=7"]), progress=False)   # stops mid-epoch 0
     assert first["status"] == "max_steps"
@@ -136,21 +130,21 @@ def test_resume_is_bit_exact_mid_epoch(tmp_path, tiny_data):
     assert len({round(v, 6) for v in a.values()}) > 8      # the losses really change from step to step
 
 
-def test_new_run_refuses_existing_run_dir(tmp_path, tiny_data):
-    cfg = _cfg(tmp_path, tiny_data, train={"max_steps": 1})
+def test_new_run_refuses_existing_run_dir(tmp_path, tiny_run_config):
+    cfg = tiny_run_config(tmp_path, train={"max_steps": 1})
     train(load_config(cfg), progress=False)
     with pytest.raises(Exception, match="--resume"):
         train(load_config(cfg), progress=False)
 
 
-def test_non_finite_loss_stops_with_image_ids(tmp_path, tiny_data):
-    cfg = _cfg(tmp_path, tiny_data, train={"lr": 1e30, "lr_warmup_epochs": 0})
+def test_non_finite_loss_stops_with_image_ids(tmp_path, tiny_run_config):
+    cfg = tiny_run_config(tmp_path, train={"lr": 1e30, "lr_warmup_epochs": 0})
     with pytest.raises(NonFiniteLossError, match=r"batch image ids \[\d+.*(checkpoint|no checkpoint)"):
         train(load_config(cfg), progress=False)
 
 
-def test_scst_beam_mode(tmp_path, tiny_data):
-    cfg = _cfg(tmp_path, tiny_data, train={"max_epochs": 1, "xe_most": 1, "max_steps": 14, "contrastive_weight": 0.0},
+def test_scst_beam_mode(tmp_path, tiny_run_config):
+    cfg = tiny_run_config(tmp_path, train={"max_epochs": 1, "xe_most": 1, "max_steps": 14, "contrastive_weight": 0.0},
                scst={"enabled": True, "mode": "beam", "num_samples": 3})
     summary = train(load_config(cfg), progress=False)
     rows = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
@@ -167,12 +161,12 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_match_one(tmp_path, tiny_data):
+def test_ddp_two_processes_match_one(tmp_path, tiny_run_config):
     # per-image noise (dropout -- model.dropout covers the prompts' --, Gumbel) cannot match between 1 and 2 processes
     over = ["train.max_steps=4", "model.dropout=0.0", "model.semantic.gumbel=false", "train.contrastive_weight=0",
             "train.batch_size=20", "data.batching=caption"]
-    one = _cfg(tmp_path, tiny_data, "one")
-    two = _cfg(tmp_path, tiny_data, "two")
+    one = tiny_run_config(tmp_path, "one")
+    two = tiny_run_config(tmp_path, "two")
     train(load_config(one, over), progress=False)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), "-m", "fsgr", "train", str(two), *over, "--no-progress"]
@@ -184,8 +178,8 @@ def test_ddp_two_processes_match_one(tmp_path, tiny_data):
     assert load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["world_size"] == 2
 
 
-def test_sigterm_saves_and_exits_cleanly(tmp_path, tiny_data):
-    cfg = _cfg(tmp_path, tiny_data, train={"max_epochs": 50, "xe_most": 50, "xe_least": 50})
+def test_sigterm_saves_and_exits_cleanly(tmp_path, tiny_run_config):
+    cfg = tiny_run_config(tmp_path, train={"max_epochs": 50, "xe_most": 50, "xe_least": 50})
     proc = subprocess.Popen([sys.executable, "-m", "fsgr", "train", str(cfg), "--no-progress"], env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "run" / "metrics.jsonl"
@@ -202,20 +196,20 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, tiny_data):
     assert state["global_step"] == summary["global_step"] >= 1
 
 
-def test_gradient_accumulation_matches_one_big_batch(tmp_path, tiny_data):
+def test_gradient_accumulation_matches_one_big_batch(tmp_path, tiny_run_config):
     # prompt dropout draws per-image masks from one stream per forward pass, so micro-batches draw others: off here
     over = ["train.max_steps=3", "model.dropout=0.0", "model.semantic.gumbel=false", "train.contrastive_weight=0",
             "train.batch_size=20", "model.backbone.prompts.dropout=0.0"]
-    train(load_config(_cfg(tmp_path, tiny_data, "big"), over), progress=False)
-    train(load_config(_cfg(tmp_path, tiny_data, "acc"), [*over, "train.grad_accum=2"]), progress=False)
+    train(load_config(tiny_run_config(tmp_path, "big"), over), progress=False)
+    train(load_config(tiny_run_config(tmp_path, "acc"), [*over, "train.grad_accum=2"]), progress=False)
     a, b = _losses(tmp_path / "big"), _losses(tmp_path / "acc")
     assert sorted(a) == sorted(b) == [1, 2, 3]
     assert max(abs(a[s] - b[s]) for s in a) <= 1e-5
 
 
-def test_max_steps_at_an_epoch_end_is_not_a_finished_run(tmp_path, tiny_data):
+def test_max_steps_at_an_epoch_end_is_not_a_finished_run(tmp_path, tiny_run_config):
     # 12 steps per epoch: the step budget runs out exactly when epoch 0 ends, with one XE epoch still to go
-    cfg = _cfg(tmp_path, tiny_data, train={"max_epochs": 2, "xe_most": 2, "contrastive_weight": 0.0, "max_steps": 12})
+    cfg = tiny_run_config(tmp_path, train={"max_epochs": 2, "xe_most": 2, "contrastive_weight": 0.0, "max_steps": 12})
     summary = train(load_config(cfg), progress=False)
     assert summary["status"] == "max_steps" and summary["phase"] == "xe" and summary["epoch"] == 1
     assert "test" not in summary                                  # test is scored once, at the real end only
@@ -234,7 +228,7 @@ def test_train_rows_lr_is_the_captioner_lr_in_both_phases(trained):
     assert all(r["lrs"]["backbone"] == pytest.approx(0.1 * r["lr"]) for r in rows if r["phase"] == "xe")
 
 
-def test_validation_loss_uses_the_offline_patch_labels(tmp_path, tiny_data):
+def test_validation_loss_uses_the_offline_patch_labels(tmp_path, tiny_run_config):
     # every patch of every image gets its own label: no patch has a positive, so SupCon is exactly 0 with these
     # labels (the semantic head's online ids, 12 concepts over 16 patches, always have positives)
     import numpy as np
@@ -243,7 +237,7 @@ def test_validation_loss_uses_the_offline_patch_labels(tmp_path, tiny_data):
     labels = np.arange(len(ids) * 16).reshape(len(ids), 16)
     npz = tmp_path / "labels.npz"
     np.savez(npz, image_ids=ids, labels=labels)
-    cfg = _cfg(tmp_path, tiny_data, train={"max_epochs": 1, "xe_most": 1, "contrastive_weight": 0.25},
+    cfg = tiny_run_config(tmp_path, train={"max_epochs": 1, "xe_most": 1, "contrastive_weight": 0.25},
                data={"patch_labels": str(npz)}, eval={"test_at_end": False})
     train(load_config(cfg), progress=False)
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
@@ -252,9 +246,9 @@ def test_validation_loss_uses_the_offline_patch_labels(tmp_path, tiny_data):
     assert val["contrastive"] == 0.0 and val["loss"] == pytest.approx(val["nll"])
 
 
-def test_train_verb_takes_overrides_after_its_flags(tmp_path, tiny_data, capsys):
+def test_train_verb_takes_overrides_after_its_flags(tmp_path, tiny_run_config, capsys):
     # `fsgr train CONFIG --resume train.max_steps=N` is how a stopped run gets a bigger budget
-    cfg = str(_cfg(tmp_path, tiny_data, train={"contrastive_weight": 0.0}))
+    cfg = str(tiny_run_config(tmp_path, train={"contrastive_weight": 0.0}))
     assert cli_main(["train", cfg, "--no-progress", "train.max_steps=1"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["global_step"] == 1
     assert cli_main(["train", cfg, "train.log_every=1", "--resume", "--no-progress", "train.max_steps=2"]) == 0

@@ -16,8 +16,11 @@ import os
 from pathlib import Path
 from typing import Iterable, Literal, Optional, Sequence
 
+import numpy as np
+
 from fsgr.data.problems import Problem, report
 from fsgr.data.records import ImageRecord
+from fsgr.data.synthetic import generate
 from fsgr.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -131,8 +134,6 @@ def read_m2(folder: str | os.PathLike, images_root: str | os.PathLike, full_coco
     """M2/RSTNet `m2_annotations/`: captions_{train,val}2014.json + coco_{train,restval,dev,test}_ids.npy holding
     ANNOTATION ids. train = train + restval (use_restval=True), val = dev, test = test. Images live in
     images_root/train2014 and images_root/val2014."""
-    import numpy as np
-
     folder, images_root = Path(folder), Path(images_root)
     if not folder.is_dir():
         raise DataError(f"{folder}: M2 annotation folder not found")
@@ -326,8 +327,6 @@ def read_records(cfg, problems: Optional[list[Problem]] = None) -> list[ImageRec
     """DataConfig -> records, by cfg.format ('m2', 'karpathy', 'coco', 'synthetic')."""
     fmt = cfg.format
     if fmt == "synthetic":
-        from fsgr.data.synthetic import generate
-
         root = generate(cfg.synthetic)
         return read_karpathy(root / "dataset_shapes.json", root, full_coco="off", problems=problems)
     if not cfg.annotations:

@@ -15,6 +15,7 @@ from collections import Counter, OrderedDict, defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from fsgr.data.text import tokenize_captions
 from fsgr.errors import DataError
 
 SPECIALS = ("<unk>", "<pad>", "<bos>", "<eos>")
@@ -184,8 +185,6 @@ def _load_m2_pickle(raw: bytes, source: str) -> Vocab:
 
 def vocab_from_records(records, splits: Sequence[str] = ("train",), min_freq: int = 5) -> Vocab:
     """Build from the captions of `splits` (ours: train; the reference/M2 used train + val)."""
-    from fsgr.data.text import tokenize_captions
-
     raws = [c for r in records if r.split in splits for c in r.captions]
     if not raws:
         raise DataError(f"no captions in split(s) {', '.join(splits)} to build a vocabulary from")

@@ -17,23 +17,26 @@ import os
 import sys
 import time
 from collections import Counter
-from importlib import resources
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
+from torch.utils.data import DataLoader
 
+from fsgr.config import load_config, resolve_config
+from fsgr.core.assets import resolve_clip, resolve_codebook
+from fsgr.core.build import build_model
+from fsgr.data.datasets import EvalDataset, collate_eval
+from fsgr.data.synthetic import COLOUR_OF, CONCEPTS, SHAPE_OF, load_concept_map, patch_concepts
+from fsgr.demo.pretrain_clip import csa_patch_embeddings
 from fsgr.errors import ConfigError, DataError
-
-METRICS = "bleu,rouge,cider"
-
-
-def default_config_path() -> Path:
-    """configs/demo.yaml of a source checkout when run from it; else the copy shipped in the package."""
-    local = Path("configs/demo.yaml")
-    if local.is_file():
-        return local
-    return Path(str(resources.files("fsgr").joinpath("assets", "demo.yaml")))
+from fsgr.inference import Captioner, draw_explanation
+from fsgr.metrics import score
+from fsgr.models.clip import load_clip
+from fsgr.models.codebook import load_codebook
+from fsgr.training.engine import train
+from fsgr.training.evaluation import write_predictions
+from fsgr.training.setup import build_data
 
 
 def held_out_index(image_id: int, n: int) -> int:
@@ -60,24 +63,18 @@ def blind_caption(train_records) -> str:
 
 
 def _batches(records, size: int, image_size: int, resize: str):
-    from torch.utils.data import DataLoader
 
-    from fsgr.data.datasets import EvalDataset, collate_eval
 
     return DataLoader(EvalDataset(list(records), image_size, resize), batch_size=size, shuffle=False, num_workers=0,
                       collate_fn=collate_eval)
 
 
 def _truth(root: Path, image_ids: Sequence[int], grid: int) -> torch.Tensor:
-    from fsgr.data.synthetic import load_concept_map, patch_concepts
-
     return torch.stack([patch_concepts(load_concept_map(root, int(i)), grid) for i in image_ids])
 
 
 def patch_accuracy(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     """Accuracy over object patches (truth != background) of concept ids, and of their colour / shape."""
-    from fsgr.data.synthetic import COLOUR_OF, SHAPE_OF
-
     obj = truth != 0
     if not obj.any():
         raise DataError("no object patches in the evaluated images")
@@ -97,10 +94,7 @@ def semantic_head_ids(model, records, cfg, device) -> tuple[list[int], torch.Ten
     for batch in _batches(records, cfg.eval.batch_images, cfg.data.image_size, cfg.data.resize):
         x = batch.images.to(device)
         enc = model.encode(x)
-        concept_ids = getattr(enc, "concept_ids", None)
-        if concept_ids is None:
-            raise DataError("the model's encode() gives no concept_ids: is the semantic head on?")
-        out.append(concept_ids.cpu())
+        out.append(enc.concept_ids.cpu())
         ids.extend(int(i) for i in batch.image_ids)
     return ids, torch.cat(out)
 
@@ -108,8 +102,6 @@ def semantic_head_ids(model, records, cfg, device) -> tuple[list[int], torch.Ten
 @torch.no_grad()
 def clip_alone_ids(clip, codebook: torch.Tensor, records, cfg) -> tuple[list[int], torch.Tensor]:
     """MaskCLIP/SCLIP patch labels of the tiny CLIP alone: CSA patch features vs the whole codebook."""
-    from fsgr.demo.pretrain_clip import csa_patch_embeddings
-
     ids, out = [], []
     for batch in _batches(records, cfg.eval.batch_images, cfg.data.image_size, cfg.data.resize):
         feats = csa_patch_embeddings(clip.visual, batch.images)                 # (B, P, E)
@@ -119,8 +111,6 @@ def clip_alone_ids(clip, codebook: torch.Tensor, records, cfg) -> tuple[list[int
 
 
 def _check_codebook_names(names) -> None:
-    from fsgr.data.synthetic import CONCEPTS
-
     if list(names or []) != list(CONCEPTS):
         raise ConfigError(f"the demo needs a codebook of the shapes concepts in order ({len(CONCEPTS)}: "
                           f"{CONCEPTS[:3]}...), got {len(names or [])} names {list(names or [])[:3]}...")
@@ -128,18 +118,10 @@ def _check_codebook_names(names) -> None:
 
 def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None, overrides: Sequence[str] = (),
              device: Optional[str] = None, progress: bool = True, examples: int = 5) -> dict:
-    from fsgr.config import load_config
-    from fsgr.demo.assets import resolve_clip, resolve_codebook
-    from fsgr.inference import Captioner, draw_explanation
-    from fsgr.metrics import score
-    from fsgr.models.clip import load_clip
-    from fsgr.models.codebook import load_codebook
-    from fsgr.training.engine import train
-    from fsgr.training.setup import build_data, build_model
 
     t0 = time.time()
     out = Path(out)
-    config = Path(config) if config else default_config_path()
+    config = resolve_config(config or "demo")
     cfg = load_config(config, [f"run.dir={out}", f"data.synthetic.root={out / 'shapes'}", *overrides])
     if cfg.data.format != "synthetic":
         raise ConfigError(f"{config}: the demo runs on data.format=synthetic, not {cfg.data.format!r}")
@@ -195,7 +177,6 @@ def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None,
     head = patch_accuracy(head_pred, truth)
     t_eval = time.time() - t_eval
 
-    from fsgr.training.evaluation import write_predictions
 
     write_predictions(preds, out / "predictions" / "test_demo.json")
     example_records = test[:examples]

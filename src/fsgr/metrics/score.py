@@ -11,6 +11,14 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 from fsgr.errors import DataError
+from fsgr.metrics.bleu import corpus_bleu
+from fsgr.metrics.cider import corpus_cider_d
+from fsgr.metrics.java import MetricUnavailable
+from fsgr.metrics.meteor import corpus_meteor
+from fsgr.metrics.ngrams import encode_corpus
+from fsgr.metrics.rouge import corpus_rouge_l
+from fsgr.metrics.spice import corpus_spice
+from fsgr.metrics.tokenizer import ptb_tokenize
 
 # metric name (as --metrics takes it) -> result keys
 METRIC_KEYS: dict[str, tuple[str, ...]] = {
@@ -80,7 +88,6 @@ def score(refs: Mapping[Hashable, Sequence[str]], preds: Mapping[Hashable, str],
     """
     names = parse_metrics(metrics)
     validate(refs, preds)
-    from fsgr.metrics.tokenizer import ptb_tokenize
 
     image_ids = list(refs)
     n_refs = [len(refs[i]) for i in image_ids]
@@ -96,38 +103,24 @@ def score(refs: Mapping[Hashable, Sequence[str]], preds: Mapping[Hashable, str],
 def score_tokenized(image_ids: list, ref_tok: list[list[str]], cand_tok: list[str],
                     metrics: Iterable[str]) -> Scores:
     """The metrics of already PTB-tokenised text (what pycocoevalcap's scorers receive)."""
-    from fsgr.metrics.java import MetricUnavailable
-
     names = parse_metrics(list(metrics))
     out = Scores()
     rows = None
     if "bleu" in names or "cider" in names:
-        from fsgr.metrics.ngrams import encode_corpus
-
         rows = encode_corpus(ref_tok, cand_tok)
     if "bleu" in names:
-        from fsgr.metrics.bleu import corpus_bleu
-
         for key, value in zip(METRIC_KEYS["bleu"], corpus_bleu(ref_tok, cand_tok, rows=rows)):
             out[key] = value
     if "meteor" in names:
-        from fsgr.metrics.meteor import corpus_meteor
-
         try:
             out["METEOR"] = corpus_meteor(ref_tok, cand_tok)[0]
         except MetricUnavailable as exc:
             out.unavailable["METEOR"] = str(exc)
     if "rouge" in names:
-        from fsgr.metrics.rouge import corpus_rouge_l
-
         out["ROUGE-L"] = corpus_rouge_l(ref_tok, cand_tok)[0]
     if "cider" in names:
-        from fsgr.metrics.cider import corpus_cider_d
-
         out["CIDEr"] = corpus_cider_d(ref_tok, cand_tok, rows=rows)[0]
     if "spice" in names:
-        from fsgr.metrics.spice import corpus_spice
-
         try:
             out["SPICE"] = corpus_spice(image_ids, ref_tok, cand_tok)[0]
         except MetricUnavailable as exc:

@@ -24,6 +24,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fsgr.errors import CheckpointError, ConfigError
+from fsgr.models.backbone import FSGRBackbone
+from fsgr.models.clip import weights_fingerprint
+from fsgr.models.clip import build_clip
 from fsgr.models.config import ModelConfig
 from fsgr.models.decoder import Decoder, xavier_init_
 from fsgr.models.encoder import Encoder
@@ -72,11 +75,8 @@ class FSGRCaptioner(nn.Module):
         if cfg.encoder.d_model != cfg.decoder.d_model:
             raise ConfigError(f"model.encoder.d_model {cfg.encoder.d_model} != model.decoder.d_model "
                               f"{cfg.decoder.d_model}: the decoder cross-attends the encoder output")
-        from fsgr.models.backbone import FSGRBackbone
 
         if clip is None:
-            from fsgr.models.clip import build_clip
-
             clip = build_clip(cfg.clip)          # random weights of the configured sizes (summary, tests)
         else:
             self._check_codebook_clip(codebook, clip)
@@ -110,7 +110,6 @@ class FSGRCaptioner(nn.Module):
         made_with = getattr(codebook, "clip_fingerprint", None)
         if made_with is None:
             return
-        from fsgr.models.clip import weights_fingerprint
 
         ours = weights_fingerprint(clip)
         if made_with != ours:

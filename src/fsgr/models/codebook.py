@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from fsgr.errors import CheckpointError, DataError
+from fsgr.models.clip import tokenize, weights_fingerprint
 
 FORMAT, VERSION = "fsgr-codebook", 1
 DEFAULT_TEMPLATE = "a photo of a {}."
@@ -69,8 +70,6 @@ def read_class_names(spec: Union[str, Path]) -> list[str]:
 @torch.no_grad()
 def build_codebook(clip, names: Sequence[str], template: str = DEFAULT_TEMPLATE, batch_size: int = 256) -> Codebook:
     """Embed `template.format(name)` for every name with the CLIP text tower (on whatever device the CLIP is)."""
-    from fsgr.models.clip import tokenize, weights_fingerprint
-
     if "{}" not in template:
         raise DataError(f"codebook template {template!r} has no '{{}}' where the class name goes")
     names = list(names)

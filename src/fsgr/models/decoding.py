@@ -185,3 +185,15 @@ def sample(model, encoded, num_samples: int = 5, max_len: int = 20,
     tokens = _pad_to(torch.stack(words, dim=1), max_len, model.pad_id).view(b, n, max_len)
     token_lps = _pad_to(torch.stack(lps, dim=1), max_len, 0.0).view(b, n, max_len)
     return tokens, token_lps
+
+
+@torch.no_grad()
+def decode_images(model, images: torch.Tensor, vocab, beam_size: int, max_len: int) -> list[str]:
+    """Captions (the best beam; greedy when beam_size <= 1) of preprocessed images already on the model's device.
+    Mixed precision is the caller's: wrap the call in `fsgr.core.device.autocast`."""
+    encoded = model.encode(images)
+    if beam_size <= 1:
+        tokens = greedy(model, encoded, max_len=max_len)
+    else:
+        tokens = beam_search(model, encoded, beam_size=beam_size, max_len=max_len).tokens
+    return [vocab.decode(row, collapse_repeats=True) for row in tokens.cpu().tolist()]

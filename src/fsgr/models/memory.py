@@ -25,8 +25,10 @@ is not bitwise deterministic).
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 
+from fsgr.errors import ConfigError
 from fsgr.models.config import PMAConfig
 
 EMPTY_SCORE = -2.0          # staging slot holds nothing
@@ -226,8 +228,6 @@ class LayerMemory(nn.Module):
         k, v, valid = self.bank_k, self.bank_v, self.bank_valid
         world, rank = _world()
         if world > 1:
-            import torch.distributed as dist
-
             share = k.shape[0] // world
             mine = slice(rank, rank + share * world, world)
             parts = []
@@ -257,16 +257,12 @@ class LayerMemory(nn.Module):
                 self.proto_valid[:m] = True
         world, _ = _world()
         if world > 1:
-            import torch.distributed as dist
-
             for t in (self.proto_k, self.proto_v):
                 dist.broadcast(t, 0)
         return m
 
 
 def _world() -> tuple[int, int]:
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank()
     return 1, 0
@@ -274,8 +270,6 @@ def _world() -> tuple[int, int]:
 
 def memory_layer_ids(cfg: PMAConfig, num_layers: int) -> list[int]:
     """Which decoder layers carry memory; refuses ids outside the decoder."""
-    from fsgr.errors import ConfigError
-
     ids = list(range(num_layers)) if cfg.layers is None else sorted(set(cfg.layers))
     bad = [i for i in ids if not 0 <= i < num_layers]
     if bad:

@@ -40,19 +40,6 @@ def init_distributed(device: torch.device) -> DistInfo:
                     local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def pick_device(requested: str | None, info_local_rank: int) -> torch.device:
-    """`requested` (e.g. 'cpu', 'cuda', 'cuda:1') or the local GPU of this process if there is one."""
-    if requested:
-        device = torch.device(requested)
-        # a bare 'cuda' means this process's GPU (torchrun: LOCAL_RANK), not "whichever is current"
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", info_local_rank)
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda", info_local_rank)
-    return torch.device("cpu")
-
-
 def all_reduce_sum(values: list[float], device: torch.device, info: DistInfo) -> list[float]:
     if not info.enabled:
         return list(values)

@@ -16,29 +16,40 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import signal
 import sys
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import torch
+import torch.distributed
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
 
 from fsgr.config import Config, save_config, to_dict
+from fsgr.core import checkpoint as ckpt_io
+from fsgr.core.build import build_model
+from fsgr.core.device import autocast, pick_device, resolve_amp
 from fsgr.errors import ConfigError, FsgrError
-from fsgr.training import checkpoint as ckpt_io
-from fsgr.training.distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier, broadcast_object,
-                                       init_distributed, pick_device, shutdown)
-from fsgr.training.losses import (nll_sum, num_targets, scst_baseline, scst_beam_loss, scst_sample_loss, supcon_loss,
-                                  through_eos_mask)
+from fsgr.metrics.reward import CiderDReward
+from fsgr.models import decoding
+from fsgr.training import setup
+from fsgr.training.distributed import all_gather_objects, all_reduce_sum, barrier, init_distributed, shutdown
+from fsgr.training.evaluation import evaluate_split
+from fsgr.training.logging import MetricsLogger, NullLogger
+from fsgr.training.losses import (nll_sum, num_targets, patch_contrastive_loss, scst_baseline, scst_beam_loss,
+                                  scst_sample_loss, through_eos_mask)
 from fsgr.training.schedules import LrSchedule, scst_schedule, xe_schedule
 
 
 class NonFiniteLossError(FsgrError):
-    """The loss became NaN/inf: training stops (the reference kept going with a NaN running mean, section 10b)."""
+    """The loss became NaN/inf: training stops (the reference kept going, averaging NaN into its running loss)."""
 
 
 @dataclass
@@ -55,21 +66,6 @@ class TrainState:
     status: str = "running"          # "running" | "finished" | "max_steps" | "interrupted"
 
 
-def resolve_amp(mode: str, device: torch.device) -> Optional[torch.dtype]:
-    """None = fp32. auto: bf16 on GPUs that support it, else fp16 (+GradScaler); fp32 on CPU."""
-    if mode == "off" or device.type == "cpu":
-        if mode in ("bf16", "fp16") and device.type == "cpu":
-            raise ConfigError(f"train.amp={mode}: mixed precision is for GPUs; use train.amp=auto or off on CPU")
-        return None
-    if mode == "bf16":
-        return torch.bfloat16
-    if mode == "fp16":
-        return torch.float16
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -78,8 +74,6 @@ def seed_everything(seed: int) -> None:
 
 class Trainer:
     def __init__(self, cfg: Config, resume: bool = False, device: str | None = None, progress: bool = True):
-        from fsgr.training import setup
-
         self.cfg = cfg
         self.resume = resume
         self.dist = init_distributed(pick_device(device, _env_local_rank()))
@@ -95,7 +89,7 @@ class Trainer:
 
         self.data = setup.build_data(cfg)                 # records per split, vocab, reward refs
         self.vocab = self.data.vocab
-        self.model, self.codebook_names, self.codebook_fingerprint = setup.build_model(cfg, self.vocab)
+        self.model, self.codebook_names, self.codebook_fingerprint = build_model(cfg, self.vocab)
         self.model.to(self.device)
         self.state = TrainState()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -107,6 +101,8 @@ class Trainer:
         self._stop_signal: Optional[int] = None
         self.logger = None
         self.last_eval: dict[str, Any] = {}
+        self.test_result: Optional[dict[str, Any]] = None   # the best checkpoint's test scores, once scored
+        self._said_unavailable = False                      # metrics that cannot run here are named once per run
 
     # ------------------------------------------------------------------ set-up helpers
     def _check_batch_sizes(self) -> None:
@@ -129,7 +125,7 @@ class Trainer:
         model = self.model
         groups = model.parameter_groups()
         if phase == "scst" and not self.cfg.model.backbone.train_in_scst:
-            for p in groups.get("backbone", []):   # B27 made explicit: no backbone gradients in SCST
+            for p in groups.get("backbone", []):   # the reference's SCST optimiser held no backbone
                 p.requires_grad_(False)
             groups = {k: v for k, v in groups.items() if k != "backbone"}
         param_groups = [{"params": [p for p in ps if p.requires_grad], "name": name} for name, ps in groups.items()]
@@ -139,8 +135,6 @@ class Trainer:
         self.schedule = xe_schedule(self.cfg.train) if phase == "xe" else scst_schedule(self.cfg.scst)
         self._ddp = None
         if self.dist.enabled and phase == "xe":
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             ids = [self.device.index] if self.device.type == "cuda" else None
             unused = self.cfg.train.find_unused_parameters
             if unused is None:
@@ -194,8 +188,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ the run
     def run(self) -> dict[str, Any]:
-        from fsgr.training.logging import MetricsLogger, NullLogger
-
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "predictions").mkdir(exist_ok=True)
@@ -252,8 +244,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ one epoch
     def _train_epoch(self) -> str:
-        from fsgr.training import setup
-
         st = self.state
         scst = st.phase == "scst"
         loader = setup.train_loader(self.cfg, self.data, self.dist, epoch=st.epoch + (1000 if scst else 0),
@@ -267,8 +257,6 @@ class Trainer:
         it = iter(loader)
         bar = None
         if self.progress:
-            from tqdm import tqdm
-
             bar = tqdm(total=steps_total, initial=st.step_in_epoch, desc=f"{st.phase} {st.epoch}", unit="step",
                        dynamic_ncols=True, file=sys.stderr)
         window: list[float] = []
@@ -330,18 +318,14 @@ class Trainer:
             batch = batch.to(dev, non_blocking=True)
             sync = self._ddp.no_sync() if (self._ddp is not None and i < len(batches) - 1) else contextlib.nullcontext()
             with sync:
-                with self._autocast():
+                with autocast(self.device, self.amp_dtype):
                     out = module(batch.images, batch.tokens, batch.image_index)
                 nll, _ = nll_sum(out.logprobs, batch.tokens, pad)
                 nll = nll / global_targets
                 loss = nll * w                               # DDP averages gradients over the w processes
                 con = torch.zeros((), device=dev)
                 if cfg.contrastive_weight > 0:
-                    labels = batch.patch_labels if batch.patch_labels is not None else out.concept_ids.detach()
-                    feats = out.contrast_feats
-                    con = supcon_loss(feats.reshape(-1, feats.shape[-1]), labels.reshape(-1),
-                                      cfg.contrastive_temperature, cfg.contrastive_base_temperature,
-                                      cfg.contrastive_chunk) / len(batches)
+                    con = patch_contrastive_loss(out, batch.patch_labels, cfg) / len(batches)
                     loss = loss + cfg.contrastive_weight * con
                 self.scaler.scale(loss).backward()
             part = torch.stack([(loss / w).detach().double(), nll.detach().double(), (con / w).detach().double()])
@@ -376,19 +360,12 @@ class Trainer:
                                  f"step {self.state.step_in_epoch + 1} (global {self.state.global_step + 1}); batch "
                                  f"image ids {bad}; {good}. Check the learning rates logged in metrics.jsonl")
 
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
     # ------------------------------------------------------------------ SCST
     def _scst_step(self, batch) -> dict[str, float]:
-        from fsgr.models import decoding
-
         sc, dev, w = self.cfg.scst, self.device, self.dist.world_size
         batch = batch.to(dev, non_blocking=True)
         reward_fn = self._reward_fn()
-        with self._autocast():
+        with autocast(self.device, self.amp_dtype):
             encoded = self.model.encode(batch.images, backbone_grad=self.cfg.model.backbone.train_in_scst)
             if sc.mode == "sample":
                 tokens, logprobs = decoding.sample(self.model, encoded, num_samples=sc.num_samples, max_len=sc.max_len)
@@ -423,18 +400,14 @@ class Trainer:
         return self._reduce_step_values(part, [batch], names=("loss", "reward"))
 
     def _all_reduce_gradients(self) -> None:
-        import torch.distributed as dist
-
         for p in self._trainable():
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad)
+            torch.distributed.all_reduce(p.grad)
             p.grad.div_(self.dist.world_size)
 
     def _reward_fn(self):
         if self._reward is None:
-            from fsgr.metrics.reward import CiderDReward
-
             refs = self.data.train_refs
             if self.cfg.scst.mode == "sample":
                 refs = {i: [r + " " + EOS_WORD for r in caps] for i, caps in refs.items()}
@@ -443,8 +416,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ epoch end: evaluate, select, switch
     def _end_of_epoch(self) -> None:
-        from fsgr.training.evaluation import evaluate_split
-
         st, cfg = self.state, self.cfg
         tag = f"{st.phase}{st.epoch}"
         result = evaluate_split(self.model, self.data.split("val"), self.vocab, cfg, self.device, self.dist,
@@ -455,7 +426,7 @@ class Trainer:
         if cider is None:
             raise FsgrError("validation scores have no CIDEr: eval.metrics must include cider (model selection)")
         self.last_eval = {"split": "val", "phase": st.phase, "epoch": st.epoch, **result}
-        if result.get("unavailable") and not getattr(self, "_said_unavailable", False):
+        if result.get("unavailable") and not self._said_unavailable:
             self._said_unavailable = True
             self._say("metrics not computed here: " + "; ".join(f"{k}: {v}" for k, v in
                                                                  result["unavailable"].items()))
@@ -507,8 +478,6 @@ class Trainer:
         self._build_optimizer("scst")
 
     def _test_best(self) -> None:
-        from fsgr.training.evaluation import evaluate_split
-
         test = self.data.split("test")
         if not test:
             return
@@ -530,8 +499,6 @@ class Trainer:
 
     def _say(self, text: str) -> None:
         if self.dist.is_main:
-            from tqdm import tqdm
-
             tqdm.write(text, file=sys.stderr)
 
     def summary(self) -> dict[str, Any]:
@@ -547,7 +514,7 @@ class Trainer:
             "world_size": self.dist.world_size, "device": str(self.device),
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
         }
-        if getattr(self, "test_result", None):
+        if self.test_result is not None:
             out["test"] = self.test_result["scores"]
         if self.dist.is_main:
             (self.run_dir / "summary.json").write_text(json.dumps(out, indent=2))
@@ -555,8 +522,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ signals
     def _install_signal_handlers(self):
-        import threading
-
         if threading.current_thread() is not threading.main_thread():
             return None
 
@@ -581,8 +546,6 @@ SCST_RECIPES = {
 
 
 def _env_local_rank() -> int:
-    import os
-
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 

@@ -4,39 +4,19 @@ gathered and rank 0 scores them; everyone receives the scores (model selection m
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
+from torch.utils.data import DataLoader
 
+from fsgr.core.device import autocast
+from fsgr.data.datasets import CaptionDataset, EvalDataset, collate_captions, collate_eval
+from fsgr.metrics import score
+from fsgr.models.decoding import decode_images
 from fsgr.training.distributed import DistInfo, all_gather_objects, all_reduce_sum, broadcast_object
-from fsgr.training.losses import nll_sum, supcon_loss
-
-
-def _autocast(device: torch.device, amp_dtype):
-    if amp_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=amp_dtype)
-
-
-def metric_names(spec: str) -> list[str]:
-    return [m.strip() for m in spec.split(",") if m.strip()]
-
-
-@torch.no_grad()
-def decode_images(model, images: torch.Tensor, vocab, beam_size: int, max_len: int, amp_dtype=None) -> list[str]:
-    """Beam-search captions (best beam) for a batch of preprocessed images already on the model's device."""
-    from fsgr.models import decoding
-
-    with _autocast(images.device, amp_dtype):
-        encoded = model.encode(images)
-        if beam_size <= 1:
-            tokens = decoding.greedy(model, encoded, max_len=max_len)
-        else:
-            tokens = decoding.beam_search(model, encoded, beam_size=beam_size, max_len=max_len).tokens
-    return [vocab.decode(row, collapse_repeats=True) for row in tokens.cpu().tolist()]
+from fsgr.training.losses import nll_sum, patch_contrastive_loss
 
 
 def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, dist: DistInfo = DistInfo(),
@@ -46,10 +26,6 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
     """Scores (and loss) of `records` (one split). Writes COCO-results predictions on rank 0 if a path is given.
     `patch_labels`: the offline per-patch labels training uses (data.patch_labels), so that the validation SupCon
     term is the training one; None = the semantic head's concept ids."""
-    from torch.utils.data import DataLoader
-
-    from fsgr.data.datasets import EvalDataset, collate_eval
-
     records = list(records)
     if cfg.eval.max_images is not None:
         records = records[: cfg.eval.max_images]
@@ -65,9 +41,9 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
                         shuffle=False, num_workers=0, collate_fn=collate_eval)
     for batch in loader:
         batch = batch.to(device)
-        for image_id, caption in zip(batch.image_ids, decode_images(model, batch.images, vocab, beam_size, max_len,
-                                                                   amp_dtype)):
-            preds[int(image_id)] = caption
+        with autocast(device, amp_dtype):
+            captions = decode_images(model, batch.images, vocab, beam_size, max_len)
+        preds.update((int(image_id), caption) for image_id, caption in zip(batch.image_ids, captions))
     result: dict[str, Any] = {}
     if with_loss:
         result.update(validation_loss(model, shard, vocab, cfg, device, dist, amp_dtype, patch_labels))
@@ -76,10 +52,8 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
         merged.update(part)
     scores = None
     if dist.is_main:
-        from fsgr.metrics import score
-
         refs = {int(r.image_id): list(r.captions) for r in records}
-        scored = score(refs, merged, metrics=metric_names(cfg.eval.metrics))
+        scored = score(refs, merged, metrics=cfg.eval.metrics)
         # metrics that cannot run here (no Java for METEOR/SPICE) are absent, with the reason: never a silent 0
         scores = {"scores": {k: float(v) for k, v in scored.items()},
                   "unavailable": {k: str(v) for k, v in dict(getattr(scored, "unavailable", {}) or {}).items()}}
@@ -97,10 +71,6 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
 def validation_loss(model, records: Sequence, vocab, cfg, device, dist: DistInfo, amp_dtype=None,
                     patch_labels=None) -> dict[str, float]:
     """Teacher-forced NLL per target token (+ contrastive_weight x mean SupCon per batch), eval mode."""
-    from torch.utils.data import DataLoader
-
-    from fsgr.data.datasets import CaptionDataset, collate_captions
-
     ds = CaptionDataset(list(records), vocab, image_size=cfg.data.image_size, resize=cfg.data.resize,
                         max_len=cfg.data.max_len, length_policy=cfg.data.length_policy, batching="image",
                         patch_labels=patch_labels)
@@ -110,17 +80,13 @@ def validation_loss(model, records: Sequence, vocab, cfg, device, dist: DistInfo
     t = cfg.train
     for batch in loader:
         batch = batch.to(device)
-        with _autocast(device, amp_dtype):
+        with autocast(device, amp_dtype):
             out = model(batch.images, batch.tokens, batch.image_index)
         s, n = nll_sum(out.logprobs, batch.tokens, vocab.pad_id)
         nll_total += float(s)
         targets += n
         if t.contrastive_weight > 0:
-            labels = batch.patch_labels if batch.patch_labels is not None else out.concept_ids
-            feats = out.contrast_feats
-            con_total += float(supcon_loss(feats.reshape(-1, feats.shape[-1]), labels.reshape(-1),
-                                           t.contrastive_temperature, t.contrastive_base_temperature,
-                                           t.contrastive_chunk))
+            con_total += float(patch_contrastive_loss(out, batch.patch_labels, t))
             con_batches += 1
     nll_total, targets, con_total, con_batches = all_reduce_sum([nll_total, targets, con_total, con_batches],
                                                                 device, dist)

@@ -1,16 +1,22 @@
-"""Config -> the things a run needs: records per split and the vocabulary, the model, the training loaders.
+"""Config -> the data a run needs: records per split and the vocabulary, the training loaders.
 
-Kept apart from the loop so that `fsgr evaluate`, `fsgr.Captioner` and the demo build things exactly as training does.
+Kept apart from the loop so that the demo reads data exactly as training does. The model comes from
+`fsgr.core.build`, which serving shares.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field, replace
+import statistics
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
 
+from fsgr.data.datasets import CaptionDataset, make_loader
+from fsgr.data.datasets import load_patch_labels as read_patch_labels
+from fsgr.data.readers import read_records
+from fsgr.data.text import tokenize_captions
+from fsgr.data.vocab import Vocab
 from fsgr.errors import ConfigError, DataError
 
 
@@ -29,9 +35,6 @@ class DataBundle:
 
 
 def build_vocab(cfg, records_by_split: dict[str, list]):
-    from fsgr.data.text import tokenize_captions
-    from fsgr.data.vocab import Vocab
-
     if cfg.data.vocab:
         return Vocab.load(cfg.data.vocab)
     captions = [c for s in cfg.data.vocab_splits for r in records_by_split.get(s, []) for c in r.captions]
@@ -41,8 +44,6 @@ def build_vocab(cfg, records_by_split: dict[str, list]):
 
 
 def build_data(cfg) -> DataBundle:
-    from fsgr.data.readers import read_records
-
     records = read_records(cfg.data)
     by_split: dict[str, list] = {"train": [], "val": [], "test": []}
     for r in records:
@@ -58,51 +59,7 @@ def build_data(cfg) -> DataBundle:
 def load_patch_labels(cfg) -> Optional[dict]:
     if not cfg.data.patch_labels:
         return None
-    from fsgr.data.datasets import load_patch_labels as load
-
-    return load(cfg.data.patch_labels)
-
-
-def codebook_identity(codebook) -> tuple[Optional[list[str]], Optional[str]]:
-    """(names, fingerprint) of a loaded codebook: sha256 of its names and fp32 embeddings (16 hex digits), so another
-    class list or another CLIP's embeddings are told apart on resume. None, None for the random test codebook."""
-    if codebook is None:
-        return None, None
-    names = getattr(codebook, "names", None)
-    emb = getattr(codebook, "embeddings", codebook)
-    h = hashlib.sha256(emb.detach().float().cpu().contiguous().numpy().tobytes())
-    h.update("\n".join(names or []).encode())
-    return (list(names) if names is not None else None), h.hexdigest()[:16]
-
-
-def build_model(cfg, vocab, load_weights: bool = True):
-    """The captioner of `cfg.model` with len(vocab) words. load_weights=False skips the CLIP and codebook files
-    (the caller loads a checkpoint's full state next). Returns (model, codebook names, codebook fingerprint)."""
-    from fsgr.models.captioner import FSGRCaptioner
-
-    mcfg = cfg.model
-    clip = codebook = None
-    if load_weights and mcfg.clip.path:
-        from fsgr.demo.assets import resolve_clip
-        from fsgr.models.clip import load_clip
-
-        clip = load_clip(resolve_clip(mcfg.clip.path))   # 'demo' = the shipped tiny CLIP
-    if load_weights and mcfg.semantic.enabled and mcfg.semantic.codebook:
-        from fsgr.models.codebook import load_codebook
-
-        expected_fp = None
-        if clip is not None:    # the codebook must come from this CLIP's text tower
-            from fsgr.models.clip import weights_fingerprint
-
-            expected_fp = weights_fingerprint(clip)
-        from fsgr.demo.assets import resolve_codebook
-
-        codebook = load_codebook(resolve_codebook(mcfg.semantic.codebook), expected_size=mcfg.semantic.codebook_size,
-                                 expected_fingerprint=expected_fp)
-    model = FSGRCaptioner(mcfg, vocab_size=len(vocab), clip=clip, codebook=codebook, pad_id=vocab.pad_id,
-                          bos_id=vocab.bos_id, eos_id=vocab.eos_id)
-    names, fingerprint = codebook_identity(codebook)
-    return model, names, fingerprint
+    return read_patch_labels(cfg.data.patch_labels)
 
 
 def per_process_batch(cfg, world_size: int, scst: bool) -> int:
@@ -117,8 +74,6 @@ def train_loader(cfg, data: DataBundle, dist, epoch: int, start_step: int, scst:
 
     The order depends only on (train.seed, epoch): the sampler shuffles with its own seeded generator and skips the
     batches already consumed, so a resumed epoch sees exactly the batches the interrupted one had left."""
-    from fsgr.data.datasets import CaptionDataset, make_loader
-
     micro = 1 if scst else cfg.train.grad_accum
     batching = "image" if scst else cfg.data.batching
     ds = CaptionDataset(data.split("train"), data.vocab, image_size=cfg.data.image_size, resize=cfg.data.resize,
@@ -130,15 +85,14 @@ def train_loader(cfg, data: DataBundle, dist, epoch: int, start_step: int, scst:
     if batch <= 0:
         raise ConfigError("the per-process batch is empty: raise train.batch_size / scst.batch_images")
     return make_loader(ds, batch_size=batch, shuffle=True, seed=cfg.train.seed, epoch=epoch,
-                       start_batch=start_step * micro, drop_last=True, workers=cfg.data.workers, pin_memory=cfg.data.pin_memory,
-                       persistent_workers=False, prefetch_factor=cfg.data.prefetch_factor, generator=generator,
+                       start_batch=start_step * micro, drop_last=True, workers=cfg.data.workers,
+                       pin_memory=cfg.data.pin_memory, persistent_workers=cfg.data.persistent_workers,
+                       prefetch_factor=cfg.data.prefetch_factor, generator=generator,
                        rank=dist.rank, world_size=dist.world_size)
 
 
 def captions_per_image(records) -> float:
     """Median number of captions per training image (COCO: 5; a few images have 6 or 7)."""
-    import statistics
-
     return float(statistics.median(len(r.captions) for r in records))
 
 

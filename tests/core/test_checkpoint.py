@@ -1,3 +1,5 @@
+"""The checkpoint file: atomic write, refusal of foreign/torn files, RNG round trip, resume checks."""
+
 import random
 
 import numpy as np
@@ -5,10 +7,8 @@ import pytest
 import torch
 
 from fsgr.config import Config, to_dict
+from fsgr.core import checkpoint as ck
 from fsgr.errors import CheckpointError
-from fsgr.training import checkpoint as ck
-from fsgr.training.engine import resolve_amp
-from fsgr.errors import ConfigError
 
 
 def test_atomic_save_leaves_no_temporary_and_round_trips(tmp_path):
@@ -61,20 +61,3 @@ def test_resume_checks_name_what_differs(tmp_path):
         ck.check_resumable(_ckpt(cfg), path, to_dict(cfg), itos + ["b"], "abc")
     with pytest.raises(CheckpointError, match="codebook differs.*abc, now xyz"):
         ck.check_resumable(_ckpt(cfg), path, to_dict(cfg), itos, "xyz")
-
-
-def test_amp_resolution_on_cpu():
-    cpu = torch.device("cpu")
-    assert resolve_amp("auto", cpu) is None and resolve_amp("off", cpu) is None
-    with pytest.raises(ConfigError, match="train.amp=bf16"):
-        resolve_amp("bf16", cpu)
-    assert resolve_amp("fp16", torch.device("cuda")) is torch.float16
-
-
-def test_bare_cuda_device_gets_this_process_index():
-    # `--device cuda` reached torch.cuda.set_device without an index and failed on GPUs; no GPU is needed to check
-    from fsgr.training.distributed import pick_device
-
-    assert pick_device("cuda", 1) == torch.device("cuda", 1)
-    assert pick_device("cuda:0", 1) == torch.device("cuda", 0)
-    assert pick_device("cpu", 1) == torch.device("cpu")
