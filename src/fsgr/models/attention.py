@@ -71,9 +71,18 @@ class ResidualAttention(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def combine(self, x: torch.Tensor, query_in: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
+    def project_kv(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-head keys and values (B, h, n, dh) of this sub-layer (computed once and cached by decoding)."""
+        return self.attn.project_kv(keys, values)
+
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor] = None,
+                queries: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x (B, n, d) the residual stream; `queries` what attends (default x; the encoder feeds x + PE); k, v from
+        `project_kv`; mask broadcastable to (B, h, n, nk), boolean (True = attend) or an additive bias."""
+        queries = x if queries is None else queries
+        att = self.attn.attend(queries, k, v, mask)
         if self.double_residual:
-            att = self.inner_norm(query_in + self.dropout(att))
+            att = self.inner_norm(queries + self.dropout(att))
         return self.norm(x + self.dropout(att))
 
 

@@ -110,9 +110,8 @@ class EncoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor,
                 bias: Optional[torch.Tensor]) -> torch.Tensor:
-        query_in = x + pos
-        att = self.attention.attn(query_in, kv + pos, kv, bias)
-        return self.feed_forward(self.attention.combine(x, query_in, att))
+        k, v = self.attention.project_kv(kv + pos, kv)
+        return self.feed_forward(self.attention(x, k, v, bias, queries=x + pos))
 
 
 class Encoder(nn.Module):
