@@ -52,7 +52,7 @@ class Captioner:
         d = self.cfg.data
         if isinstance(image, Image.Image):
             return preprocess(image, size=d.image_size, resize=d.resize)
-        return load_image(image, size=d.image_size, resize=d.resize)
+        return load_image(image, size=d.image_size, resize=d.resize, draft=d.jpeg_draft)
 
     @torch.no_grad()
     def caption_tensors(self, images: torch.Tensor, beam_size: Optional[int] = None,

@@ -2,7 +2,7 @@
 
 Words come from the metrics PTB tokenizer (`fsgr.metrics.tokenizer.ptb_tokenize`), so training and scoring see the
 same words and nothing needs spaCy (the reference used spaCy `en_core_web_sm`, whose model name broke installs).
-The reference then drops a fixed list of punctuation tokens (section 8); we drop the same list.
+The reference then drops a fixed list of punctuation tokens (M2's `data/field.py`); we drop the same list.
 """
 
 from __future__ import annotations

@@ -62,11 +62,10 @@ def blind_caption(train_records) -> str:
     return counts.most_common(1)[0][0]
 
 
-def _batches(records, size: int, image_size: int, resize: str):
-
-
-    return DataLoader(EvalDataset(list(records), image_size, resize), batch_size=size, shuffle=False, num_workers=0,
-                      collate_fn=collate_eval)
+def _batches(records, cfg):
+    """The records' preprocessed images, eval.batch_images at a time, in order."""
+    images = EvalDataset(list(records), cfg.data.image_size, cfg.data.resize, draft=cfg.data.jpeg_draft)
+    return DataLoader(images, batch_size=cfg.eval.batch_images, shuffle=False, num_workers=0, collate_fn=collate_eval)
 
 
 def _truth(root: Path, image_ids: Sequence[int], grid: int) -> torch.Tensor:
@@ -91,7 +90,7 @@ def semantic_head_ids(model, records, cfg, device) -> tuple[list[int], torch.Ten
     """Concept id per patch from the model's semantic head in eval mode (hard argmax): (ids, (N, P))."""
     model.eval()
     ids, out = [], []
-    for batch in _batches(records, cfg.eval.batch_images, cfg.data.image_size, cfg.data.resize):
+    for batch in _batches(records, cfg):
         x = batch.images.to(device)
         enc = model.encode(x)
         out.append(enc.concept_ids.cpu())
@@ -103,7 +102,7 @@ def semantic_head_ids(model, records, cfg, device) -> tuple[list[int], torch.Ten
 def clip_alone_ids(clip, codebook: torch.Tensor, records, cfg) -> tuple[list[int], torch.Tensor]:
     """MaskCLIP/SCLIP patch labels of the tiny CLIP alone: CSA patch features vs the whole codebook."""
     ids, out = [], []
-    for batch in _batches(records, cfg.eval.batch_images, cfg.data.image_size, cfg.data.resize):
+    for batch in _batches(records, cfg):
         feats = csa_patch_embeddings(clip.visual, batch.images)                 # (B, P, E)
         out.append((feats @ codebook.t()).argmax(-1))
         ids.extend(int(i) for i in batch.image_ids)
@@ -163,7 +162,7 @@ def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None,
     _check_codebook_names(captioner.codebook_names)
     model, dev = captioner.model, captioner.device
     preds: dict[int, str] = {}
-    for batch in _batches(test, cfg.eval.batch_images, cfg.data.image_size, cfg.data.resize):
+    for batch in _batches(test, cfg):
         caps = captioner.caption_tensors(batch.images)
         preds.update({int(i): c for i, c in zip(batch.image_ids, caps)})
     refs, held = split_references(test)

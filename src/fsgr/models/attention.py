@@ -1,7 +1,7 @@
 """Attention building blocks shared by the encoder and decoder (M2-Transformer lineage, on SDPA).
 
 `MultiHeadAttention` is the bare projection + scaled-dot-product attention (no residual, no LayerNorm): the layers
-own their residual structure, including the lineage's double residual + LayerNorm (B18, `model.double_residual`).
+own their residual structure, including the lineage's double residual + LayerNorm (`model.double_residual`).
 Attention always goes through `torch.nn.functional.scaled_dot_product_attention` so GPUs get fused kernels; masks are
 either boolean (True = may attend) or an additive float bias (the encoder's log-geometry term).
 """
@@ -58,7 +58,7 @@ class MultiHeadAttention(nn.Module):
 class ResidualAttention(nn.Module):
     """One attention sub-layer with its residual + LayerNorm.
 
-    double_residual=True (B18, REF lineage): the M2 wrapper returns LN_m(q_in + Do(att)), and the layer adds its own
+    double_residual=True (REF/M2 lineage): the M2 wrapper returns LN_m(q_in + Do(att)), and the layer adds its own
     residual on top: LN_l(x + Do(LN_m(q_in + Do(att)))). q_in is what was fed as queries (x + PE in the encoder).
     double_residual=False: the textbook post-LN LN(x + Do(att)).
     """

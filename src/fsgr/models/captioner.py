@@ -1,4 +1,4 @@
-"""The whole FSGR captioner: CLIP backbone -> semantic head -> grid encoder -> caption decoder (spec section 1).
+"""The whole FSGR captioner: CLIP backbone -> semantic head -> grid encoder -> caption decoder .
 
     images (B,3,H,W) --backbone--> F^ (B,P,W), g^ (B,E), A^ (B,P,E)
     att_embed([F^; g^]) -> Q0 / contrastive features (B,P,d)
@@ -10,7 +10,7 @@ Image-level batching: the backbone and encoder run once per image; `image_index`
 Sizes come from the config and the vocabulary handed in; a codebook or state dict of another size is refused with both
 sizes named (the reference's CUDA assert came from a table sized by a stray file). The backbone runs without autograd
 when it has nothing to train, or when the caller says so (`backbone_grad=False`: SCST with
-`model.backbone.train_in_scst=False`, B27) -- an argument, not hidden state.
+`model.backbone.train_in_scst=False`, as REF's SCST) -- an argument, not hidden state.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class FSGRCaptioner(nn.Module):
         self.encoder = Encoder(cfg.encoder, in_dim=embed_dim if text else width, grid=tuple(self.backbone.grid_size),
                                text=text, dropout=cfg.dropout, double_residual=cfg.double_residual)
         self.decoder = Decoder(cfg.decoder, vocab_size, pad_id, cfg.dropout, cfg.double_residual, pma=cfg.pma)
-        if cfg.xavier_init:       # B11: REF's init_weights over encoder + decoder
+        if cfg.xavier_init:       # REF's init_weights over encoder + decoder
             xavier_init_(self.encoder)
             xavier_init_(self.decoder)
         # PMA banks are per rank and prototypes are synchronised at each refresh: DDP must not broadcast them from
@@ -145,7 +145,7 @@ class FSGRCaptioner(nn.Module):
         sem = self.semantic(global_embed, feats.aligned_patches, self.logit_scale)
         grid = tuple(self.backbone.grid_size)
         if self.encoder.text:
-            memory, pos = self.encoder(contrast, sem.grid, grid)                 # B4: att_embed output as queries
+            memory, pos = self.encoder(contrast, sem.grid, grid)                 # queries: att_embed output (REF: F^)
         else:
             memory, pos = self.encoder(patches, None, grid)
         return Encoded(memory=memory, memory_pos=pos, concept_ids=sem.concept_ids, contrast_feats=contrast,

@@ -3,7 +3,7 @@
 File format (`torch.save` of a dict): {"format": "fsgr-codebook", "version": 1, "names": [C str], "template": str,
 "embeddings": (C, E) fp32 L2-normalised, "clip_fingerprint": str (weights_fingerprint of the CLIP that embedded them),
 "embed_dim": E}. `load_codebook` refuses a file whose size, width or CLIP fingerprint does not match what the model
-expects, naming both values. The reference's bare (C, E) tensor files (B12) are accepted too; they carry no names and
+expects, naming both values. The reference's bare (C, E) tensor files are accepted too; they carry no names and
 no fingerprint, so the fingerprint check cannot be made for them (a warning says so).
 """
 
@@ -110,7 +110,7 @@ def load_codebook(path: Union[str, Path], expected_size: Optional[int] = None,
     if isinstance(obj, torch.Tensor):
         if obj.dim() != 2 or not obj.is_floating_point():
             raise CheckpointError(f"{path}: a bare codebook tensor must be (C, E) floats, got {tuple(obj.shape)} {obj.dtype}")
-        # B12: the reference's raw text-embedding tensor; re-normalising is a no-op for the intended (normalised) file
+        # the reference's raw text-embedding tensor; re-normalising is a no-op for the intended (normalised) file
         codebook = Codebook(names=None, embeddings=F.normalize(obj.float(), dim=-1), template=None, clip_fingerprint=None)
     elif isinstance(obj, dict) and obj.get("format") == FORMAT:
         if obj.get("version") != VERSION:

@@ -1,9 +1,9 @@
-"""Transformer caption decoder (spec section 6) with an explicit key/value cache for incremental decoding.
+"""Transformer caption decoder with an explicit key/value cache for incremental decoding.
 
 Word embedding and output head are sized from the vocabulary handed in (never from a file: the reference's CUDA
 device-side assert came from a table smaller than the vocabulary). x_t = word_emb(w_t) + pos_emb(t+1), pad -> pos 0.
 Layer: s = Attn_self(x) (causal + key-pad mask) * m_pad; c = Attn_cross(q=s, k=E+PE, v=E) * m_pad; out = PWFF(c) * m_pad,
-each attention sub-layer with the lineage's double residual + LN when `double_residual` (B18). Head: untied, no bias,
+each attention sub-layer with the lineage's double residual + LN when `double_residual`. Head: untied, no bias,
 log_softmax (computed in fp32).
 
 Incremental decoding keeps no state in the module (unlike M2's "stateful" buffers): `init_cache` computes the
@@ -104,7 +104,7 @@ class Decoder(nn.Module):
         self.reset_embeddings()
 
     def reset_embeddings(self) -> None:
-        """Non-xavier init (B11 switch off): N(0, d^-1/2) words with a zero <pad> row, sinusoid positions."""
+        """Non-xavier init (model.xavier_init=false): N(0, d^-1/2) words with a zero <pad> row, sinusoid positions."""
         d = self.word_emb.embedding_dim
         with torch.no_grad():
             nn.init.normal_(self.word_emb.weight, std=d ** -0.5)
@@ -212,7 +212,7 @@ class Decoder(nn.Module):
 
 
 def xavier_init_(module: nn.Module) -> None:
-    """B11 (REF/M2 `init_weights`): xavier_uniform on every parameter with >= 2 dims, embeddings included."""
+    """REF/M2 `init_weights` (model.xavier_init): xavier_uniform on every >= 2-dim parameter, embeddings included."""
     for p in module.parameters():
         if p.dim() > 1:
             nn.init.xavier_uniform_(p)

@@ -3,13 +3,14 @@
 `model` is anything with `.decoder` (`fsgr.models.decoder.Decoder`) and `.bos_id/.eos_id/.pad_id` (the captioner);
 `encoded` anything with `.memory` (B, P, d) and `.memory_pos` (broadcastable to memory). The model's train/eval mode
 is the caller's choice (SCST decodes in train mode). Outputs hold the generated tokens WITHOUT <bos>, <eos> included,
-<pad> after it (<pad> and <bos> are never generated), always padded to `max_len` columns (token log-probs 0 there). Consecutive-duplicate removal belongs to
-`fsgr.data.vocab.Vocab.decode(ids, collapse_repeats=True)`, not here.
+<pad> after it (<pad> and <bos> are never generated), always padded to `max_len` columns (token log-probs 0 there).
+Consecutive-duplicate removal belongs to `fsgr.data.vocab.Vocab.decode(ids, collapse_repeats=True)`, not here.
 
-Beam search follows the M2 reference (section 9): no length penalty; a finished beam is carried on with <pad> at an
-unchanged score (every other continuation is -inf); beam indices use floor division (B20); it stops early once every
-beam of every image has ended. `use_cache=False` re-runs the decoder over the whole prefix at each step (the baseline
-of benchmarks/bench_decode.py and the reference for the cache-equality test).
+Beam search follows the M2 Transformer's: no length penalty; a finished beam is carried on with <pad> at an
+unchanged score (every other continuation is -inf); beam indices use floor division (M2's `/` became true division
+in torch 1.6, giving float indices); it stops early once every beam of every image has ended. `use_cache=False`
+re-runs the decoder over the whole prefix at each step (the baseline of benchmarks/bench_decode.py and the reference
+for the cache-equality test).
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def _beam_search(model, encoded, k: int, max_len: int, return_all: bool, use_cac
         logprobs = torch.where(finished[..., None], pad_only, logprobs)
         candidates = (scores[..., None] + logprobs).view(b, k * vocab)
         scores, flat = candidates.topk(k, dim=1)                               # sorted, best first
-        beam = torch.div(flat, vocab, rounding_mode="floor")                   # B20: floor division
+        beam = torch.div(flat, vocab, rounding_mode="floor")                   # floor, not true, division
         word = flat - beam * vocab
         word_lp = logprobs.view(b, k * vocab).gather(1, flat)
         t = tokens.shape[-1]

@@ -37,8 +37,9 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
     was_training = model.training
     model.eval()
     preds: dict[int, str] = {}
-    loader = DataLoader(EvalDataset(shard, cfg.data.image_size, cfg.data.resize), batch_size=cfg.eval.batch_images,
-                        shuffle=False, num_workers=0, collate_fn=collate_eval)
+    images = EvalDataset(shard, cfg.data.image_size, cfg.data.resize, draft=cfg.data.jpeg_draft)
+    loader = DataLoader(images, batch_size=cfg.eval.batch_images, shuffle=False, num_workers=0,
+                        collate_fn=collate_eval)
     for batch in loader:
         batch = batch.to(device)
         with autocast(device, amp_dtype):
@@ -73,7 +74,7 @@ def validation_loss(model, records: Sequence, vocab, cfg, device, dist: DistInfo
     """Teacher-forced NLL per target token (+ contrastive_weight x mean SupCon per batch), eval mode."""
     ds = CaptionDataset(list(records), vocab, image_size=cfg.data.image_size, resize=cfg.data.resize,
                         max_len=cfg.data.max_len, length_policy=cfg.data.length_policy, batching="image",
-                        patch_labels=patch_labels)
+                        patch_labels=patch_labels, draft=cfg.data.jpeg_draft)
     images_per_batch = max(1, cfg.eval.batch_images)
     loader = DataLoader(ds, batch_size=images_per_batch, shuffle=False, num_workers=0, collate_fn=collate_captions)
     nll_total, targets, con_total, con_batches = 0.0, 0, 0.0, 0

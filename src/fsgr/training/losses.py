@@ -29,7 +29,7 @@ def num_targets(tokens: torch.Tensor, pad_id: int) -> int:
 
 def _supcon_chunk(anchors: torch.Tensor, feats: torch.Tensor, anchor_labels: torch.Tensor, labels: torch.Tensor,
                   anchor_index: torch.Tensor, temperature: float, base_temperature: float) -> torch.Tensor:
-    """Sum over the chunk's anchors of SupCon's per-anchor loss (section 4, mode 'all', one view)."""
+    """Sum over the chunk's anchors of SupCon's per-anchor loss (Khosla et al.'s SupConLoss, mode 'all', 1 view)."""
     logits = anchors @ feats.T / temperature                         # (c, N)
     logits = logits - logits.max(dim=1, keepdim=True).values.detach()
     not_self = torch.ones_like(logits, dtype=torch.bool)

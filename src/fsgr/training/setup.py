@@ -78,7 +78,7 @@ def train_loader(cfg, data: DataBundle, dist, epoch: int, start_step: int, scst:
     batching = "image" if scst else cfg.data.batching
     ds = CaptionDataset(data.split("train"), data.vocab, image_size=cfg.data.image_size, resize=cfg.data.resize,
                         max_len=cfg.data.max_len, length_policy=cfg.data.length_policy, batching=batching,
-                        patch_labels=data.patch_labels)
+                        patch_labels=data.patch_labels, draft=cfg.data.jpeg_draft)
     batch = per_process_batch(cfg, dist.world_size, scst)
     if batching == "image" and not scst:   # train.batch_size counts captions: images = captions / captions-per-image
         batch = max(1, round(batch / captions_per_image(data.split("train"))))
