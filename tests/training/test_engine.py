@@ -48,65 +48,110 @@ def trained(tmp_path_factory, tiny_run_config):
     return tmp / "run", summary
 
 
-def test_run_directory_and_metrics(trained):
+def _rows(run: Path, kind: str) -> list[dict]:
+    return [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == kind]
+
+
+def test_a_finished_run_writes_every_file(trained):
     run, summary = trained
     assert summary["status"] == "finished" and summary["phase"] == "done"
     for rel in ("config.yaml", "checkpoints/last.pt", "checkpoints/best.pt", "metrics.jsonl", "summary.json",
                 "predictions/val_xe0.json", "predictions/val_scst0.json", "predictions/test_best.json"):
         assert (run / rel).is_file(), rel
     assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
-    rows = read_metrics(run / "metrics.jsonl")
-    train_rows = [r for r in rows if r["kind"] == "train"]
+
+
+def test_train_rows_carry_phase_step_loss_and_lr_every_step(trained):
+    run, _ = trained
+    train_rows = _rows(run, "train")
     assert {r["phase"] for r in train_rows} == {"xe", "scst"}
-    for r in train_rows:
-        assert {"phase", "step", "loss", "lr"} <= set(r) and r["lr"] > 0
+    assert all({"phase", "step", "loss", "lr"} <= set(r) and r["lr"] > 0 for r in train_rows)
     xe = [r for r in train_rows if r["phase"] == "xe"]
     assert [r["step"] for r in xe] == list(range(1, len(xe) + 1))        # log_every = 1
+    assert all("reward" in r for r in train_rows if r["phase"] == "scst")
+
+
+def test_xe_loss_is_nll_plus_weighted_supcon(trained):
+    run, _ = trained
+    xe = [r for r in _rows(run, "train") if r["phase"] == "xe"]
     assert all(r["contrastive"] > 0 for r in xe)                          # SupCon is on and reported
     assert all(abs(r["loss"] - (r["nll"] + 0.25 * r["contrastive"])) < 1e-5 for r in xe)
-    assert all("reward" in r for r in train_rows if r["phase"] == "scst")
-    lr_rows = [r for r in rows if r["kind"] == "lr"]
+
+
+def test_lr_rows_once_per_epoch_with_the_backbone_scale(trained):
+    run, _ = trained
+    lr_rows = _rows(run, "lr")
     assert [(r["phase"], r["epoch"]) for r in lr_rows] == [("xe", 0), ("scst", 0)]
     assert lr_rows[0]["lr"]["backbone"] == pytest.approx(0.1 * lr_rows[0]["lr"]["captioner"])
-    evals = [r for r in rows if r["kind"] == "eval"]
+
+
+def test_validation_each_epoch_then_test_on_the_best_checkpoint(trained):
+    run, summary = trained
+    evals = _rows(run, "eval")
     assert [(r["split"], r["phase"]) for r in evals] == [("val", "xe"), ("val", "scst"), ("test", summary["best_phase"])]
     assert all("CIDEr" in r["scores"] for r in evals) and "loss" in evals[0]
     preds = json.loads((run / "predictions" / "val_xe0.json").read_text())
     assert len(preds) == 6 and all(set(p) == {"image_id", "caption"} for p in preds)
-    assert summary["scst_mode"] == "sample" and "mean-of-others" in summary["scst_recipe"]
     assert set(summary["test"]) >= {"BLEU-4", "CIDEr"}
+
+
+def test_summary_names_the_scst_recipe(trained):
+    _, summary = trained
+    assert summary["scst_mode"] == "sample" and "mean-of-others" in summary["scst_recipe"]
+
+
+def test_last_checkpoint_holds_state_vocab_config_and_rng(trained):
+    run, _ = trained
     ck = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ck["state"]["phase"] == "done" and ck["vocab_itos"][:4] == ["<unk>", "<pad>", "<bos>", "<eos>"]
     assert ck["config"]["train"]["contrastive_weight"] == 0.25 and len(ck["rng"]) == 1
 
 
-def test_captioner_api_and_verbs(trained, tiny_data, tmp_path, capsys):
+def _images(tiny_data, n: int) -> list[Path]:
+    return sorted(tiny_data.parent.glob("img_*.jpg"))[:n]
+
+
+def test_captioner_gives_the_same_captions_for_paths_and_pil_images(trained, tiny_data):
+    import fsgr
+
+    run, _ = trained
+    cap = fsgr.Captioner.from_checkpoint(run / "checkpoints" / "best.pt", device="cpu")
+    images = _images(tiny_data, 2)
+    from_paths = cap.caption([str(p) for p in images])
+    assert from_paths == cap.caption([Image.open(p) for p in images])
+    assert all(isinstance(c, str) for c in from_paths)
+
+
+def test_caption_verb_names_bad_files_and_captions_the_rest(trained, tiny_data, tmp_path, capsys):
     import fsgr
 
     run, _ = trained
     best = run / "checkpoints" / "best.pt"
-    images = sorted(tiny_data.parent.glob("img_*.jpg"))[:2]
-    cap = fsgr.Captioner.from_checkpoint(best, device="cpu")
-    from_paths = cap.caption([str(p) for p in images])
-    from_pil = cap.caption([Image.open(p) for p in images])
-    assert from_paths == from_pil and all(isinstance(c, str) for c in from_paths)
-
+    image = _images(tiny_data, 1)[0]
+    expected = fsgr.Captioner.from_checkpoint(best, device="cpu").caption([str(image)])[0]
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff not a jpeg")
-    rc = cli_main(["caption", "--checkpoint", str(best), str(images[0]), str(bad), str(tmp_path / "missing.jpg")])
+    rc = cli_main(["caption", "--checkpoint", str(best), str(image), str(bad), str(tmp_path / "missing.jpg")])
     out, err = capsys.readouterr()
     assert rc == 1
-    assert out.splitlines() == [f"{images[0]}\t{from_paths[0]}"]
+    assert out.splitlines() == [f"{image}\t{expected}"]
     assert "broken.jpg" in err and "missing.jpg" in err and "Traceback" not in err
 
+
+def test_explain_verb_draws_a_png(trained, tiny_data, tmp_path):
+    run, _ = trained
     png = tmp_path / "map.png"
-    assert cli_main(["explain", "--checkpoint", str(best), str(images[0]), "--out", str(png)]) == 0
+    assert cli_main(["explain", "--checkpoint", str(run / "checkpoints" / "best.pt"), str(_images(tiny_data, 1)[0]),
+                     "--out", str(png)]) == 0
     drawn = Image.open(png)
     assert drawn.format == "PNG" and drawn.width == 448 and drawn.height > 448
-    capsys.readouterr()
 
+
+def test_evaluate_verb_prints_and_writes_scores(trained, tmp_path, capsys):
+    run, _ = trained
     preds = tmp_path / "preds.json"
-    assert cli_main(["evaluate", "--checkpoint", str(best), "--split", "test", "--beam", "2", "--out", str(preds)]) == 0
+    assert cli_main(["evaluate", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--split", "test", "--beam", "2",
+                     "--out", str(preds)]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["split"] == "test" and report["num_images"] == 6 and "CIDEr" in report
     assert len(json.loads(preds.read_text())) == 6
