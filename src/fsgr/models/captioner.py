@@ -166,13 +166,6 @@ class FSGRCaptioner(nn.Module):
         return CaptionerOutput(logprobs=logprobs, concept_ids=enc.concept_ids, contrast_feats=enc.contrast_feats)
 
     # ------------------------------------------------------------------------------------------------------------
-    def memory_update(self, step: int, phase: str = "xe") -> bool:
-        """Prototypical memory (model.pma): call after every optimiser step with the 1-based global step. Commits
-        the step's sampled keys/values to the banks and refreshes the prototypes every pma.refresh_every steps
-        (frozen in SCST when pma.frozen_in_scst). Every rank must call it (a refresh gathers banks). No-op when the
-        memory is off; returns True when the prototypes were refreshed."""
-        return self.decoder.memory_update(step, phase)
-
     def memory_prototypes(self) -> Optional[int]:
         """Valid prototypes across the decoder's memory layers (metrics.jsonl `memory_prototypes`); None if off."""
         return self.decoder.memory_prototypes()

@@ -12,7 +12,7 @@ cross-attention keys/values once from the encoder output, and `step` takes a `De
 Prototypical memory (`model.pma`, fsgr.models.memory, docs/pma.md): a layer with memory puts its M key/value
 prototypes in front of its self-attention keys/values, in the full pass and in every incremental step alike (they are
 constant extra keys, not part of the cache). In training mode the layer also records a uniform sample of its token
-keys/values; the training loop commits it to the banks after each optimiser step (`memory_update`).
+keys/values; the trainer's hook commits it to the banks after each optimiser step (`fsgr.training.memory_hook`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from fsgr.models.attention import FeedForward, ResidualAttention
 from fsgr.models.config import DecoderConfig, PMAConfig
-from fsgr.models.memory import PAD_SCORE, LayerMemory, memory_layer_ids, update_memory, valid_prototypes
+from fsgr.models.memory import PAD_SCORE, LayerMemory, memory_layer_ids, valid_prototypes
 
 
 def sinusoid_table(rows: int, d_model: int, pad_row: Optional[int] = 0) -> torch.Tensor:
@@ -136,12 +136,6 @@ class Decoder(nn.Module):
             return None
         scores = torch.rand(valid.shape, device=valid.device).masked_fill(~valid, PAD_SCORE)
         return self.memory_layers()[0].plan(scores)
-
-    def memory_update(self, step: int, phase: str = "xe") -> bool:
-        """Commit this step's samples to the banks; refresh every pma.refresh_every steps (True if it did)."""
-        if self.pma is None:
-            return False
-        return update_memory(self.memory_layers(), self.pma, step, phase)
 
     def memory_prototypes(self) -> Optional[int]:
         """Valid prototypes across the memory layers; None when the memory is off."""

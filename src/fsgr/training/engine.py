@@ -1,11 +1,14 @@
-"""The training loop: XE (+ patch SupCon), then SCST; one readable loop with its state in one dataclass.
+"""The training recipe: XE (+ patch SupCon), then SCST, as named steps (torchtune's recipe shape).
 
     train(cfg, resume=False) -> summary dict
+    Trainer(cfg).setup() -> .train() -> .save(name) ... -> .cleanup()
 
 Everything that decides what the next step computes lives in `TrainState` (phase, epoch, step within the epoch, global
 step, best score, patience) plus the model/optimiser/scaler/RNG states; all of it goes into every checkpoint, so
-`--resume` continues bit-for-bit. Data parallelism: torchrun env -> DDP for XE (gradients averaged in backward),
-explicit gradient all-reduce for SCST (decoding does not go through DDP's forward). Rank 0 alone writes files.
+`--resume` continues bit-for-bit. What an epoch's validation score does to that state (keep XE, switch to SCST, stop)
+is the pure function `fsgr.training.state.end_of_epoch`. Data parallelism: torchrun env -> DDP for XE (gradients
+averaged in backward), explicit gradient all-reduce for SCST (decoding does not go through DDP's forward). Rank 0
+alone writes files.
 
 Loss normalisation: a step's NLL is sum(token NLL) / (number of target tokens in the whole global batch), so one
 process and N processes (and any gradient accumulation) optimise and log the same number.
@@ -15,14 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import random
 import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
@@ -45,25 +47,21 @@ from fsgr.training.evaluation import evaluate_split
 from fsgr.training.logging import MetricsLogger, NullLogger
 from fsgr.training.losses import (nll_sum, num_targets, patch_contrastive_loss, scst_baseline, scst_beam_loss,
                                   scst_sample_loss, through_eos_mask)
+from fsgr.training.memory_hook import MemoryHook
 from fsgr.training.schedules import LrSchedule, scst_schedule, xe_schedule
+from fsgr.training.state import PhaseRules, TrainState, end_of_epoch
+
+EOS_WORD = "eos"   # the word that stands for <eos> in SacreEOS-standard rewards (PTB-safe, no angle brackets)
+SCST_RECIPES = {
+    "sample": "SCST standard (SacreEOS): 5 multinomial samples/image, mean-of-others baseline, <eos> in the reward, "
+              "CIDEr-D with training-set document frequencies",
+    "beam": "SCST M2/FSGR: beam 5 as samples, mean-of-beams baseline, <eos> dropped from the reward, CIDEr-D with "
+            "training-set document frequencies",
+}
 
 
 class NonFiniteLossError(FsgrError):
     """The loss became NaN/inf: training stops (the reference kept going, averaging NaN into its running loss)."""
-
-
-@dataclass
-class TrainState:
-    phase: str = "xe"                # "xe" | "scst" | "done"
-    epoch: int = 0                   # epoch index within the phase
-    step_in_epoch: int = 0           # optimiser steps already taken in this epoch (resume skips their batches)
-    global_step: int = 0             # optimiser steps in total, both phases
-    best_score: float = -math.inf    # best val CIDEr so far (both phases)
-    best_phase: str = ""
-    best_epoch: int = -1
-    patience: int = 0
-    xe_epochs: int = 0               # XE epochs completed (the switch rules count these)
-    status: str = "running"          # "running" | "finished" | "max_steps" | "interrupted"
 
 
 def seed_everything(seed: int) -> None:
@@ -72,58 +70,84 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_config(cfg: Config, world_size: int) -> None:
+    """Refuse settings the recipe cannot run, before anything is built."""
+    t = cfg.train
+    if t.batch_size % (world_size * t.grad_accum):
+        raise ConfigError(f"train.batch_size={t.batch_size} must be divisible by processes ({world_size}) x "
+                          f"train.grad_accum ({t.grad_accum})")
+    if cfg.scst.enabled and cfg.scst.batch_images % world_size:
+        raise ConfigError(f"scst.batch_images={cfg.scst.batch_images} must be divisible by processes ({world_size})")
+    if t.compile:
+        raise ConfigError("train.compile=true is not supported yet (the decoder's growing cache recompiles); "
+                          "set train.compile=false")
+    if cfg.scst.enabled and cfg.scst.mode == "sample" and cfg.scst.num_samples < 2:
+        raise ConfigError("scst.mode=sample needs scst.num_samples >= 2 (mean-of-others baseline)")
+    if t.contrastive_weight > 0 and not cfg.model.semantic.enabled and not cfg.data.patch_labels:
+        raise ConfigError("train.contrastive_weight > 0 needs patch labels: model.semantic.enabled=true (online "
+                          "concept ids) or data.patch_labels (offline); or set train.contrastive_weight=0")
+
+
 class Trainer:
     def __init__(self, cfg: Config, resume: bool = False, device: str | None = None, progress: bool = True):
-        self.cfg = cfg
-        self.resume = resume
-        self.dist = init_distributed(pick_device(device, _env_local_rank()))
-        self.device = pick_device(device, self.dist.local_rank)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        self.progress = progress and self.dist.is_main
+        self.cfg, self.resume, self.requested_device, self.progress = cfg, resume, device, progress
         self.run_dir = Path(cfg.run.dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
-        self._check_batch_sizes()
-        seed_everything(cfg.train.seed)
-
-        self.data = setup.build_data(cfg)                 # records per split, vocab, reward refs
-        self.vocab = self.data.vocab
-        self.model, self.codebook_names, self.codebook_fingerprint = build_model(cfg, self.vocab)
-        self.model.to(self.device)
+        self.rules = PhaseRules.from_config(cfg)
         self.state = TrainState()
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        self.loader_generator = torch.Generator()
-        self.optimizer = None
+        self.dist = None
+        self.logger = NullLogger()
+        self.optimizer: Optional[torch.optim.Optimizer] = None
         self.schedule: Optional[LrSchedule] = None
-        self._ddp = None
-        self._reward = None
+        self._ddp: Optional[DDP] = None
+        self._reward: Optional[CiderDReward] = None       # built at the first SCST step (train-set DF)
         self._stop_signal: Optional[int] = None
-        self.logger = None
+        self._previous_handlers: Optional[dict] = None
+        self._loss_window: list[float] = []                 # train losses since the last logged row
         self.last_eval: dict[str, Any] = {}
         self.test_result: Optional[dict[str, Any]] = None   # the best checkpoint's test scores, once scored
         self._said_unavailable = False                      # metrics that cannot run here are named once per run
 
-    # ------------------------------------------------------------------ set-up helpers
-    def _check_batch_sizes(self) -> None:
-        t, w = self.cfg.train, self.dist.world_size
-        if t.batch_size % (w * t.grad_accum):
-            raise ConfigError(f"train.batch_size={t.batch_size} must be divisible by processes ({w}) x "
-                              f"train.grad_accum ({t.grad_accum})")
-        if self.cfg.scst.enabled and self.cfg.scst.batch_images % w:
-            raise ConfigError(f"scst.batch_images={self.cfg.scst.batch_images} must be divisible by processes ({w})")
-        if t.compile:
-            raise ConfigError("train.compile=true is not supported yet (the decoder's growing cache recompiles); "
-                              "set train.compile=false")
-        if self.cfg.scst.enabled and self.cfg.scst.mode == "sample" and self.cfg.scst.num_samples < 2:
-            raise ConfigError("scst.mode=sample needs scst.num_samples >= 2 (mean-of-others baseline)")
-        if t.contrastive_weight > 0 and not self.cfg.model.semantic.enabled and not self.cfg.data.patch_labels:
-            raise ConfigError("train.contrastive_weight > 0 needs patch labels: model.semantic.enabled=true (online "
-                              "concept ids) or data.patch_labels (offline); or set train.contrastive_weight=0")
+    # ================================================================== setup
+    def setup(self) -> None:
+        """Processes and device, data, model, the optimiser (or the checkpoint to resume), run directory, logger."""
+        cfg = self.cfg
+        self.dist = init_distributed(pick_device(self.requested_device, _env_local_rank()))
+        self.device = pick_device(self.requested_device, self.dist.local_rank)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.progress = self.progress and self.dist.is_main
+        self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
+        check_config(cfg, self.dist.world_size)
+        seed_everything(cfg.train.seed)
+        self.data = setup.build_data(cfg)                 # records per split, vocab, reward refs
+        self.vocab = self.data.vocab
+        self.model, self.codebook_names, self.codebook_fingerprint = build_model(cfg, self.vocab)
+        self.model.to(self.device)
+        self.memory = MemoryHook.for_decoder(self.model.decoder, self.dist)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.loader_generator = torch.Generator()
+        self._prepare_run_dir()
+        if self.resume:
+            self._restore()
+        else:
+            self._build_optimizer("xe")
+        if self.dist.is_main:
+            save_config(cfg, self.run_dir / "config.yaml")
+            self.logger = MetricsLogger(self.run_dir)
+        self._install_signal_handlers()
+
+    def _prepare_run_dir(self) -> None:
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "predictions").mkdir(exist_ok=True)
+            if not self.resume and (self.ckpt_dir / "last.pt").exists():
+                raise FsgrError(f"{self.run_dir}: holds a run already (checkpoints/last.pt); pass --resume to "
+                                f"continue it or choose another run.dir")
+        barrier(self.dist)
 
     def _build_optimizer(self, phase: str) -> None:
-        model = self.model
-        groups = model.parameter_groups()
+        groups = self.model.parameter_groups()
         if phase == "scst" and not self.cfg.model.backbone.train_in_scst:
             for p in groups.get("backbone", []):   # the reference's SCST optimiser held no backbone
                 p.requires_grad_(False)
@@ -141,36 +165,6 @@ class Trainer:
                 unused = self.cfg.train.contrastive_weight == 0
             self._ddp = DDP(self.model, device_ids=ids, find_unused_parameters=unused)
 
-    def _trainable(self) -> list[torch.Tensor]:
-        return [p for g in self.optimizer.param_groups for p in g["params"]]
-
-    # ------------------------------------------------------------------ checkpoints
-    def _checkpoint(self) -> dict[str, Any]:
-        rng = all_gather_objects(ckpt_io.rng_state(self.loader_generator), self.dist)
-        return {
-            "format_version": ckpt_io.FORMAT_VERSION,
-            "config": to_dict(self.cfg),
-            "vocab_itos": list(self.vocab.itos),
-            "codebook_names": self.codebook_names,
-            "codebook_fingerprint": self.codebook_fingerprint,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": asdict(self.schedule),
-            "scaler": self.scaler.state_dict(),
-            "rng": rng,                         # one entry per rank
-            "state": asdict(self.state),
-            "world_size": self.dist.world_size,
-            "last_eval": self.last_eval,
-        }
-
-    def save(self, name: str) -> Path:
-        path = self.ckpt_dir / f"{name}.pt"
-        payload = self._checkpoint()            # every rank takes part (RNG gather)
-        if self.dist.is_main:
-            ckpt_io.atomic_save(payload, path)
-        barrier(self.dist)
-        return path
-
     def _restore(self) -> None:
         path = self.ckpt_dir / "last.pt"
         ckpt = ckpt_io.load_checkpoint(path)
@@ -186,66 +180,48 @@ class Trainer:
         self.last_eval = ckpt.get("last_eval", {})
         ckpt_io.set_rng_state(ckpt["rng"][self.dist.rank], self.loader_generator)
 
-    # ------------------------------------------------------------------ the run
-    def run(self) -> dict[str, Any]:
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "predictions").mkdir(exist_ok=True)
-            if not self.resume and (self.ckpt_dir / "last.pt").exists():
-                raise FsgrError(f"{self.run_dir}: holds a run already (checkpoints/last.pt); pass --resume to "
-                                f"continue it or choose another run.dir")
-        barrier(self.dist)
-        if self.resume:
-            self._restore()
-        else:
-            self._build_optimizer("xe")
-        if self.dist.is_main:
-            save_config(self.cfg, self.run_dir / "config.yaml")
-        self.logger = MetricsLogger(self.run_dir) if self.dist.is_main else NullLogger()
-        previous = self._install_signal_handlers()
-        try:
-            self._loop()
-            if self.state.status == "finished" and self.cfg.eval.test_at_end:
-                self._test_best()
-        finally:
-            self._restore_signal_handlers(previous)
-            self.logger.close()
-        return self.summary()
-
-    def _loop(self) -> None:
-        st, cfg = self.state, self.cfg
-        while st.phase != "done":
+    # ================================================================== train
+    def train(self) -> dict[str, Any]:
+        """Epochs until the phase rules say done (or a step budget / signal stops the run); then test the best."""
+        while self.state.phase != "done":
             if self._steps_exhausted():   # the budget ran out at an epoch end: stopped, not finished (no test)
-                st.status = "max_steps"
-                path = self.save("last")
-                self._say(f"stopped (max_steps) before {st.phase} epoch {st.epoch}; saved {path}; continue with "
-                          f"--resume")
-                return
-            lrs = self.schedule.apply(self.optimizer, st.epoch)
-            self._log({"kind": "lr", "phase": st.phase, "epoch": st.epoch, "step": st.global_step, "lr": lrs})
-            self._say(f"[{st.phase} epoch {st.epoch}] lr " + ", ".join(f"{k} {v:.3g}" for k, v in lrs.items()))
+                return self._stop("max_steps", f"before {self.state.phase} epoch {self.state.epoch}")
+            self._start_epoch()
             outcome = self._train_epoch()
             if outcome != "complete":
-                st.status = outcome
-                path = self.save("last")
-                self._say(f"stopped ({outcome}) at {st.phase} epoch {st.epoch} step {st.step_in_epoch}; "
-                          f"saved {path}; continue with --resume")
-                return
+                st = self.state
+                return self._stop(outcome, f"at {st.phase} epoch {st.epoch} step {st.step_in_epoch}")
             self._end_of_epoch()
             if self._signal_agreed():
-                st.status = "interrupted"
-                self._say(f"stopped (signal) after {st.phase} epoch {st.epoch - 1}; continue with --resume")
-                return
-        st.status = "finished"
+                self.state.status = "interrupted"
+                self._say(f"stopped (signal) after {self.state.phase} epoch {self.state.epoch - 1}; continue with "
+                          f"--resume")
+                return self.summary()
+        self.state.status = "finished"
         self.save("last")
+        if self.cfg.eval.test_at_end:
+            self._test_best()
+        return self.summary()
+
+    def _stop(self, status: str, where: str) -> dict[str, Any]:
+        self.state.status = status
+        path = self.save("last")
+        self._say(f"stopped ({status}) {where}; saved {path}; continue with --resume")
+        return self.summary()
 
     def _steps_exhausted(self) -> bool:
         return self.cfg.train.max_steps is not None and self.state.global_step >= self.cfg.train.max_steps
 
-    # ------------------------------------------------------------------ one epoch
-    def _train_epoch(self) -> str:
+    def _start_epoch(self) -> None:
         st = self.state
-        scst = st.phase == "scst"
+        lrs = self.schedule.apply(self.optimizer, st.epoch)
+        self._log({"kind": "lr", "phase": st.phase, "epoch": st.epoch, "step": st.global_step, "lr": lrs})
+        self._say(f"[{st.phase} epoch {st.epoch}] lr " + ", ".join(f"{k} {v:.3g}" for k, v in lrs.items()))
+
+    def _train_epoch(self) -> str:
+        """Optimiser steps to the end of the epoch: "complete", or why it stopped early ("interrupted",
+        "max_steps"; the position is in the state, so --resume continues mid-epoch)."""
+        st, scst = self.state, self.state.phase == "scst"
         loader = setup.train_loader(self.cfg, self.data, self.dist, epoch=st.epoch + (1000 if scst else 0),
                                     start_step=st.step_in_epoch, scst=scst, generator=self.loader_generator)
         steps_total = setup.steps_per_epoch(loader, self.cfg, scst)
@@ -254,84 +230,135 @@ class Trainer:
                               f"({self.cfg.scst.batch_images if scst else self.cfg.train.batch_size})")
         micro = 1 if scst else self.cfg.train.grad_accum
         self.model.train()
-        it = iter(loader)
-        bar = None
-        if self.progress:
-            bar = tqdm(total=steps_total, initial=st.step_in_epoch, desc=f"{st.phase} {st.epoch}", unit="step",
-                       dynamic_ncols=True, file=sys.stderr)
-        window: list[float] = []
-        try:
+        self._loss_window = []
+        batches = iter(loader)
+        with self._progress_bar(steps_total) as bar:
             while st.step_in_epoch < steps_total:
-                batches = [next(it) for _ in range(micro)]
-                t0 = time.perf_counter()
-                values = self._scst_step(batches[0]) if scst else self._xe_step(batches)
-                st.step_in_epoch += 1
-                st.global_step += 1
-                self.model.memory_update(st.global_step, st.phase)   # PMA bank push / refresh (no-op: memory off)
-                window.append(values["loss"])
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
-                if st.global_step % self.cfg.train.log_every == 0 or st.step_in_epoch == steps_total:
-                    row = {"kind": "train", "phase": st.phase, "epoch": st.epoch, "step": st.global_step,
-                           "step_in_epoch": st.step_in_epoch, **values,
-                           "loss_avg": float(np.mean(window)),
-                           "lr": self._main_lr(),
-                           "lrs": {g["name"]: g["lr"] for g in self.optimizer.param_groups},
-                           "step_time_s": time.perf_counter() - t0}
-                    if (prototypes := self.model.memory_prototypes()) is not None:
-                        row["memory_prototypes"] = prototypes
-                    self._log(row)
-                    window = []
+                values = self._train_step([next(batches) for _ in range(micro)], steps_total)
+                bar.update(1)
+                bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
                 if st.step_in_epoch == steps_total:
                     break
-                if self._stop_requested(values):
+                if values["_stop"]:
                     return "interrupted"
                 if self._steps_exhausted():
                     return "max_steps"
-        finally:
-            if bar is not None:
-                bar.close()
         return "complete"
 
-    def _main_lr(self) -> float:
-        """The LR that train.lr / scst.lr set (the captioner group), not whichever group happens to come first."""
+    def _train_step(self, batches: list, steps_total: int) -> dict[str, float]:
+        """One optimiser step: forward, losses, backward and step (XE or SCST), memory update, log."""
+        st, t0 = self.state, time.perf_counter()
+        values = self._scst_step(batches[0]) if st.phase == "scst" else self._xe_step(batches)
+        st.step_in_epoch += 1
+        st.global_step += 1
+        self.memory.after_step(st.global_step, st.phase)   # PMA bank commit / refresh (no-op: memory off)
+        self._loss_window.append(values["loss"])
+        if st.global_step % self.cfg.train.log_every == 0 or st.step_in_epoch == steps_total:
+            self._log_train_row(values, time.perf_counter() - t0)
+        return values
+
+    def _log_train_row(self, values: dict[str, float], step_time: float) -> None:
+        st = self.state
         lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
-        return lrs.get("captioner", self.optimizer.param_groups[0]["lr"])
-
-    def _stop_requested(self, values: dict) -> bool:
-        return bool(values.get("_stop", 0))
-
-    def _signal_agreed(self) -> bool:
-        flag = 1.0 if self._stop_signal is not None else 0.0
-        return all_reduce_sum([flag], self.device, self.dist)[0] > 0
+        row = {"kind": "train", "phase": st.phase, "epoch": st.epoch, "step": st.global_step,
+               "step_in_epoch": st.step_in_epoch, **values, "loss_avg": float(np.mean(self._loss_window)),
+               # the LR that train.lr / scst.lr set (the captioner group), not whichever group comes first
+               "lr": lrs.get("captioner", self.optimizer.param_groups[0]["lr"]), "lrs": lrs,
+               "step_time_s": step_time}
+        if (prototypes := self.model.memory_prototypes()) is not None:
+            row["memory_prototypes"] = prototypes
+        self._log(row)
+        self._loss_window = []
 
     # ------------------------------------------------------------------ XE
     def _xe_step(self, batches) -> dict[str, float]:
-        cfg, dev, w = self.cfg.train, self.device, self.dist.world_size
-        pad = self.vocab.pad_id
+        cfg, dev, w, pad = self.cfg.train, self.device, self.dist.world_size, self.vocab.pad_id
         # the denominator of the NLL: target tokens of the WHOLE global batch (all processes, all micro-batches)
         global_targets = all_reduce_sum([float(sum(num_targets(b.tokens, pad) for b in batches))], dev, self.dist)[0]
         module = self._ddp if self._ddp is not None else self.model
         sums = torch.zeros(3, dtype=torch.float64)    # loss, nll, contrastive (this process's share)
         for i, batch in enumerate(batches):
             batch = batch.to(dev, non_blocking=True)
-            sync = self._ddp.no_sync() if (self._ddp is not None and i < len(batches) - 1) else contextlib.nullcontext()
-            with sync:
-                with autocast(self.device, self.amp_dtype):
+            last = i == len(batches) - 1                # DDP all-reduces gradients on the last micro-batch only
+            with self._ddp.no_sync() if self._ddp is not None and not last else contextlib.nullcontext():
+                with autocast(dev, self.amp_dtype):
                     out = module(batch.images, batch.tokens, batch.image_index)
-                nll, _ = nll_sum(out.logprobs, batch.tokens, pad)
-                nll = nll / global_targets
+                nll = nll_sum(out.logprobs, batch.tokens, pad)[0] / global_targets
                 loss = nll * w                               # DDP averages gradients over the w processes
                 con = torch.zeros((), device=dev)
                 if cfg.contrastive_weight > 0:
                     con = patch_contrastive_loss(out, batch.patch_labels, cfg) / len(batches)
                     loss = loss + cfg.contrastive_weight * con
                 self.scaler.scale(loss).backward()
-            part = torch.stack([(loss / w).detach().double(), nll.detach().double(), (con / w).detach().double()])
-            sums += part.cpu()
+            sums += torch.stack([(loss / w).detach().double(), nll.detach().double(),
+                                 (con / w).detach().double()]).cpu()
         self._optimizer_step()
         return self._reduce_step_values(sums, batches)
+
+    # ------------------------------------------------------------------ SCST
+    def _scst_step(self, batch) -> dict[str, float]:
+        sc, dev, w = self.cfg.scst, self.device, self.dist.world_size
+        batch = batch.to(dev, non_blocking=True)
+        tokens, logprobs = self._scst_rollout(batch.images)                # (B, k, T) each
+        rewards = self._scst_rewards(tokens, batch.image_ids)             # (B, k)
+        advantage = rewards - scst_baseline(rewards, sc.mode)
+        mask = through_eos_mask(tokens, self.vocab.eos_id)   # generated tokens up to and including the first <eos>
+        if sc.mode == "sample":
+            loss_sum, count = scst_sample_loss(logprobs, mask, advantage)
+        else:
+            loss_sum, count = scst_beam_loss(logprobs * mask, advantage, sc.max_len)
+        loss = loss_sum / all_reduce_sum([float(count)], dev, self.dist)[0]
+        self.scaler.scale(loss * w).backward()
+        if self.dist.enabled:
+            self._all_reduce_gradients()
+        part = torch.stack([loss.detach().double(), rewards.mean().detach().double() / w]).cpu()
+        self._optimizer_step()
+        return self._reduce_step_values(part, [batch], names=("loss", "reward"))
+
+    def _scst_rollout(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k captions per image in train mode with differentiable token log-probs: samples (sample mode) or the
+        beam (beam mode). -> tokens (B, k, T), fp32 log-probs (B, k, T)."""
+        sc = self.cfg.scst
+        with autocast(self.device, self.amp_dtype):
+            encoded = self.model.encode(images, backbone_grad=self.cfg.model.backbone.train_in_scst)
+            if sc.mode == "sample":
+                tokens, logprobs = decoding.sample(self.model, encoded, num_samples=sc.num_samples, max_len=sc.max_len)
+            else:
+                beams = decoding.beam_search(self.model, encoded, beam_size=sc.num_samples, max_len=sc.max_len,
+                                             return_all=True, grad=True)
+                tokens, logprobs = beams.tokens, beams.token_logprobs
+        return tokens, logprobs.float()
+
+    def _scst_rewards(self, tokens: torch.Tensor, image_ids) -> torch.Tensor:
+        """CIDEr-D of every caption against its image's training references: (B, k, T) tokens -> (B, k) rewards."""
+        b, k = tokens.shape[:2]
+        token_lists = tokens.cpu().tolist()
+        captions = [self.vocab.decode(ids, collapse_repeats=False) for row in token_lists for ids in row]
+        if self.cfg.scst.mode == "sample":   # SacreEOS "standard": <eos> counted as a word of candidates and references
+            ended = [self.vocab.eos_id in ids for row in token_lists for ids in row]
+            captions = [c + " " + EOS_WORD if e else c for c, e in zip(captions, ended)]
+        ids = [int(i) for i in image_ids for _ in range(k)]
+        rewards = np.asarray(self._reward_fn()(ids, captions), dtype=np.float64)
+        return torch.as_tensor(rewards, dtype=torch.float32).view(b, k).to(self.device)
+
+    def _reward_fn(self) -> CiderDReward:
+        if self._reward is None:
+            refs = self.data.train_refs
+            if self.cfg.scst.mode == "sample":
+                refs = {i: [r + " " + EOS_WORD for r in caps] for i, caps in refs.items()}
+            self._reward = CiderDReward(refs)
+        return self._reward
+
+    # ------------------------------------------------------------------ shared by both steps
+    def _trainable(self) -> list[torch.Tensor]:
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def _all_reduce_gradients(self) -> None:
+        for p in self._trainable():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad)
+            p.grad.div_(self.dist.world_size)
 
     def _optimizer_step(self) -> None:
         if self.cfg.train.grad_clip is not None:
@@ -342,6 +369,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
 
     def _reduce_step_values(self, sums: torch.Tensor, batches, names=("loss", "nll", "contrastive")) -> dict:
+        """The step's values summed over processes, plus `_stop` (some process got a signal); a non-finite value
+        on any process stops the run naming the batch's images."""
         local_bad = 0.0 if bool(torch.isfinite(sums).all()) else 1.0
         stop = 1.0 if self._stop_signal is not None else 0.0
         reduced = all_reduce_sum([*sums.tolist(), local_bad, stop], self.device, self.dist)
@@ -360,121 +389,44 @@ class Trainer:
                                  f"step {self.state.step_in_epoch + 1} (global {self.state.global_step + 1}); batch "
                                  f"image ids {bad}; {good}. Check the learning rates logged in metrics.jsonl")
 
-    # ------------------------------------------------------------------ SCST
-    def _scst_step(self, batch) -> dict[str, float]:
-        sc, dev, w = self.cfg.scst, self.device, self.dist.world_size
-        batch = batch.to(dev, non_blocking=True)
-        reward_fn = self._reward_fn()
-        with autocast(self.device, self.amp_dtype):
-            encoded = self.model.encode(batch.images, backbone_grad=self.cfg.model.backbone.train_in_scst)
-            if sc.mode == "sample":
-                tokens, logprobs = decoding.sample(self.model, encoded, num_samples=sc.num_samples, max_len=sc.max_len)
-            else:
-                beams = decoding.beam_search(self.model, encoded, beam_size=sc.num_samples, max_len=sc.max_len,
-                                             return_all=True, grad=True)
-                tokens, logprobs = beams.tokens, beams.token_logprobs
-        b, k = tokens.shape[:2]
-        logprobs = logprobs.float()
-        eos = self.vocab.eos_id
-        mask = through_eos_mask(tokens, eos)          # generated tokens up to and including the first <eos>
-        token_lists = tokens.cpu().tolist()
-        captions = [self.vocab.decode(ids, collapse_repeats=False) for row in token_lists for ids in row]
-        ids_rep = [int(i) for i in batch.image_ids for _ in range(k)]
-        if sc.mode == "sample":   # SacreEOS "standard": <eos> counted as a word of candidates and references
-            ended = [eos in ids for row in token_lists for ids in row]
-            captions = [c + " " + EOS_WORD if e else c for c, e in zip(captions, ended)]
-        rewards = torch.as_tensor(np.asarray(reward_fn(ids_rep, captions), dtype=np.float64),
-                                  dtype=torch.float32).view(b, k).to(dev)
-        advantage = rewards - scst_baseline(rewards, sc.mode)
-        if sc.mode == "sample":
-            loss_sum, count = scst_sample_loss(logprobs, mask, advantage)
-        else:
-            loss_sum, count = scst_beam_loss(logprobs * mask, advantage, sc.max_len)
-        global_count = all_reduce_sum([float(count)], dev, self.dist)[0]
-        loss = loss_sum / global_count
-        self.scaler.scale(loss * w).backward()
-        if self.dist.enabled:
-            self._all_reduce_gradients()
-        part = torch.stack([loss.detach().double(), rewards.mean().detach().double() / w]).cpu()
-        self._optimizer_step()
-        return self._reduce_step_values(part, [batch], names=("loss", "reward"))
-
-    def _all_reduce_gradients(self) -> None:
-        for p in self._trainable():
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            torch.distributed.all_reduce(p.grad)
-            p.grad.div_(self.dist.world_size)
-
-    def _reward_fn(self):
-        if self._reward is None:
-            refs = self.data.train_refs
-            if self.cfg.scst.mode == "sample":
-                refs = {i: [r + " " + EOS_WORD for r in caps] for i, caps in refs.items()}
-            self._reward = CiderDReward(refs)
-        return self._reward
-
-    # ------------------------------------------------------------------ epoch end: evaluate, select, switch
+    # ------------------------------------------------------------------ epoch end: validate, select, switch
     def _end_of_epoch(self) -> None:
+        st = self.state
+        result = self._validate()
+        end = end_of_epoch(st, result["scores"]["CIDEr"], self.rules)
+        self._log({"kind": "eval", "split": "val", "phase": st.phase, "epoch": st.epoch, "step": st.global_step,
+                   **{k: v for k, v in result.items() if k != "num_images"}, "improved": end.improved,
+                   "scst_mode": self.cfg.scst.mode if st.phase == "scst" else None})
+        self._say(f"[{st.phase} epoch {st.epoch}] val " + " ".join(f"{k} {v:.4g}" for k, v in
+                  result["scores"].items()) + (f" loss {result['loss']:.4f}" if "loss" in result else ""))
+        self.state = end.scored           # a checkpoint saved now resumes at the next epoch
+        if end.improved:
+            self.save("best")
+        if end.to_scst:
+            self._start_scst(end.reload_best_xe)
+        self.state = end.state
+        self.save("last")
+
+    def _validate(self) -> dict[str, Any]:
         st, cfg = self.state, self.cfg
-        tag = f"{st.phase}{st.epoch}"
         result = evaluate_split(self.model, self.data.split("val"), self.vocab, cfg, self.device, self.dist,
                                 amp_dtype=self.amp_dtype, with_loss=cfg.eval.val_loss,
-                                predictions_path=self.run_dir / "predictions" / f"val_{tag}.json",
+                                predictions_path=self.run_dir / "predictions" / f"val_{st.phase}{st.epoch}.json",
                                 patch_labels=self.data.patch_labels)
-        cider = result["scores"].get("CIDEr")
-        if cider is None:
+        if "CIDEr" not in result["scores"]:
             raise FsgrError("validation scores have no CIDEr: eval.metrics must include cider (model selection)")
         self.last_eval = {"split": "val", "phase": st.phase, "epoch": st.epoch, **result}
         if result.get("unavailable") and not self._said_unavailable:
             self._said_unavailable = True
             self._say("metrics not computed here: " + "; ".join(f"{k}: {v}" for k, v in
                                                                  result["unavailable"].items()))
-        improved = cider > st.best_score
-        self._log({"kind": "eval", "split": "val", "phase": st.phase, "epoch": st.epoch, "step": st.global_step,
-                   **{k: v for k, v in result.items() if k != "num_images"}, "improved": improved,
-                   "scst_mode": cfg.scst.mode if st.phase == "scst" else None})
-        self._say(f"[{st.phase} epoch {st.epoch}] val " + " ".join(f"{k} {v:.4g}" for k, v in
-                  result["scores"].items()) + (f" loss {result['loss']:.4f}" if "loss" in result else ""))
-        if improved:
-            st.best_score, st.best_phase, st.best_epoch, st.patience = cider, st.phase, st.epoch, 0
-        else:
-            st.patience += 1
-        if st.phase == "xe":
-            st.xe_epochs += 1
-        # advance the position first: a checkpoint saved now resumes at the next epoch
-        finished_phase, finished_epoch = st.phase, st.epoch
-        st.epoch += 1
-        st.step_in_epoch = 0
-        if improved:
-            self.save("best")
-        if finished_phase == "xe":
-            switch = False
-            xe_limit = min(cfg.train.xe_most, cfg.train.max_epochs)
-            if st.patience >= cfg.train.patience:
-                if st.xe_epochs < cfg.train.xe_least:
-                    st.patience = 0
-                else:
-                    switch = True
-            if st.xe_epochs >= xe_limit:
-                switch = True
-            if switch:
-                self._leave_xe()
-        else:
-            if st.patience >= cfg.train.patience or st.epoch >= cfg.scst.max_epochs:
-                st.phase = "done"
-        self.save("last")
+        return result
 
-    def _leave_xe(self) -> None:
-        st = self.state
-        if not self.cfg.scst.enabled:
-            st.phase = "done"
-            return
-        if st.best_phase == "xe" and st.best_epoch != st.epoch - 1:   # reload the best-val XE weights (reference)
-            best = ckpt_io.load_checkpoint(self.ckpt_dir / "best.pt")
-            self.model.load_state_dict(best["model"])
-            self._say(f"switching to SCST from the best XE epoch {st.best_epoch} (val CIDEr {st.best_score:.4f})")
-        st.phase, st.epoch, st.step_in_epoch, st.patience = "scst", 0, 0, 0
+    def _start_scst(self, reload_best_xe: bool) -> None:
+        if reload_best_xe:   # SCST starts from the best-val XE weights (reference)
+            self.model.load_state_dict(ckpt_io.load_checkpoint(self.ckpt_dir / "best.pt")["model"])
+            self._say(f"switching to SCST from the best XE epoch {self.state.best_epoch} (val CIDEr "
+                      f"{self.state.best_score:.4f})")
         self._build_optimizer("scst")
 
     def _test_best(self) -> None:
@@ -493,13 +445,52 @@ class Trainer:
         self._say("test (best-val checkpoint, reported only) " +
                   " ".join(f"{k} {v:.4g}" for k, v in result["scores"].items()))
 
-    # ------------------------------------------------------------------ output
+    # ================================================================== save
+    def save(self, name: str) -> Path:
+        """checkpoints/NAME.pt: everything a bit-exact resumption needs (every rank takes part: RNG gather)."""
+        path = self.ckpt_dir / f"{name}.pt"
+        payload = {
+            "format_version": ckpt_io.FORMAT_VERSION,
+            "config": to_dict(self.cfg),
+            "vocab_itos": list(self.vocab.itos),
+            "codebook_names": self.codebook_names,
+            "codebook_fingerprint": self.codebook_fingerprint,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": asdict(self.schedule),
+            "scaler": self.scaler.state_dict(),
+            "rng": all_gather_objects(ckpt_io.rng_state(self.loader_generator), self.dist),   # one entry per rank
+            "state": asdict(self.state),
+            "world_size": self.dist.world_size,
+            "last_eval": self.last_eval,
+        }
+        if self.dist.is_main:
+            ckpt_io.atomic_save(payload, path)
+        barrier(self.dist)
+        return path
+
+    # ================================================================== cleanup
+    def cleanup(self) -> None:
+        """Signal handlers back, logs closed, the process group shut down (also after a failed setup)."""
+        for s, h in (self._previous_handlers or {}).items():
+            signal.signal(s, h)
+        self._previous_handlers = None
+        self.logger.close()
+        if self.dist is not None:
+            shutdown(self.dist)
+
+    # ------------------------------------------------------------------ output and signals
     def _log(self, row: dict) -> None:
         self.logger.log({k: v for k, v in row.items() if not k.startswith("_")}, self.state.global_step)
 
     def _say(self, text: str) -> None:
         if self.dist.is_main:
             tqdm.write(text, file=sys.stderr)
+
+    def _progress_bar(self, steps_total: int):
+        st = self.state
+        return tqdm(total=steps_total, initial=st.step_in_epoch, desc=f"{st.phase} {st.epoch}", unit="step",
+                    dynamic_ncols=True, file=sys.stderr, disable=not self.progress)
 
     def summary(self) -> dict[str, Any]:
         st = self.state
@@ -520,29 +511,18 @@ class Trainer:
             (self.run_dir / "summary.json").write_text(json.dumps(out, indent=2))
         return out
 
-    # ------------------------------------------------------------------ signals
-    def _install_signal_handlers(self):
+    def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return
 
         def handler(signum, frame):
             self._stop_signal = signum
 
-        return {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        self._previous_handlers = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
 
-    @staticmethod
-    def _restore_signal_handlers(previous) -> None:
-        for s, h in (previous or {}).items():
-            signal.signal(s, h)
-
-
-EOS_WORD = "eos"   # the word that stands for <eos> in SacreEOS-standard rewards (PTB-safe, no angle brackets)
-SCST_RECIPES = {
-    "sample": "SCST standard (SacreEOS): 5 multinomial samples/image, mean-of-others baseline, <eos> in the reward, "
-              "CIDEr-D with training-set document frequencies",
-    "beam": "SCST M2/FSGR: beam 5 as samples, mean-of-beams baseline, <eos> dropped from the reward, CIDEr-D with "
-            "training-set document frequencies",
-}
+    def _signal_agreed(self) -> bool:
+        flag = 1.0 if self._stop_signal is not None else 0.0
+        return all_reduce_sum([flag], self.device, self.dist)[0] > 0
 
 
 def _env_local_rank() -> int:
@@ -553,6 +533,7 @@ def train(cfg: Config, resume: bool = False, device: str | None = None, progress
     """Train from a resolved config (XE then SCST). Returns the run summary (also written to run.dir/summary.json)."""
     trainer = Trainer(cfg, resume=resume, device=device, progress=progress)
     try:
-        return trainer.run()
+        trainer.setup()
+        return trainer.train()
     finally:
-        shutdown(trainer.dist)
+        trainer.cleanup()
