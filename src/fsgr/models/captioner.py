@@ -1,4 +1,4 @@
-"""The whole FSGR captioner: CLIP backbone -> semantic head -> grid encoder -> caption decoder .
+"""The whole FSGR captioner: CLIP backbone -> semantic head -> grid encoder -> caption decoder.
 
     images (B,3,H,W) --backbone--> F^ (B,P,W), g^ (B,E), A^ (B,P,E)
     att_embed([F^; g^]) -> Q0 / contrastive features (B,P,d)
@@ -25,8 +25,7 @@ import torch.nn.functional as F
 
 from fsgr.errors import CheckpointError, ConfigError
 from fsgr.models.backbone import FSGRBackbone
-from fsgr.models.clip import weights_fingerprint
-from fsgr.models.clip import build_clip
+from fsgr.models.clip import build_clip, weights_fingerprint
 from fsgr.models.config import ModelConfig
 from fsgr.models.decoder import Decoder, xavier_init_
 from fsgr.models.encoder import Encoder

@@ -13,7 +13,7 @@ from typing import Any, Optional
 import torch
 
 from fsgr.data.datasets import CaptionDataset, make_loader
-from fsgr.data.datasets import load_patch_labels as read_patch_labels
+from fsgr.data.datasets import load_patch_labels as read_patch_labels  # this module's load_patch_labels takes a config
 from fsgr.data.readers import read_records
 from fsgr.data.text import tokenize_captions
 from fsgr.data.vocab import Vocab
