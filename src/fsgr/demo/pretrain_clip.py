@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from fsgr.core.device import autocast
 from fsgr.data.config import SyntheticConfig
 from fsgr.data.images import CLIP_MEAN, CLIP_STD
 from fsgr.data.synthetic import COLOUR_OF, CONCEPTS, SHAPE_OF, captions_for, concept_id, patch_concepts, render
@@ -266,8 +267,7 @@ def evaluate_clip(model, pool: Pool, batch: int = 128, autocast_dtype=None) -> d
     dev = pool.images.device
     ctx = model.context_length
     _, ctoks = concept_texts(ctx)
-    amp = torch.autocast(dev.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
-    with amp:
+    with autocast(dev, autocast_dtype):
         concept_emb = F.normalize(model.encode_text(ctoks[0].to(dev)).float(), dim=-1)           # (C, E)
         img_emb, txt_emb, dense = [], [], {"ln_post": [], "plain_ln": []}
         for s in range(0, len(pool), batch):
@@ -353,7 +353,7 @@ def pretrain(cfg: PretrainConfig, out: Optional[str | os.PathLike], device: str 
         for g in opt.param_groups:
             g["lr"] = lr
         images, tokens, positives = make_batch(pool, ctoks, cfg, gen)
-        with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        with autocast(dev, amp_dtype):
             text = F.normalize(model.encode_text(tokens).float(), dim=-1)                          # (B, E)
             if cfg.dense_weight > 0:
                 image, patches = image_and_patch_embeddings(model.visual, images)                  # (B,E), (B,P,E)
