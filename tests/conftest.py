@@ -1,10 +1,13 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 # Two pytest workers share two cores: keep each test process to one intra-op thread.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The caption cache (data.cache_dir: auto) of every run the tests start, subprocesses included, stays out of ~/.cache.
+os.environ.setdefault("FSGR_CACHE_DIR", tempfile.mkdtemp(prefix="fsgr-test-cache-"))
 try:
     import torch
 

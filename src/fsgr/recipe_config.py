@@ -52,7 +52,11 @@ class ScstConfig:
     lr: float = 1e-5                # absolute LR of every trainable group in SCST (a fresh Adam at the switch)
     lr_milestones: list[int] = field(default_factory=lambda: [10, 13, 16])  # SCST epochs (from 0) x gamma
     lr_gamma: float = 0.2
-    batch_images: int = 10          # images per SCST step, over all processes
+    batch_images: int = 10          # images per SCST step, over all processes (any number: split as evenly as can be)
+    # CIDEr-D reward's document frequencies: "captions" = each training caption a document, ref_len = log(#captions)
+    # (M2/RSTNet/FSGR code: Cider(PTBTokenizer.tokenize(train captions))); "images" = each image's references one
+    # document, ref_len = log(#images) (pycocoevalcap's CiderScorer over the training set). docs/fidelity.md
+    reward_documents: Literal["captions", "images"] = "captions"
     max_epochs: int = 30            # SCST epochs at most
 
 
@@ -61,7 +65,9 @@ class EvalConfig:
     beam_size: int = 5
     max_len: int = 20
     batch_images: int = 50
-    metrics: str = "bleu,meteor,rouge,cider"
+    metrics: str = "bleu,meteor,rouge,cider"   # the final test and `fsgr evaluate`
+    val_metrics: Optional[str] = None   # every validation (model selection: must hold cider); None = metrics.
+    #                                     A Java metric that fails at validation is reported unavailable, not fatal
     val_loss: bool = True           # XE(+contrastive) loss on val captions, eval mode
     max_images: Optional[int] = None   # evaluate only the first N images of the split (smoke tests)
     test_at_end: bool = True        # score the best-val checkpoint on test once training ends (never for selection)

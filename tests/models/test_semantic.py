@@ -44,23 +44,24 @@ def test_group_norm_switch_off_gives_the_raw_concept_embeddings():
 
 def test_training_gumbel_straight_through_gradient_flows_and_ids_follow_the_assignment():
     codebook, glob, patches = _inputs(b=3, p=49, c=40)
-    head = SemanticHead(SemanticConfig(topk=8), codebook).train()
+    head = SemanticHead(SemanticConfig(topk=8, ids_from="assignment"), codebook).train()
     patches = patches.clone().requires_grad_(True)
     torch.manual_seed(0)
     out = head(glob, patches, torch.tensor(0.0))   # scale 1: noise dominates, so noisy != clean somewhere
     out.grid.square().sum().backward()
     assert patches.grad is not None and patches.grad.abs().sum() > 0     # straight-through path reaches the patches
     assert not head.codebook.requires_grad and "codebook" not in dict(head.named_parameters())
-    # B31 default: ids are those of the assignment that built S (S rows are multiples of the chosen concept)
+    # B31 'assignment': ids are those of the assignment that built S (S rows are multiples of the chosen concept)
     cos = F.cosine_similarity(out.grid.detach(), codebook[out.concept_ids], dim=-1)
     torch.testing.assert_close(cos, torch.ones_like(cos))
     clean = out.topk_ids.gather(1, out.logits.argmax(dim=1))
     assert not torch.equal(clean, out.concept_ids)      # Gumbel noise changed some assignments
 
 
-def test_clean_ids_switch_returns_ref_argmax_in_training():
+def test_clean_ids_default_returns_ref_argmax_in_training():
     codebook, glob, patches = _inputs(b=3, p=49, c=40)
-    head = SemanticHead(SemanticConfig(topk=8, ids_from="clean"), codebook).train()
+    assert SemanticConfig().ids_from == "clean"          # SupCon's features see the patch, not S (B31)
+    head = SemanticHead(SemanticConfig(topk=8), codebook).train()
     out = head(glob, patches, torch.tensor(0.0))
     assert torch.equal(out.concept_ids, out.topk_ids.gather(1, out.logits.argmax(dim=1)))
 

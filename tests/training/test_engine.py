@@ -154,6 +154,8 @@ def test_evaluate_verb_prints_and_writes_scores(trained, tmp_path, capsys):
                      "--out", str(preds)]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["split"] == "test" and report["num_images"] == 6 and "CIDEr" in report
+    # same precision (CPU: fp32), beam and checkpoint as the trainer's final test: the same scores
+    assert report["precision"] == "fp32" and report["CIDEr"] == trained[1]["test"]["CIDEr"]
     assert len(json.loads(preds.read_text())) == 6
     assert json.loads((tmp_path / "preds.json.scores.json").read_text())["CIDEr"] == report["CIDEr"]
 
@@ -196,7 +198,7 @@ def test_scst_beam_mode(tmp_path, tiny_run_config):
     scst = [r for r in rows if r["phase"] == "scst"]
     assert len(scst) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) and 0 <= r["reward"] for r in scst)
     assert summary["scst_mode"] == "beam" and "<eos> dropped" in summary["scst_recipe"]
-    assert scst[0]["lrs"] == {"captioner": pytest.approx(1e-5)}    # backbone frozen in SCST (B27)
+    assert scst[0]["lrs"] == {"captioner": pytest.approx(1e-5)}    # backbone frozen in SCST
 
 
 def _free_port() -> int:
@@ -205,11 +207,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_ddp_two_processes_match_one(tmp_path, tiny_run_config):
-    # per-image noise (dropout -- model.dropout covers the prompts' --, Gumbel) cannot match between 1 and 2 processes
-    over = ["train.max_steps=4", "model.dropout=0.0", "model.semantic.gumbel=false", "train.contrastive_weight=0",
-            "train.batch_size=20", "data.batching=caption"]
+def _one_and_two_processes(tmp_path, tiny_run_config, over):
+    """Train the same config in one process and under torchrun with two (gloo, CPU); their per-step train rows."""
     one = tiny_run_config(tmp_path, "one")
     two = tiny_run_config(tmp_path, "two")
     train(load_config(one, over), progress=False)
@@ -217,10 +216,36 @@ def test_ddp_two_processes_match_one(tmp_path, tiny_run_config):
            "--master_port", str(_free_port()), "-m", "fsgr", "train", str(two), *over, "--no-progress"]
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
-    assert sorted(a) == sorted(b) == [1, 2, 3, 4]
-    assert max(abs(a[s] - b[s]) for s in a) <= 1e-4
     assert load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["world_size"] == 2
+    rows = [{r["step"]: r for r in read_metrics(tmp_path / run / "metrics.jsonl") if r["kind"] == "train"}
+            for run in ("one", "two")]
+    return rows[0], rows[1]
+
+
+# per-image noise (dropout -- model.dropout covers the prompts' --, Gumbel) cannot match between 1 and 2 processes
+NO_NOISE = ["model.dropout=0.0", "model.semantic.gumbel=false", "train.contrastive_weight=0"]
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one(tmp_path, tiny_run_config):
+    a, b = _one_and_two_processes(tmp_path, tiny_run_config, ["train.max_steps=4", *NO_NOISE, "train.batch_size=20",
+                                                              "data.batching=caption"])
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4]
+    assert max(abs(a[s]["loss"] - b[s]["loss"]) for s in a) <= 1e-4
+
+
+@pytest.mark.slow
+def test_ddp_uneven_global_batches_match_one_process(tmp_path, tiny_run_config):
+    # 3 images (15 captions) per XE step and 3 images per SCST step over 2 processes: 2 + 1 each step. Beam-mode
+    # SCST: sampling would draw from each process's own generator. 24 training images: 8 XE steps, then SCST.
+    over = ["train.max_steps=10", *NO_NOISE, "train.batch_size=15", "data.batching=image", "train.max_epochs=1",
+            "train.xe_most=1", "scst.enabled=true", "scst.mode=beam", "scst.num_samples=2", "scst.batch_images=3"]
+    a, b = _one_and_two_processes(tmp_path, tiny_run_config, over)
+    assert sorted(a) == sorted(b) == list(range(1, 11))
+    assert [a[s]["phase"] for s in sorted(a)] == ["xe"] * 8 + ["scst"] * 2
+    for s in a:
+        assert abs(a[s]["loss"] - b[s]["loss"]) <= 1e-4, (s, a[s], b[s])
+    assert max(abs(a[s]["reward"] - b[s]["reward"]) for s in (9, 10)) <= 1e-4
 
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path, tiny_run_config):

@@ -1,7 +1,8 @@
-"""`fsgr codebook --clip CKPT --classes FILE|ram|coco80 --out FILE`: embed a class list with a CLIP text tower.
+"""`fsgr codebook --clip CKPT --classes FILE|ram|coco80 --out FILE [--template T | --templates maskclip|FILE]`:
+embed a class list with a CLIP text tower, with one prompt template or a prompt ensemble (MaskCLIP's 85, shipped).
 
-The file records the class names, the prompt template and a fingerprint of the CLIP weights; a model refuses a codebook
-whose size or fingerprint does not match its own. Heavy imports happen inside main() so `fsgr --help` stays fast.
+The file records the class names, the prompt template(s) and a fingerprint of the CLIP weights; a model refuses a
+codebook whose size or fingerprint does not match its own. Heavy imports happen inside main() so `fsgr --help` stays fast.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True, metavar="FILE", help="codebook file to write (.pt)")
     parser.add_argument("--template", default="a photo of a {}.",
                         help="prompt template; '{}' is replaced by the class name (default: %(default)r)")
+    parser.add_argument("--templates", default=None, metavar="maskclip|FILE",
+                        help="a prompt ensemble instead of --template: 'maskclip' (the 85 templates of MaskCLIP's "
+                             "codebooks) or a file with one template per line; each class is the renormalised mean "
+                             "of its normalised embeddings")
     parser.add_argument("--batch-size", type=int, default=256, help="texts per text-tower batch (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="torch device for the text tower, e.g. cuda (default: cpu)")
 
@@ -26,19 +31,23 @@ def main(args) -> int:
 
     from fsgr.errors import ConfigError
     from fsgr.models.clip import load_clip
-    from fsgr.models.codebook import build_codebook, read_class_names, save_codebook
+    from fsgr.models.codebook import DEFAULT_TEMPLATE, build_codebook, read_class_names, read_templates, save_codebook
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.templates and args.template != DEFAULT_TEMPLATE:
+        raise ConfigError("give --template or --templates, not both")
     names = read_class_names(args.classes)
+    templates = read_templates(args.templates) if args.templates else None
     clip = load_clip(args.clip)
     try:
         device = torch.device(args.device)
     except RuntimeError as exc:
         raise ConfigError(f"--device {args.device!r}: {exc}") from exc
     clip = clip.to(device)
-    codebook = build_codebook(clip, names, template=args.template, batch_size=args.batch_size)
+    codebook = build_codebook(clip, names, template=args.template, batch_size=args.batch_size, templates=templates)
     save_codebook(codebook, args.out)
     print(json.dumps({"out": str(args.out), "classes": codebook.size, "embed_dim": codebook.embed_dim,
-                      "template": codebook.template, "clip_fingerprint": codebook.clip_fingerprint}))
+                      "template": codebook.template, "templates": len(codebook.templates or []),
+                      "clip_fingerprint": codebook.clip_fingerprint}))
     return 0

@@ -3,6 +3,9 @@
 Decodes every image of the split (beam search) with the checkpoint's model and prints the COCO scores as JSON.
 `--out` writes the captions in COCO results format and the scores beside them (`<out>.scores.json`).
 The data paths come from the checkpoint's config; override them with `--set data.images=/new/place` if moved.
+Precision: by default the trainer's own (`train.amp` resolved on this device: bf16 on a bf16 GPU, fp32 on the CPU),
+so `fsgr evaluate` of best.pt reproduces the trainer's final test; `--precision fp32` decodes in full precision. The
+precision used is in the printed scores (`precision`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ def add_arguments(parser):
     parser.add_argument("--set", action="append", default=[], metavar="key=value",
                         help="override a config value of the checkpoint (data paths, eval.batch_images, ...)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--precision", default="train", choices=["train", "fp32", "bf16", "fp16"],
+                        help="autocast dtype for decoding; train (default) = the checkpoint's train.amp on this device, "
+                             "as the trainer's final test")
 
 
 def main(args) -> int:
@@ -54,11 +60,17 @@ def main(args) -> int:
     records = [r for r in read_records(cfg.data) if r.split == args.split]
     if not records:
         raise DataError(f"{cfg.data.annotations or cfg.data.format}: no images in split {args.split!r}")
+    from fsgr.core.device import resolve_amp
+
+    amp_dtype = resolve_amp(cfg.train.amp if args.precision == "train" else
+                            ("off" if args.precision == "fp32" else args.precision), captioner.device)
     preds_path = Path(args.out) if args.out else None
     result = evaluate_split(captioner.model, records, captioner.vocab, cfg, captioner.device, with_loss=False,
-                            predictions_path=preds_path, beam_size=args.beam, max_len=args.max_len)
+                            predictions_path=preds_path, beam_size=args.beam, max_len=args.max_len,
+                            amp_dtype=amp_dtype)
     report = {"checkpoint": str(args.checkpoint), "split": args.split,
-              "beam": args.beam or cfg.eval.beam_size, "num_images": result["num_images"], **result["scores"]}
+              "beam": args.beam or cfg.eval.beam_size, "num_images": result["num_images"],
+              "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32", **result["scores"]}
     print(json.dumps(report))
     if preds_path is not None:
         scores_path = preds_path.with_name(preds_path.name + ".scores.json")

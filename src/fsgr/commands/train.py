@@ -1,4 +1,6 @@
-"""`fsgr train CONFIG [key=value ...] [--resume]`: XE (+ patch contrastive), then SCST, in one run directory.
+"""`fsgr train CONFIG [key=value ...] [--resume] [--fast-dev-run [N]]`: XE (+ patch contrastive), then SCST, in one run
+directory. `--fast-dev-run N` runs N steps of each phase and N eval batches and projects the real run's times
+(RUN_DIR/fast_dev_run.json, `fsgr.training.fast_dev_run`); it writes no checkpoint.
 
 Multi-GPU: `torchrun --nproc_per_node N -m fsgr train CONFIG ...` (one process per GPU, DDP); one process needs no
 launcher. Prints the run summary as JSON on stdout when the run ends (progress and messages go to stderr).
@@ -15,6 +17,10 @@ def add_arguments(parser):
                         help="continue run.dir/checkpoints/last.pt exactly where it stopped")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: this process's GPU, else CPU)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    parser.add_argument("--fast-dev-run", type=int, nargs="?", const=3, default=None, metavar="N",
+                        help="build everything as the real run, run N XE steps, N SCST steps and N val/test batches "
+                             "(default N: 3), write RUN_DIR/fast_dev_run.json with the projected epoch times; no "
+                             "checkpoint")
 
 
 def main(args) -> int:
@@ -25,6 +31,17 @@ def main(args) -> int:
     from fsgr.training.engine import train
 
     cfg = load_config(args.config, args.overrides)
+    if args.fast_dev_run is not None:
+        from fsgr.training.fast_dev_run import fast_dev_run
+
+        if args.resume:
+            from fsgr.errors import ConfigError
+
+            raise ConfigError("--fast-dev-run and --resume do not go together (a fast dev run resumes nothing)")
+        report = fast_dev_run(cfg, steps=args.fast_dev_run, device=args.device, progress=not args.no_progress)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(json.dumps(report))
+        return 0
     summary = train(cfg, resume=args.resume, device=args.device, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary))

@@ -23,7 +23,7 @@ FORMAT_VERSION = 1
 # Config keys that may change between a run and its resumption (they do not change the numbers of a step).
 RESUMABLE_CHANGES = (
     "run.", "train.max_steps", "train.log_every", "train.max_epochs", "scst.max_epochs", "data.workers",
-    "data.pin_memory", "data.persistent_workers", "eval.", "train.compile",
+    "data.pin_memory", "data.persistent_workers", "data.prefetch_factor", "data.cache_dir", "eval.", "train.compile",
 )
 
 

@@ -44,5 +44,7 @@ class DataConfig:
     pin_memory: bool = True
     persistent_workers: bool = True
     prefetch_factor: int = 4            # batches prefetched per worker
+    cache_dir: Optional[str] = "auto"  # tokenised captions cached across runs; auto = $FSGR_CACHE_DIR, else
+    #                                    $XDG_CACHE_HOME/fsgr or ~/.cache/fsgr; null = tokenise every run (once)
     patch_labels: Optional[str] = None  # offline per-patch concept labels (optional): .npz {image_ids, labels}
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)

@@ -1,8 +1,9 @@
 """Records -> tensors: caption-level and image-level training datasets, the evaluation dataset, collate, loaders.
 
-Captions are tokenised and encoded once, at construction, into flat numpy arrays (cheap to share with forked
-workers, no per-item tokenizer). Token ids are checked on the CPU in `collate_captions` (0 <= id < len(vocab),
-length <= max_len): the reference's out-of-range id became a CUDA device-side assert at batch 1,135.
+Captions are tokenised and encoded once (per run: `fsgr.data.encoded`, or here at construction) into flat numpy
+arrays (cheap to share with forked workers, no per-item tokenizer). Token ids are checked on the CPU in
+`collate_captions` (0 <= id < len(vocab), length <= max_len): the reference's out-of-range id became a CUDA
+device-side assert at batch 1,135.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from fsgr.data.batch import CaptionBatch, EvalBatch
 from fsgr.data.images import load_image
 from fsgr.data.records import ImageRecord
-from fsgr.data.text import encode_caption, tokenize_captions
+from fsgr.data.encoded import EncodedCaptions, TokenizedCaptions
 from fsgr.data.vocab import Vocab
 from fsgr.errors import DataError, FsgrError
 
@@ -63,11 +64,12 @@ def _patch_label_lookup(patch_labels: PatchLabels) -> Optional[Callable[[int], t
 
 class CaptionDataset(Dataset):
     """Training captions. batching='caption': one item per caption (the reference); 'image': one item per image with
-    all its captions (the backbone then runs once per image)."""
+    all its captions (the backbone then runs once per image). `encoded`: the records' captions already encoded
+    (`fsgr.data.encoded`, built once per run); None = tokenise and encode them here."""
 
     def __init__(self, records: Sequence[ImageRecord], vocab: Vocab, image_size: int = 224, resize: str = "squash",
                  max_len: int = 54, length_policy: str = "truncate", batching: str = "caption",
-                 patch_labels: PatchLabels = None, draft: bool = True):
+                 patch_labels: PatchLabels = None, draft: bool = True, encoded: Optional[EncodedCaptions] = None):
         if batching not in ("caption", "image"):
             raise DataError(f"batching must be 'caption' or 'image', got {batching!r}")
         if not records:
@@ -79,28 +81,16 @@ class CaptionDataset(Dataset):
         self.max_len, self.length_policy, self.batching = max_len, length_policy, batching
         self._patch_labels = _patch_label_lookup(patch_labels)
 
-        raws = [c for r in self.records for c in r.captions]
-        words = tokenize_captions(raws)
-        ids: list[list[int]] = []
-        k = 0
-        caption_image = []
-        for ri, r in enumerate(self.records):
+        for r in self.records:
             if not r.captions:
                 raise DataError(f"image {r.image_id} ({r.path}): no captions")
-            for aid in r.annotation_ids:
-                if not words[k]:
-                    raise DataError(f"image {r.image_id} annotation {aid}: empty caption {raws[k]!r}")
-                ids.append(encode_caption(words[k], vocab, max_len, length_policy,
-                                          name=f"image {r.image_id} annotation {aid}"))
-                caption_image.append(ri)
-                k += 1
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        self.offsets = np.zeros(len(ids) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=self.offsets[1:])
-        self.flat_ids = np.fromiter((t for x in ids for t in x), dtype=np.int32, count=int(self.offsets[-1]))
-        self.caption_image = np.asarray(caption_image, dtype=np.int64)        # caption -> record index
-        counts = np.asarray([len(r.captions) for r in self.records], dtype=np.int64)
-        self.record_first = np.concatenate([[0], np.cumsum(counts)])          # record -> its first caption
+        if encoded is None:
+            encoded = TokenizedCaptions.tokenize(self.records).encode(vocab, max_len, length_policy, self.records)
+        elif encoded.num_records != len(self.records):
+            raise DataError(f"encoded captions of {encoded.num_records} images for {len(self.records)} records")
+        self.flat_ids, self.offsets = encoded.flat_ids, encoded.offsets
+        self.caption_image = encoded.caption_image          # caption -> record index
+        self.record_first = encoded.record_first            # record -> its first caption
 
     @property
     def num_captions(self) -> int:
@@ -286,7 +276,7 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, sample
                 drop_last: bool = False, seed: int = 0, generator: Optional[torch.Generator] = None,
                 start_batch: int = 0, epoch: int = 0, prefetch_factor: int = 4,
                 collate_fn: Optional[Callable] = None, rank: Optional[int] = None,
-                world_size: Optional[int] = None) -> Loader:
+                world_size: Optional[int] = None, batch_sampler: Optional[Sampler] = None) -> Loader:
     """A DataLoader that scales (workers, pinned memory, persistent workers, prefetch) and is deterministic given
     `seed`. Without a sampler, a `ResumableSampler(shuffle, seed)` is used (rank/world from torch.distributed when
     initialised, or `rank`/`world_size`; ranks are padded to equal length like DistributedSampler, so a sharded
@@ -294,10 +284,10 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, sample
     `loader.sampler.set_epoch(e)` before iterating."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if sampler is None:
+    if sampler is None and batch_sampler is None:
         sampler = ResumableSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
                                    drop_last=False)
-    if start_batch or epoch:
+    if batch_sampler is None and (start_batch or epoch):
         if not hasattr(sampler, "set_epoch"):
             raise ValueError("start_batch/epoch need a sampler with set_epoch")
         if isinstance(sampler, ResumableSampler):
@@ -318,6 +308,9 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, sample
     if workers > 0:
         kwargs.update(persistent_workers=persistent_workers, prefetch_factor=prefetch_factor,
                       worker_init_fn=_seed_worker)
-    return Loader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      collate_fn=collate_fn, pin_memory=bool(pin_memory and torch.cuda.is_available()),
-                      drop_last=drop_last, generator=generator, **kwargs)
+    if batch_sampler is not None:   # it decides the batches (fsgr.data.sampling.GlobalBatchSampler)
+        kwargs["batch_sampler"] = batch_sampler
+    else:
+        kwargs.update(batch_size=batch_size, sampler=sampler, drop_last=drop_last)
+    return Loader(dataset, num_workers=workers, collate_fn=collate_fn,
+                  pin_memory=bool(pin_memory and torch.cuda.is_available()), generator=generator, **kwargs)

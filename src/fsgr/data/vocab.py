@@ -82,6 +82,12 @@ class Vocab:
         counts: Counter = Counter()
         for words in tokenised_captions:
             counts.update(words)
+        return cls.from_counts(counts, min_freq)
+
+    @classmethod
+    def from_counts(cls, counts: dict[str, int], min_freq: int = 5) -> "Vocab":
+        """Words seen at least min_freq times, by frequency (ties alphabetical), after the specials."""
+        counts = dict(counts)
         for s in SPECIALS:
             counts.pop(s, None)
         kept = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))

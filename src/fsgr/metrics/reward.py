@@ -28,7 +28,12 @@ class CiderDReward:
     """CIDEr-D of candidates against their image's training references, document frequencies fixed at build."""
 
     def __init__(self, refs: Mapping[int, Sequence[str]], sigma: float = SIGMA, n: int = MAX_N,
-                 tokenized: bool = False) -> None:
+                 tokenized: bool = False, documents: str = "images") -> None:
+        """documents: what the document frequencies count. "images": the images whose references hold an n-gram,
+        ref_len = log(#images) (pycocoevalcap's CiderScorer over the training set); "captions": the training
+        captions that hold it, ref_len = log(#captions) (M2/RSTNet's `Cider(PTBTokenizer.tokenize(captions))`)."""
+        if documents not in ("images", "captions"):
+            raise ValueError(f"documents must be 'images' or 'captions', got {documents!r}")
         if not refs:
             raise DataError("CiderDReward: no reference captions given")
         empty = [i for i, rs in refs.items() if len(rs) == 0]
@@ -44,9 +49,10 @@ class CiderDReward:
         self.vocab = NgramVocab(sentences, n)
         rows = self.vocab.own_rows()
         ref_image = np.repeat(np.arange(len(self.image_ids), dtype=np.int64), n_refs)
-        self.df = document_frequency(ref_image[rows.sentence], rows.ngram, self.vocab.size)
+        document = ref_image[rows.sentence] if documents == "images" else rows.sentence
+        self.df = document_frequency(document, rows.ngram, self.vocab.size)
         self.log_df = np.log(np.maximum(1.0, self.df))
-        self.ref_len = float(np.log(float(len(self.image_ids))))
+        self.ref_len = float(np.log(float(len(self.image_ids) if documents == "images" else len(sentences))))
 
         self.ref_rows = rows
         self.ref_w = rows.count * (self.ref_len - self.log_df[rows.ngram])

@@ -1,6 +1,8 @@
 """Semantic codebook: CLIP text embeddings of a class list (RAM's 4,585 tags, COCO's 80, or any list).
 
 File format (`torch.save` of a dict): {"format": "fsgr-codebook", "version": 1, "names": [C str], "template": str,
+"templates": [str] or absent (a prompt ensemble: each class embedded with every template, the normalised embeddings
+averaged and renormalised, as MaskCLIP / CLIP zero-shot do; "template" is then None),
 "embeddings": (C, E) fp32 L2-normalised, "clip_fingerprint": str (weights_fingerprint of the CLIP that embedded them),
 "embed_dim": E}. `load_codebook` refuses a file whose size, width or CLIP fingerprint does not match what the model
 expects, naming both values. The reference's bare (C, E) tensor files are accepted too; they carry no names and
@@ -24,6 +26,7 @@ from fsgr.models.clip import tokenize, weights_fingerprint
 FORMAT, VERSION = "fsgr-codebook", 1
 DEFAULT_TEMPLATE = "a photo of a {}."
 SHIPPED_CLASS_LISTS = {"ram": "ram_tag_list.txt", "coco80": "coco80.txt"}
+SHIPPED_TEMPLATES = {"maskclip": "maskclip_templates.txt"}   # MaskCLIP's 85: CLIP's 80 ImageNet + 5 "in the scene"
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Codebook:
     embeddings: torch.Tensor           # (C, E) fp32, L2-normalised rows
     template: Optional[str] = DEFAULT_TEMPLATE
     clip_fingerprint: Optional[str] = None
+    templates: Optional[list[str]] = None   # a prompt ensemble (template is then None)
 
     @property
     def size(self) -> int:
@@ -67,32 +71,59 @@ def read_class_names(spec: Union[str, Path]) -> list[str]:
     return names
 
 
+def read_templates(spec: Union[str, Path]) -> list[str]:
+    """'maskclip' (the shipped 85-template ensemble) or a UTF-8 file with one template per line."""
+    if str(spec) in SHIPPED_TEMPLATES:
+        text = resources.files("fsgr").joinpath("assets", SHIPPED_TEMPLATES[str(spec)]).read_text(encoding="utf-8")
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise DataError(f"{path}: template list not found (give a file with one template per line, or "
+                            f"{', '.join(repr(k) for k in SHIPPED_TEMPLATES)})")
+        text = path.read_text(encoding="utf-8")
+    templates = [line.strip() for line in text.splitlines() if line.strip()]
+    if not templates:
+        raise DataError(f"{spec}: the template list is empty")
+    return templates
+
+
 @torch.no_grad()
-def build_codebook(clip, names: Sequence[str], template: str = DEFAULT_TEMPLATE, batch_size: int = 256) -> Codebook:
-    """Embed `template.format(name)` for every name with the CLIP text tower (on whatever device the CLIP is)."""
-    if "{}" not in template:
-        raise DataError(f"codebook template {template!r} has no '{{}}' where the class name goes")
-    names = list(names)
+def _embed_texts(clip, texts: list[str], batch_size: int) -> torch.Tensor:
     device = clip.token_embedding.weight.device
-    was_training = clip.training
-    clip.eval()
     chunks = []
-    for start in range(0, len(names), batch_size):
-        texts = [template.format(n) for n in names[start:start + batch_size]]
+    for start in range(0, len(texts), batch_size):
         try:
-            tokens = tokenize(texts, context_length=clip.context_length)
+            tokens = tokenize(texts[start:start + batch_size], context_length=clip.context_length)
         except ValueError as exc:
             raise DataError(f"codebook: {exc}") from exc
         chunks.append(clip.encode_text(tokens.to(device)).float().cpu())
+    return F.normalize(torch.cat(chunks), dim=-1)                                   # (len(texts), E)
+
+
+def build_codebook(clip, names: Sequence[str], template: str = DEFAULT_TEMPLATE, batch_size: int = 256,
+                   templates: Optional[Sequence[str]] = None) -> Codebook:
+    """Embed `template.format(name)` for every name with the CLIP text tower (on whatever device the CLIP is).
+    `templates`: a prompt ensemble instead: per class the mean of the normalised embeddings of every template,
+    renormalised (MaskCLIP's codebooks; CLIP's zero-shot classifiers)."""
+    ensemble = list(templates) if templates else [template]
+    for t in ensemble:
+        if "{}" not in t:
+            raise DataError(f"codebook template {t!r} has no '{{}}' where the class name goes")
+    names = list(names)
+    was_training = clip.training
+    clip.eval()
+    total = sum(_embed_texts(clip, [t.format(n) for n in names], batch_size) for t in ensemble)
     clip.train(was_training)
-    embeddings = F.normalize(torch.cat(chunks), dim=-1)
-    return Codebook(names=names, embeddings=embeddings, template=template, clip_fingerprint=weights_fingerprint(clip))
+    embeddings = F.normalize(total, dim=-1)
+    return Codebook(names=names, embeddings=embeddings, template=None if templates else template,
+                    clip_fingerprint=weights_fingerprint(clip), templates=list(templates) if templates else None)
 
 
 def save_codebook(codebook: Codebook, path: Union[str, Path]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"format": FORMAT, "version": VERSION, "names": codebook.names, "template": codebook.template,
+                "templates": codebook.templates,
                 "embeddings": codebook.embeddings.detach().float().cpu().contiguous(),
                 "clip_fingerprint": codebook.clip_fingerprint, "embed_dim": codebook.embed_dim}, str(path))
 
@@ -120,7 +151,7 @@ def load_codebook(path: Union[str, Path], expected_size: Optional[int] = None,
         if emb.dim() != 2 or emb.shape[0] != len(names):
             raise CheckpointError(f"{path}: {len(names)} names but embeddings of shape {tuple(emb.shape)}")
         codebook = Codebook(names=names, embeddings=emb.float(), template=obj.get("template"),
-                            clip_fingerprint=obj.get("clip_fingerprint"))
+                            clip_fingerprint=obj.get("clip_fingerprint"), templates=obj.get("templates"))
     else:
         keys = ", ".join(map(str, list(obj)[:6])) if isinstance(obj, dict) else type(obj).__name__
         raise CheckpointError(f"{path}: not a codebook (expected an fsgr codebook dict or a (C, E) tensor; found {keys})")

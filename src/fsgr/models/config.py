@@ -58,8 +58,8 @@ class SemanticConfig:
     gumbel: bool = True         # straight-through hard Gumbel assignment in training (eval: hard argmax)
     gumbel_tau: float = 1.0
     group_norm: bool = True     # GroupViT group-size normalisation: S_p = t_k(p) / (n_k(p) + 1)
-    ids_from: Literal["assignment", "clean"] = "assignment"  # ids of the (noisy) assignment that built S, or
-    #                                                          REF's clean argmax (differs from S in training)
+    ids_from: Literal["assignment", "clean"] = "clean"  # REF's clean argmax (what each patch shows), or the
+    #                                   Gumbel-noised assignment that built S; SupCon's features never see S: docs/fidelity.md
 
 
 @dataclass

@@ -8,7 +8,9 @@
 5. semantic grid S = Y~^T T_b (B, P, E), and the global concept id of each patch (B, P).
 
 REF returns the clean argmax ids even in training, where the Gumbel-noised assignment that built S can differ.
-We return the ids of the assignment that built S (`ids_from="assignment"`); `ids_from="clean"` gives REF's ids.
+These ids label the patch contrastive loss, whose features (att_embed of [F^_p; g^]) are computed from the patch,
+never from S: the clean argmax says what the patch shows, the noisy one adds label noise. So `ids_from="clean"` (REF,
+default); `ids_from="assignment"` returns the ids of the assignment that built S.
 The head runs in fp32 with autocast off: 100 x cosine logits in bf16 would tie far too often for an argmax.
 """
 

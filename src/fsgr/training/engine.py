@@ -43,7 +43,7 @@ from fsgr.metrics.reward import CiderDReward
 from fsgr.models import decoding
 from fsgr.training import setup
 from fsgr.training.distributed import all_gather_objects, all_reduce_sum, barrier, init_distributed, shutdown
-from fsgr.training.evaluation import evaluate_split
+from fsgr.training.evaluation import TokenizedReferences, evaluate_split
 from fsgr.training.logging import MetricsLogger, NullLogger
 from fsgr.training.losses import (nll_sum, num_targets, patch_contrastive_loss, scst_baseline, scst_beam_loss,
                                   scst_sample_loss, through_eos_mask)
@@ -73,11 +73,14 @@ def seed_everything(seed: int) -> None:
 def check_config(cfg: Config, world_size: int) -> None:
     """Refuse settings the recipe cannot run, before anything is built."""
     t = cfg.train
-    if t.batch_size % (world_size * t.grad_accum):
-        raise ConfigError(f"train.batch_size={t.batch_size} must be divisible by processes ({world_size}) x "
+    # any global batch splits over any number of processes (fsgr.data.sampling); only a batch with fewer
+    # items than processes x micro-batches is refused (image batching: checked once images/step are known)
+    if t.batch_size < world_size * t.grad_accum:
+        raise ConfigError(f"train.batch_size={t.batch_size} is smaller than processes ({world_size}) x "
                           f"train.grad_accum ({t.grad_accum})")
-    if cfg.scst.enabled and cfg.scst.batch_images % world_size:
-        raise ConfigError(f"scst.batch_images={cfg.scst.batch_images} must be divisible by processes ({world_size})")
+    if cfg.scst.enabled and cfg.scst.batch_images < world_size:
+        raise ConfigError(f"scst.batch_images={cfg.scst.batch_images} is smaller than the number of "
+                          f"processes ({world_size})")
     if t.compile:
         raise ConfigError("train.compile=true is not supported yet (the decoder's growing cache recompiles); "
                           "set train.compile=false")
@@ -106,11 +109,27 @@ class Trainer:
         self._loss_window: list[float] = []                 # train losses since the last logged row
         self.last_eval: dict[str, Any] = {}
         self.test_result: Optional[dict[str, Any]] = None   # the best checkpoint's test scores, once scored
-        self._said_unavailable = False                      # metrics that cannot run here are named once per run
+        self._said_unavailable: dict[str, str] = {}         # metric -> reason already printed
+        self._tokenized_refs: dict[str, TokenizedReferences] = {}   # split -> its references (built once per run)
 
     # ================================================================== setup
     def setup(self) -> None:
-        """Processes and device, data, model, the optimiser (or the checkpoint to resume), run directory, logger."""
+        """Everything a run needs: `setup_model()`, then the run directory, the optimiser (or the checkpoint to
+        resume), config.yaml, the logger and the signal handlers."""
+        self.setup_model()
+        self._prepare_run_dir()
+        if self.resume:
+            self._restore()
+        else:
+            self._build_optimizer("xe")
+        if self.dist.is_main:
+            save_config(self.cfg, self.run_dir / "config.yaml")
+            self.logger = MetricsLogger(self.run_dir)
+        self._install_signal_handlers()
+
+    def setup_model(self) -> None:
+        """Processes and device, data (captions tokenised once), the model and what trains it; no file written
+        (`fsgr train --fast-dev-run` stops here)."""
         cfg = self.cfg
         self.dist = init_distributed(pick_device(self.requested_device, _env_local_rank()))
         self.device = pick_device(self.requested_device, self.dist.local_rank)
@@ -120,22 +139,15 @@ class Trainer:
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
         check_config(cfg, self.dist.world_size)
         seed_everything(cfg.train.seed)
-        self.data = setup.build_data(cfg)                 # records per split, vocab, reward refs
+        started = time.perf_counter()
+        self.data = setup.build_data(cfg)                 # records per split, vocab, captions tokenised once
+        self.data_setup_seconds = time.perf_counter() - started
         self.vocab = self.data.vocab
         self.model, self.codebook_names, self.codebook_fingerprint = build_model(cfg, self.vocab)
         self.model.to(self.device)
         self.memory = MemoryHook.for_decoder(self.model.decoder, self.dist)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.loader_generator = torch.Generator()
-        self._prepare_run_dir()
-        if self.resume:
-            self._restore()
-        else:
-            self._build_optimizer("xe")
-        if self.dist.is_main:
-            save_config(cfg, self.run_dir / "config.yaml")
-            self.logger = MetricsLogger(self.run_dir)
-        self._install_signal_handlers()
 
     def _prepare_run_dir(self) -> None:
         if self.dist.is_main:
@@ -273,8 +285,11 @@ class Trainer:
     # ------------------------------------------------------------------ XE
     def _xe_step(self, batches) -> dict[str, float]:
         cfg, dev, w, pad = self.cfg.train, self.device, self.dist.world_size, self.vocab.pad_id
-        # the denominator of the NLL: target tokens of the WHOLE global batch (all processes, all micro-batches)
-        global_targets = all_reduce_sum([float(sum(num_targets(b.tokens, pad) for b in batches))], dev, self.dist)[0]
+        # the denominator of the NLL: target tokens of the WHOLE global batch (all processes, all micro-batches);
+        # SupCon (a mean per micro-batch) is weighted by the micro-batch's share of the global batch's images
+        global_targets, global_images = all_reduce_sum(
+            [float(sum(num_targets(b.tokens, pad) for b in batches)), float(sum(len(b.image_ids) for b in batches))],
+            dev, self.dist)
         module = self._ddp if self._ddp is not None else self.model
         sums = torch.zeros(3, dtype=torch.float64)    # loss, nll, contrastive (this process's share)
         for i, batch in enumerate(batches):
@@ -287,7 +302,8 @@ class Trainer:
                 loss = nll * w                               # DDP averages gradients over the w processes
                 con = torch.zeros((), device=dev)
                 if cfg.contrastive_weight > 0:
-                    con = patch_contrastive_loss(out, batch.patch_labels, cfg) / len(batches)
+                    share = len(batch.image_ids) / global_images * w
+                    con = patch_contrastive_loss(out, batch.patch_labels, cfg) * share
                     loss = loss + cfg.contrastive_weight * con
                 self.scaler.scale(loss).backward()
             sums += torch.stack([(loss / w).detach().double(), nll.detach().double(),
@@ -307,11 +323,12 @@ class Trainer:
             loss_sum, count = scst_sample_loss(logprobs, mask, advantage)
         else:
             loss_sum, count = scst_beam_loss(logprobs * mask, advantage, sc.max_len)
-        loss = loss_sum / all_reduce_sum([float(count)], dev, self.dist)[0]
+        global_count, global_samples = all_reduce_sum([float(count), float(rewards.numel())], dev, self.dist)
+        loss = loss_sum / global_count
         self.scaler.scale(loss * w).backward()
         if self.dist.enabled:
             self._all_reduce_gradients()
-        part = torch.stack([loss.detach().double(), rewards.mean().detach().double() / w]).cpu()
+        part = torch.stack([loss.detach().double(), rewards.sum().detach().double() / global_samples]).cpu()
         self._optimizer_step()
         return self._reduce_step_values(part, [batch], names=("loss", "reward"))
 
@@ -343,10 +360,11 @@ class Trainer:
 
     def _reward_fn(self) -> CiderDReward:
         if self._reward is None:
+            # tokenised here with the toolkit's tokenizer (it keeps -lrb-/-rrb-, which the training words drop)
             refs = self.data.train_refs
             if self.cfg.scst.mode == "sample":
                 refs = {i: [r + " " + EOS_WORD for r in caps] for i, caps in refs.items()}
-            self._reward = CiderDReward(refs)
+            self._reward = CiderDReward(refs, documents=self.cfg.scst.reward_documents)
         return self._reward
 
     # ------------------------------------------------------------------ shared by both steps
@@ -391,6 +409,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ epoch end: validate, select, switch
     def _end_of_epoch(self) -> None:
+        self.save("last")   # before evaluating: a failure or crash in evaluation never costs the epoch's steps
         st = self.state
         result = self._validate()
         end = end_of_epoch(st, result["scores"]["CIDEr"], self.rules)
@@ -408,19 +427,30 @@ class Trainer:
         self.save("last")
 
     def _validate(self) -> dict[str, Any]:
+        """Val scores (eval.val_metrics, default eval.metrics) and loss. A Java metric that fails is reported
+        unavailable (log line + metrics.jsonl) and training goes on, selecting on CIDEr."""
         st, cfg = self.state, self.cfg
         result = evaluate_split(self.model, self.data.split("val"), self.vocab, cfg, self.device, self.dist,
                                 amp_dtype=self.amp_dtype, with_loss=cfg.eval.val_loss,
                                 predictions_path=self.run_dir / "predictions" / f"val_{st.phase}{st.epoch}.json",
-                                patch_labels=self.data.patch_labels)
+                                patch_labels=self.data.patch_labels, metrics=cfg.eval.val_metrics or cfg.eval.metrics,
+                                references=self._references("val"), tolerate_metric_failures=True,
+                                encoded=self.data.encoded("val") if cfg.eval.val_loss else None)
         if "CIDEr" not in result["scores"]:
-            raise FsgrError("validation scores have no CIDEr: eval.metrics must include cider (model selection)")
+            raise FsgrError("validation scores have no CIDEr: eval.val_metrics must include cider (model selection)")
         self.last_eval = {"split": "val", "phase": st.phase, "epoch": st.epoch, **result}
-        if result.get("unavailable") and not self._said_unavailable:
-            self._said_unavailable = True
-            self._say("metrics not computed here: " + "; ".join(f"{k}: {v}" for k, v in
-                                                                 result["unavailable"].items()))
+        news = {k: v for k, v in result.get("unavailable", {}).items() if self._said_unavailable.get(k) != v}
+        if news:   # each reason once (a metric that fails differently later is said again)
+            self._said_unavailable.update(news)
+            self._say("metrics not computed here: " + "; ".join(f"{k}: {v}" for k, v in news.items()))
         return result
+
+    def _references(self, split: str) -> TokenizedReferences:
+        """The split's PTB-tokenised references, built once per run (every evaluation of the split reuses them)."""
+        if split not in self._tokenized_refs:
+            records, limit = self.data.split(split), self.cfg.eval.max_images
+            self._tokenized_refs[split] = TokenizedReferences(records[:limit] if limit else records)
+        return self._tokenized_refs[split]
 
     def _start_scst(self, reload_best_xe: bool) -> None:
         if reload_best_xe:   # SCST starts from the best-val XE weights (reference)
@@ -437,7 +467,7 @@ class Trainer:
         if best_path.exists():
             self.model.load_state_dict(ckpt_io.load_checkpoint(best_path)["model"])
         result = evaluate_split(self.model, test, self.vocab, self.cfg, self.device, self.dist,
-                                amp_dtype=self.amp_dtype, with_loss=False,
+                                amp_dtype=self.amp_dtype, with_loss=False, references=self._references("test"),
                                 predictions_path=self.run_dir / "predictions" / "test_best.json")
         self.test_result = result
         self._log({"kind": "eval", "split": "test", "phase": self.state.best_phase, "epoch": self.state.best_epoch,

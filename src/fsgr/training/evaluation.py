@@ -1,6 +1,12 @@
 """Evaluation of a split: beam-search captions scored with `fsgr.metrics` (COCO toolkit definitions), plus the
 validation XE(+SupCon) loss in eval mode. Under DDP each process decodes its shard of images; predictions are
-gathered and rank 0 scores them; everyone receives the scores (model selection must agree across processes)."""
+gathered and rank 0 scores them; everyone receives the scores (model selection must agree across processes).
+
+Images are decoded in `data.workers` loader processes, as in training. The references of a split are PTB-tokenised
+once (`TokenizedReferences`, kept by the trainer across epochs). With `tolerate_metric_failures` (validation during
+training) a Java metric that crashes or times out is reported unavailable with its reason instead of raising:
+an evaluation fault must not cost the epoch; CIDEr (pure Python, the selection metric) still raises.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +15,83 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
-from torch.utils.data import DataLoader
 
 from fsgr.core.device import autocast
-from fsgr.data.datasets import CaptionDataset, EvalDataset, collate_captions, collate_eval
-from fsgr.metrics import score
+from fsgr.data.datasets import CaptionDataset, EvalDataset, collate_captions, collate_eval, make_loader
+from fsgr.errors import FsgrError
+from fsgr.metrics.java import MetricError
+from fsgr.metrics.score import KEY_ORDER, METRIC_KEYS, Scores, parse_metrics, score_tokenized
+from fsgr.metrics.tokenizer import ptb_tokenize
 from fsgr.models.decoding import decode_images
 from fsgr.training.distributed import DistInfo, all_gather_objects, all_reduce_sum, broadcast_object
 from fsgr.training.losses import nll_sum, patch_contrastive_loss
 
 
+JAVA_METRICS = ("meteor", "spice")   # subprocesses that can crash, hang or lack their models
+
+
+class TokenizedReferences:
+    """The PTB-tokenised references of a list of records, as `fsgr.metrics.score` tokenises them (one call, in
+    image order). Built once per split and reused by every evaluation of that split."""
+
+    def __init__(self, records: Sequence):
+        self.image_ids = [int(r.image_id) for r in records]
+        flat = ptb_tokenize([c for r in records for c in r.captions])
+        self.tokens: list[list[str]] = []
+        k = 0
+        for r in records:
+            self.tokens.append(flat[k:k + len(r.captions)])
+            k += len(r.captions)
+
+
+def score_predictions(refs: TokenizedReferences, preds: dict[int, str], metrics: str,
+                      tolerate_failures: bool = False):
+    """`fsgr.metrics.Scores` of `preds` (one caption per image of `refs`). tolerate_failures: a Java metric whose
+    process fails (crash, time-out, pipe error) goes to `.unavailable` with its reason instead of raising."""
+    missing = [i for i in refs.image_ids if i not in preds]
+    if missing or len(preds) != len(refs.image_ids):
+        raise FsgrError(f"evaluation: {len(preds)} predictions for {len(refs.image_ids)} images "
+                        f"(missing e.g. {missing[:5]})")
+    cands = ptb_tokenize([preds[i] for i in refs.image_ids])
+    names = parse_metrics(metrics)
+    if not tolerate_failures:
+        return score_tokenized(refs.image_ids, refs.tokens, cands, names)
+    out = Scores()
+    in_process = [n for n in names if n not in JAVA_METRICS]
+    if in_process:
+        part = score_tokenized(refs.image_ids, refs.tokens, cands, in_process)
+        out.update(part)
+        out.unavailable.update(part.unavailable)
+    for name in (n for n in names if n in JAVA_METRICS):
+        try:
+            part = score_tokenized(refs.image_ids, refs.tokens, cands, [name])
+        except (MetricError, OSError) as exc:   # the process crashed, ran past its time limit, broke a pipe
+            for key in METRIC_KEYS[name]:
+                out.unavailable[key] = f"failed: {' '.join(str(exc).split())}"
+            continue
+        out.update(part)
+        out.unavailable.update(part.unavailable)
+    return Scores({k: out[k] for k in KEY_ORDER if k in out}, out.unavailable)
+
+
+def eval_loader(dataset, cfg, collate_fn):
+    """Images in order, decoded in `data.workers` processes (as training; none on a 0-worker config)."""
+    return make_loader(dataset, batch_size=max(1, cfg.eval.batch_images), shuffle=False, workers=cfg.data.workers,
+                       pin_memory=cfg.data.pin_memory, prefetch_factor=cfg.data.prefetch_factor,
+                       collate_fn=collate_fn, rank=0, world_size=1)
+
+
 def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, dist: DistInfo = DistInfo(),
                    amp_dtype=None, with_loss: bool = True, predictions_path: Optional[Path] = None,
                    beam_size: Optional[int] = None, max_len: Optional[int] = None,
-                   patch_labels=None) -> dict[str, Any]:
+                   patch_labels=None, metrics: Optional[str] = None,
+                   references: Optional[TokenizedReferences] = None, tolerate_metric_failures: bool = False,
+                   encoded=None) -> dict[str, Any]:
     """Scores (and loss) of `records` (one split). Writes COCO-results predictions on rank 0 if a path is given.
     `patch_labels`: the offline per-patch labels training uses (data.patch_labels), so that the validation SupCon
-    term is the training one; None = the semantic head's concept ids."""
+    term is the training one; None = the semantic head's concept ids. `metrics`: default eval.metrics.
+    `references`: the split's tokenised references if already built (else built here). `encoded`: the split's
+    encoded captions (`fsgr.data.encoded.EncodedCaptions`) for the validation loss, if already built."""
     records = list(records)
     if cfg.eval.max_images is not None:
         records = records[: cfg.eval.max_images]
@@ -38,23 +104,24 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
     model.eval()
     preds: dict[int, str] = {}
     images = EvalDataset(shard, cfg.data.image_size, cfg.data.resize, draft=cfg.data.jpeg_draft)
-    loader = DataLoader(images, batch_size=cfg.eval.batch_images, shuffle=False, num_workers=0,
-                        collate_fn=collate_eval)
-    for batch in loader:
+    for batch in eval_loader(images, cfg, collate_eval):
         batch = batch.to(device)
         with autocast(device, amp_dtype):
             captions = decode_images(model, batch.images, vocab, beam_size, max_len)
         preds.update((int(image_id), caption) for image_id, caption in zip(batch.image_ids, captions))
     result: dict[str, Any] = {}
     if with_loss:
-        result.update(validation_loss(model, shard, vocab, cfg, device, dist, amp_dtype, patch_labels))
+        result.update(validation_loss(model, shard, vocab, cfg, device, dist, amp_dtype, patch_labels,
+                                      encoded=None if encoded is None else
+                                      encoded.subset(records, rank=dist.rank, world_size=dist.world_size)))
     merged: dict[int, str] = {}
     for part in all_gather_objects(preds, dist):
         merged.update(part)
     scores = None
     if dist.is_main:
-        refs = {int(r.image_id): list(r.captions) for r in records}
-        scored = score(refs, merged, metrics=cfg.eval.metrics)
+        if references is None or references.image_ids != [int(r.image_id) for r in records]:
+            references = TokenizedReferences(records)
+        scored = score_predictions(references, merged, metrics or cfg.eval.metrics, tolerate_metric_failures)
         # metrics that cannot run here (no Java for METEOR/SPICE) are absent, with the reason: never a silent 0
         scores = {"scores": {k: float(v) for k, v in scored.items()},
                   "unavailable": {k: str(v) for k, v in dict(getattr(scored, "unavailable", {}) or {}).items()}}
@@ -70,13 +137,13 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
 
 @torch.no_grad()
 def validation_loss(model, records: Sequence, vocab, cfg, device, dist: DistInfo, amp_dtype=None,
-                    patch_labels=None) -> dict[str, float]:
-    """Teacher-forced NLL per target token (+ contrastive_weight x mean SupCon per batch), eval mode."""
+                    patch_labels=None, encoded=None) -> dict[str, float]:
+    """Teacher-forced NLL per target token (+ contrastive_weight x mean SupCon per batch), eval mode.
+    `encoded`: these records' encoded captions if already built (no re-tokenising every epoch)."""
     ds = CaptionDataset(list(records), vocab, image_size=cfg.data.image_size, resize=cfg.data.resize,
                         max_len=cfg.data.max_len, length_policy=cfg.data.length_policy, batching="image",
-                        patch_labels=patch_labels, draft=cfg.data.jpeg_draft)
-    images_per_batch = max(1, cfg.eval.batch_images)
-    loader = DataLoader(ds, batch_size=images_per_batch, shuffle=False, num_workers=0, collate_fn=collate_captions)
+                        patch_labels=patch_labels, encoded=encoded, draft=cfg.data.jpeg_draft)
+    loader = eval_loader(ds, cfg, collate_captions)
     nll_total, targets, con_total, con_batches = 0.0, 0, 0.0, 0
     t = cfg.train
     for batch in loader:

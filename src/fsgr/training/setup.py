@@ -14,33 +14,51 @@ import torch
 
 from fsgr.data.datasets import CaptionDataset, make_loader
 from fsgr.data.datasets import load_patch_labels as read_patch_labels  # this module's load_patch_labels takes a config
+from fsgr.data.encoded import TokenizedCaptions, resolve_cache_dir
 from fsgr.data.readers import read_records
-from fsgr.data.text import tokenize_captions
+from fsgr.data.sampling import GlobalBatchSampler
 from fsgr.data.vocab import Vocab
-from fsgr.errors import ConfigError, DataError
+from fsgr.errors import DataError
 
 
 @dataclass
 class DataBundle:
+    """Records per split, the vocabulary, and each split's captions tokenised once per run (`words`, from the disk
+    cache when the same annotations were seen before); `encoded(split)` encodes a split once, on first use."""
     records: dict[str, list] = field(default_factory=dict)   # split -> [ImageRecord]
     vocab: Any = None
     patch_labels: Optional[dict] = None
+    words: dict[str, Any] = field(default_factory=dict)      # split -> fsgr.data.encoded.TokenizedCaptions
+    max_len: int = 54
+    length_policy: str = "truncate"
+    _encoded: dict[str, Any] = field(default_factory=dict)
 
     def split(self, name: str) -> list:
         return self.records.get(name, [])
+
+    def encoded(self, name: str):
+        """fsgr.data.encoded.EncodedCaptions of a split (built on first use, then kept for the run)."""
+        if name not in self._encoded:
+            self._encoded[name] = self.words[name].encode(self.vocab, self.max_len, self.length_policy,
+                                                          self.split(name))
+        return self._encoded[name]
 
     @property
     def train_refs(self) -> dict[int, list[str]]:
         return {int(r.image_id): list(r.captions) for r in self.split("train")}
 
 
-def build_vocab(cfg, records_by_split: dict[str, list]):
+def build_vocab(cfg, words_by_split: dict[str, Any]):
     if cfg.data.vocab:
         return Vocab.load(cfg.data.vocab)
-    captions = [c for s in cfg.data.vocab_splits for r in records_by_split.get(s, []) for c in r.captions]
-    if not captions:
+    counts: dict[str, int] = {}
+    for s in cfg.data.vocab_splits:
+        if s in words_by_split:
+            for w, c in words_by_split[s].word_counts().items():
+                counts[w] = counts.get(w, 0) + c
+    if not counts:
         raise DataError(f"cannot build a vocabulary: no captions in splits {cfg.data.vocab_splits}")
-    return Vocab.build(tokenize_captions(captions), min_freq=cfg.data.min_freq)
+    return Vocab.from_counts(counts, min_freq=cfg.data.min_freq)
 
 
 def build_data(cfg) -> DataBundle:
@@ -53,7 +71,10 @@ def build_data(cfg) -> DataBundle:
     if not by_split["val"]:
         raise DataError(f"{cfg.data.annotations or cfg.data.format}: no validation images (model selection needs "
                         f"the val split)")
-    return DataBundle(records=by_split, vocab=build_vocab(cfg, by_split), patch_labels=load_patch_labels(cfg))
+    cache = resolve_cache_dir(cfg.data.cache_dir)
+    words = {s: TokenizedCaptions.of(recs, cache) for s, recs in by_split.items() if recs}
+    return DataBundle(records=by_split, vocab=build_vocab(cfg, words), patch_labels=load_patch_labels(cfg),
+                      words=words, max_len=cfg.data.max_len, length_policy=cfg.data.length_policy)
 
 
 def load_patch_labels(cfg) -> Optional[dict]:
@@ -62,33 +83,34 @@ def load_patch_labels(cfg) -> Optional[dict]:
     return read_patch_labels(cfg.data.patch_labels)
 
 
-def per_process_batch(cfg, world_size: int, scst: bool) -> int:
+def global_batch(cfg, data: DataBundle, scst: bool) -> int:
+    """Items per optimiser step over all processes: SCST images; XE captions (caption batching) or images
+    (image batching: train.batch_size counts captions, images = captions / captions-per-image)."""
     if scst:
-        return cfg.scst.batch_images // world_size
-    return cfg.train.batch_size // (world_size * cfg.train.grad_accum)
+        return cfg.scst.batch_images
+    if cfg.data.batching == "image":
+        return max(1, round(cfg.train.batch_size / captions_per_image(data.split("train"))))
+    return cfg.train.batch_size
 
 
 def train_loader(cfg, data: DataBundle, dist, epoch: int, start_step: int, scst: bool,
                  generator: torch.Generator):
     """The training loader of one epoch for this process, positioned after `start_step` optimiser steps.
 
-    The order depends only on (train.seed, epoch): the sampler shuffles with its own seeded generator and skips the
-    batches already consumed, so a resumed epoch sees exactly the batches the interrupted one had left."""
+    The order depends only on (train.seed, epoch); every global batch is split over the processes (and the
+    accumulation micro-steps) as evenly as possible, whatever its size (`fsgr.data.sampling`)."""
     micro = 1 if scst else cfg.train.grad_accum
     batching = "image" if scst else cfg.data.batching
     ds = CaptionDataset(data.split("train"), data.vocab, image_size=cfg.data.image_size, resize=cfg.data.resize,
                         max_len=cfg.data.max_len, length_policy=cfg.data.length_policy, batching=batching,
-                        patch_labels=data.patch_labels, draft=cfg.data.jpeg_draft)
-    batch = per_process_batch(cfg, dist.world_size, scst)
-    if batching == "image" and not scst:   # train.batch_size counts captions: images = captions / captions-per-image
-        batch = max(1, round(batch / captions_per_image(data.split("train"))))
-    if batch <= 0:
-        raise ConfigError("the per-process batch is empty: raise train.batch_size / scst.batch_images")
-    return make_loader(ds, batch_size=batch, shuffle=True, seed=cfg.train.seed, epoch=epoch,
-                       start_batch=start_step * micro, drop_last=True, workers=cfg.data.workers,
+                        patch_labels=data.patch_labels, encoded=data.encoded("train"), draft=cfg.data.jpeg_draft)
+    what = "scst.batch_images" if scst else "train.batch_size"
+    sampler = GlobalBatchSampler(len(ds), global_batch(cfg, data, scst), micro_steps=micro, rank=dist.rank,
+                                 world_size=dist.world_size, seed=cfg.train.seed, epoch=epoch,
+                                 start_step=start_step, what=what)
+    return make_loader(ds, batch_size=1, batch_sampler=sampler, workers=cfg.data.workers,
                        pin_memory=cfg.data.pin_memory, persistent_workers=cfg.data.persistent_workers,
-                       prefetch_factor=cfg.data.prefetch_factor, generator=generator,
-                       rank=dist.rank, world_size=dist.world_size)
+                       prefetch_factor=cfg.data.prefetch_factor, generator=generator)
 
 
 def captions_per_image(records) -> float:
@@ -98,5 +120,4 @@ def captions_per_image(records) -> float:
 
 def steps_per_epoch(loader, cfg, scst: bool) -> int:
     """Optimiser steps in a whole epoch (not only what is left after a mid-epoch start)."""
-    micro = 1 if scst else cfg.train.grad_accum
-    return (loader.sampler.per_rank // loader.batch_size) // micro
+    return loader.batch_sampler.steps_per_epoch
