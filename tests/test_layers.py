@@ -21,7 +21,7 @@ PACKAGE = SRC / "fsgr"
 
 # layer -> the module prefixes that belong to it (longest prefix wins)
 LAYER_OF_PREFIX = {
-    "fsgr.errors": "base",
+    "fsgr.errors": "base", "fsgr.files": "base",       # error types; the one atomic write and path checks
     "fsgr.metrics": "metrics",
     "fsgr.data": "data",
     "fsgr.models": "models",

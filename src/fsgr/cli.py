@@ -80,11 +80,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"fsgr: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        if debug:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError) as exc:
+        if debug:   # a path that is not what it must be: the user's to fix, like a usage error
             raise
         print(f"fsgr: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if debug:   # the system failed the work (full disk, I/O error, ...): one line naming the file, not a traceback
+            raise
+        print(f"fsgr: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - the CLI boundary: one line instead of a traceback
         if debug:
             raise

@@ -20,6 +20,7 @@ import yaml
 
 from fsgr.data.config import DataConfig
 from fsgr.errors import ConfigError
+from fsgr.files import atomic_write_text
 from fsgr.models.config import ModelConfig
 from fsgr.recipe_config import EvalConfig, ScstConfig, TrainConfig
 
@@ -28,6 +29,9 @@ from fsgr.recipe_config import EvalConfig, ScstConfig, TrainConfig
 class RunConfig:
     dir: str = "runs/default"  # run directory: config.yaml, checkpoints/, metrics.jsonl, predictions/, TensorBoard
     name: str = ""
+    # the folder that relative data paths of this config are relative to; empty = the working directory. Training
+    # records its working directory here, so a checkpoint finds its data from anywhere (`fsgr.data.config.resolved`)
+    base_dir: str = ""
 
 
 @dataclass
@@ -39,6 +43,48 @@ class Config:
     scst: ScstConfig = field(default_factory=ScstConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def __post_init__(self):
+        check_values(self)
+
+
+def _at_least(low):
+    return lambda v: v >= low, f">= {low}"
+
+
+def _above(low):
+    return lambda v: v > low, f"> {low}"
+
+
+# Values with a range, checked whenever a Config is built (YAML, overrides, a checkpoint's config): a bad one is refused
+# here, naming the key, instead of failing deep inside a run. None is allowed where the type is Optional.
+VALUE_RULES = {
+    "train.batch_size": _at_least(1), "train.grad_accum": _at_least(1), "train.max_epochs": _at_least(1),
+    "train.max_steps": _at_least(0), "train.log_every": _at_least(1), "train.lr": _at_least(0.0),
+    "train.backbone_lr_scale": _at_least(0.0), "train.lr_warmup_epochs": _at_least(0), "train.lr_gamma": _above(0.0),
+    "train.adam_eps": _above(0.0), "train.contrastive_weight": _at_least(0.0),
+    "train.contrastive_temperature": _above(0.0), "train.contrastive_base_temperature": _above(0.0),
+    "train.contrastive_chunk": _at_least(1), "train.grad_clip": _above(0.0), "train.patience": _at_least(1),
+    "train.xe_least": _at_least(0), "train.xe_most": _at_least(1),
+    "scst.num_samples": _at_least(1), "scst.max_len": _at_least(1), "scst.lr": _at_least(0.0),
+    "scst.lr_gamma": _above(0.0), "scst.batch_images": _at_least(1), "scst.max_epochs": _at_least(1),
+    "eval.beam_size": _at_least(1), "eval.max_len": _at_least(1), "eval.batch_images": _at_least(1),
+    "eval.max_images": _at_least(1),
+    "data.min_freq": _at_least(1), "data.max_len": _at_least(3), "data.image_size": _at_least(1),
+    "data.workers": _at_least(0), "data.prefetch_factor": _at_least(1),
+    "model.dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"), "model.encoder.heads": _at_least(1),
+    "model.decoder.layers": _at_least(1), "model.decoder.heads": _at_least(1), "model.decoder.max_len": _at_least(3),
+    "model.semantic.topk": _at_least(1), "model.semantic.codebook_size": _at_least(1),
+}
+
+
+def check_values(cfg: "Config") -> None:
+    for key, (ok, requirement) in VALUE_RULES.items():
+        value = cfg
+        for name in key.split("."):
+            value = getattr(value, name)
+        if value is not None and not ok(value):
+            raise ConfigError(f"{key}={value!r}: must be {requirement}")
+
 
 def packaged_configs() -> list[str]:
     """Names of the configs shipped in the package (`fsgr train NAME`)."""
@@ -48,6 +94,8 @@ def packaged_configs() -> list[str]:
 def resolve_config(path_or_name: str | Path) -> Path:
     """A YAML file that exists, else a packaged config named `path_or_name` (with or without .yaml)."""
     path = Path(path_or_name)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file")
     if path.is_file():
         return path
     name = path.name[:-5] if path.name.endswith(".yaml") else path.name
@@ -66,6 +114,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
+        except RecursionError:
+            raise ConfigError(f"{path}: nested too deeply to be a config") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
     for item in overrides:
@@ -96,7 +146,7 @@ def to_dict(cfg) -> dict[str, Any]:
 
 
 def save_config(cfg, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def _set_dotted(raw: dict, key: str, value: Any) -> None:

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from fsgr.core.build import load_model
 from fsgr.core.device import pick_device
-from fsgr.data.images import load_image, open_image, preprocess
+from fsgr.data.images import load_image, open_image, preprocess, to_rgb
 from fsgr.errors import CheckpointError
 from fsgr.models.decoding import decode_images
 
@@ -42,8 +42,8 @@ class Captioner:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "Captioner":
-        loaded = load_model(path)
         device = pick_device(None if device is None else str(device), 0)   # the trainer's rule: bare 'cuda' -> cuda:0
+        loaded = load_model(path)
         return cls(loaded.model.to(device), loaded.vocab, loaded.cfg, device, loaded.codebook_names)
 
     # ------------------------------------------------------------------ images
@@ -79,7 +79,8 @@ class Captioner:
         if not self.cfg.model.semantic.enabled:
             raise CheckpointError("this checkpoint's model has no semantic head (model.semantic.enabled=false): "
                                   "there is no patch-to-concept map to draw")
-        pil = image if isinstance(image, Image.Image) else _open_rgb(image)
+        # one conversion for every verb: the drawn image is what the model saw (16-bit rescaled, alpha on white)
+        pil = to_rgb(image if isinstance(image, Image.Image) else open_image(image, size=None))
         x = self.preprocess(pil)[None].to(self.device)
         caption = self.caption_tensors(x)[0]
         ids = self.model.encode(x).concept_ids[0]                       # (P,)
@@ -89,11 +90,7 @@ class Captioner:
         for i in sorted(set(grid.flatten().tolist())):
             names[i] = self.codebook_names[i] if self.codebook_names and i < len(self.codebook_names) \
                 else f"concept {i}"
-        return Explanation(caption=caption, concept_ids=grid, concept_names=names, image=pil.convert("RGB"))
-
-
-def _open_rgb(path) -> Image.Image:
-    return open_image(path, size=None).convert("RGB")
+        return Explanation(caption=caption, concept_ids=grid, concept_names=names, image=pil)
 
 
 def draw_explanation(exp: Explanation, top: int = 8, width: int = 448) -> Image.Image:

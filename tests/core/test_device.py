@@ -15,11 +15,23 @@ def test_amp_resolution_on_cpu():
     assert resolve_amp("fp16", torch.device("cuda")) is torch.float16
 
 
-def test_bare_cuda_device_gets_this_process_index():
+def test_bare_cuda_device_gets_this_process_index(monkeypatch):
     # `--device cuda` reached torch.cuda.set_device without an index and failed on GPUs; no GPU is needed to check
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert pick_device("cuda", 1) == torch.device("cuda", 1)
     assert pick_device("cuda:0", 1) == torch.device("cuda", 0)
     assert pick_device("cpu", 1) == torch.device("cpu")
+    with pytest.raises(ConfigError, match="there are 2 CUDA device"):
+        pick_device("cuda:2", 0)
+
+
+@pytest.mark.parametrize("requested, words", [("banana", "not a device"), ("cuda", "CUDA is not available"),
+                                              ("cuda:1", "CUDA is not available"), ("meta", "meta")])
+def test_unusable_devices_are_refused_by_name(monkeypatch, requested, words):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=words):
+        pick_device(requested, 0)
 
 
 def test_autocast_is_a_no_op_in_fp32_and_casts_otherwise():

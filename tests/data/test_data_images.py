@@ -127,3 +127,29 @@ def test_broken_files_raise_dataerror_naming_the_file(real_data, tmp_path):
         msg = str(info.value)
         assert msg.startswith(str(path)) and reason in msg, msg
         assert "\n" not in msg
+
+
+def test_the_pixel_limit_is_stated_and_configurable(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    from fsgr.data.decode import DEFAULT_MAX_IMAGE_PIXELS, check_image, max_image_pixels, open_image
+    from fsgr.errors import DataError
+
+    path = tmp_path / "wide.png"
+    PILImage.new("RGB", (40, 30), (10, 20, 30)).save(path)
+    assert max_image_pixels() == DEFAULT_MAX_IMAGE_PIXELS == 100_000_000
+    monkeypatch.setenv("FSGR_MAX_IMAGE_PIXELS", "1000")
+    with pytest.raises(DataError, match=r"wide.png: refused, 40x30 = 0.0 megapixels is above the limit of 0.001 "
+                                        r"megapixels \(set FSGR_MAX_IMAGE_PIXELS"):
+        open_image(path)
+    assert "FSGR_MAX_IMAGE_PIXELS" in check_image(str(path))
+    monkeypatch.setenv("FSGR_MAX_IMAGE_PIXELS", "1200")
+    assert open_image(path).size == (40, 30)
+    # fsgr's limit replaces PIL's own one (here made tiny), which fsgr leaves as it found it
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)
+    monkeypatch.setenv("FSGR_MAX_IMAGE_PIXELS", "0")
+    assert max_image_pixels() is None and open_image(path).size == (40, 30)
+    assert PILImage.MAX_IMAGE_PIXELS == 100
+    monkeypatch.setenv("FSGR_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(DataError, match="FSGR_MAX_IMAGE_PIXELS='lots'"):
+        open_image(path)

@@ -163,3 +163,19 @@ def test_coco_reader_reports_bad_annotations(tmp_path):
 def test_read_records_dispatch_errors():
     with pytest.raises(DataError, match="data.annotations is empty"):
         read_records(DataConfig(format="karpathy"))
+
+
+def test_karpathy_duplicate_sentids_are_found(tmp_path, factory):
+    path, images = factory.make_karpathy(tmp_path)
+    data = json.loads(path.read_text())
+    first, second = data["images"][0], data["images"][1]
+    second["sentences"][0]["sentid"] = first["sentences"][0]["sentid"]      # the same sentid on two images
+    path.write_text(json.dumps(data))
+    problems = []
+    recs = read_karpathy(path, images, problems=problems)
+    dup = [p for p in problems if p.kind == "duplicate-annotation"]
+    assert len(dup) == 1 and dup[0].annotation_id == first["sentences"][0]["sentid"]
+    assert str(first.get("cocoid", first.get("imgid"))) in dup[0].reason
+    assert sum(len(r.annotation_ids) for r in recs) == sum(len(im["sentences"]) for im in data["images"]) - 1
+    with pytest.raises(DataError, match="annotation id"):
+        read_karpathy(path, images)

@@ -30,6 +30,10 @@ def test_defaults_meet_the_demo_requirements():
 
 def test_generate_reads_through_the_karpathy_reader(tmp_path):
     cfg = small(tmp_path / "shapes")
+    with pytest.raises(DataError, match="no synthetic shapes dataset here.*fsgr train"):
+        read_records(DataConfig(format="synthetic", synthetic=cfg))      # reading never generates
+    assert not (tmp_path / "shapes").exists()
+    syn.generate(cfg)
     recs = read_records(DataConfig(format="synthetic", synthetic=cfg))
     assert split_counts(recs) == {"train": 40, "val": 6, "test": 10}
     r = recs[0]
@@ -82,8 +86,9 @@ def test_generation_is_deterministic_and_reused(tmp_path):
     (a / "images/test/000055.jpg").unlink()                           # incomplete -> regenerated
     syn.generate(small(tmp_path / "a"))
     assert (a / "images/test/000055.jpg").read_bytes() == (b / "images/test/000055.jpg").read_bytes()
-    other = syn.generate(small(tmp_path / "a", seed=1))               # another config replaces ours
-    assert (other / "images/train/000003.jpg").read_bytes() != (b / "images/train/000003.jpg").read_bytes()
+    with pytest.raises(DataError, match="another config.*seed 0 there, 1 asked"):   # never replaced silently
+        syn.generate(small(tmp_path / "a", seed=1))
+    assert (a / "images/train/000003.jpg").read_bytes() == (b / "images/train/000003.jpg").read_bytes()
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("mine")
@@ -110,6 +115,7 @@ def test_patch_concepts_and_object_mask():
 
 def test_synthetic_patch_labels_feed_the_dataset(tmp_path):
     cfg = small(tmp_path / "s")
+    syn.generate(cfg)
     recs = read_records(DataConfig(format="synthetic", synthetic=cfg))
     train = [r for r in recs if r.split == "train"]
     vocab = vocab_from_records(recs, min_freq=1)
@@ -119,3 +125,25 @@ def test_synthetic_patch_labels_feed_the_dataset(tmp_path):
     assert (batch.patch_labels > 0).any()
     # every caption word is in the vocabulary built from the same captions
     assert all(w in vocab.stoi for ws in tokenize_captions([c for r in train for c in r.captions]) for w in ws)
+
+
+def _snapshot(root):
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+def test_check_data_reads_a_synthetic_dataset_and_never_writes(tmp_path, capsys):
+    from fsgr.cli import main
+
+    root = syn.generate(small(tmp_path / "shapes"))
+    (root / "images/test/000050.jpg").unlink()
+    (root / "images/train/000003.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    before = _snapshot(tmp_path)
+    rc = main(["check-data", "--format", "synthetic", "--annotations", str(root), "--quiet", "--workers", "1"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "missing-image" in out and "000050.jpg" in out and "broken-image" in out and "000003.jpg" in out
+    assert "images: train 40  val 6  test 10" in out                 # the dataset's own sizes, not the defaults
+    assert _snapshot(tmp_path) == before                              # nothing repaired, regenerated or added
+    rc = main(["check-data", "--format", "synthetic", "--annotations", str(tmp_path / "absent"), "--quiet"])
+    assert rc == 2 and "no synthetic shapes dataset here" in capsys.readouterr().err
+    assert not (tmp_path / "absent").exists()

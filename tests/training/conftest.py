@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -87,3 +88,10 @@ def tiny_run_config(tiny_data):
         return write_config(directory / f"{name}.yaml", tiny_config(tiny_data, directory / name, **sections))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_kit():
+    """The builders themselves, for tests that lay out their own data or config (relative paths, other sizes):
+    kit.make_dataset(root, n_train=..), kit.config(data_json, run_dir, **sections) -> dict, kit.write(path, dict)."""
+    return SimpleNamespace(make_dataset=make_dataset, config=tiny_config, write=write_config)

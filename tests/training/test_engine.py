@@ -184,6 +184,23 @@ def test_new_run_refuses_existing_run_dir(tmp_path, tiny_run_config):
         train(load_config(cfg), progress=False)
 
 
+@pytest.mark.parametrize("artefact", ["metrics.jsonl", "config.yaml", "summary.json", "predictions/val_xe0.json"])
+def test_new_run_refuses_a_run_dir_holding_any_artefact(tmp_path, tiny_run_config, artefact):
+    cfg = tiny_run_config(tmp_path, train={"max_steps": 1})
+    (tmp_path / "run" / artefact).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "run" / artefact).write_text("{}")
+    with pytest.raises(Exception, match=f"holds a run already.*{artefact.split('/')[0]}.*--resume"):
+        train(load_config(cfg), progress=False)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [artefact.split("/")[0]]
+
+
+def test_resume_without_a_checkpoint_creates_nothing(tmp_path, tiny_run_config, capsys):
+    cfg = tiny_run_config(tmp_path, train={"max_steps": 1})
+    assert cli_main(["train", str(cfg), "--resume", "--no-progress"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_non_finite_loss_stops_with_image_ids(tmp_path, tiny_run_config):
     cfg = tiny_run_config(tmp_path, train={"lr": 1e30, "lr_warmup_epochs": 0})
     with pytest.raises(NonFiniteLossError, match=r"batch image ids \[\d+.*(checkpoint|no checkpoint)"):
@@ -248,7 +265,9 @@ def test_ddp_uneven_global_batches_match_one_process(tmp_path, tiny_run_config):
     assert max(abs(a[s]["reward"] - b[s]["reward"]) for s in (9, 10)) <= 1e-4
 
 
-def test_sigterm_saves_and_exits_cleanly(tmp_path, tiny_run_config):
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_saves_and_exits_with_its_code(tmp_path, tiny_run_config, signum, code):
+    # saved and resumable, but not a success: `fsgr train ... && fsgr evaluate ...` must stop
     cfg = tiny_run_config(tmp_path, train={"max_epochs": 50, "xe_most": 50, "xe_least": 50})
     proc = subprocess.Popen([sys.executable, "-m", "fsgr", "train", str(cfg), "--no-progress"], env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -256,12 +275,12 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, tiny_run_config):
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and '"kind": "train"' in metrics.read_text()):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-2000:]
+    assert proc.returncode == code, err[-2000:]
     assert "Traceback" not in err and "--resume" in err
     summary = json.loads(out.strip().splitlines()[-1])
-    assert summary["status"] == "interrupted"
+    assert summary["status"] == "interrupted" and summary["signal"] == signal.Signals(signum).name
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["state"]
     assert state["global_step"] == summary["global_step"] >= 1
 
@@ -341,3 +360,80 @@ def test_evaluate_and_caption_refuse_a_beam_below_one(trained, tiny_data, capsys
     assert cli_main(["caption", "--checkpoint", best, "--batch-size", "0", image]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "--batch-size" in err and "internal error" not in err
+
+
+def test_explain_and_caption_convert_images_the_same_way(trained, tmp_path):
+    # a 16-bit grey PNG: PIL's own convert("RGB") clips it to white; fsgr's one conversion rescales it (x / 257)
+    import numpy as np
+
+    import fsgr
+    from fsgr.data.images import open_image, to_rgb
+
+    cap = fsgr.Captioner.from_checkpoint(trained[0] / "checkpoints" / "best.pt", device="cpu")
+    path = tmp_path / "grey16.png"
+    Image.fromarray(np.full((40, 40), 30000, dtype=np.uint16)).save(path)
+    assert Image.open(path).mode.startswith("I;16")
+    shown = np.asarray(cap.explain(str(path)).image)
+    assert shown.shape == (40, 40, 3) and abs(int(shown.mean()) - 30000 // 257) <= 1
+    assert np.array_equal(shown, np.asarray(to_rgb(open_image(path))))
+    assert torch.equal(cap.preprocess(str(path)), cap.preprocess(Image.open(path)))
+
+
+def test_explain_writes_the_format_its_extension_names(trained, tiny_data, tmp_path, capsys):
+    best = str(trained[0] / "checkpoints" / "best.pt")
+    image = str(sorted(tiny_data.parent.glob("img_*.jpg"))[0])
+    for name, fmt in (("map.jpg", "JPEG"), ("map.JPEG", "JPEG"), ("map.png", "PNG")):
+        assert cli_main(["explain", "--checkpoint", best, image, "--out", str(tmp_path / name)]) == 0
+        assert Image.open(tmp_path / name).format == fmt
+    assert cli_main(["explain", "--checkpoint", best, image, "--out", str(tmp_path / "map")]) == 2
+    assert "extension" in capsys.readouterr().err and not (tmp_path / "map").exists()
+
+
+def test_caption_quotes_paths_holding_a_tab_or_newline(trained, tiny_data, tmp_path, capsys):
+    best = str(trained[0] / "checkpoints" / "best.pt")
+    source = sorted(tiny_data.parent.glob("img_*.jpg"))[0]
+    odd = tmp_path / "a\tb\nc.jpg"
+    odd.write_bytes(source.read_bytes())
+    plain = tmp_path / "plain.jpg"
+    plain.write_bytes(source.read_bytes())
+    assert cli_main(["caption", "--checkpoint", best, str(odd), str(plain)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    quoted, caption = lines[0].split("\t")
+    assert json.loads(quoted) == str(odd) and caption and lines[1].split("\t")[0] == str(plain)
+
+
+def test_a_format_1_checkpoint_still_captions(trained, tiny_data, tmp_path):
+    # written as fsgr wrote checkpoints before format 2 (plain torch.save, numpy RNG arrays, no checksum)
+    import numpy as np
+
+    import fsgr
+
+    best = trained[0] / "checkpoints" / "best.pt"
+    payload = load_checkpoint(best)
+    old = {k: v for k, v in payload.items() if k != "checksum"}
+    old["format_version"] = 1
+    old["rng"] = [{**r, "numpy": (r["numpy"][0], np.asarray(r["numpy"][1], dtype=np.uint32), *r["numpy"][2:])}
+                  for r in payload["rng"]]
+    v1 = tmp_path / "v1.pt"
+    torch.save(old, v1)
+    images = [str(p) for p in sorted(tiny_data.parent.glob("img_*.jpg"))[:3]]
+    assert fsgr.Captioner.from_checkpoint(v1).caption(images) == fsgr.Captioner.from_checkpoint(best).caption(images)
+
+
+def test_a_checkpoint_finds_its_relative_data_from_another_directory(tmp_path, monkeypatch, capsys, tiny_kit):
+    work, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    data = tiny_kit.make_dataset(work / "data", n_train=10, n_val=2, n_test=2)
+    elsewhere.mkdir()
+    cfg = tiny_kit.config(Path("data") / data.name, Path("runs") / "rel", train={"max_steps": 1},
+                          eval={"test_at_end": False})
+    cfg["data"]["images"] = "data"
+    tiny_kit.write(work / "rel.yaml", cfg)
+    monkeypatch.chdir(work)
+    assert cli_main(["train", "rel.yaml", "--no-progress"]) == 0
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    ckpt = work / "runs" / "rel" / "checkpoints" / "last.pt"
+    assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--split", "val", "--beam", "1"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["num_images"] == 2
+    assert list(elsewhere.iterdir()) == []                           # nothing written where it ran

@@ -26,19 +26,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
+    from fsgr.commands.checks import in_range, output_file
     from fsgr.data.vocab import Vocab, vocab_from_records
     from fsgr.errors import DataError
+
+    in_range("--min-freq", args.min_freq, 1)
+    output_file("--out", args.out, inputs=[args.m2_pkl, *(args.annotations or "").split(",")])
 
     if args.m2_pkl:
         vocab = Vocab.load(args.m2_pkl)
     else:
         if not args.format or not args.annotations:
             raise DataError("give --format and --annotations (or --from-m2-pkl VOCAB_PKL)")
-        from fsgr.data.config import DataConfig, SyntheticConfig
+        from fsgr.data.config import DataConfig
         from fsgr.data.readers import read_records
+        from fsgr.data.synthetic import config_from_root
 
         if args.format == "synthetic":
-            cfg = DataConfig(format="synthetic", synthetic=SyntheticConfig(root=args.annotations))
+            cfg = DataConfig(format="synthetic", synthetic=config_from_root(args.annotations))
         else:
             cfg = DataConfig(format=args.format, annotations=args.annotations, images=args.images,
                              splits=args.coco_splits, full_coco="off")

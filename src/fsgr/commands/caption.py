@@ -1,6 +1,8 @@
 """`fsgr caption --checkpoint CKPT IMAGE...`: one `path<TAB>caption` line per decodable image.
 
-A file that cannot be used is named on stderr with the reason; the exit status is 1 if any failed.
+A path holding a tab, a newline or a leading double quote is written as a JSON string ("a\tb.jpg"), so every line
+still splits into exactly two fields at its one tab. A file that cannot be used is named on stderr with the reason;
+the exit status is 1 if any failed.
 """
 
 from __future__ import annotations
@@ -19,16 +21,14 @@ def main(args) -> int:
 
     import torch
 
+    from fsgr.commands import checks
     from fsgr.errors import DataError
     from fsgr.inference import Captioner
 
-    from fsgr.errors import ConfigError
-
-    if args.beam is not None and args.beam < 1:
-        raise ConfigError(f"--beam {args.beam}: the beam size must be >= 1 (1 = greedy)")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size {args.batch_size}: must be >= 1")
+    checks.in_range("--beam", args.beam, 1)
+    checks.in_range("--batch-size", args.batch_size, 1)
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
+    checks.beam_within_vocab(args.beam, len(captioner.vocab))
     good: list[tuple[str, torch.Tensor]] = []
     failed = 0
     for path in args.images:
@@ -42,8 +42,15 @@ def main(args) -> int:
         chunk = good[start:start + args.batch_size]
         captions = captioner.caption_tensors(torch.stack([t for _, t in chunk]), beam_size=args.beam)
         for (path, _), caption in zip(chunk, captions):
-            print(f"{path}\t{caption}", flush=True)
+            print(f"{_field(path)}\t{caption}", flush=True)
     if failed:
         print(f"fsgr caption: {failed} of {len(args.images)} image(s) failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _field(path: str) -> str:
+    """The path as is, or JSON-quoted when it would break the line format."""
+    import json
+
+    return json.dumps(path, ensure_ascii=False) if any(c in path for c in "\t\n\r") or path.startswith('"') else path

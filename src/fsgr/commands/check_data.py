@@ -41,12 +41,20 @@ def main(args) -> int:
     import os
     import sys
 
+    from fsgr.commands.checks import in_range, output_file
     from fsgr.data.check import check_dataset
-    from fsgr.data.config import DataConfig, SyntheticConfig
+    from fsgr.data.config import DataConfig
+    from fsgr.data.synthetic import config_from_root
     from fsgr.errors import DataError
+    from fsgr.files import atomic_write_text
+
+    in_range("--max-len", args.max_len, 3)        # <bos>, one word, <eos>
+    in_range("--workers", args.workers, 0)
+    in_range("--max-list", args.max_list, 0)
+    output_file("--json", args.json, inputs=[*args.annotations.split(","), args.splits, args.vocab])
 
     if args.format == "synthetic":
-        cfg = DataConfig(format="synthetic", synthetic=SyntheticConfig(root=args.annotations))
+        cfg = DataConfig(format="synthetic", synthetic=config_from_root(args.annotations))
     else:
         if not args.images and not args.no_images:
             raise DataError("--images is required (the image root), or pass --no-images")
@@ -74,7 +82,6 @@ def main(args) -> int:
     for line in report.summary_lines():
         print(line)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report.to_dict(), f, indent=1)
+        atomic_write_text(args.json, json.dumps(report.to_dict(), indent=1))
     sys.stdout.flush()
     return 0 if report.ok else 1

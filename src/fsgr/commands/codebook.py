@@ -33,10 +33,13 @@ def main(args) -> int:
     from fsgr.models.clip import load_clip
     from fsgr.models.codebook import DEFAULT_TEMPLATE, build_codebook, read_class_names, read_templates, save_codebook
 
+    from fsgr.commands.checks import output_file
+
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.templates and args.template != DEFAULT_TEMPLATE:
         raise ConfigError("give --template or --templates, not both")
+    output_file("--out", args.out, inputs=[args.clip, args.classes])
     names = read_class_names(args.classes)
     templates = read_templates(args.templates) if args.templates else None
     clip = load_clip(args.clip)

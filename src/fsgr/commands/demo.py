@@ -17,7 +17,10 @@ def add_arguments(parser):
 
 
 def main(args) -> int:
+    from fsgr.commands.checks import output_folder
     from fsgr.demo.run import run_demo
+
+    output_folder("--out", args.out)
 
     run_demo(args.out, config=args.config, overrides=args.overrides, device=args.device,
              progress=not args.no_progress)

@@ -32,16 +32,20 @@ def main(args) -> int:
     import sys
     from pathlib import Path
 
+    from fsgr.commands import checks
     from fsgr.config import Config, _set_dotted, from_dict, to_dict
     from fsgr.errors import DataError
+    from fsgr.files import atomic_write_text
     from fsgr.inference import Captioner
     from fsgr.training.evaluation import evaluate_split
 
-    if args.beam is not None and args.beam < 1:
-        from fsgr.errors import ConfigError
-
-        raise ConfigError(f"--beam {args.beam}: the beam size must be >= 1 (1 = greedy)")
+    checks.in_range("--beam", args.beam, 1)
+    checks.in_range("--max-len", args.max_len, 1)
+    checks.output_file("--out", args.out, inputs=[args.checkpoint])
+    if args.out:
+        checks.output_file("--out", args.out + ".scores.json", inputs=[args.checkpoint])
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
+    checks.beam_within_vocab(args.beam, len(captioner.vocab))
     raw = to_dict(captioner.cfg)
     import yaml
 
@@ -74,6 +78,6 @@ def main(args) -> int:
     print(json.dumps(report))
     if preds_path is not None:
         scores_path = preds_path.with_name(preds_path.name + ".scores.json")
-        scores_path.write_text(json.dumps(report, indent=2))
+        atomic_write_text(scores_path, json.dumps(report, indent=2))
         print(f"wrote {preds_path} and {scores_path}", file=sys.stderr)
     return 0

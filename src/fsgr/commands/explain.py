@@ -3,13 +3,17 @@ image (each patch tinted by the concept it is assigned to), a legend of the top 
 
 from __future__ import annotations
 
+MIN_WIDTH, MAX_WIDTH = 64, 8192
+
 
 def add_arguments(parser):
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `fsgr train`")
     parser.add_argument("image", metavar="IMAGE", help="image file")
-    parser.add_argument("--out", required=True, help="PNG to write")
-    parser.add_argument("--top", type=int, default=8, help="concepts in the legend (by patch count)")
-    parser.add_argument("--width", type=int, default=448, help="width of the drawn image in pixels")
+    parser.add_argument("--out", required=True,
+                        help="image to write; the extension picks the format (.png, .jpg, ...)")
+    parser.add_argument("--top", type=int, default=8, help="concepts in the legend (by patch count, >= 1)")
+    parser.add_argument("--width", type=int, default=448, help=f"width of the drawn image in pixels "
+                                                               f"({MIN_WIDTH}..{MAX_WIDTH})")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
 
 
@@ -17,14 +21,25 @@ def main(args) -> int:
     import sys
     from pathlib import Path
 
+    from PIL import Image
+
+    from fsgr.commands import checks
+    from fsgr.errors import ConfigError
+    from fsgr.files import atomic_write
     from fsgr.inference import Captioner, draw_explanation
 
+    checks.in_range("--width", args.width, MIN_WIDTH, MAX_WIDTH)
+    checks.in_range("--top", args.top, 1)
+    checks.output_file("--out", args.out, inputs=[args.checkpoint, args.image])
+    out = Path(args.out)
+    image_format = Image.registered_extensions().get(out.suffix.lower())
+    if image_format not in Image.SAVE:       # the bytes must be what the name says (no PNG under a .jpg name)
+        raise ConfigError(f"--out {out}: cannot tell an image format from the extension {out.suffix!r}; use .png "
+                          f"or .jpg")
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
     exp = captioner.explain(args.image)
     canvas = draw_explanation(exp, top=args.top, width=args.width)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out, format="PNG")
+    atomic_write(out, lambda f: canvas.save(f, format=image_format))
     gh, gw = exp.concept_ids.shape
     print(f"{args.image}\t{exp.caption}")
     print(f"wrote {out} ({gh}x{gw} patches, {len(exp.concept_names)} concepts)", file=sys.stderr)

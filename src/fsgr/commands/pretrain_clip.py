@@ -42,6 +42,10 @@ def main(args) -> int:
     for name in ("steps", "batch_size", "pool", "eval_size"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    from fsgr.commands.checks import output_file
+
+    output_file("--out", args.out)
+    output_file("--log", args.log)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: CUDA is not available here")
     if args.threads:

@@ -27,6 +27,8 @@ def add_arguments(parser) -> None:
 
 def _load(path: str):
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{path}: is a directory, not a JSON file")
     if not p.is_file():
         raise DataError(f"{path}: no such file")
     try:
@@ -35,6 +37,8 @@ def _load(path: str):
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to be captions") from None
 
 
 def _ids(ids) -> str:
@@ -55,18 +59,23 @@ def read_refs(path: str) -> dict:
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
         raise DataError(f"{path}: not COCO captions format (expected an object with an 'annotations' list)")
     refs: dict = {}
-    missing, empty = [], []
+    missing, empty, not_text = [], [], []
     for k, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict) or "image_id" not in ann or "caption" not in ann:
             missing.append(ann.get("image_id", f"#{k}") if isinstance(ann, dict) else f"#{k}")
             continue
         image_id = _image_id(path, f"annotation #{k}", ann)
         caption = ann["caption"]
-        if not isinstance(caption, str) or not caption.strip():
+        if not isinstance(caption, str):
+            not_text.append(image_id)
+        elif not caption.strip():
             empty.append(image_id)
         refs.setdefault(image_id, []).append(caption)
     if missing:
         raise DataError(f"{path}: annotations without 'image_id' and 'caption' fields: {_ids(missing)}")
+    if not_text:
+        raise DataError(f"{path}: reference captions that are not strings (numbers, null, lists) for images "
+                        f"{_ids(dict.fromkeys(not_text))}")
     if empty:
         raise DataError(f"{path}: empty reference captions for images {_ids(dict.fromkeys(empty))}")
     if not refs:
@@ -106,10 +115,19 @@ def read_preds(path: str) -> dict:
 def main(args) -> int:
     from fsgr.metrics.score import ALL_METRICS, METRIC_KEYS, parse_metrics, score
 
+    from fsgr.commands.checks import output_file
+
     names = parse_metrics(args.metrics)
+    output_file("--json", args.json, inputs=[args.refs, args.preds])
     refs = read_refs(args.refs)
     preds = read_preds(args.preds)
     no_refs = [i for i in preds if i not in refs]
+    ref_types, pred_types = {type(i) for i in refs}, {type(i) for i in preds}
+    if no_refs and ref_types.isdisjoint(pred_types):
+        kind = {int: "integers", str: "strings"}
+        raise DataError(f"{args.preds}: image ids are {' and '.join(kind[t] for t in pred_types)} here but "
+                        f"{' and '.join(kind[t] for t in ref_types)} in {args.refs}: the types differ "
+                        f"(e.g. {_ids(no_refs[:3])})")
     if no_refs:
         raise DataError(f"{args.preds}: predictions for images without references in {args.refs}: {_ids(no_refs)}")
     if args.subset:
@@ -138,8 +156,8 @@ def main(args) -> int:
     for why, keys in reasons.items():
         print(f"fsgr score: {' and '.join(keys)} unavailable: {why}", file=sys.stderr)
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(dict(result), indent=2) + "\n", encoding="utf-8")
+        from fsgr.files import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(dict(result), indent=2) + "\n")
     explicit = args.metrics is not None
     return 1 if explicit and result.unavailable else 0

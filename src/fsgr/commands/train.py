@@ -4,6 +4,8 @@ directory. `--fast-dev-run N` runs N steps of each phase and N eval batches and 
 
 Multi-GPU: `torchrun --nproc_per_node N -m fsgr train CONFIG ...` (one process per GPU, DDP); one process needs no
 launcher. Prints the run summary as JSON on stdout when the run ends (progress and messages go to stderr).
+Exit status: 0 when the run finished or stopped at train.max_steps; 130 / 143 when SIGINT / SIGTERM stopped it (after
+saving last.pt; continue with --resume); 2 for bad input, before anything is written.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def add_arguments(parser):
 def main(args) -> int:
     import json
     import os
+    import signal
 
     from fsgr.config import load_config
     from fsgr.training.engine import train
@@ -45,4 +48,8 @@ def main(args) -> int:
     summary = train(cfg, resume=args.resume, device=args.device, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary))
+    if summary["status"] == "interrupted":
+        # saved, but not done: 130 (SIGINT) / 143 (SIGTERM), as a shell reports a process killed by the signal,
+        # so that `fsgr train ... && fsgr evaluate ...` stops here
+        return 128 + signal.Signals[summary["signal"] or "SIGTERM"].value
     return 0

@@ -14,6 +14,7 @@ from typing import Optional
 from fsgr.config import Config, from_dict
 from fsgr.core.assets import resolve_clip, resolve_codebook
 from fsgr.core.checkpoint import load_checkpoint
+from fsgr.data.config import resolved
 from fsgr.data.vocab import Vocab
 from fsgr.errors import CheckpointError
 from fsgr.models.captioner import FSGRCaptioner
@@ -64,6 +65,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     reading CLIP or codebook files, then its full state (CLIP weights and codebook buffer included) is loaded."""
     ckpt = load_checkpoint(path)
     cfg = from_dict(Config, ckpt["config"])
+    cfg.data = resolved(cfg.data, cfg.run.base_dir)    # the data of the run, wherever this process runs
     vocab = Vocab(ckpt["vocab_itos"], source=f"{path}")
     model, _, _ = build_model(cfg, vocab, load_weights=False)
     missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)

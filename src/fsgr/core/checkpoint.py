@@ -4,12 +4,19 @@ Contents (format version FORMAT_VERSION): resolved config, vocabulary itos, code
 state, optimiser, grad scaler, every RNG state (python, numpy, torch CPU, CUDA, loader generator), and the training
 state (phase, epoch, step within epoch, global step, best score, patience). The LR schedule is a pure function of
 (phase, epoch) and is stored as its formula's parameters only.
+
+Safety: a checkpoint holds tensors and plain values only (dicts, lists, tuples, strings, numbers), and it is read with
+`torch.load(weights_only=True)`, which refuses to call anything a file names while unpickling: a `.pt` crafted to run
+code is refused before it runs. Format 2 adds `checksum`, a SHA-256 of everything else in the file, verified on load
+(a file damaged in the middle is named as such, not loaded). Format 1 files (no checksum, numpy RNG state pickled as
+arrays) are still read.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +24,11 @@ import numpy as np
 import torch
 
 from fsgr.errors import CheckpointError
+from fsgr.files import atomic_write, why_unloadable
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+REQUIRED_KEYS = ("config", "vocab_itos", "model")
 
 # Config keys that may change between a run and its resumption (they do not change the numbers of a step).
 RESUMABLE_CHANGES = (
@@ -27,42 +37,82 @@ RESUMABLE_CHANGES = (
 )
 
 
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file in the same directory, fsync, then rename over `path` (never a torn file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def payload_checksum(payload: Mapping[str, Any]) -> str:
+    """'sha256:<hex>' of every entry but 'checksum': tensors by dtype, shape and bytes, other values by repr."""
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in payload.items() if k != "checksum"})
+    return "sha256:" + digest.hexdigest()
+
+
+def _feed(digest, obj) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        digest.update(f"T{t.dtype}{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, np.ndarray):
+        digest.update(f"A{obj.dtype}{obj.shape};".encode())
+        digest.update(np.ascontiguousarray(obj).tobytes())
+    elif isinstance(obj, Mapping):
+        digest.update(f"D{len(obj)};".encode())
+        for key in sorted(obj, key=repr):     # str keys (configs) and int keys (optimiser state) alike
+            _feed(digest, key)
+            _feed(digest, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        digest.update(f"{'L' if isinstance(obj, list) else 'U'}{len(obj)};".encode())
+        for value in obj:
+            _feed(digest, value)
+    else:
+        digest.update(f"{type(obj).__name__}:{obj!r};".encode())
+
+
+def atomic_save(payload: dict[str, Any], path: str | Path) -> Path:
+    """Stamp the checksum, then torch.save through `fsgr.files.atomic_write` (never a torn file or a temp left)."""
+    payload = {**payload, "checksum": payload_checksum(payload)}
+    return atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def _numpy_globals() -> list:
+    """What format-1 files need to rebuild the numpy RNG state array (and nothing that can run code)."""
+    core = getattr(np, "_core", None) or np.core
+    reconstruct = core.multiarray._reconstruct
+    return [reconstruct, (reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype,
+            type(np.dtype(np.uint32))]
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - a torn/foreign file: say which file, not a pickle traceback
-        raise CheckpointError(f"{path}: not a readable fsgr checkpoint ({type(exc).__name__}: {exc})") from exc
+        with torch.serialization.safe_globals(_numpy_globals()):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a torn/foreign/hostile file: say which file, not a pickle traceback
+        why = why_unloadable(exc)
+        raise CheckpointError(f"{path}: {why}" if why.startswith("refused") else
+                              f"{path}: not a readable fsgr checkpoint ({why})") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CheckpointError(f"{path}: not an fsgr checkpoint (no format_version)")
-    if ckpt["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {ckpt['format_version']}, this fsgr reads {FORMAT_VERSION}")
+    if ckpt["format_version"] not in READABLE_VERSIONS:
+        raise CheckpointError(f"{path}: checkpoint format {ckpt['format_version']!r}, this fsgr reads "
+                              f"{', '.join(map(str, READABLE_VERSIONS))}")
+    if ckpt["format_version"] >= 2:
+        content = payload_checksum(ckpt)
+        if ckpt.get("checksum") != content:
+            raise CheckpointError(f"{path}: checksum mismatch: the file was damaged or changed after fsgr wrote it "
+                                  f"(stored {str(ckpt.get('checksum'))[:23]}..., content {content[:23]}...); use "
+                                  f"another copy")
+    missing = [k for k in REQUIRED_KEYS if not isinstance(ckpt.get(k), (dict, list))]
+    if missing:
+        raise CheckpointError(f"{path}: not a complete fsgr checkpoint: no {' / '.join(missing)}")
     return ckpt
 
 
 def rng_state(loader_generator: torch.Generator | None = None) -> dict[str, Any]:
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": _numpy_state_plain(np.random.get_state()),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
@@ -71,9 +121,16 @@ def rng_state(loader_generator: torch.Generator | None = None) -> dict[str, Any]
     return state
 
 
+def _numpy_state_plain(state: tuple) -> tuple:
+    """numpy's legacy RNG state with its key array as a list: plain values, loadable with weights_only."""
+    name, keys, *rest = state
+    return (name, np.asarray(keys).tolist(), *rest)
+
+
 def set_rng_state(state: dict[str, Any], loader_generator: torch.Generator | None = None) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

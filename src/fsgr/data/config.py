@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from typing import Literal, Optional
 
 
@@ -48,3 +49,19 @@ class DataConfig:
     #                                    $XDG_CACHE_HOME/fsgr or ~/.cache/fsgr; null = tokenise every run (once)
     patch_labels: Optional[str] = None  # offline per-patch concept labels (optional): .npz {image_ids, labels}
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+def resolved(data: DataConfig, base_dir: str) -> DataConfig:
+    """`data` with its relative paths (annotations, images, splits, vocab, patch_labels, synthetic.root) made
+    absolute against `base_dir` (empty: unchanged, i.e. relative to the working directory)."""
+    if not base_dir:
+        return data
+
+    def absolute(path: Optional[str]) -> Optional[str]:
+        return os.path.join(base_dir, path) if path and not os.path.isabs(path) else path
+
+    splits = data.splits if data.splits in ("", "train", "val", "test") else absolute(data.splits)
+    annotations = ",".join(absolute(p.strip()) for p in data.annotations.split(",") if p.strip())
+    return replace(data, annotations=annotations, images=absolute(data.images), splits=splits,
+                   vocab=absolute(data.vocab), patch_labels=absolute(data.patch_labels),
+                   synthetic=replace(data.synthetic, root=absolute(data.synthetic.root)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from typing import Literal, Optional
 
@@ -12,6 +13,38 @@ from PIL import Image, UnidentifiedImageError
 from fsgr.errors import DataError
 
 Resize = Literal["squash", "clip"]
+
+# Images above this many pixels are refused before they are decoded (a 100-megapixel image is ~300 MB as RGB;
+# a crafted one is a "decompression bomb"). FSGR_MAX_IMAGE_PIXELS raises or lowers it; 0 means no limit. It replaces
+# PIL's own limit (Image.MAX_IMAGE_PIXELS, ~89 MP warning / ~179 MP error), which fsgr does not change globally.
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+MAX_PIXELS_ENV = "FSGR_MAX_IMAGE_PIXELS"
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+def max_image_pixels() -> Optional[int]:
+    """The pixel limit in force (None: no limit), from FSGR_MAX_IMAGE_PIXELS or the default."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise DataError(f"{MAX_PIXELS_ENV}={raw!r}: expected a number of pixels (0 = no limit)") from None
+    if value < 0:
+        raise DataError(f"{MAX_PIXELS_ENV}={raw!r}: must be >= 0 (0 = no limit)")
+    return value or None
+
+
+def _open_header(path: str) -> Image.Image:
+    """Image.open (header only) with PIL's own pixel limit lifted for this call: fsgr checks its own limit next."""
+    with _PIL_LIMIT_LOCK:
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def target_size(w: int, h: int, size: int, resize: Resize) -> tuple[int, int]:
@@ -66,10 +99,16 @@ def open_image(path: str | os.PathLike, size: int | None = None, resize: Resize 
                draft: bool = True) -> Image.Image:
     """Open and fully decode an image (reduced JPEG DCT scale when `draft` and downscaling by >= 2)."""
     path = os.fspath(path)
+    limit = max_image_pixels()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = _open_header(path)
+            if limit is not None and img.width * img.height > limit:
+                img.close()
+                raise DataError(f"{path}: refused, {img.width}x{img.height} = {img.width * img.height / 1e6:.1f} "
+                                f"megapixels is above the limit of {limit / 1e6:g} megapixels (set "
+                                f"{MAX_PIXELS_ENV} to raise it, 0 for no limit)")
             if draft and size is not None and img.format == "JPEG":
                 w, h = img.size
                 tw, th = target_size(w, h, size, resize)

@@ -24,6 +24,7 @@ import numpy as np
 from fsgr.data import text
 from fsgr.errors import DataError
 from fsgr.metrics import tokenizer
+from fsgr.files import atomic_write
 
 CACHE_FORMAT = "fsgr-captions-1"
 
@@ -96,12 +97,10 @@ class TokenizedCaptions:
         return cls(list(stoi), np.asarray(flat, dtype=np.int32), offsets, per_record)
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")   # concurrent runs: each writes its own, last wins
-        with open(tmp, "wb") as f:
-            np.savez(f, table=np.asarray(self.table, dtype=np.str_), word_index=self.word_index,
-                     offsets=self.offsets, captions_per_record=self.captions_per_record)
-        os.replace(tmp, path)
+        # concurrent runs each write their own temporary file; the last rename wins
+        atomic_write(path, lambda f: np.savez(f, table=np.asarray(self.table, dtype=np.str_),
+                                              word_index=self.word_index, offsets=self.offsets,
+                                              captions_per_record=self.captions_per_record))
 
     @classmethod
     def load(cls, path: Path, num_records: int) -> "TokenizedCaptions":

@@ -20,7 +20,7 @@ import numpy as np
 
 from fsgr.data.problems import Problem, report
 from fsgr.data.records import ImageRecord
-from fsgr.data.synthetic import generate
+from fsgr.data.synthetic import incomplete_reason
 from fsgr.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -46,6 +46,8 @@ FullCoco = Literal["auto", "require", "off"]
 
 
 def _read_json(path: Path):
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not an annotation JSON file")
     if not path.is_file():
         raise DataError(f"{path}: annotation file not found")
     try:
@@ -53,6 +55,8 @@ def _read_json(path: Path):
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to be annotations") from None
 
 
 def split_counts(records: Iterable[ImageRecord]) -> dict[str, int]:
@@ -198,6 +202,7 @@ def read_karpathy(json_path: str | os.PathLike, images_root: str | os.PathLike, 
         raise DataError(f"{json_path}: not a Karpathy split file (needs an 'images' list)")
     records: list[ImageRecord] = []
     seen: dict[int, str] = {}
+    image_of_sentid: dict[int, int] = {}   # annotation ids are unique across the file, as in COCO
     for n, im in enumerate(data["images"]):
         try:
             filename = str(im["filename"])
@@ -228,8 +233,15 @@ def read_karpathy(json_path: str | os.PathLike, images_root: str | os.PathLike, 
             if not isinstance(raw, str):
                 raw = ""
             aid = s.get("sentid") if isinstance(s, dict) else None
+            aid = int(aid) if aid is not None else iid * 1000 + k
+            if aid in image_of_sentid:
+                report(problems, Problem("duplicate-annotation", f"annotation id (sentid) {aid} is also on image "
+                                                                 f"{image_of_sentid[aid]}", file=str(json_path),
+                                         image_id=iid, annotation_id=aid))
+                continue
+            image_of_sentid[aid] = iid
             caps.append(raw)
-            aids.append(int(aid) if aid is not None else iid * 1000 + k)
+            aids.append(aid)
         records.append(ImageRecord(iid, str(path), split, tuple(caps), tuple(aids)))
     dataset = str(data.get("dataset", ""))
     check_full_coco(records, str(json_path), full_coco,
@@ -324,10 +336,17 @@ def read_coco(captions_json, images_root: str | os.PathLike, splits, full_coco: 
 
 
 def read_records(cfg, problems: Optional[list[Problem]] = None) -> list[ImageRecord]:
-    """DataConfig -> records, by cfg.format ('m2', 'karpathy', 'coco', 'synthetic')."""
+    """DataConfig -> records, by cfg.format ('m2', 'karpathy', 'coco', 'synthetic'). Reads only: a synthetic dataset
+    must have been generated (`fsgr.data.synthetic.generate`, which `fsgr train` and `fsgr demo` call)."""
     fmt = cfg.format
     if fmt == "synthetic":
-        root = generate(cfg.synthetic)
+        root = Path(cfg.synthetic.root)
+        reason = incomplete_reason(root, cfg.synthetic)
+        if reason is not None:
+            if problems is None or not (root / "dataset_shapes.json").is_file():
+                raise DataError(f"{root}: {reason}; `fsgr train` and `fsgr demo` generate the synthetic dataset, "
+                                f"nothing else writes it")
+            report(problems, Problem("synthetic-incomplete", reason, file=str(root)))
         return read_karpathy(root / "dataset_shapes.json", root, full_coco="off", problems=problems)
     if not cfg.annotations:
         raise DataError(f"data.annotations is empty: give the {fmt} annotations path")

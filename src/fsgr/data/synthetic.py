@@ -260,20 +260,51 @@ def _split_of(image_id: int, cfg: SyntheticConfig) -> str:
     return "val" if image_id < cfg.num_train + cfg.num_val else "test"
 
 
-def is_complete(root: Path, cfg: SyntheticConfig) -> bool:
+def incomplete_reason(root: Path, cfg: SyntheticConfig) -> Optional[str]:
+    """None when `root` holds the complete dataset of `cfg`, else why not (reads only)."""
+    root = Path(root)
     manifest = root / "manifest.json"
     if not manifest.is_file() or not (root / "dataset_shapes.json").is_file():
-        return False
+        return "no synthetic shapes dataset here (manifest.json / dataset_shapes.json missing)"
     try:
-        if json.loads(manifest.read_text()) != _manifest(cfg):
-            return False
-    except json.JSONDecodeError:
-        return False
+        found = json.loads(manifest.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "manifest.json is not valid JSON"
+    if found != _manifest(cfg):
+        return f"made with another config ({_config_difference(found, _manifest(cfg))})"
     for split, n in (("train", cfg.num_train), ("val", cfg.num_val), ("test", cfg.num_test)):
         folder = root / "images" / split
-        if n and (not folder.is_dir() or sum(1 for _ in os.scandir(folder)) != n):
-            return False
-    return True
+        have = sum(1 for _ in os.scandir(folder)) if folder.is_dir() else 0
+        if n and have != n:
+            return f"images/{split} holds {have} files, the dataset has {n}"
+    return None
+
+
+def is_complete(root: Path, cfg: SyntheticConfig) -> bool:
+    return incomplete_reason(root, cfg) is None
+
+
+def _config_difference(found: dict, wanted: dict) -> str:
+    a = {"generator_version": found.get("generator_version"), **(found.get("config") or {})}
+    b = {"generator_version": wanted["generator_version"], **wanted["config"]}
+    diffs = [f"{k} {a.get(k)!r} there, {b.get(k)!r} asked" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return "; ".join(diffs[:3]) + (f" and {len(diffs) - 3} more" if len(diffs) > 3 else "")
+
+
+def config_from_root(root: str | os.PathLike) -> SyntheticConfig:
+    """The config a dataset on disk was generated with (its manifest.json): what a check compares it against."""
+    root = Path(root)
+    manifest = root / "manifest.json"
+    if root.is_file():
+        raise DataError(f"{root}: is a file; give the folder of a synthetic shapes dataset")
+    if not manifest.is_file():
+        raise DataError(f"{root}: no synthetic shapes dataset here (no manifest.json); `fsgr train` or `fsgr demo` "
+                        f"generate one")
+    try:
+        found = json.loads(manifest.read_text())
+        return SyntheticConfig(root=str(root), **found["config"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise DataError(f"{manifest}: not a synthetic dataset manifest ({type(exc).__name__}: {exc})") from None
 
 
 def _write(out: Path, cfg: SyntheticConfig) -> None:
@@ -310,7 +341,8 @@ def _write(out: Path, cfg: SyntheticConfig) -> None:
 def generate(cfg: SyntheticConfig | None = None, root: str | os.PathLike | None = None) -> Path:
     """Generate the dataset under `root` (default cfg.root) unless a complete one with the same config is there.
     Written to a sibling temp folder and renamed into place, so a crash never leaves a half dataset that looks done.
-    A folder of ours with another config is replaced; a non-empty folder that is not ours is refused."""
+    A folder of ours with missing files is regenerated; one made with another config (another size, seed, ...) and a
+    non-empty folder that is not ours are refused: generation never silently replaces data."""
     cfg = cfg or SyntheticConfig()
     if cfg.max_objects < 1 or cfg.max_objects > 3:
         raise DataError(f"synthetic.max_objects={cfg.max_objects}: must be 1..3")
@@ -322,6 +354,10 @@ def generate(cfg: SyntheticConfig | None = None, root: str | os.PathLike | None 
     if root.exists() and any(root.iterdir()) and not (root / "manifest.json").is_file() and not (
             root / "dataset_shapes.json").is_file():
         raise DataError(f"{root}: exists and is not a synthetic shapes dataset; choose another data.synthetic.root")
+    reason = incomplete_reason(root, cfg)
+    if reason.startswith("made with another config"):
+        raise DataError(f"{root}: holds a synthetic dataset {reason}; choose another data.synthetic.root or remove "
+                        f"the folder")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.partial-{os.getpid()}"
     if tmp.exists():

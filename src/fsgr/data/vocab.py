@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 
 from fsgr.data.text import tokenize_captions
 from fsgr.errors import DataError
+from fsgr.files import atomic_write_text
 
 SPECIALS = ("<unk>", "<pad>", "<bos>", "<eos>")
 FORMAT = "fsgr-vocab-1"
@@ -104,17 +105,15 @@ class Vocab:
         return cls(d["itos"], freqs=d.get("freqs"), source=source)
 
     def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {**self.to_dict(), "freqs": {w: int(self.freqs[w]) for w in self.itos if w in self.freqs}}
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(payload, ensure_ascii=False, indent=0))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(payload, ensure_ascii=False, indent=0))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocab":
         """A vocab JSON written by `save`, or an M2/FSGR `vocab.pkl` (read without importing M2's classes)."""
         path = Path(path)
+        if path.is_dir():
+            raise DataError(f"{path}: is a directory, not a vocabulary file")
         if not path.is_file():
             raise DataError(f"{path}: vocabulary file not found")
         raw = path.read_bytes()

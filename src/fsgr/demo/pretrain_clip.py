@@ -401,12 +401,9 @@ def pretrain(cfg: PretrainConfig, out: Optional[str | os.PathLike], device: str 
 
 
 def _save(model, out) -> None:
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(str(out) + ".tmp")
     half = copy.deepcopy(model).cpu().half()     # fp16 values, as OpenAI's archives; load_clip reads them as fp32
     half.cfg = copy.deepcopy(model.cfg)
-    save_clip(half, tmp)
-    os.replace(tmp, out)
+    save_clip(half, out)                         # atomic
 
 
 def json_logger(path: Optional[str | os.PathLike]) -> Callable[[dict], None]:

@@ -31,6 +31,7 @@ from fsgr.data.datasets import EvalDataset, collate_eval
 from fsgr.data.synthetic import COLOUR_OF, CONCEPTS, SHAPE_OF, load_concept_map, patch_concepts
 from fsgr.demo.pretrain_clip import csa_patch_embeddings
 from fsgr.errors import ConfigError, DataError
+from fsgr.files import atomic_write_text
 from fsgr.inference import Captioner, draw_explanation
 from fsgr.metrics import score
 from fsgr.models.clip import load_clip
@@ -240,7 +241,7 @@ def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None,
                   "predictions": str(out / "predictions" / "test_demo.json"), "run_dir": str(out)},
         "config": str(config),
     }
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))
     print(table(result))
     return result
 

@@ -55,7 +55,10 @@ def pair_similarities(cand_rows: NgramRows, cand_w: np.ndarray, cand_norm: np.nd
         vh = cand_w[pos_clip[hit]]
         vr = ref_w[rows[hit]]
         slot = row_pair[hit] * n + ref_rows.order[rows[hit]] - 1
-        val = np.bincount(slot, weights=np.minimum(vh, vr) * vr, minlength=n_pairs * n)[: n_pairs * n]
+        # float64 always: bincount of an empty `slot` (no n-gram matched, e.g. "zzz") returns int64 and the
+        # in-place float ops below would then fail to cast
+        val = np.bincount(slot, weights=np.minimum(vh, vr) * vr,
+                          minlength=n_pairs * n)[: n_pairs * n].astype(np.float64, copy=False)
     val = val.reshape(n_pairs, n)
     denom = cand_norm[pair_cand] * ref_norm[pair_ref]
     ok = denom != 0

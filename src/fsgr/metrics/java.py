@@ -62,6 +62,22 @@ def toolkit_dir() -> Path:
     raise MetricUnavailable(f"pycocoevalcap at {locations} has no meteor/ folder")
 
 
+def java_cause(text: bytes | str, limit: int = 300) -> str:
+    """The line of a Java stderr that says what went wrong: the last 'Caused by:', else the first exception or error
+    line (e.g. 'java.lang.OutOfMemoryError: Java heap space'), else the last line. A stack trace's last line is a
+    frame ('at ...'), which says nothing."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    caused = [line for line in lines if line.startswith("Caused by:")]
+    if caused:
+        return caused[-1][:limit]
+    thrown = [line for line in lines if re.search(r"\b[\w.$]*(Exception|Error)\b", line) and not line.startswith("at ")]
+    if thrown:
+        return thrown[0][:limit]
+    return tail(text, limit)
+
+
 def tail(text: bytes | str, limit: int = 300) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")

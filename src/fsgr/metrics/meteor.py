@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 import threading
 
-from fsgr.metrics.java import MetricError, MetricUnavailable, java_version, tail, toolkit_dir
+from fsgr.metrics.java import MetricError, MetricUnavailable, java_cause, java_version, toolkit_dir
 
 METEOR_JAR = "meteor-1.5.jar"
 
@@ -27,8 +27,10 @@ def meteor_command() -> tuple[list[str], str]:
     return [java, "-jar", "-Xmx2G", METEOR_JAR, "-", "-", "-stdio", "-l", "en", "-norm"], str(folder)
 
 
-def corpus_meteor(refs: list[list[str]], cands: list[str], timeout: float = 1800.0) -> tuple[float, list[float]]:
-    """METEOR of tokenised candidates against tokenised references (pycocoevalcap's inputs)."""
+def corpus_meteor(refs: list[list[str]], cands: list[str], timeout: float = 1800.0,
+                  image_ids: list | None = None) -> tuple[float, list[float]]:
+    """METEOR of tokenised candidates against tokenised references (pycocoevalcap's inputs). `image_ids` only name
+    the image in a failure message."""
     cmd, cwd = meteor_command()
     if not cands:
         return 0.0, []
@@ -55,8 +57,12 @@ def corpus_meteor(refs: list[list[str]], cands: list[str], timeout: float = 1800
         proc.wait()
         err_reader.join(timeout=5)
         why = "timed out" if timed_out.is_set() else f"exit status {proc.returncode}"
-        return MetricError(f"METEOR ({' '.join(cmd[1:4])} in {cwd}) {what}: {why}; "
-                           f"stderr: {tail(b''.join(stderr_chunks)) or '(empty)'}")
+        where = ""
+        if len(stats) < len(score_lines):     # the line it was answering when it stopped
+            image = image_ids[len(stats)] if image_ids is not None else f"#{len(stats)}"
+            where = f" at image {image} ({len(stats) + 1} of {len(score_lines)})"
+        return MetricError(f"METEOR ({' '.join(cmd[1:4])} in {cwd}) {what}{where}: {why}; "
+                           f"cause: {java_cause(b''.join(stderr_chunks)) or '(empty stderr)'}")
 
     def write_all():
         try:
@@ -66,10 +72,10 @@ def corpus_meteor(refs: list[list[str]], cands: list[str], timeout: float = 1800
         except (BrokenPipeError, OSError):
             pass  # the reader sees the closed stdout and reports the process's own error
 
+    stats: list[str] = []
     try:
         writer = threading.Thread(target=write_all, daemon=True)
         writer.start()
-        stats = []
         for _ in score_lines:
             line = proc.stdout.readline()
             if not line:

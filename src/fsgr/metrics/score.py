@@ -113,7 +113,7 @@ def score_tokenized(image_ids: list, ref_tok: list[list[str]], cand_tok: list[st
             out[key] = value
     if "meteor" in names:
         try:
-            out["METEOR"] = corpus_meteor(ref_tok, cand_tok)[0]
+            out["METEOR"] = corpus_meteor(ref_tok, cand_tok, image_ids=image_ids)[0]
         except MetricUnavailable as exc:
             out.unavailable["METEOR"] = str(exc)
     if "rouge" in names:

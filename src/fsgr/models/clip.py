@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsgr.errors import CheckpointError
+from fsgr.files import atomic_write, why_unloadable
 from fsgr.models.config import ClipConfig
 from fsgr.models.tokenizer import tokenize  # noqa: F401  (re-exported: fsgr.models.clip.tokenize is the contract)
 
@@ -288,7 +289,7 @@ def _read_checkpoint(path: Path) -> tuple[dict, dict]:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is the same user error: not a weights file
         raise CheckpointError(f"{path}: not a CLIP checkpoint (TorchScript archive or state dict): "
-                              f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from exc
+                              f"{why_unloadable(exc)}") from None
     hints: dict = {}
     if isinstance(obj, dict) and isinstance(obj.get("clip_config"), dict):
         hints = {k: obj["clip_config"][k] for k in ("vision_heads", "transformer_heads") if k in obj["clip_config"]}
@@ -337,6 +338,8 @@ def load_clip(path: Union[str, Path]) -> CLIP:
     'model', optionally 'module.'-prefixed), HuggingFace CLIPModel weights, or a file from `save_clip`. Sizes are inferred
     from the weights; loading is strict; values are fp32 on the CPU. The model is returned in eval mode."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a CLIP checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: CLIP checkpoint not found")
     raw, hints = _read_checkpoint(path)
@@ -352,9 +355,9 @@ def load_clip(path: Union[str, Path]) -> CLIP:
 
 def save_clip(model: CLIP, path: Union[str, Path]) -> None:
     """Save as a plain state dict with OpenAI keys plus the config (head counts are not inferable from weights)."""
-    cfg = dataclasses.asdict(model.cfg)
-    torch.save({"format": "fsgr-clip", "version": 1, "clip_config": cfg,
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, str(path))
+    payload = {"format": "fsgr-clip", "version": 1, "clip_config": dataclasses.asdict(model.cfg),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def weights_fingerprint(model_or_state_dict: Union[nn.Module, Mapping[str, torch.Tensor]]) -> str:

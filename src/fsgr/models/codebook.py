@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from fsgr.errors import CheckpointError, DataError
+from fsgr.files import atomic_write, why_unloadable
 from fsgr.models.clip import tokenize, weights_fingerprint
 
 FORMAT, VERSION = "fsgr-codebook", 1
@@ -120,24 +121,25 @@ def build_codebook(clip, names: Sequence[str], template: str = DEFAULT_TEMPLATE,
 
 
 def save_codebook(codebook: Codebook, path: Union[str, Path]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": FORMAT, "version": VERSION, "names": codebook.names, "template": codebook.template,
-                "templates": codebook.templates,
-                "embeddings": codebook.embeddings.detach().float().cpu().contiguous(),
-                "clip_fingerprint": codebook.clip_fingerprint, "embed_dim": codebook.embed_dim}, str(path))
+    payload = {"format": FORMAT, "version": VERSION, "names": codebook.names, "template": codebook.template,
+               "templates": codebook.templates,
+               "embeddings": codebook.embeddings.detach().float().cpu().contiguous(),
+               "clip_fingerprint": codebook.clip_fingerprint, "embed_dim": codebook.embed_dim}
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_codebook(path: Union[str, Path], expected_size: Optional[int] = None,
                   expected_fingerprint: Optional[str] = None, expected_dim: Optional[int] = None) -> Codebook:
     """Read a codebook file (ours, or a reference bare (C, E) tensor) and check it against what the model expects."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a codebook file")
     if not path.is_file():
         raise CheckpointError(f"{path}: codebook file not found (make one with `fsgr codebook`)")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise CheckpointError(f"{path}: not a codebook file: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+        raise CheckpointError(f"{path}: not a codebook file: {why_unloadable(exc)}") from None
     if isinstance(obj, torch.Tensor):
         if obj.dim() != 2 or not obj.is_floating_point():
             raise CheckpointError(f"{path}: a bare codebook tensor must be (C, E) floats, got {tuple(obj.shape)} {obj.dtype}")

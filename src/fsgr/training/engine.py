@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -38,11 +38,13 @@ from fsgr.config import Config, save_config, to_dict
 from fsgr.core import checkpoint as ckpt_io
 from fsgr.core.build import build_model
 from fsgr.core.device import autocast, pick_device, resolve_amp
-from fsgr.errors import ConfigError, FsgrError
+from fsgr.errors import CheckpointError, ConfigError, FsgrError
+from fsgr.files import atomic_write_text, why_not_writable
 from fsgr.metrics.reward import CiderDReward
 from fsgr.models import decoding
 from fsgr.training import setup
-from fsgr.training.distributed import all_gather_objects, all_reduce_sum, barrier, init_distributed, shutdown
+from fsgr.training.distributed import (all_gather_objects, all_reduce_sum, barrier, broadcast_object, init_distributed,
+                                       shutdown)
 from fsgr.training.evaluation import TokenizedReferences, evaluate_split
 from fsgr.training.logging import MetricsLogger, NullLogger
 from fsgr.training.losses import (nll_sum, num_targets, patch_contrastive_loss, scst_baseline, scst_beam_loss,
@@ -51,6 +53,8 @@ from fsgr.training.memory_hook import MemoryHook
 from fsgr.training.schedules import LrSchedule, scst_schedule, xe_schedule
 from fsgr.training.state import PhaseRules, TrainState, end_of_epoch
 
+# what a run writes into run.dir: a new run refuses a run.dir holding any of them (a non-empty folder, or a file)
+RUN_ARTEFACTS = ("checkpoints", "config.yaml", "metrics.jsonl", "summary.json", "predictions", "tensorboard")
 EOS_WORD = "eos"   # the word that stands for <eos> in SacreEOS-standard rewards (PTB-safe, no angle brackets)
 SCST_RECIPES = {
     "sample": "SCST standard (SacreEOS): 5 multinomial samples/image, mean-of-others baseline, <eos> in the reward, "
@@ -93,6 +97,8 @@ def check_config(cfg: Config, world_size: int) -> None:
 
 class Trainer:
     def __init__(self, cfg: Config, resume: bool = False, device: str | None = None, progress: bool = True):
+        if not cfg.run.base_dir:     # recorded in config.yaml and every checkpoint: relative data paths stay findable
+            cfg = replace(cfg, run=replace(cfg.run, base_dir=os.getcwd()))
         self.cfg, self.resume, self.requested_device, self.progress = cfg, resume, device, progress
         self.run_dir = Path(cfg.run.dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -136,6 +142,10 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.progress = self.progress and self.dist.is_main
+        # before anything is read, built or written; rank 0 decides (the others may start after it wrote config.yaml)
+        problem = broadcast_object(self._run_dir_problem() if self.dist.is_main else None, self.dist)
+        if problem is not None:
+            raise problem
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
         check_config(cfg, self.dist.world_size)
         seed_everything(cfg.train.seed)
@@ -144,18 +154,36 @@ class Trainer:
         self.data_setup_seconds = time.perf_counter() - started
         self.vocab = self.data.vocab
         self.model, self.codebook_names, self.codebook_fingerprint = build_model(cfg, self.vocab)
+        resolution = self.model.backbone.visual.input_resolution     # from the CLIP's weights when it is loaded
+        if resolution != cfg.data.image_size:
+            raise ConfigError(f"data.image_size={cfg.data.image_size}: this CLIP takes {resolution}x{resolution} "
+                              f"images; set data.image_size={resolution}")
         self.model.to(self.device)
         self.memory = MemoryHook.for_decoder(self.model.decoder, self.dist)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.loader_generator = torch.Generator()
 
+    def _run_dir_problem(self) -> Optional[FsgrError]:
+        """--resume needs run.dir/checkpoints/last.pt; a new run needs a run.dir without any run artefact."""
+        last = self.ckpt_dir / "last.pt"
+        if self.resume:
+            if not last.is_file():
+                return CheckpointError(f"{last}: nothing to resume (no checkpoint there); start a new run without "
+                                       f"--resume or point run.dir at the run to continue")
+            return None
+        why = why_not_writable(self.run_dir, folder=True)
+        if why:
+            return ConfigError(f"run.dir={self.run_dir}: {why}")
+        found = [name for name in RUN_ARTEFACTS if _holds_something(self.run_dir / name)]
+        if found:
+            return FsgrError(f"{self.run_dir}: holds a run already ({', '.join(found)}); pass --resume to continue "
+                             f"it or choose another run.dir")
+        return None
+
     def _prepare_run_dir(self) -> None:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "predictions").mkdir(exist_ok=True)
-            if not self.resume and (self.ckpt_dir / "last.pt").exists():
-                raise FsgrError(f"{self.run_dir}: holds a run already (checkpoints/last.pt); pass --resume to "
-                                f"continue it or choose another run.dir")
         barrier(self.dist)
 
     def _build_optimizer(self, phase: str) -> None:
@@ -534,11 +562,13 @@ class Trainer:
             "scst_mode": self.cfg.scst.mode, "scst_recipe": SCST_RECIPES[self.cfg.scst.mode],
             "world_size": self.dist.world_size, "device": str(self.device),
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
+            # the signal that stopped the run (status "interrupted"); `fsgr train` then exits 128 + its number
+            "signal": signal.Signals(self._stop_signal).name if self._stop_signal is not None else None,
         }
         if self.test_result is not None:
             out["test"] = self.test_result["scores"]
         if self.dist.is_main:
-            (self.run_dir / "summary.json").write_text(json.dumps(out, indent=2))
+            atomic_write_text(self.run_dir / "summary.json", json.dumps(out, indent=2))
         return out
 
     def _install_signal_handlers(self) -> None:
@@ -553,6 +583,10 @@ class Trainer:
     def _signal_agreed(self) -> bool:
         flag = 1.0 if self._stop_signal is not None else 0.0
         return all_reduce_sum([flag], self.device, self.dist)[0] > 0
+
+
+def _holds_something(path: Path) -> bool:
+    return path.is_file() or (path.is_dir() and any(path.iterdir()))
 
 
 def _env_local_rank() -> int:

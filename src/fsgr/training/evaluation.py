@@ -19,6 +19,7 @@ import torch
 from fsgr.core.device import autocast
 from fsgr.data.datasets import CaptionDataset, EvalDataset, collate_captions, collate_eval, make_loader
 from fsgr.errors import FsgrError
+from fsgr.files import atomic_write_text
 from fsgr.metrics.java import MetricError
 from fsgr.metrics.score import KEY_ORDER, METRIC_KEYS, Scores, parse_metrics, score_tokenized
 from fsgr.metrics.tokenizer import ptb_tokenize
@@ -165,9 +166,5 @@ def validation_loss(model, records: Sequence, vocab, cfg, device, dist: DistInfo
 
 def write_predictions(preds: dict[int, str], path: Path) -> None:
     """COCO results format: [{"image_id": int, "caption": str}, ...], sorted by image id."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"image_id": int(i), "caption": c} for i, c in sorted(preds.items())]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(rows, indent=0))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(rows, indent=0))

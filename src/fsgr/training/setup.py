@@ -17,6 +17,7 @@ from fsgr.data.datasets import load_patch_labels as read_patch_labels  # this mo
 from fsgr.data.encoded import TokenizedCaptions, resolve_cache_dir
 from fsgr.data.readers import read_records
 from fsgr.data.sampling import GlobalBatchSampler
+from fsgr.data.synthetic import generate
 from fsgr.data.vocab import Vocab
 from fsgr.errors import DataError
 
@@ -62,6 +63,8 @@ def build_vocab(cfg, words_by_split: dict[str, Any]):
 
 
 def build_data(cfg) -> DataBundle:
+    if cfg.data.format == "synthetic":    # training is where the synthetic dataset is made (once; reused if complete)
+        generate(cfg.data.synthetic)
     records = read_records(cfg.data)
     by_split: dict[str, list] = {"train": [], "val": [], "test": []}
     for r in records:

@@ -1,0 +1,47 @@
+"""Checks that the verbs run on their arguments before any work starts (no torch here: `fsgr --help` imports it).
+
+Each refusal is a ConfigError: one line naming the flag and the value, exit status 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Optional
+
+from fsgr.errors import ConfigError
+from fsgr.files import why_not_writable
+
+
+def in_range(flag: str, value: Optional[int], low: int, high: Optional[int] = None) -> None:
+    """Refuse `value` outside low..high (None = not given, allowed)."""
+    if value is None:
+        return
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{flag} {value}: must be {bound}")
+
+
+def beam_within_vocab(beam: Optional[int], vocab_size: int) -> None:
+    if beam is not None and beam > vocab_size:
+        raise ConfigError(f"--beam {beam}: larger than the checkpoint's vocabulary ({vocab_size} words)")
+
+
+def output_file(flag: str, path: Optional[str], inputs: Iterable[Optional[str]] = ()) -> None:
+    """Refuse, before the work, an output path that cannot be written: a directory, a path under a file, a folder
+    that cannot be created or written, or one of the command's own inputs. Creates nothing."""
+    if not path:
+        return
+    why = why_not_writable(path)
+    if why:
+        raise ConfigError(f"{flag} {path}: {why}")
+    resolved = Path(path).resolve()
+    for given in inputs:
+        if given and Path(given).resolve() == resolved:
+            raise ConfigError(f"{flag} {path}: is also an input of this command; it would be overwritten")
+
+
+def output_folder(flag: str, path: str) -> None:
+    """Refuse, before the work, a folder that cannot be created or written into. Creates nothing."""
+    why = why_not_writable(path, folder=True)
+    if why:
+        raise ConfigError(f"{flag} {path}: {why}")

@@ -1,0 +1,105 @@
+"""Writing files so that nothing is lost: `atomic_write` is the one way fsgr replaces a file it owns.
+
+The bytes go to a hidden temporary file in the target's folder, are flushed and fsynced, and the temporary file is
+renamed over the target (then the folder is fsynced, so the rename itself survives a crash). A reader sees the old file
+or the new one, never a torn one. On any failure the temporary file is removed and the old file is left as it was; a
+full disk (or quota) is reported as one line naming the file. Also here: the read-only check that an output path can
+be written (`why_not_writable`) and the one-line reason a weights file did not load (`why_unloadable`). Imports
+nothing from the rest of fsgr but the errors, and no torch.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import BinaryIO, Callable, Optional, Union
+
+from fsgr.errors import FsgrError
+
+PathLike = Union[str, os.PathLike]
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT} if hasattr(errno, "EDQUOT") else {errno.ENOSPC}
+
+
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> Path:
+    """Replace `path` with what `write(binary_file)` writes, atomically (see the module docstring). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:   # KeyboardInterrupt included: never leave the temporary file behind
+        tmp.unlink(missing_ok=True)    # absent when `open` itself failed
+        if _is_no_space(exc):
+            raise FsgrError(f"{path}: no space left on device while writing it (the previous file, if any, is "
+                            f"unchanged; no temporary file was left)") from exc
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def why_not_writable(path: PathLike, folder: bool = False) -> Optional[str]:
+    """None when `path` can be created or replaced as a file (folder=False) or used as a folder (folder=True), else
+    the reason. Reads only: the first folder that exists above `path` decides whether the rest can be created."""
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            return f"{path} is a file, not a folder"
+        if not folder and path.is_dir():
+            return f"{path} is a directory; give a file name"
+        if not os.access(path, os.W_OK):
+            return f"{path} is not writable (permission denied)"
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK) and not path.exists():
+        return f"cannot create anything in {parent} (permission denied)"
+    return None
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _is_no_space(exc: BaseException | None) -> bool:
+    """True when `exc` or what caused it is ENOSPC/EDQUOT (torch.save wraps the OSError in a RuntimeError)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def why_unloadable(exc: BaseException) -> str:
+    """One line for a failed `torch.load(weights_only=True)`: the call a hostile or foreign file asked for (refused,
+    never made), or the error's first line (torch's own message runs over many lines)."""
+    text = str(exc)
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if refused:
+        return (f"refused: the file asks to call {refused.group(1)} while loading; fsgr reads only tensors and plain "
+                f"values, so nothing in it was run")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first[:200]}"

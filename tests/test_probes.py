@@ -1,0 +1,182 @@
+"""Hostile but fair inputs to the CLI: each gets one clear line and the right exit status, never "internal error".
+
+One parametrised case per probe: the command (placeholders filled from a tiny trained run and a few crafted files),
+the expected exit status, and words the one-line message must hold. Exit 2 = usage/input refused before any work.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fsgr.cli import main
+
+HERE = Path(__file__).resolve().parent
+
+
+def _training_helpers():
+    spec = importlib.util.spec_from_file_location("training_conftest", HERE / "training" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Payload:
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tiny trained run (1 step) plus crafted files; returns the placeholder values."""
+    from fsgr.config import load_config
+    from fsgr.training import train
+
+    helpers = _training_helpers()
+    tmp = tmp_path_factory.mktemp("probes")
+    data = helpers.make_dataset(tmp / "data", n_train=10, n_val=2, n_test=2)
+    cfg = helpers.write_config(tmp / "tiny.yaml", helpers.tiny_config(data, tmp / "run", train={"max_steps": 1},
+                                                                       eval={"test_at_end": False}))
+    train(load_config(cfg), progress=False)
+    ckpt = tmp / "run" / "checkpoints" / "last.pt"
+    img = tmp / "img.png"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(img)
+    torch.save({"format_version": 1, "config": {}, "vocab_itos": [], "model": {}, "x": _Payload(tmp / "pwned")},
+               tmp / "evil.pt")
+    no_config = torch.load(ckpt, weights_only=True)
+    del no_config["config"]
+    from fsgr.core.checkpoint import atomic_save
+
+    atomic_save({k: v for k, v in no_config.items() if k != "checksum"}, tmp / "noconfig.pt")
+    refs = {"annotations": [{"image_id": 1, "caption": "a red square"}, {"image_id": 2, "caption": "a blue circle"}]}
+    (tmp / "refs.json").write_text(json.dumps(refs))
+    (tmp / "preds.json").write_text(json.dumps([{"image_id": 1, "caption": "a red square"},
+                                                {"image_id": 2, "caption": "a circle"}]))
+    (tmp / "preds_str.json").write_text(json.dumps([{"image_id": "1", "caption": "a red square"},
+                                                    {"image_id": "2", "caption": "a circle"}]))
+    (tmp / "refs_numbers.json").write_text(json.dumps({"annotations": [{"image_id": 1, "caption": 5},
+                                                                       {"image_id": 2, "caption": None}]}))
+    (tmp / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp / "deep.yaml").write_text("a: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    (tmp / "adir").mkdir()
+    (tmp / "afile").write_text("x")
+    return {"tmp": str(tmp), "cfg": str(cfg), "ckpt": str(ckpt), "img": str(img), "data": str(data)}
+
+
+# (name, argv with {placeholders}, exit status, words the message holds)
+PROBES = [
+    # training values, refused where they enter (exit 2, before any work)
+    ("batch-size-0", ["train", "{cfg}", "train.batch_size=0", "run.dir={tmp}/r1"], 2, ["train.batch_size", ">= 1"]),
+    ("batch-size-negative", ["train", "{cfg}", "train.batch_size=-5", "run.dir={tmp}/r1"], 2, ["train.batch_size"]),
+    ("grad-accum-0", ["train", "{cfg}", "train.grad_accum=0", "run.dir={tmp}/r1"], 2, ["train.grad_accum"]),
+    ("lr-negative", ["train", "{cfg}", "train.lr=-0.1", "run.dir={tmp}/r1"], 2, ["train.lr"]),
+    ("max-steps-negative", ["train", "{cfg}", "train.max_steps=-1", "run.dir={tmp}/r1"], 2, ["train.max_steps"]),
+    ("max-epochs-0", ["train", "{cfg}", "train.max_epochs=0", "train.xe_least=3", "run.dir={tmp}/r1"], 2,
+     ["train.max_epochs"]),
+    ("scst-lr-negative", ["train", "{cfg}", "scst.lr=-1", "run.dir={tmp}/r1"], 2, ["scst.lr"]),
+    ("eval-beam-0", ["train", "{cfg}", "eval.beam_size=0", "run.dir={tmp}/r1"], 2, ["eval.beam_size"]),
+    ("max-len-1", ["train", "{cfg}", "data.max_len=1", "run.dir={tmp}/r1"], 2, ["data.max_len"]),
+    ("device-banana-train", ["train", "{cfg}", "--device", "banana", "run.dir={tmp}/r1"], 2, ["banana"]),
+    ("device-cuda-on-cpu", ["train", "{cfg}", "--device", "cuda", "run.dir={tmp}/r1"], 2, ["cuda", "not available"]),
+    ("run-dir-under-a-file", ["train", "{cfg}", "run.dir={tmp}/afile/run"], 2, ["run.dir", "afile", "is a file"]),
+    ("demo-out-is-a-file", ["demo", "--out", "{tmp}/afile"], 2, ["--out", "afile", "not a folder"]),
+    ("image-size-not-the-clips", ["train", "{cfg}", "data.image_size=7", "run.dir={tmp}/r1"], 2,
+     ["data.image_size=7", "32x32"]),
+    ("decoder-layers-0", ["train", "{cfg}", "model.decoder.layers=0", "run.dir={tmp}/r1"], 2,
+     ["model.decoder.layers"]),
+    ("dropout-1", ["train", "{cfg}", "model.dropout=1.5", "run.dir={tmp}/r1"], 2, ["model.dropout"]),
+    ("check-data-max-len-0", ["check-data", "--format", "karpathy", "--annotations", "{data}", "--images", "{tmp}",
+                              "--max-len", "0", "--quiet"], 2, ["--max-len 0"]),
+    ("build-vocab-min-freq-negative", ["build-vocab", "--format", "karpathy", "--annotations", "{data}",
+                                       "--min-freq", "-1", "--out", "{tmp}/v.json"], 2, ["--min-freq -1"]),
+    ("config-is-a-directory", ["train", "{tmp}/adir"], 2, ["adir", "is a directory"]),
+    ("config-deeply-nested", ["train", "{tmp}/deep.yaml"], 2, ["deep.yaml", "nested"]),
+    # checkpoints
+    ("checkpoint-missing", ["caption", "--checkpoint", "{tmp}/absent.pt", "{img}"], 2, ["absent.pt", "not found"]),
+    ("checkpoint-is-a-directory", ["caption", "--checkpoint", "{tmp}/adir", "{img}"], 2, ["adir", "directory"]),
+    ("checkpoint-runs-code", ["caption", "--checkpoint", "{tmp}/evil.pt", "{img}"], 2, ["evil.pt", "refused"]),
+    ("checkpoint-without-config", ["caption", "--checkpoint", "{tmp}/noconfig.pt", "{img}"], 2,
+     ["noconfig.pt", "no config"]),
+    ("checkpoint-not-a-checkpoint", ["evaluate", "--checkpoint", "{tmp}/refs.json"], 2, ["refs.json", "checkpoint"]),
+    # caption / evaluate / explain values
+    ("caption-beam-above-vocab", ["caption", "--checkpoint", "{ckpt}", "--beam", "100000", "{img}"], 2,
+     ["--beam 100000", "vocabulary"]),
+    ("caption-device-banana", ["caption", "--checkpoint", "{ckpt}", "--device", "banana", "{img}"], 2, ["banana"]),
+    ("caption-image-is-a-directory", ["caption", "--checkpoint", "{ckpt}", "{tmp}/adir"], 1, ["adir", "directory"]),
+    ("evaluate-beam-above-vocab", ["evaluate", "--checkpoint", "{ckpt}", "--beam", "100000"], 2, ["--beam", "vocab"]),
+    ("evaluate-out-is-a-directory", ["evaluate", "--checkpoint", "{ckpt}", "--out", "{tmp}/adir"], 2,
+     ["adir", "directory"]),
+    ("evaluate-max-len-0", ["evaluate", "--checkpoint", "{ckpt}", "--max-len", "0"], 2, ["--max-len"]),
+    ("explain-width-0", ["explain", "--checkpoint", "{ckpt}", "{img}", "--out", "{tmp}/m.png", "--width", "0"], 2,
+     ["--width"]),
+    ("explain-width-negative", ["explain", "--checkpoint", "{ckpt}", "{img}", "--out", "{tmp}/m.png", "--width",
+                                "-3"], 2, ["--width"]),
+    ("explain-width-huge", ["explain", "--checkpoint", "{ckpt}", "{img}", "--out", "{tmp}/m.png", "--width",
+                            "10000000"], 2, ["--width"]),
+    ("explain-top-0", ["explain", "--checkpoint", "{ckpt}", "{img}", "--out", "{tmp}/m.png", "--top", "0"], 2,
+     ["--top"]),
+    ("explain-out-under-a-file", ["explain", "--checkpoint", "{ckpt}", "{img}", "--out", "{tmp}/afile/m.png"], 2,
+     ["afile"]),
+    ("explain-out-unknown-format", ["explain", "--checkpoint", "{ckpt}", "{img}", "--out", "{tmp}/m.xyz"], 2,
+     ["m.xyz", "format"]),
+    ("explain-image-is-a-directory", ["explain", "--checkpoint", "{ckpt}", "{tmp}/adir", "--out", "{tmp}/m.png"], 2,
+     ["adir", "directory"]),
+    # score
+    ("score-refs-is-a-directory", ["score", "--refs", "{tmp}/adir", "--preds", "{tmp}/preds.json"], 2,
+     ["adir", "is a directory"]),
+    ("score-refs-not-strings", ["score", "--refs", "{tmp}/refs_numbers.json", "--preds", "{tmp}/preds.json"], 2,
+     ["refs_numbers.json", "not strings"]),
+    ("score-id-types-differ", ["score", "--refs", "{tmp}/refs.json", "--preds", "{tmp}/preds_str.json"], 2,
+     ["preds_str.json", "string", "integer"]),
+    ("score-deeply-nested", ["score", "--refs", "{tmp}/deep.json", "--preds", "{tmp}/preds.json"], 2,
+     ["deep.json", "nested"]),
+    ("score-json-overwrites-input", ["score", "--refs", "{tmp}/refs.json", "--preds", "{tmp}/preds.json", "--json",
+                                     "{tmp}/preds.json"], 2, ["--json", "preds.json", "input"]),
+    ("score-json-under-a-file", ["score", "--refs", "{tmp}/refs.json", "--preds", "{tmp}/preds.json", "--json",
+                                 "{tmp}/afile/out.json"], 2, ["afile"]),
+    # data
+    ("check-data-annotations-directory", ["check-data", "--format", "karpathy", "--annotations", "{tmp}/adir",
+                                          "--images", "{tmp}", "--quiet"], 2, ["adir", "is a directory"]),
+    ("check-data-json-overwrites-input", ["check-data", "--format", "karpathy", "--annotations",
+                                          "{data}", "--images", "{tmp}", "--json", "{data}", "--quiet"], 2,
+     ["--json", "input"]),
+    ("build-vocab-m2-pkl-directory", ["build-vocab", "--from-m2-pkl", "{tmp}/adir", "--out", "{tmp}/v.json"], 2,
+     ["adir", "is a directory"]),
+    ("build-vocab-out-is-an-input", ["build-vocab", "--format", "karpathy", "--annotations", "{data}", "--out",
+                                     "{data}"], 2, ["--out", "input"]),
+    ("codebook-clip-is-a-directory", ["codebook", "--clip", "{tmp}/adir", "--classes", "coco80", "--out",
+                                      "{tmp}/cb.pt"], 2, ["adir", "is a directory"]),
+    ("codebook-clip-runs-code", ["codebook", "--clip", "{tmp}/evil.pt", "--classes", "coco80", "--out",
+                                 "{tmp}/cb.pt"], 2, ["evil.pt", "refused"]),
+    ("summary-bad-value", ["summary", "{cfg}", "train.batch_size=-1"], 2, ["train.batch_size"]),
+    ("summary-unknown-key", ["summary", "{cfg}", "train.bogus=1"], 2, ["train.bogus"]),
+    ("check-data-synthetic-absent", ["check-data", "--format", "synthetic", "--annotations", "{tmp}/noshapes",
+                                     "--quiet"], 2, ["noshapes", "no synthetic shapes dataset"]),
+    ("build-vocab-annotations-directory", ["build-vocab", "--format", "karpathy", "--annotations", "{tmp}/adir",
+                                           "--out", "{tmp}/v.json"], 2, ["adir", "is a directory"]),
+]
+
+
+@pytest.mark.parametrize("argv, code, words", [p[1:] for p in PROBES], ids=[p[0] for p in PROBES])
+def test_probe(world, capsys, argv, code, words):
+    argv = [a.format(**world) for a in argv]
+    rc = main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "internal error" not in err and "Traceback" not in err, err[-2000:]
+    assert rc == code, err[-2000:]
+    message = next((line for line in lines if "error" in line or "refused" in line), lines[0] if lines else "")
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+    assert not (Path(world["tmp"]) / "pwned").exists()
+    assert not (Path(world["tmp"]) / "r1").exists()          # refused runs write nothing
+    assert not (Path(world["tmp"]) / "noshapes").exists()    # a check never generates
