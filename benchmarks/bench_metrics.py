@@ -98,7 +98,7 @@ def main() -> None:
         bleu = corpus_bleu(ref_tok, cand_tok, rows=rows)
         times["bleu"] = time.perf_counter() - t
         t = time.perf_counter()
-        rouge, _ = corpus_rouge_l(ref_tok, cand_tok)
+        rouge, _ = corpus_rouge_l(ref_tok, cand_tok, rows=rows)
         times["rouge"] = time.perf_counter() - t
         t = time.perf_counter()
         cider, _ = corpus_cider_d(ref_tok, cand_tok, rows=rows)

@@ -22,12 +22,14 @@ PACKAGE = SRC / "fsgr"
 # layer -> the module prefixes that belong to it (longest prefix wins)
 LAYER_OF_PREFIX = {
     "fsgr.errors": "base", "fsgr.files": "base",       # error types; the one atomic write and path checks
+    "fsgr.__version__": "base",
     "fsgr.metrics": "metrics",
     "fsgr.data": "data",
     "fsgr.models": "models",
     "fsgr.config": "config", "fsgr.recipe_config": "config",
     "fsgr.core": "core",
     "fsgr.inference": "serving", "fsgr.serving": "serving",
+    "fsgr.evaluation": "evaluation",                 # metrics that need a model (CLIPScore), server result files
     "fsgr.training": "training",
     "fsgr.demo": "demo",
     "fsgr.cli": "cli", "fsgr.commands": "cli", "fsgr.__main__": "cli", "fsgr": "cli",   # the package root: public API
@@ -40,9 +42,10 @@ BELOW = {   # layer -> the layers it may import (besides its own)
     "config": {"base", "data", "models"},       # composes data.config and models.config
     "core": {"base", "metrics", "data", "models", "config"},
     "serving": {"base", "metrics", "data", "models", "config", "core"},
+    "evaluation": {"base", "metrics", "data", "models", "config", "core"},
     "training": {"base", "metrics", "data", "models", "config", "core"},
-    "demo": {"base", "metrics", "data", "models", "config", "core", "serving", "training"},
-    "cli": {"base", "metrics", "data", "models", "config", "core", "serving", "training", "demo"},
+    "demo": {"base", "metrics", "data", "models", "config", "core", "serving", "evaluation", "training"},
+    "cli": {"base", "metrics", "data", "models", "config", "core", "serving", "evaluation", "training", "demo"},
 }
 
 

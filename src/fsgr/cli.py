@@ -21,6 +21,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "caption": ("caption", "caption images with a checkpoint: one 'path<TAB>caption' line each"),
     "explain": ("explain", "draw the patch-to-concept map and caption of one image as a PNG"),
     "score": ("score", "score COCO-format predictions against references (BLEU, METEOR, ROUGE-L, CIDEr, SPICE)"),
+    "compare": ("compare", "compare systems on the same images: scores, paired-bootstrap CIs and p-values, diagnostics"),
     "check-data": ("check_data", "validate annotations, images and vocabulary before training"),
     "build-vocab": ("build_vocab", "build a vocabulary JSON from training captions, or import an M2 vocab.pkl"),
     "codebook": ("codebook", "embed a class list with a CLIP text tower into a semantic codebook file"),

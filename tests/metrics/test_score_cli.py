@@ -36,8 +36,9 @@ def test_cli_scores_and_writes_json(files, capsys):
     captured = capsys.readouterr()
     assert rc == 0
     data = json.loads(out.read_text())
-    assert list(data) == ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"]
+    assert list(data) == ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr", "signature"]
     assert f"CIDEr    {data['CIDEr']:.4f}" in captured.out
+    assert f"signature: {data.pop('signature')}" in captured.out
     refs_d = {}
     for a in ann:
         refs_d.setdefault(a["image_id"], []).append(a["caption"])

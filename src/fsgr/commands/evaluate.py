@@ -25,6 +25,9 @@ def add_arguments(parser):
     parser.add_argument("--precision", default="train", choices=["train", "fp32", "bf16", "fp16"],
                         help="autocast dtype for decoding; train (default) = the checkpoint's train.amp on this device, "
                              "as the trainer's final test")
+    parser.add_argument("--coco-results", default=None, metavar="NAME",
+                        help="also write captions_val2014_NAME_results.json for the COCO server (COCO images only)")
+    parser.add_argument("--results-dir", default=".", metavar="DIR", help="where --coco-results goes (.)")
 
 
 def main(args) -> int:
@@ -44,6 +47,8 @@ def main(args) -> int:
     checks.output_file("--out", args.out, inputs=[args.checkpoint])
     if args.out:
         checks.output_file("--out", args.out + ".scores.json", inputs=[args.checkpoint])
+    if args.coco_results:
+        checks.output_folder("--results-dir", args.results_dir)
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
     checks.beam_within_vocab(args.beam, len(captioner.vocab))
     raw = to_dict(captioner.cfg)
@@ -69,15 +74,33 @@ def main(args) -> int:
     amp_dtype = resolve_amp(cfg.train.amp if args.precision == "train" else
                             ("off" if args.precision == "fp32" else args.precision), captioner.device)
     preds_path = Path(args.out) if args.out else None
+    server_path = None
+    if args.coco_results:
+        from fsgr.evaluation.server import coco_results, coco_results_path, coco_split_and_id
+
+        # the records' ids must be the COCO ids of their files; the file names give the server split
+        split, _ = coco_results({r.path: "" for r in records})
+        wrong = [r.image_id for r in records if coco_split_and_id(r.path)[1] != int(r.image_id)]
+        if wrong:
+            raise DataError(f"image ids that are not the COCO ids of their files: {wrong[:10]}")
+        server_path = coco_results_path(args.results_dir, split, args.coco_results)
+        preds_path = preds_path or server_path
     result = evaluate_split(captioner.model, records, captioner.vocab, cfg, captioner.device, with_loss=False,
                             predictions_path=preds_path, beam_size=args.beam, max_len=args.max_len,
                             amp_dtype=amp_dtype)
     report = {"checkpoint": str(args.checkpoint), "split": args.split,
               "beam": args.beam or cfg.eval.beam_size, "num_images": result["num_images"],
-              "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32", **result["scores"]}
+              "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32", **result["scores"],
+              "signature": result.get("signature")}
     print(json.dumps(report))
     if preds_path is not None:
         scores_path = preds_path.with_name(preds_path.name + ".scores.json")
         atomic_write_text(scores_path, json.dumps(report, indent=2))
         print(f"wrote {preds_path} and {scores_path}", file=sys.stderr)
+    if server_path is not None and server_path != preds_path:
+        from fsgr.files import atomic_write_bytes
+
+        atomic_write_bytes(server_path, preds_path.read_bytes())
+    if server_path is not None:
+        print(f"wrote {server_path} (COCO server results)", file=sys.stderr)
     return 0

@@ -1,13 +1,16 @@
 """`fsgr score`: COCO caption metrics of a results file against a captions file, as the COCO toolkit scores them.
 
-REFS is COCO captions format (`{"annotations": [{"image_id": ..., "caption": ...}, ...]}`), PREDS is COCO results
-format (`[{"image_id": ..., "caption": ...}, ...]`, one per image). Prints a table; `--json OUT` writes the scores
-(keys BLEU-1..BLEU-4, METEOR, ROUGE-L, CIDEr, SPICE; a metric that cannot run is absent and reported as unavailable).
+REFS is COCO captions format (`{"annotations": [{"image_id": ..., "caption": ...}, ...]}`; nocaps files, whose
+"images" carry a "domain", are also scored per domain), PREDS is COCO results format (`[{"image_id": ...,
+"caption": ...}, ...]`, one per image). Prints a table and the signature; `--json OUT` writes the scores (keys
+BLEU-1..BLEU-4, METEOR, ROUGE-L, CIDEr, SPICE, CLIPScore, RefCLIPScore, CHAIR-i, CHAIR-s; a metric that cannot run
+is absent and reported as unavailable), "signature", and "domains" / "diagnostics" when there are any.
 Exit status 0, or 1 when a metric named in --metrics could not run. Bad input: one line naming the file and ids.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -18,11 +21,28 @@ from fsgr.errors import DataError
 def add_arguments(parser) -> None:
     parser.add_argument("--refs", required=True, metavar="REFS.json", help="references, COCO captions format")
     parser.add_argument("--preds", required=True, metavar="PREDS.json", help="predictions, COCO results format")
-    parser.add_argument("--metrics", default=None, metavar="LIST",
-                        help="comma-separated subset of bleu,meteor,rouge,cider,spice (default: all)")
+    add_metric_arguments(parser)
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the scores to this JSON file")
     parser.add_argument("--subset", action="store_true",
                         help="score only the images in PREDS (otherwise every image in REFS needs a prediction)")
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="caption diagnostics: lengths, vocabulary, distinct-n, repetition, bad endings")
+
+
+def add_metric_arguments(parser) -> None:
+    """--metrics and what the extra metrics need (shared with `fsgr compare`)."""
+    parser.add_argument("--metrics", default=None, metavar="LIST",
+                        help="comma-separated subset of bleu,meteor,rouge,cider,spice (default: all) plus "
+                             "clipscore,refclipscore (need --clip and --images) and chair (needs --instances)")
+    parser.add_argument("--train-refs", default=None, metavar="TRAIN.json",
+                        help="training captions (COCO captions format): diagnostics add the share copied verbatim")
+    parser.add_argument("--clip", default=None, metavar="CLIP.pt", help="OpenAI-format CLIP for CLIPScore "
+                                                                        "(the paper's standard is ViT-B-32.pt)")
+    parser.add_argument("--images", default=None, metavar="DIR",
+                        help="image folder for CLIPScore (files named by image id or COCO/nocaps file name)")
+    parser.add_argument("--instances", default=None, metavar="INSTANCES.json",
+                        help="COCO instance annotations for CHAIR (instances_val2014.json)")
+    parser.add_argument("--device", default=None, help="device for CLIPScore (cpu, cuda, ...; default: CUDA if any)")
 
 
 def _load(path: str):
@@ -31,6 +51,13 @@ def _load(path: str):
         raise DataError(f"{path}: is a directory, not a JSON file")
     if not p.is_file():
         raise DataError(f"{path}: no such file")
+    stat = p.stat()
+    return _load_once(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)  # read_refs and read_domains read the same file: parse it once
+def _load_once(path: str, mtime_ns: int, size: int):
+    p = Path(path)
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
@@ -112,12 +139,116 @@ def read_preds(path: str) -> dict:
     return preds
 
 
+DOMAINS = ("in-domain", "near-domain", "out-domain")
+
+
+def read_domains(path: str) -> dict | None:
+    """nocaps layout: image id -> domain ("in-domain", "near-domain", "out-domain") from the "images" entries of
+    a captions file; None for a file without domains (COCO)."""
+    data = _load(path)
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, list) or not any(isinstance(im, dict) and "domain" in im for im in images):
+        return None
+    domains, bad = {}, []
+    for k, im in enumerate(images):
+        domain = im.get("domain") if isinstance(im, dict) else None
+        if domain not in DOMAINS or "id" not in im:
+            bad.append(im.get("id", f"#{k}") if isinstance(im, dict) else f"#{k}")
+            continue
+        domains[im["id"]] = domain
+    if bad:
+        raise DataError(f"{path}: nocaps images without an 'id' and a domain among {', '.join(DOMAINS)}: {_ids(bad)}")
+    return domains
+
+
+def read_file_names(path: str) -> dict:
+    """image id -> file name, from the "images" entries of a captions file (COCO, nocaps); {} when none."""
+    data = _load(path)
+    images = data.get("images") if isinstance(data, dict) else None
+    return {im["id"]: im["file_name"] for im in images or []
+            if isinstance(im, dict) and "id" in im and isinstance(im.get("file_name"), str)}
+
+
+def score_file(refs: dict, preds: dict, names: list[str], extra_metrics=(), domains: dict | None = None) -> dict:
+    """{"overall": Scores, "domains": {domain: Scores}} with each nocaps domain scored as its own corpus."""
+    from fsgr.metrics.compare import score_system, tokenize_refs
+
+    def one(sub_refs):
+        image_ids, ref_tok = tokenize_refs(sub_refs)
+        return score_system(image_ids, ref_tok, preds, names, extra_metrics)
+
+    overall = one(refs)
+    out = {"overall": overall, "domains": {}}
+    if domains is not None:
+        missing = [i for i in refs if i not in domains]
+        if missing:
+            raise DataError(f"images of the references without a nocaps domain: {_ids(missing)}")
+        for domain in DOMAINS:
+            sub = {i: refs[i] for i in refs if domains[i] == domain}
+            if sub:
+                out["domains"][domain] = one(sub).scores
+    return out
+
+
+def print_table(columns: dict[str, dict], keys: list[str]) -> None:
+    """One row per metric key, one column per system (or domain); "unavailable" where a value is missing."""
+    width = max([len(k) for k in keys] + [6])
+    names = list(columns)
+    col = max([len(n) for n in names] + [8])
+    if len(names) > 1:
+        print(f"{'':<{width}}  " + "  ".join(f"{n:>{col}}" for n in names))
+    for key in keys:
+        cells = [f"{columns[n][key]:.4f}" if key in columns[n] else "unavailable" for n in names]
+        if len(names) == 1:
+            print(f"{key:<{width}}  {cells[0]}")
+        else:
+            print(f"{key:<{width}}  " + "  ".join(f"{c:>{col}}" for c in cells))
+
+
+def print_unavailable(unavailable: dict[str, str], verb: str) -> None:
+    # each distinct reason once (no Java makes both METEOR and SPICE unavailable for the same reason)
+    reasons: dict[str, list[str]] = {}
+    for key, why in unavailable.items():
+        reasons.setdefault(why, []).append(key)
+    for why, keys in reasons.items():
+        print(f"fsgr {verb}: {' and '.join(keys)} unavailable: {why}", file=sys.stderr)
+
+
+def print_diagnostics(diagnostics: dict[str, dict]) -> None:
+    rows = [("captions", "{:d}"), ("mean_length", "{:.2f}"), ("median_length", "{:.1f}"), ("vocabulary", "{:d}"),
+            ("distinct_1", "{:.4f}"), ("distinct_2", "{:.4f}"), ("repeated_ngram_share", "{:.4f}"),
+            ("function_word_ending_share", "{:.4f}"), ("copied_from_training_share", "{:.4f}")]
+    names = list(diagnostics)
+    print("\ndiagnostics" + ("" if len(names) == 1 else "  " + "  ".join(f"{n:>12}" for n in names)))
+    for key, fmt in rows:
+        if key in diagnostics[names[0]]:
+            print(f"  {key:<28}" + "  ".join(f"{fmt.format(diagnostics[n][key]):>12}" for n in names))
+    for n in names:
+        hist = " ".join(f"{k}:{v}" for k, v in diagnostics[n]["length_histogram"].items())
+        print(f"  length histogram{'' if len(names) == 1 else ' ' + n}: {hist}")
+
+
+def write_json(path: str, data: dict) -> None:
+    from fsgr.files import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def result_keys(names: list[str], extra_metrics) -> list[str]:
+    from fsgr.metrics.score import ALL_METRICS, METRIC_KEYS
+
+    # the toolkit's metrics in their usual order (as the JSON has them), then the extra ones as asked
+    return [k for name in ALL_METRICS if name in names for k in METRIC_KEYS[name]] + \
+        [k for m in extra_metrics for k in m.keys]
+
+
 def main(args) -> int:
-    from fsgr.metrics.score import ALL_METRICS, METRIC_KEYS, parse_metrics, score
+    from fsgr.evaluation.extras import build_extra_metrics, split_metrics
+    from fsgr.metrics.signature import signature
 
     from fsgr.commands.checks import output_file
 
-    names = parse_metrics(args.metrics)
+    names, extra_names = split_metrics(args.metrics)
     output_file("--json", args.json, inputs=[args.refs, args.preds])
     refs = read_refs(args.refs)
     preds = read_preds(args.preds)
@@ -137,27 +268,29 @@ def main(args) -> int:
         if no_preds:
             raise DataError(f"{args.preds}: no prediction for images of {args.refs}: {_ids(no_preds)} "
                             "(use --subset to score only the predicted images)")
-    result = score(refs, preds, names)
+    extra_metrics = build_extra_metrics(extra_names, args, refs, read_file_names(args.refs))
+    scored = score_file(refs, preds, names, extra_metrics, read_domains(args.refs))
+    result = scored["overall"].scores
+    sig = signature(refs, preds, names + extra_names)
 
     print(f"{len(preds)} images, {sum(len(r) for r in refs.values())} references")
-    width = max(len(k) for keys in METRIC_KEYS.values() for k in keys)
-    for name in ALL_METRICS:
-        if name not in names:
-            continue
-        for key in METRIC_KEYS[name]:
-            if key in result:
-                print(f"{key:<{width}}  {result[key]:.4f}")
-            else:
-                print(f"{key:<{width}}  unavailable")
-    # each distinct reason once (no Java makes both METEOR and SPICE unavailable for the same reason)
-    reasons: dict[str, list[str]] = {}
-    for key, why in result.unavailable.items():
-        reasons.setdefault(why, []).append(key)
-    for why, keys in reasons.items():
-        print(f"fsgr score: {' and '.join(keys)} unavailable: {why}", file=sys.stderr)
-    if args.json:
-        from fsgr.files import atomic_write_text
+    keys = result_keys(names, extra_metrics)
+    print_table({"overall": result, **scored["domains"]}, keys)
+    print(f"signature: {sig}")
+    print_unavailable(result.unavailable, "score")
+    out = {**result, "signature": sig}
+    if scored["domains"]:
+        out["domains"] = {d: dict(s) for d, s in scored["domains"].items()}
+    if args.diagnostics or args.train_refs:
+        from fsgr.metrics.diagnostics import caption_diagnostics
+        from fsgr.metrics.tokenizer import ptb_tokenize
 
-        atomic_write_text(args.json, json.dumps(dict(result), indent=2) + "\n")
+        train = None
+        if args.train_refs:
+            train = set(ptb_tokenize([c for caps in read_refs(args.train_refs).values() for c in caps]))
+        out["diagnostics"] = caption_diagnostics(scored["overall"].tokens, train)
+        print_diagnostics({"": out["diagnostics"]})
+    if args.json:
+        write_json(args.json, out)
     explicit = args.metrics is not None
     return 1 if explicit and result.unavailable else 0

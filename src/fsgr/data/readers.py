@@ -73,16 +73,18 @@ def by_split(records: Iterable[ImageRecord], split: str) -> list[ImageRecord]:
 
 
 def check_full_coco(records: Sequence[ImageRecord], source: str, full_coco: FullCoco, is_full: bool,
-                    problems: Optional[list[Problem]] = None) -> None:
-    """The standard Karpathy COCO split is 113,287 / 5,000 / 5,000 images. `auto`: checked when the file looks like
-    full COCO (`is_full`); `require`: it must be full COCO; `off`: not checked (subsets, other splits)."""
+                    problems: Optional[list[Problem]] = None, dataset: str = "coco") -> None:
+    """The standard Karpathy COCO split is 113,287 / 5,000 / 5,000 images (Flickr8k 6,000 / 1,000 / 1,000, Flickr30k
+    29,000 / 1,014 / 1,000: `dataset`). `auto`: checked when the file looks like the full dataset (`is_full`);
+    `require`: it must be the full dataset; `off`: not checked (subsets, other splits)."""
     if full_coco == "off" or (full_coco == "auto" and not is_full):
         return
     counts = split_counts(records)
     got = (counts["train"], counts["val"], counts["test"])
-    want = KARPATHY_COUNTS["coco"]
+    want = KARPATHY_COUNTS[dataset]
     if got != want:
-        report(problems, Problem("split-counts", f"Karpathy COCO split must be train/val/test = "
+        name = {"coco": "COCO", "flickr8k": "Flickr8k", "flickr30k": "Flickr30k"}[dataset]
+        report(problems, Problem("split-counts", f"Karpathy {name} split must be train/val/test = "
                                                  f"{want[0]:,}/{want[1]:,}/{want[2]:,} images, got "
                                                  f"{got[0]:,}/{got[1]:,}/{got[2]:,} (full_coco={full_coco})",
                                  file=source))
@@ -244,8 +246,11 @@ def read_karpathy(json_path: str | os.PathLike, images_root: str | os.PathLike, 
             aids.append(aid)
         records.append(ImageRecord(iid, str(path), split, tuple(caps), tuple(aids)))
     dataset = str(data.get("dataset", ""))
-    check_full_coco(records, str(json_path), full_coco,
-                    is_full=dataset == "coco" and len(data["images"]) == COCO_TOTAL_IMAGES, problems=problems)
+    # coco, flickr8k, flickr30k: the standard split is checked when the file is the whole dataset
+    known = dataset if dataset in KARPATHY_COUNTS else "coco"
+    check_full_coco(records, str(json_path), full_coco, problems=problems, dataset=known,
+                    is_full=dataset == known and len(data["images"]) == (
+                        COCO_TOTAL_IMAGES if known == "coco" else sum(KARPATHY_COUNTS[known])))
     return records
 
 

@@ -20,14 +20,20 @@ SMALL = 1e-9
 def corpus_bleu(refs: list[list[str]], cands: list[str], n: int = MAX_N,
                 rows: CorpusRows | None = None) -> list[float]:
     """BLEU-1..n of tokenised candidates (one per image) against their tokenised references."""
+    return bleu_from_stats(bleu_image_stats(refs, cands, n, rows).sum(axis=0), n)
+
+
+def bleu_image_stats(refs: list[list[str]], cands: list[str], n: int = MAX_N,
+                     rows: CorpusRows | None = None) -> np.ndarray:
+    """[I, 2n + 2] int64 per image: clipped matches of orders 1..n, candidate n-grams of orders 1..n, candidate
+    length, closest reference length. Corpus BLEU is `bleu_from_stats` of their sum (over any multiset of images:
+    what the paired bootstrap resamples)."""
     rows = encode_corpus(refs, cands, n) if rows is None else rows
     ref_rows, cand_rows, ref_image, width = rows.ref, rows.cand, rows.ref_image, np.int64(rows.width)
+    n_images = len(rows.n_refs)
 
     # max count of each n-gram over an image's references
-    ref_key = ref_image[ref_rows.sentence] * width + ref_rows.ngram
-    # (stable = timsort: rows come sorted by sentence and n-gram, so the keys are a few sorted runs per image)
-    order = np.argsort(ref_key, kind="stable")
-    ref_key = ref_key[order]
+    order, ref_key = rows.ref_index()
     first = np.flatnonzero(np.append(True, ref_key[1:] != ref_key[:-1])) if len(ref_key) else np.zeros(0, np.int64)
     max_key = ref_key[first]
     max_count = np.maximum.reduceat(ref_rows.count[order], first) if len(first) else np.zeros(0, np.int64)
@@ -37,24 +43,32 @@ def corpus_bleu(refs: list[list[str]], cands: list[str], n: int = MAX_N,
     pos_clip = np.minimum(pos, max(len(max_key) - 1, 0))
     found = (pos < len(max_key)) & (max_key[pos_clip] == cand_key) if len(max_key) else np.zeros(len(cand_key), bool)
     clipped = np.where(found, np.minimum(cand_rows.count, max_count[pos_clip] if len(max_key) else 0), 0)
-    correct = np.bincount(cand_rows.order - 1, weights=clipped, minlength=n)[:n].astype(np.int64)
+    stats = np.zeros((n_images, 2 * n + 2), dtype=np.int64)
+    slot = cand_rows.sentence * n + cand_rows.order - 1
+    stats[:, :n] = np.bincount(slot, weights=clipped, minlength=n_images * n)[: n_images * n].reshape(n_images, n)
 
     testlen = cand_rows.lengths
-    guess = [int(np.maximum(testlen - k + 1, 0).sum()) for k in range(1, n + 1)]
+    stats[:, n:2 * n] = np.maximum(testlen[:, None] - np.arange(n)[None, :], 0)
+    stats[:, 2 * n] = testlen
 
     # closest reference length: min over refs of (|l - testlen|, l)
     ref_len = ref_rows.lengths
     diff = np.abs(ref_len - testlen[ref_image])
     key = diff * np.int64(1 << 32) + ref_len
-    starts = np.concatenate(([0], np.cumsum([len(rs) for rs in refs])[:-1])).astype(np.int64)
-    closest = np.minimum.reduceat(key, starts) & np.int64((1 << 32) - 1) if len(key) else np.zeros(0, np.int64)
+    starts = np.concatenate(([0], np.cumsum(rows.n_refs)[:-1])).astype(np.int64)
+    if len(key):
+        stats[:, 2 * n + 1] = np.minimum.reduceat(key, starts) & np.int64((1 << 32) - 1)
+    return stats
 
-    total_test = int(testlen.sum())
-    total_ref = int(closest.sum())
+
+def bleu_from_stats(sums: np.ndarray, n: int = MAX_N) -> list[float]:
+    """Corpus BLEU-1..n from summed `bleu_image_stats` (the toolkit's formula, constants included)."""
+    correct, guess = sums[:n], sums[n:2 * n]
+    total_test, total_ref = int(sums[2 * n]), int(sums[2 * n + 1])
     bleus = []
     bleu = 1.0
     for k in range(n):
-        bleu *= float(int(correct[k]) + TINY) / (guess[k] + SMALL)
+        bleu *= float(int(correct[k]) + TINY) / (int(guess[k]) + SMALL)
         bleus.append(bleu ** (1.0 / (k + 1)))
     ratio = (total_test + TINY) / (total_ref + SMALL)
     if ratio < 1:

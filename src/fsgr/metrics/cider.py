@@ -91,8 +91,11 @@ def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA
         return 0.0, np.zeros(0)
     ref_rows, cand_rows, n_refs, width = rows.ref, rows.cand, rows.n_refs, rows.width
 
-    ref_image = np.repeat(np.arange(n_images, dtype=np.int64), n_refs)
-    df = document_frequency(ref_image[ref_rows.sentence], ref_rows.ngram, width)
+    ref_image = rows.ref_image
+    order, sorted_key = rows.ref_index()  # reference rows by (image, n-gram)
+    # document frequency: images whose references hold the n-gram = distinct (image, n-gram) keys per n-gram
+    distinct = sorted_key[np.append(True, sorted_key[1:] != sorted_key[:-1])] if len(sorted_key) else sorted_key
+    df = np.bincount(distinct % width, minlength=width).astype(np.float64)
     log_df = np.log(np.maximum(1.0, df))
     ref_len_log = np.log(float(n_images))
 
@@ -101,13 +104,25 @@ def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA
     n_ref_sent = int(n_refs.sum())
     ref_norm = norms(ref_rows, ref_w, n_ref_sent, n)
     cand_norm = norms(cand_rows, cand_w, n_images, n)
-    ref_row_start = np.searchsorted(ref_rows.sentence, np.arange(n_ref_sent + 1, dtype=np.int64))
 
-    pair_ref = np.arange(n_ref_sent, dtype=np.int64)
-    pair_cand = ref_image
-    val = pair_similarities(cand_rows, cand_w, cand_norm, bigram_lengths(cand_rows.lengths),
-                            ref_rows, ref_w, ref_norm, bigram_lengths(ref_rows.lengths),
-                            ref_row_start, pair_cand, pair_ref, width, sigma, n)
-    summed = np.stack([np.bincount(pair_cand, weights=val[:, k], minlength=n_images) for k in range(n)], axis=1)
+    # every (candidate n-gram, reference row with that n-gram in the same image): the only terms of the dot products.
+    # Candidate rows come by n-gram id, so each (reference, order) sum adds its terms in the order `pair_similarities`
+    # (and the toolkit's sorted-id equivalent) does: the same floats.
+    cand_key = cand_rows.sentence * np.int64(width) + cand_rows.ngram
+    lo = np.searchsorted(sorted_key, cand_key, "left")
+    hits = np.searchsorted(sorted_key, cand_key, "right") - lo
+    ref_row = order[ranges(lo, hits)]
+    cand_row = np.repeat(np.arange(len(cand_key), dtype=np.int64), hits)
+    vh, vr = cand_w[cand_row], ref_w[ref_row]
+    slot = ref_rows.sentence[ref_row] * n + ref_rows.order[ref_row] - 1
+    # (float64 even with no match at all: bincount of nothing is an int array)
+    val = np.bincount(slot, weights=np.minimum(vh, vr) * vr, minlength=n_ref_sent * n)[: n_ref_sent * n]
+    val = val.astype(np.float64, copy=False).reshape(n_ref_sent, n)
+    denom = cand_norm[ref_image] * ref_norm
+    ok = denom != 0
+    val[ok] = val[ok] / denom[ok]
+    delta = (bigram_lengths(cand_rows.lengths)[ref_image] - bigram_lengths(ref_rows.lengths)).astype(np.float64)
+    val *= (np.e ** (-(delta ** 2) / (2 * sigma ** 2)))[:, None]
+    summed = np.stack([np.bincount(ref_image, weights=val[:, k], minlength=n_images) for k in range(n)], axis=1)
     scores = summed.mean(axis=1) / n_refs * 10.0
     return float(np.mean(scores)), scores

@@ -8,7 +8,7 @@ tuple is ever hashed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import count, repeat
 
 import numpy as np
@@ -119,6 +119,7 @@ class NgramVocab:
             all_ids.append(ids)
             all_sent.append(sent_of_pos[pos])
         self._own = (all_ids, all_sent, lengths)
+        self.words = word_arr  # [W] word id of every word of the sentences, in order (ROUGE-L's LCS uses them)
         self.size = self.offsets[-1]
 
     def _word_array(self, flat: list, n_sentences: int, private: dict[str, int] | None):
@@ -229,6 +230,18 @@ class CorpusRows:
     n_refs: np.ndarray  # [I] references per image
     ref_image: np.ndarray  # [R] image of each reference sentence
     width: int  # every n-gram id is below this
+    words: np.ndarray | None = None  # [W] word ids of the references' words then the candidates', in order
+    _ref_index: tuple | None = field(default=None, repr=False)
+
+    def ref_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """(order, sorted keys) of the reference rows by key = image * width + n-gram id, computed once: BLEU's
+        clipping maxima, CIDEr-D's document frequencies and its candidate-reference matches all read it."""
+        if self._ref_index is None:
+            key = self.ref_image[self.ref.sentence] * np.int64(self.width) + self.ref.ngram
+            # (stable = timsort: rows come sorted by sentence and n-gram, so the keys are a few sorted runs per image)
+            order = np.argsort(key, kind="stable")
+            self._ref_index = (order, key[order])
+        return self._ref_index
 
 
 def encode_corpus(refs: list[list[str]], cands: list[str], n: int = MAX_N) -> CorpusRows:
@@ -236,8 +249,10 @@ def encode_corpus(refs: list[list[str]], cands: list[str], n: int = MAX_N) -> Co
         raise ValueError(f"{len(refs)} reference lists for {len(cands)} candidates")
     ref_sentences = [r for rs in refs for r in rs]
     sentences = ref_sentences + list(cands)
-    rows = NgramVocab(sentences, n).own_rows()
+    vocab = NgramVocab(sentences, n)
+    rows = vocab.own_rows()
     n_ref = len(ref_sentences)
     n_refs = np.fromiter((len(rs) for rs in refs), dtype=np.int64, count=len(refs))
     return CorpusRows(ref=rows.subset(0, n_ref), cand=rows.subset(n_ref, len(sentences)), n_refs=n_refs,
-                      ref_image=np.repeat(np.arange(len(refs), dtype=np.int64), n_refs), width=rows.id_limit)
+                      ref_image=np.repeat(np.arange(len(refs), dtype=np.int64), n_refs), width=rows.id_limit,
+                      words=vocab.words)

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 from fsgr.errors import DataError
-from fsgr.metrics.bleu import corpus_bleu
+from fsgr.metrics.bleu import bleu_from_stats, bleu_image_stats
 from fsgr.metrics.cider import corpus_cider_d
 from fsgr.metrics.java import MetricUnavailable
 from fsgr.metrics.meteor import corpus_meteor
 from fsgr.metrics.ngrams import encode_corpus
+from fsgr.metrics.resample import PerImage
 from fsgr.metrics.rouge import corpus_rouge_l
 from fsgr.metrics.spice import corpus_spice
 from fsgr.metrics.tokenizer import ptb_tokenize
@@ -101,28 +102,43 @@ def score(refs: Mapping[Hashable, Sequence[str]], preds: Mapping[Hashable, str],
 
 
 def score_tokenized(image_ids: list, ref_tok: list[list[str]], cand_tok: list[str],
-                    metrics: Iterable[str]) -> Scores:
-    """The metrics of already PTB-tokenised text (what pycocoevalcap's scorers receive)."""
+                    metrics: Iterable[str], per_image: dict | None = None) -> Scores:
+    """The metrics of already PTB-tokenised text (what pycocoevalcap's scorers receive).
+
+    `per_image`, when given, is filled with metric name -> `fsgr.metrics.resample.PerImage`: the per-image
+    statistics the corpus values are made of (what `fsgr.metrics.compare` resamples)."""
+
     names = parse_metrics(list(metrics))
     out = Scores()
     rows = None
-    if "bleu" in names or "cider" in names:
+    if "bleu" in names or "cider" in names or "rouge" in names:
         rows = encode_corpus(ref_tok, cand_tok)
     if "bleu" in names:
-        for key, value in zip(METRIC_KEYS["bleu"], corpus_bleu(ref_tok, cand_tok, rows=rows)):
+        stats = bleu_image_stats(ref_tok, cand_tok, rows=rows)
+        for key, value in zip(METRIC_KEYS["bleu"], bleu_from_stats(stats.sum(axis=0))):
             out[key] = value
+        if per_image is not None:
+            per_image["bleu"] = PerImage.bleu(stats)
     if "meteor" in names:
         try:
-            out["METEOR"] = corpus_meteor(ref_tok, cand_tok, image_ids=image_ids)[0]
+            out["METEOR"], values = corpus_meteor(ref_tok, cand_tok, image_ids=image_ids)
+            if per_image is not None:
+                per_image["meteor"] = PerImage.mean("METEOR", values, exact=False)
         except MetricUnavailable as exc:
             out.unavailable["METEOR"] = str(exc)
     if "rouge" in names:
-        out["ROUGE-L"] = corpus_rouge_l(ref_tok, cand_tok)[0]
+        out["ROUGE-L"], values = corpus_rouge_l(ref_tok, cand_tok, rows=rows)
+        if per_image is not None:
+            per_image["rouge"] = PerImage.mean("ROUGE-L", values)
     if "cider" in names:
-        out["CIDEr"] = corpus_cider_d(ref_tok, cand_tok, rows=rows)[0]
+        out["CIDEr"], values = corpus_cider_d(ref_tok, cand_tok, rows=rows)
+        if per_image is not None:
+            per_image["cider"] = PerImage.mean("CIDEr", values, exact=False)
     if "spice" in names:
         try:
-            out["SPICE"] = corpus_spice(image_ids, ref_tok, cand_tok)[0]
+            out["SPICE"], values = corpus_spice(image_ids, ref_tok, cand_tok)
+            if per_image is not None:
+                per_image["spice"] = PerImage.mean("SPICE", values)
         except MetricUnavailable as exc:
             out.unavailable["SPICE"] = str(exc)
     ordered = Scores({k: out[k] for k in KEY_ORDER if k in out}, out.unavailable)

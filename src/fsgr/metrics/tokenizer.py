@@ -521,8 +521,10 @@ def _plain_lines(cleaned: list[str]) -> list[str | None]:
     # line k is caption k lower-cased without commas and final period: its output when it is plain (a plain caption
     # is ASCII, so lower-casing the whole batch at once does to it what lower-casing it alone does)
     done = lowered.replace(",", "").replace(".\n", "\n").split("\n")
-    starts = list(accumulate((len(line) + 1 for line in lowered.split("\n")), initial=0))
-    assimilating = {bisect_right(starts, m.start()) - 1 for m in _ANY_ASSIMILATION.finditer(lowered)}
+    assimilating = set()
+    if any(sub in lowered for sub in _ASSIM_SUBSTRINGS):  # rare: then find which captions (substring tests are fast)
+        starts = list(accumulate((len(line) + 1 for line in lowered.split("\n")), initial=0))
+        assimilating = {bisect_right(starts, m.start()) - 1 for m in _ANY_ASSIMILATION.finditer(lowered)}
     dot_words = _dot_words()
     plain = _PLAIN.fullmatch
     out: list[str | None] = []

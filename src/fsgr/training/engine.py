@@ -41,6 +41,7 @@ from fsgr.core.device import autocast, pick_device, resolve_amp
 from fsgr.errors import CheckpointError, ConfigError, FsgrError
 from fsgr.files import atomic_write_text, why_not_writable
 from fsgr.metrics.reward import CiderDReward
+from fsgr.metrics.signature import run_signature
 from fsgr.models import decoding
 from fsgr.training import setup
 from fsgr.training.distributed import (all_gather_objects, all_reduce_sum, barrier, broadcast_object, init_distributed,
@@ -560,6 +561,7 @@ class Trainer:
             "last_checkpoint": str(self.ckpt_dir / "last.pt"),
             "last_val": self.last_eval.get("scores"), "val_loss": self.last_eval.get("loss"),
             "scst_mode": self.cfg.scst.mode, "scst_recipe": SCST_RECIPES[self.cfg.scst.mode],
+            "signature": run_signature(self.last_eval.get("signature"), SCST_RECIPES[self.cfg.scst.mode]),
             "world_size": self.dist.world_size, "device": str(self.device),
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
             # the signal that stopped the run (status "interrupted"); `fsgr train` then exits 128 + its number

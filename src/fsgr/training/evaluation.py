@@ -22,6 +22,7 @@ from fsgr.errors import FsgrError
 from fsgr.files import atomic_write_text
 from fsgr.metrics.java import MetricError
 from fsgr.metrics.score import KEY_ORDER, METRIC_KEYS, Scores, parse_metrics, score_tokenized
+from fsgr.metrics.signature import signature
 from fsgr.metrics.tokenizer import ptb_tokenize
 from fsgr.models.decoding import decode_images
 from fsgr.training.distributed import DistInfo, all_gather_objects, all_reduce_sum, broadcast_object
@@ -120,17 +121,21 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
         merged.update(part)
     scores = None
     if dist.is_main:
+
         if references is None or references.image_ids != [int(r.image_id) for r in records]:
             references = TokenizedReferences(records)
         scored = score_predictions(references, merged, metrics or cfg.eval.metrics, tolerate_metric_failures)
         # metrics that cannot run here (no Java for METEOR/SPICE) are absent, with the reason: never a silent 0
         scores = {"scores": {k: float(v) for k, v in scored.items()},
-                  "unavailable": {k: str(v) for k, v in dict(getattr(scored, "unavailable", {}) or {}).items()}}
+                  "unavailable": {k: str(v) for k, v in dict(getattr(scored, "unavailable", {}) or {}).items()},
+                  "signature": signature({int(r.image_id): r.captions for r in records}, merged,
+                                         parse_metrics(metrics or cfg.eval.metrics),
+                                         extra={"beam": beam_size, "max-len": max_len})}
         if predictions_path is not None:
             write_predictions(merged, predictions_path)
     scores = broadcast_object(scores, dist)
     model.train(was_training)
-    out = {"scores": scores["scores"], **result, "num_images": len(records)}
+    out = {"scores": scores["scores"], **result, "num_images": len(records), "signature": scores["signature"]}
     if scores["unavailable"]:
         out["unavailable"] = scores["unavailable"]
     return out

@@ -1,0 +1,126 @@
+"""`fsgr score` as a whole process against pycocoevalcap's whole process, and `fsgr compare`'s bootstrap; prints
+ONE JSON line.
+
+All Flickr8k images (../shared/data/Flickr8k.token.txt, 8,092 images; `--images N` for fewer, at least 5,000 for the
+issue's target): captions turned back into raw-looking text, the first caption of each image held out as the
+prediction, the other four as references, written as COCO captions / results JSON files. Each side is a fresh
+Python process from start-up to the scores (JSON, tokenisation, BLEU, ROUGE-L, CIDEr):
+
+- pycocoevalcap 1.2: read the two JSON files, `PTBTokenizer` (the Stanford jar), `Bleu(4)`, `Rouge()`, `Cider()`,
+  the way its `COCOEvalCap.evaluate` runs them (without METEOR and SPICE);
+- ours: `python -m fsgr score --refs R --preds P --metrics bleu,rouge,cider`.
+
+The two alternate `--runs` times (the machine is shared: the minimum of each side is reported, and every run).
+Then `compare_systems` on two systems over the same images with 1,000 bootstrap samples, in process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import bench_metrics  # noqa: E402
+
+# ../shared/data beside the repository (a worktree one level deeper also finds it)
+DATA = next((p for p in (ROOT.parent / "shared/data/Flickr8k.token.txt",
+                         ROOT.parent.parent / "shared/data/Flickr8k.token.txt") if p.is_file()), bench_metrics.DATA)
+bench_metrics.DATA = DATA
+
+BASELINE = """
+import json, sys
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.rouge.rouge import Rouge
+from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+refs = json.load(open(sys.argv[1], encoding="utf-8"))
+preds = json.load(open(sys.argv[2], encoding="utf-8"))
+gts, res = {}, {}
+for a in refs["annotations"]:
+    gts.setdefault(a["image_id"], []).append({"caption": a["caption"]})
+for p in preds:
+    res[p["image_id"]] = [{"caption": p["caption"]}]
+tok = PTBTokenizer()
+gts, res = tok.tokenize(gts), tok.tokenize(res)
+out = {}
+for scorer, names in ((Bleu(4), ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4"]), (Rouge(), ["ROUGE-L"]), (Cider(), ["CIDEr"])):
+    value, _ = scorer.compute_score(gts, res) if not isinstance(scorer, Bleu) else scorer.compute_score(gts, res, verbose=0)
+    out.update(zip(names, value if isinstance(value, list) else [value]))
+print(json.dumps(out))
+"""
+
+
+def timed(cmd: list[str], env: dict) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds of the process and its children (the JVM), stdout)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])} failed: {proc.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu, proc.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=10**9)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    args = parser.parse_args()
+    if not DATA.is_file():
+        raise SystemExit(f"{DATA}: not found (this benchmark needs the Flickr8k captions beside the repository)")
+    refs, preds = bench_metrics.load(args.images)
+    ids = {name: k for k, name in enumerate(refs)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out: dict = {"bench": "score_process", "images": len(refs), "references": sum(len(r) for r in refs.values())}
+    with tempfile.TemporaryDirectory() as tmp:
+        refs_path, preds_path = Path(tmp) / "refs.json", Path(tmp) / "preds.json"
+        refs_path.write_text(json.dumps({"annotations": [{"image_id": ids[n], "id": j, "caption": c}
+                                                         for n in refs for j, c in enumerate(refs[n])]}))
+        preds_path.write_text(json.dumps([{"image_id": ids[n], "caption": preds[n]} for n in refs]))
+        ours_cmd = [sys.executable, "-m", "fsgr", "score", "--refs", str(refs_path), "--preds", str(preds_path),
+                    "--metrics", "bleu,rouge,cider", "--json", str(Path(tmp) / "ours.json")]
+        base_cmd = [sys.executable, "-c", BASELINE, str(refs_path), str(preds_path)]
+        base_times, our_times, base_cpu, our_cpu = [], [], [], []
+        for _ in range(args.runs):
+            t, cpu, base_out = timed(base_cmd, env)
+            base_times.append(t)
+            base_cpu.append(cpu)
+            t, cpu, _ = timed(ours_cmd, env)
+            our_times.append(t)
+            our_cpu.append(cpu)
+        base_scores = json.loads(base_out)
+        ours = json.loads((Path(tmp) / "ours.json").read_text())
+    out["max_abs_diff"] = max(abs(ours[k] - v) for k, v in base_scores.items())
+    out["seconds_pycocoevalcap_process"] = [round(t, 3) for t in base_times]
+    out["seconds_fsgr_score_process"] = [round(t, 3) for t in our_times]
+    out["speedup_whole_process"] = round(min(base_times) / min(our_times), 1)
+    out["cpu_seconds_pycocoevalcap_process"] = [round(t, 3) for t in base_cpu]
+    out["cpu_seconds_fsgr_score_process"] = [round(t, 3) for t in our_cpu]
+    out["speedup_whole_process_cpu"] = round(min(base_cpu) / min(our_cpu), 1)
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from fsgr.metrics.compare import compare_systems
+
+    cut = {n: " ".join(c.split()[:-2]) for n, c in preds.items()}
+    t = time.perf_counter()
+    result = compare_systems(refs, {"human": preds, "cut": cut}, "bleu,rouge,cider", samples=args.bootstrap, seed=0,
+                             diagnostics=False, top=0)
+    out["compare_seconds"] = round(time.perf_counter() - t, 3)
+    out["compare_bootstrap_samples"] = args.bootstrap
+    out["compare_cider_row"] = next(r for r in result["comparisons"] if r["metric"] == "CIDEr")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Per-image statistics of a corpus metric and the paired bootstrap over images.
+
+A corpus metric is a function of per-image statistics summed over the images: BLEU of its clipped matches, guesses
+and lengths; a mean metric (ROUGE-L, SPICE, CLIPScore, ...) of its per-image values. A bootstrap sample draws the
+images again with replacement; each image's statistics then count as many times as it was drawn, so the sample's
+corpus value is `combine(counts @ stats)`. Where that is the metric recomputed on the sampled images, `exact` is
+True. CIDEr-D and METEOR are not decomposable this way (CIDEr-D's document frequencies come from the references
+being scored, METEOR aggregates alignment statistics the jar does not expose per image): their samples are means of
+per-image scores computed once on the whole set (`exact` False; docs/metrics.md says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fsgr.metrics.bleu import SMALL, TINY
+from fsgr.metrics.ngrams import MAX_N
+
+
+@dataclass
+class PerImage:
+    keys: tuple[str, ...]  # the result keys this metric produces
+    stats: np.ndarray  # [I, k] float64 per-image statistics
+    combine: Callable[[np.ndarray, int], np.ndarray]  # ([B, k] summed statistics, images per sample) -> [B, keys]
+    exact: bool  # combine(sum over a resample) is the metric recomputed on the resampled images
+
+    @staticmethod
+    def mean(key: str, values: Sequence[float], exact: bool = True) -> "PerImage":
+        return PerImage((key,), np.asarray(values, dtype=np.float64).reshape(-1, 1), _mean, exact)
+
+    @staticmethod
+    def ratio(key: str, numerator: Sequence[float], denominator: Sequence[float]) -> "PerImage":
+        """sum(numerator) / sum(denominator) over the images (e.g. CHAIR-i)."""
+        stats = np.stack([np.asarray(numerator, np.float64), np.asarray(denominator, np.float64)], axis=1)
+        return PerImage((key,), stats, _ratio, True)
+
+    @staticmethod
+    def bleu(stats: np.ndarray) -> "PerImage":
+        return PerImage(tuple(f"BLEU-{k}" for k in range(1, MAX_N + 1)), stats.astype(np.float64), _bleu, True)
+
+
+def _mean(sums: np.ndarray, n_images: int) -> np.ndarray:
+    return sums / n_images
+
+
+def _ratio(sums: np.ndarray, n_images: int) -> np.ndarray:
+    den = sums[:, 1:2]
+    return np.divide(sums[:, 0:1], den, out=np.zeros_like(den), where=den != 0)
+
+
+def _bleu(sums: np.ndarray, n_images: int, n: int = MAX_N) -> np.ndarray:
+    """`fsgr.metrics.bleu.bleu_from_stats` for a batch of summed statistics [B, 2n + 2]."""
+    precision = (sums[:, :n] + TINY) / (sums[:, n:2 * n] + SMALL)
+    bleus = np.cumprod(precision, axis=1) ** (1.0 / np.arange(1, n + 1))
+    ratio = (sums[:, 2 * n] + TINY) / (sums[:, 2 * n + 1] + SMALL)
+    penalty = np.where(ratio < 1, np.exp(1 - 1 / ratio), 1.0)
+    return bleus * penalty[:, None]
+
+
+def resample_counts(n_images: int, samples: int, seed: int) -> np.ndarray:
+    """[samples, n_images] how often each image is drawn in each bootstrap sample (deterministic for a seed)."""
+    rng = np.random.default_rng(seed)
+    counts = np.empty((samples, n_images), dtype=np.float64)
+    chunk = max(1, 2_000_000 // max(n_images, 1))
+    for lo in range(0, samples, chunk):
+        hi = min(samples, lo + chunk)
+        draws = rng.integers(0, n_images, size=(hi - lo, n_images))
+        flat = (np.arange(hi - lo)[:, None] * n_images + draws).ravel()
+        counts[lo:hi] = np.bincount(flat, minlength=(hi - lo) * n_images).reshape(hi - lo, n_images)
+    return counts
+
+
+def bootstrap_deltas(a: PerImage, b: PerImage, counts: np.ndarray) -> np.ndarray:
+    """[samples, keys] metric(b) - metric(a) on each bootstrap sample (the same images for both: paired)."""
+    n_images = a.stats.shape[0]
+    return b.combine(counts @ b.stats, n_images) - a.combine(counts @ a.stats, n_images)
+
+
+def summarize(delta: float, deltas: np.ndarray) -> dict:
+    """95% percentile interval of the bootstrap deltas, and the two-sided p-value of "no difference": the share of
+    samples whose delta, centred on the bootstrap mean (the null), is at least as far from 0 as the observed one
+    (sacreBLEU's paired bootstrap; +1 in numerator and denominator so that p is never 0)."""
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    centred = np.abs(deltas - deltas.mean())
+    p = (1 + int(np.sum(centred >= abs(delta) - 1e-12))) / (len(deltas) + 1)
+    return {"delta": float(delta), "ci_low": float(low), "ci_high": float(high), "p_value": float(p)}
