@@ -62,9 +62,10 @@ def module_name(path: Path) -> str:
 
 
 def imports(source: str) -> list[tuple[str, int, bool]]:
-    """(imported module, line, at module top) of every import statement in the source."""
+    """(imported module, line, at module level: not inside a function) of every import statement in the source."""
     tree = ast.parse(source)
-    top = {id(n) for n in tree.body}
+    in_function = {id(inner) for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                   for inner in ast.walk(node)}
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -75,7 +76,7 @@ def imports(source: str) -> list[tuple[str, int, bool]]:
         else:
             continue
         for name in names:
-            out.append((name, node.lineno, id(node) in top))
+            out.append((name, node.lineno, id(node) not in in_function))
     return out
 
 

@@ -117,3 +117,13 @@ def test_sampling_is_differentiable_and_consistent():
     cold, _ = sample(model, enc, num_samples=2, max_len=12, temperature=1e-4)
     g = greedy(model, enc, max_len=12)
     assert torch.equal(cold[:, 0], g) and torch.equal(cold[:, 1], g)
+
+
+def test_sampling_with_the_cache_equals_sampling_without():
+    model, enc = _model(4, eos_boost=2.0)
+    torch.manual_seed(3)
+    cached, cached_lps = sample(model, enc, num_samples=5, max_len=12)
+    torch.manual_seed(3)
+    plain, plain_lps = sample(model, enc, num_samples=5, max_len=12, use_cache=False)
+    assert torch.equal(cached, plain)
+    torch.testing.assert_close(cached_lps, plain_lps, atol=1e-5, rtol=1e-5)

@@ -1,4 +1,12 @@
-"""Image decoding without torch (check-data's worker processes import only this): open + decode + RGB conversion."""
+"""Image decoding without torch (check-data's worker processes import only this): open + decode + RGB conversion.
+
+JPEG fast path (`scaled_jpeg`): libjpeg-turbo (through the `simplejpeg` wheel) decodes at the smallest of its N/8 DCT
+scales that keeps both sides at or above the resize target (640x427 -> 5/8 = 400x267 for 224x224), so colour
+conversion and the resize work on fewer pixels (measured here: the 1/2, 1/4, 1/8 scales also cut the decode time;
+libjpeg-turbo's 3/8-7/8 inverse DCTs have no SIMD code, so those cost about a full decode). It takes baseline and
+progressive YCbCr/grey JPEGs; everything else (other formats, CMYK/YCCK JPEGs, files libjpeg flags as damaged,
+images over the pixel limit) goes through PIL, which decodes it or raises the one-line DataError naming the damage.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fsgr.errors import DataError
+
+try:  # a declared dependency; only a broken install lacks it, and then the fast path says so (see scaled_jpeg)
+    import simplejpeg
+except ImportError:  # pragma: no cover - exercised by test_missing_simplejpeg_is_reported
+    simplejpeg = None
 
 Resize = Literal["squash", "clip"]
 
@@ -95,9 +108,44 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+_JPEG_SOI = b"\xff\xd8\xff"
+_FAST_COLOURSPACES = ("YCbCr", "Gray")   # what libjpeg converts to RGB exactly as PIL does (CMYK/YCCK: PIL's path)
+
+
+def scaled_jpeg(path: str, size: int, resize: Resize) -> Optional[tuple[np.ndarray, tuple[float, float]]]:
+    """(RGB pixels (H, W, 3) uint8, picture size (w * N/8, h * N/8)) decoded by libjpeg-turbo at the smallest N/8
+    scale covering the resize target of `size`, or None when the file is not a JPEG this path takes (then PIL
+    decodes it, and names any problem).
+
+    The picture size is exact: libjpeg rounds the decoded size up to whole pixels (500x375 at 5/8 -> 313x235 for
+    312.5x234.4), and resizing by the exact size keeps the geometry of a full decode (without it, 500x375 photos
+    differ 3x more from the full decode)."""
+    if simplejpeg is None:
+        raise DataError(f"{path}: data.jpeg_draft=true needs the simplejpeg package (pip install simplejpeg), "
+                        f"or set data.jpeg_draft=false")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None                                   # missing, a directory, unreadable: PIL names it
+    if not data.startswith(_JPEG_SOI):
+        return None
+    try:
+        h, w, colourspace, _ = simplejpeg.decode_jpeg_header(data)
+        limit = max_image_pixels()
+        if colourspace not in _FAST_COLOURSPACES or (limit is not None and w * h > limit):
+            return None                               # over the limit: PIL's path refuses it, naming the limit
+        tw, th = target_size(w, h, size, resize)
+        rgb = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=th, min_width=tw, strict=True)
+    except ValueError:
+        return None                                   # damaged or unusual: PIL decides (and names the damage)
+    eighths = round(8 * max(rgb.shape[:2]) / max(w, h))   # the N of the N/8 scale libjpeg picked
+    return rgb, (w * eighths / 8, h * eighths / 8)
+
+
 def open_image(path: str | os.PathLike, size: int | None = None, resize: Resize = "squash",
                draft: bool = True) -> Image.Image:
-    """Open and fully decode an image (reduced JPEG DCT scale when `draft` and downscaling by >= 2)."""
+    """Open and fully decode an image with PIL (1/2^k JPEG DCT scale when `draft` and that still covers the target)."""
     path = os.fspath(path)
     limit = max_image_pixels()
     try:

@@ -154,18 +154,19 @@ def _beam_search(model, encoded, k: int, max_len: int, return_all: bool, use_cac
 
 
 def sample(model, encoded, num_samples: int = 5, max_len: int = 20,
-           temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+           temperature: float = 1.0, use_cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw `num_samples` captions per image from softmax(logits / temperature).
 
     -> tokens (B, n, max_len) and the differentiable log-probs of the drawn tokens under the distribution they were
-    drawn from (B, n, max_len), 0 after <eos> (SCST "standard"). Gradients flow unless the caller disables them."""
+    drawn from (B, n, max_len), 0 after <eos> (SCST "standard"). Gradients flow unless the caller disables them.
+    use_cache=False re-runs the decoder over the whole prefix at each step (the baseline of bench_train's SCST step)."""
     _check(model, max_len)
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     memory = encoded.memory
     device = memory.device
     b, n = memory.shape[0], num_samples
-    stepper = _Stepper(model.decoder, memory, encoded.memory_pos, use_cache=True)
+    stepper = _Stepper(model.decoder, memory, encoded.memory_pos, use_cache)
     stepper.select(torch.arange(b, device=device).repeat_interleave(n), cross=True)
     last = torch.full((b * n,), model.bos_id, dtype=torch.long, device=device)
     finished = torch.zeros(b * n, dtype=torch.bool, device=device)

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from fsgr.models.config import SemanticConfig
 
@@ -69,7 +68,8 @@ class SemanticHead(nn.Module):
             else:
                 soft = logits.softmax(dim=1)
             local = soft.argmax(dim=1)                                               # (B, P)
-            hard = F.one_hot(local, self.topk).transpose(1, 2).to(soft.dtype)        # (B, k, P)
+            # one-hot by scatter: F.one_hot reads the ids' min/max back to the host (a device sync) on some devices
+            hard = torch.zeros_like(soft).scatter_(1, local[:, None], 1.0)           # (B, k, P)
             assign = hard - soft.detach() + soft                                     # straight-through
 
             if self.group_norm:

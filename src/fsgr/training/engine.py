@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.distributed
 from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils import _foreach_utils
 from tqdm import tqdm
 
 from fsgr.config import Config, save_config, to_dict
@@ -48,8 +49,8 @@ from fsgr.training.distributed import (all_gather_objects, all_reduce_sum, barri
                                        shutdown)
 from fsgr.training.evaluation import TokenizedReferences, evaluate_split
 from fsgr.training.logging import MetricsLogger, NullLogger
-from fsgr.training.losses import (nll_sum, num_targets, patch_contrastive_loss, scst_baseline, scst_beam_loss,
-                                  scst_sample_loss, through_eos_mask)
+from fsgr.training.losses import (num_targets, patch_contrastive_loss, scst_baseline, scst_beam_loss, scst_sample_loss,
+                                  through_eos_mask, token_nll)
 from fsgr.training.memory_hook import MemoryHook
 from fsgr.training.schedules import LrSchedule, scst_schedule, xe_schedule
 from fsgr.training.state import PhaseRules, TrainState, end_of_epoch
@@ -69,6 +70,24 @@ class NonFiniteLossError(FsgrError):
     """The loss became NaN/inf: training stops (the reference kept going, averaging NaN into its running loss)."""
 
 
+def fused_adam_supported(device: torch.device) -> bool:
+    """Fused Adam (all parameters in one kernel; with GradScaler, no host sync for the inf check) where the device
+    type has it in this torch build (CUDA; CPU from torch 2.4; MPS, XPU)."""
+    supported = getattr(_foreach_utils, "_get_fused_kernels_supported_devices", lambda: ["cuda"])()
+    return device.type in supported
+
+
+def compile_backbone_and_encoder(model) -> None:
+    """train.compile: torch.compile the backbone and the grid encoder in place (`nn.Module.compile`: parameter names
+    and checkpoints stay those of the eager model). The decoder stays eager: its key/value cache grows by one step
+    at a time while decoding, which would recompile for every length."""
+    if not hasattr(torch.nn.Module, "compile"):
+        raise ConfigError(f"train.compile=true needs torch >= 2.2 (this is {torch.__version__}); "
+                          f"set train.compile=false")
+    model.backbone.compile()
+    model.encoder.compile()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -86,9 +105,6 @@ def check_config(cfg: Config, world_size: int) -> None:
     if cfg.scst.enabled and cfg.scst.batch_images < world_size:
         raise ConfigError(f"scst.batch_images={cfg.scst.batch_images} is smaller than the number of "
                           f"processes ({world_size})")
-    if t.compile:
-        raise ConfigError("train.compile=true is not supported yet (the decoder's growing cache recompiles); "
-                          "set train.compile=false")
     if cfg.scst.enabled and cfg.scst.mode == "sample" and cfg.scst.num_samples < 2:
         raise ConfigError("scst.mode=sample needs scst.num_samples >= 2 (mean-of-others baseline)")
     if t.contrastive_weight > 0 and not cfg.model.semantic.enabled and not cfg.data.patch_labels:
@@ -160,6 +176,8 @@ class Trainer:
             raise ConfigError(f"data.image_size={cfg.data.image_size}: this CLIP takes {resolution}x{resolution} "
                               f"images; set data.image_size={resolution}")
         self.model.to(self.device)
+        if cfg.train.compile:
+            compile_backbone_and_encoder(self.model)
         self.memory = MemoryHook.for_decoder(self.model.decoder, self.dist)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.loader_generator = torch.Generator()
@@ -196,7 +214,8 @@ class Trainer:
         param_groups = [{"params": [p for p in ps if p.requires_grad], "name": name} for name, ps in groups.items()]
         param_groups = [g for g in param_groups if g["params"]]
         betas = tuple(self.cfg.train.adam_betas)
-        self.optimizer = torch.optim.Adam(param_groups, lr=0.0, betas=betas, eps=self.cfg.train.adam_eps)
+        self.optimizer = torch.optim.Adam(param_groups, lr=0.0, betas=betas, eps=self.cfg.train.adam_eps,
+                                          fused=fused_adam_supported(self.device))
         self.schedule = xe_schedule(self.cfg.train) if phase == "xe" else scst_schedule(self.cfg.scst)
         self._ddp = None
         if self.dist.enabled and phase == "xe":
@@ -320,14 +339,14 @@ class Trainer:
             [float(sum(num_targets(b.tokens, pad) for b in batches)), float(sum(len(b.image_ids) for b in batches))],
             dev, self.dist)
         module = self._ddp if self._ddp is not None else self.model
-        sums = torch.zeros(3, dtype=torch.float64)    # loss, nll, contrastive (this process's share)
+        parts = []                                    # per micro-batch: loss, nll, contrastive (this process's share)
         for i, batch in enumerate(batches):
             batch = batch.to(dev, non_blocking=True)
             last = i == len(batches) - 1                # DDP all-reduces gradients on the last micro-batch only
             with self._ddp.no_sync() if self._ddp is not None and not last else contextlib.nullcontext():
                 with autocast(dev, self.amp_dtype):
                     out = module(batch.images, batch.tokens, batch.image_index)
-                nll = nll_sum(out.logprobs, batch.tokens, pad)[0] / global_targets
+                nll = token_nll(out.logprobs, batch.tokens, pad) / global_targets
                 loss = nll * w                               # DDP averages gradients over the w processes
                 con = torch.zeros((), device=dev)
                 if cfg.contrastive_weight > 0:
@@ -335,9 +354,10 @@ class Trainer:
                     con = patch_contrastive_loss(out, batch.patch_labels, cfg) * share
                     loss = loss + cfg.contrastive_weight * con
                 self.scaler.scale(loss).backward()
-            sums += torch.stack([(loss / w).detach().double(), nll.detach().double(),
-                                 (con / w).detach().double()]).cpu()
+            parts.append(torch.stack([loss / w, nll, con / w]).detach().float())
         self._optimizer_step()
+        # the step's one read back to the host, after all its work is queued (no sync inside the step)
+        sums = torch.stack(parts).cpu().double().sum(0)
         return self._reduce_step_values(sums, batches)
 
     # ------------------------------------------------------------------ SCST
@@ -357,8 +377,9 @@ class Trainer:
         self.scaler.scale(loss * w).backward()
         if self.dist.enabled:
             self._all_reduce_gradients()
-        part = torch.stack([loss.detach().double(), rewards.sum().detach().double() / global_samples]).cpu()
+        part = torch.stack([loss.detach().float(), rewards.sum().detach() / global_samples])
         self._optimizer_step()
+        part = part.cpu().double()          # read back once the step's work is queued
         return self._reduce_step_values(part, [batch], names=("loss", "reward"))
 
     def _scst_rollout(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,13 +14,18 @@ from torch.utils.checkpoint import checkpoint
 
 
 def nll_sum(logprobs: torch.Tensor, tokens: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, int]:
-    """Sum of -log p(w_{t+1} | w_<=t) over non-pad targets, and the number of such targets.
+    """Sum of -log p(w_{t+1} | w_<=t) over non-pad targets, and the number of such targets (reading the count from
+    device tokens waits for the device: the training step uses `token_nll` with a count taken on the host)."""
+    return token_nll(logprobs, tokens, pad_id), num_targets(tokens, pad_id)
+
+
+def token_nll(logprobs: torch.Tensor, tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Sum of -log p(w_{t+1} | w_<=t) over non-pad targets, a 0-d tensor on the model's device.
 
     logprobs (N, L, V) are the model's outputs for the inputs tokens[:, :L]; targets are tokens[:, 1:]."""
     pred = logprobs[:, :-1].float()                     # (N, L-1, V)
     target = tokens[:, 1:]                              # (N, L-1)
-    loss = F.nll_loss(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), ignore_index=pad_id, reduction="sum")
-    return loss, int((target != pad_id).sum())
+    return F.nll_loss(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), ignore_index=pad_id, reduction="sum")
 
 
 def num_targets(tokens: torch.Tensor, pad_id: int) -> int:
