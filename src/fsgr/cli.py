@@ -26,6 +26,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "build-vocab": ("build_vocab", "build a vocabulary JSON from training captions, or import an M2 vocab.pkl"),
     "codebook": ("codebook", "embed a class list with a CLIP text tower into a semantic codebook file"),
     "summary": ("summary", "parameter counts (total/trainable/frozen, per module) of a config's model, as JSON"),
+    "ablate": ("ablate", "train config variants for N seeds each and tabulate them with paired-bootstrap CIs"),
     "pretrain-clip": ("pretrain_clip", "pretrain the tiny demo CLIP on synthetic shapes (contrastive image-text)"),
 }
 

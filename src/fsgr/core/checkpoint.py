@@ -148,12 +148,13 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def config_differences(saved: dict, current: dict) -> list[str]:
-    """Dotted keys whose values differ and that matter for resuming (RESUMABLE_CHANGES are allowed to differ)."""
+def config_differences(saved: dict, current: dict, allowed: tuple[str, ...] = RESUMABLE_CHANGES) -> list[str]:
+    """Dotted keys whose values differ and that matter for resuming (`allowed` keys, or sections ending in '.',
+    may differ)."""
     a, b = _flatten(saved), _flatten(current)
     diffs = []
     for key in sorted(set(a) | set(b)):
-        if any(key == p or (p.endswith(".") and key.startswith(p)) for p in RESUMABLE_CHANGES):
+        if any(key == p or (p.endswith(".") and key.startswith(p)) for p in allowed):
             continue
         if a.get(key, "<absent>") != b.get(key, "<absent>"):
             diffs.append(f"{key}: checkpoint {a.get(key, '<absent>')!r}, now {b.get(key, '<absent>')!r}")

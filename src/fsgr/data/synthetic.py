@@ -168,7 +168,7 @@ def render(image_id: int, cfg: SyntheticConfig) -> tuple[Image.Image, np.ndarray
 # ---- captions --------------------------------------------------------------------------------------------------------
 
 
-def _relation(a: dict, b: dict) -> str:
+def relation(a: dict, b: dict) -> str:
     """Where a is relative to b (image y grows downwards)."""
     dx, dy = a["cx"] - b["cx"], a["cy"] - b["cy"]
     if abs(dx) >= abs(dy):
@@ -214,13 +214,13 @@ def captions_for(objects: list[dict], bg: str, size: int, rng: np.random.Generat
     elif len(o) == 2:
         x, y = o if rng.random() < 0.5 else o[::-1]
         makers = [
-            lambda: f"{P(x)} {_relation(x, y)} {P(y)}",
-            lambda: f"{P(y)} {_relation(y, x)} {P(x)}",
+            lambda: f"{P(x)} {relation(x, y)} {P(y)}",
+            lambda: f"{P(y)} {relation(y, x)} {P(x)}",
             lambda: f"{P(x)} and {P(y)}",
             lambda: f"two shapes , {P(x)} and {P(y)}",
-            lambda: f"there is {P(x)} {_relation(x, y)} {P(y)}",
+            lambda: f"there is {P(x)} {relation(x, y)} {P(y)}",
             lambda: f"{P(y, True)} and {P(x, True)} on {_a(bg)} background",
-            lambda: f"two shapes on {_a(bg)} background : {P(x)} {_relation(x, y)} {P(y)}",
+            lambda: f"two shapes on {_a(bg)} background : {P(x)} {relation(x, y)} {P(y)}",
         ]
     else:
         idx = rng.permutation(len(o))
@@ -228,10 +228,10 @@ def captions_for(objects: list[dict], bg: str, size: int, rng: np.random.Generat
         makers = [
             lambda: f"{P(x)} , {P(y)} and {P(z)}",
             lambda: f"three shapes : {P(x)} , {P(y)} and {P(z)}",
-            lambda: f"{P(x)} {_relation(x, y)} {P(y)} and {P(z)}",
-            lambda: f"{P(z)} and {P(y)} {_relation(y, x)} {P(x)}",
+            lambda: f"{P(x)} {relation(x, y)} {P(y)} and {P(z)}",
+            lambda: f"{P(z)} and {P(y)} {relation(y, x)} {P(x)}",
             lambda: f"three shapes on {_a(bg)} background including {P(y)}",
-            lambda: f"there are three shapes , {P(z)} {_relation(z, x)} {P(x)} and {P(y)}",
+            lambda: f"there are three shapes , {P(z)} {relation(z, x)} {P(x)} and {P(y)}",
         ]
     out: list[str] = []
     order = rng.permutation(len(makers)).tolist()

@@ -155,11 +155,13 @@ def patch_baselines(cfg: Config, demo: DemoData) -> dict:
     codebook = load_codebook(resolve_codebook(cfg.model.semantic.codebook))
     _check_codebook_names(codebook.names)
     _, clip_pred = clip_alone_ids(clip, codebook.embeddings, demo.test, cfg)
-    torch.manual_seed(cfg.train.seed)
-    untrained, _, _ = build_model(cfg, demo.data.vocab)
-    _, untrained_pred = semantic_head_ids(untrained, demo.test, cfg, torch.device("cpu"))
-    return {"tiny_clip_alone": patch_accuracy(clip_pred, demo.truth),
-            "untrained_fsgr_head": patch_accuracy(untrained_pred, demo.truth)}
+    untrained_acc = None                          # no semantic head (model.semantic.enabled=false): not applicable
+    if cfg.model.semantic.enabled:
+        torch.manual_seed(cfg.train.seed)
+        untrained, _, _ = build_model(cfg, demo.data.vocab)
+        _, untrained_pred = semantic_head_ids(untrained, demo.test, cfg, torch.device("cpu"))
+        untrained_acc = patch_accuracy(untrained_pred, demo.truth)
+    return {"tiny_clip_alone": patch_accuracy(clip_pred, demo.truth), "untrained_fsgr_head": untrained_acc}
 
 
 def train_demo(cfg: Config, out: Path, device: Optional[str], progress: bool) -> tuple[dict, Path]:
@@ -176,32 +178,41 @@ def score_test(cfg: Config, captioner: Captioner, demo: DemoData) -> dict:
     """Beam-search captions of the test split scored against reduced references, beside the human ceiling on the
     same references, an image-blind captioner, and the semantic head's patch accuracy."""
     _say("[demo] scoring the test split with the best-val checkpoint ...")
-    _check_codebook_names(captioner.codebook_names)
+    semantic = cfg.model.semantic.enabled      # off: no head, so patch accuracy does not apply
+    if semantic:
+        _check_codebook_names(captioner.codebook_names)
     preds: dict[int, str] = {}
     for batch in _batches(demo.test, cfg):
         preds.update(zip((int(i) for i in batch.image_ids), captioner.caption_tensors(batch.images)))
     refs, held = split_references(demo.test)
     blind_text = blind_caption(demo.data.split("train"))
-    ids, head_pred = semantic_head_ids(captioner.model, demo.test, cfg, captioner.device)
-    assert ids == [int(r.image_id) for r in demo.test]
+    head = dict.fromkeys(("accuracy", "colour_accuracy", "shape_accuracy", "object_patches"))
+    if semantic:
+        ids, head_pred = semantic_head_ids(captioner.model, demo.test, cfg, captioner.device)
+        assert ids == [int(r.image_id) for r in demo.test]
+        head = patch_accuracy(head_pred, demo.truth)
     metrics = cfg.eval.metrics
     return {"predictions": preds, "test": dict(score(refs, preds, metrics)),
             "ceiling": dict(score(refs, held, metrics)),
             "image_blind": dict(score(refs, {i: blind_text for i in refs}, metrics)),
-            "image_blind_caption": blind_text, "head": patch_accuracy(head_pred, demo.truth)}
+            "image_blind_caption": blind_text, "head": head}
 
 
-def write_outputs(out: Path, captioner: Captioner, demo: DemoData, preds: dict[int, str], examples: int) -> list:
-    """predictions/test_demo.json, explain.png, and a few example captions beside their references."""
+def write_outputs(out: Path, captioner: Captioner, demo: DemoData, preds: dict[int, str],
+                  examples: int) -> tuple[list, Optional[Path]]:
+    """predictions/test_demo.json, explain.png (with a semantic head), and a few example captions beside their
+    references. -> (example rows, explain.png or None)."""
     write_predictions(preds, out / "predictions" / "test_demo.json")
     records = demo.test[:examples]
     rows = [{"image": str(r.path), "caption": c, "references": list(r.captions)}
             for r, c in zip(records, captioner.caption([r.path for r in records]))]
+    if not captioner.cfg.model.semantic.enabled:
+        return rows, None
     # explain the first test image with the most objects: one object says little about patch-to-concept labelling
     objects_per_image = torch.tensor([len(set(row.tolist()) - {0}) for row in demo.truth])
     exp = captioner.explain(demo.test[int(objects_per_image.argmax())].path)
     draw_explanation(exp).save(out / "explain.png", format="PNG")
-    return rows
+    return rows, out / "explain.png"
 
 
 def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None, overrides: Sequence[str] = (),
@@ -219,7 +230,7 @@ def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None,
     captioner = Captioner.from_checkpoint(best, device=device)   # None: the GPU if present, as training chose
     scored = score_test(cfg, captioner, demo)
     seconds["test"] = time.time() - t
-    example_rows = write_outputs(out, captioner, demo, scored["predictions"], examples)
+    example_rows, explain_png = write_outputs(out, captioner, demo, scored["predictions"], examples)
     head, test_scores, ceiling = scored["head"], scored["test"], scored["ceiling"]
     result = {
         "test": test_scores, "ceiling": ceiling, "image_blind": scored["image_blind"],
@@ -237,8 +248,8 @@ def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None,
         "examples": example_rows,
         "seconds": time.time() - t0,
         "seconds_by_stage": seconds,
-        "files": {"metrics": str(out / "metrics.json"), "best": str(best), "explain": str(out / "explain.png"),
-                  "predictions": str(out / "predictions" / "test_demo.json"), "run_dir": str(out)},
+        "files": {"metrics": str(out / "metrics.json"), "best": str(best),
+                  "explain": str(explain_png) if explain_png else None, "predictions": str(out / "predictions" / "test_demo.json"), "run_dir": str(out)},
         "config": str(config),
     }
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))
@@ -252,14 +263,19 @@ def table(r: dict) -> str:
     for k in keys:
         lines.append(f"{k:<10}{r['test'][k]:>9.3f}{r['ceiling'][k]:>9.3f}{r['image_blind'][k]:>9.3f}")
     c, u, h = r["tiny_clip_alone"], r["untrained_fsgr_head"], r
+    clip_alone = (f"tiny CLIP alone {c['accuracy']:.3f} (colour {c['colour_accuracy']:.3f}, shape "
+                  f"{c['shape_accuracy']:.3f})")
+    if h["semantic_patch_accuracy"] is None:
+        patches = f"patch accuracy: not applicable (model.semantic.enabled=false: no semantic head); {clip_alone}"
+    else:
+        patches = (f"patch accuracy (object patches): FSGR head {h['semantic_patch_accuracy']:.3f} "
+                   f"(colour {h['semantic_colour_accuracy']:.3f}, shape {h['semantic_shape_accuracy']:.3f}); "
+                   f"{clip_alone}; untrained head {u['accuracy']:.3f}")
     lines += [
         f"CIDEr / ceiling: {r['cider_vs_ceiling']:.2f}   ({r['num_test_images']} test images, beam {r['beam_size']})",
-        f"patch accuracy (object patches): FSGR head {h['semantic_patch_accuracy']:.3f} "
-        f"(colour {h['semantic_colour_accuracy']:.3f}, shape {h['semantic_shape_accuracy']:.3f}); "
-        f"tiny CLIP alone {c['accuracy']:.3f} (colour {c['colour_accuracy']:.3f}, shape {c['shape_accuracy']:.3f}); "
-        f"untrained head {u['accuracy']:.3f}",
+        patches,
         f"time: {r['seconds']:.0f} s (data {r['seconds_by_stage']['data']:.0f}, train "
         f"{r['seconds_by_stage']['train']:.0f}, test {r['seconds_by_stage']['test']:.0f})",
-        f"files: {r['files']['metrics']}  {r['files']['best']}  {r['files']['explain']}",
+        f"files: {r['files']['metrics']}  {r['files']['best']}  {r['files']['explain'] or '(no explain.png)'}",
     ]
     return "\n".join(lines)

@@ -1,0 +1,43 @@
+"""`fsgr ablate CONFIG --variant NAME[=key=value,...] ... --seeds N [--out DIR] [key=value ...]`: train every variant
+for N seeds (train + test decode; finished runs are skipped, interrupted ones resumed), then write OUT/ablation.json
+and OUT/ablation.md: mean and std over seeds per metric, and each variant against the first with a paired bootstrap
+CI over test images pooled across seeds (docs/ablation.md).
+"""
+
+from __future__ import annotations
+
+
+def add_arguments(parser):
+    parser.add_argument("config", help="YAML config every variant starts from (e.g. configs/demo.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="overrides common to every variant (a shortened recipe, a data root), before the variant's")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME[=key=value,...]", required=True,
+                        help="one variant: a name and its overrides, comma-separated (repeat; the first is the "
+                             "baseline of the comparisons), e.g. full  no_contrastive=train.contrastive_weight=0")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per variant; seed i uses train.seed + i (3)")
+    parser.add_argument("--out", default="runs/ablate", metavar="DIR", help="where the runs and the table go "
+                                                                            "(default: %(default)s)")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (1000)")
+    parser.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the resampling (0)")
+    parser.add_argument("--table-only", action="store_true",
+                        help="train nothing: tabulate the seeds that every variant has finished")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: a GPU if present, else CPU)")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+
+
+def main(args) -> int:
+    from fsgr.errors import ConfigError
+    from fsgr.training.ablate import parse_variant, run_all, tabulate
+
+    if args.bootstrap < 1:
+        raise ConfigError(f"--bootstrap {args.bootstrap}: need at least one resample")
+    variants = [parse_variant(v) for v in args.variant]
+    if not args.table_only:
+        run_all(args.config, variants, args.seeds, args.out, common=args.overrides, device=args.device,
+                progress=not args.no_progress)
+    result = tabulate(args.config, variants, args.seeds, args.out, common=args.overrides, samples=args.bootstrap,
+                      bootstrap_seed=args.bootstrap_seed, finished_only=args.table_only)
+    from fsgr.training.ablate import markdown_table
+
+    print(markdown_table(result), end="")
+    return 0
