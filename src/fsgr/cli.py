@@ -19,6 +19,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("train", "train from a YAML config with key=value overrides (XE, then SCST); --resume continues"),
     "evaluate": ("evaluate", "decode a split with a checkpoint and print/write the COCO scores"),
     "caption": ("caption", "caption images with a checkpoint: one 'path<TAB>caption' line each"),
+    "serve": ("serve", "serve a web page and JSON API that caption uploaded images (pip install fsgr[serve])"),
+    "export": ("export", "export a checkpoint as ONNX graphs (onnxruntime) or a Hub-style safetensors folder"),
     "explain": ("explain", "draw the patch-to-concept map and caption of one image as a PNG"),
     "score": ("score", "score COCO-format predictions against references (BLEU, METEOR, ROUGE-L, CIDEr, SPICE)"),
     "compare": ("compare", "compare systems on the same images: scores, paired-bootstrap CIs and p-values, diagnostics"),

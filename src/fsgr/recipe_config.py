@@ -64,6 +64,9 @@ class ScstConfig:
 class EvalConfig:
     beam_size: int = 5
     max_len: int = 20
+    min_len: int = 0                # decoding controls (fsgr.models.decoding); the defaults change nothing
+    length_penalty: float = 0.0
+    no_repeat_ngram: int = 0
     batch_images: int = 50
     metrics: str = "bleu,meteor,rouge,cider"   # the final test and `fsgr evaluate`
     val_metrics: Optional[str] = None   # every validation (model selection: must hold cider); None = metrics.

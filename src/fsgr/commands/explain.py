@@ -1,5 +1,7 @@
 """`fsgr explain --checkpoint CKPT IMAGE --out map.png`: the patch-to-concept map of the semantic head drawn over the
-image (each patch tinted by the concept it is assigned to), a legend of the top concepts and the caption (PIL only)."""
+image (a smooth overlay at image resolution, background patches left as background, each object region labelled with
+its concept), a legend of the top concepts and the caption; `--words` adds, per generated word, where the decoder's
+cross-attention looked (PIL only, fsgr.serving.maps)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,10 @@ def add_arguments(parser):
     parser.add_argument("--top", type=int, default=8, help="concepts in the legend (by patch count, >= 1)")
     parser.add_argument("--width", type=int, default=448, help=f"width of the drawn image in pixels "
                                                                f"({MIN_WIDTH}..{MAX_WIDTH})")
+    parser.add_argument("--min-confidence", type=float, default=0.0,
+                        help="draw patches whose concept probability (among the image's top-k) is below this as "
+                             "background (default 0: only the codebook's background concept)")
+    parser.add_argument("--words", action="store_true", help="add one cross-attention map per generated word")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
 
 
@@ -30,6 +36,8 @@ def main(args) -> int:
 
     checks.in_range("--width", args.width, MIN_WIDTH, MAX_WIDTH)
     checks.in_range("--top", args.top, 1)
+    if not 0.0 <= args.min_confidence <= 1.0:
+        raise ConfigError(f"--min-confidence {args.min_confidence}: must be between 0 and 1")
     checks.output_file("--out", args.out, inputs=[args.checkpoint, args.image])
     out = Path(args.out)
     image_format = Image.registered_extensions().get(out.suffix.lower())
@@ -37,8 +45,8 @@ def main(args) -> int:
         raise ConfigError(f"--out {out}: cannot tell an image format from the extension {out.suffix!r}; use .png "
                           f"or .jpg")
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
-    exp = captioner.explain(args.image)
-    canvas = draw_explanation(exp, top=args.top, width=args.width)
+    exp = captioner.explain(args.image, words=args.words)
+    canvas = draw_explanation(exp, top=args.top, width=args.width, min_confidence=args.min_confidence)
     atomic_write(out, lambda f: canvas.save(f, format=image_format))
     gh, gw = exp.concept_ids.shape
     print(f"{args.image}\t{exp.caption}")

@@ -60,16 +60,24 @@ class LoadedModel:
     codebook_names: Optional[list[str]]
 
 
-def load_model(path: str | os.PathLike) -> LoadedModel:
-    """A checkpoint -> its model, vocabulary and config. The model is built from the checkpoint's own config without
-    reading CLIP or codebook files, then its full state (CLIP weights and codebook buffer included) is loaded."""
-    ckpt = load_checkpoint(path)
-    cfg = from_dict(Config, ckpt["config"])
-    cfg.data = resolved(cfg.data, cfg.run.base_dir)    # the data of the run, wherever this process runs
-    vocab = Vocab(ckpt["vocab_itos"], source=f"{path}")
+def model_from_state(config: dict, itos: list[str], state: dict, codebook_names=None,
+                     source: str = "") -> LoadedModel:
+    """A saved config, vocabulary and model state -> the model. It is built from the config without reading CLIP or
+    codebook files, then the full state (CLIP weights and codebook buffer included) is loaded; the config's data
+    paths are resolved against run.base_dir, so the run's data is found from any directory."""
+    cfg = from_dict(Config, config)
+    cfg.data = resolved(cfg.data, cfg.run.base_dir)
+    vocab = Vocab(itos, source=source)
     model, _, _ = build_model(cfg, vocab, load_weights=False)
-    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{path}: model state does not match its own config ({len(missing)} missing keys "
+        raise CheckpointError(f"{source}: model state does not match its own config ({len(missing)} missing keys "
                               f"e.g. {missing[:2]}, {len(unexpected)} unexpected e.g. {unexpected[:2]})")
-    return LoadedModel(model=model, vocab=vocab, cfg=cfg, codebook_names=ckpt.get("codebook_names"))
+    return LoadedModel(model=model, vocab=vocab, cfg=cfg, codebook_names=codebook_names or None)
+
+
+def load_model(path: str | os.PathLike) -> LoadedModel:
+    """A checkpoint -> its model, vocabulary and config (`model_from_state`)."""
+    ckpt = load_checkpoint(path)
+    return model_from_state(ckpt["config"], ckpt["vocab_itos"], ckpt["model"], ckpt.get("codebook_names"),
+                            source=str(path))

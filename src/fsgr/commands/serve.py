@@ -1,0 +1,47 @@
+"""`fsgr serve --checkpoint CKPT [--host 127.0.0.1] [--port 8000]`: the web page and JSON API (fsgr.serving.server).
+
+Needs the `serve` extra (`pip install fsgr[serve]`: starlette, uvicorn, python-multipart). `--model DIR` serves an
+exported folder (safetensors, or onnx on onnxruntime) instead of a checkpoint.
+"""
+
+from __future__ import annotations
+
+
+def add_arguments(parser):
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a checkpoint written by `fsgr train`")
+    source.add_argument("--model", metavar="DIR",
+                        help="a folder written by `fsgr export` (safetensors, or onnx on onnxruntime)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--max-batch", type=int, default=16, help="most images decoded together")
+    parser.add_argument("--batch-window-ms", type=float, default=5.0,
+                        help="how long a request waits for others to join its batch")
+    parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MiB")
+    parser.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image in pixels (w x h)")
+
+
+def main(args) -> int:
+    import importlib.util
+    import sys
+
+    from fsgr.errors import ConfigError
+
+    missing = [m for m in ("starlette", "uvicorn", "multipart") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"fsgr serve needs {', '.join(missing)}: pip install 'fsgr[serve]'")
+    if args.max_batch < 1 or args.batch_window_ms < 0 or args.max_upload_mb <= 0 or args.max_pixels < 1:
+        raise ConfigError("--max-batch, --max-upload-mb and --max-pixels must be positive, --batch-window-ms >= 0")
+    import uvicorn
+
+    from fsgr.commands.caption import load_captioner
+    from fsgr.serving.server import create_app
+
+    captioner = load_captioner(args)
+    app = create_app(captioner, max_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
+                     max_batch=args.max_batch, window_ms=args.batch_window_ms)
+    print(f"fsgr serve: http://{args.host}:{args.port}/ (POST /api/caption, GET /healthz)", file=sys.stderr,
+          flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -1,0 +1,72 @@
+"""`fsgr explain` maps: background patches stay background (the codebook's background concept, or low confidence),
+object regions are labelled, the overlay is smooth, and `--words` adds one cross-attention map per word."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from fsgr.cli import main as cli_main
+from fsgr.inference import Captioner, Explanation, draw_explanation
+from fsgr.serving.maps import BACKGROUND, object_grid, regions
+
+GREY = (128, 128, 128)
+
+
+def _explanation(confidence=None) -> Explanation:
+    """A 64x64 grey image on a 4x4 grid: columns 0-1 background (id 0), columns 2-3 a red circle (id 5)."""
+    ids = torch.tensor([[0, 0, 5, 5]] * 4)
+    return Explanation(caption="a red circle", concept_ids=ids, concept_names={0: "background", 5: "red circle"},
+                       image=Image.new("RGB", (64, 64), GREY), confidence=confidence, background_ids=(0,))
+
+
+def test_background_patches_are_left_untinted():
+    drawn = draw_explanation(_explanation(), width=64)
+    px = drawn.load()
+    for x, y in [(2, 2), (8, 40), (12, 60)]:                          # inside the background half
+        assert px[x, y] == GREY
+    assert all(sum(abs(a - b) for a, b in zip(px[x, y], GREY)) > 60 for x, y in [(60, 4), (62, 60)])
+    # the border is smooth: a gradient across the boundary, not a single step
+    row = [px[x, 4] for x in range(20, 36)]
+    assert len(set(row)) > 4
+
+
+def test_low_confidence_patches_count_as_background():
+    confidence = torch.full((4, 4), 0.9)
+    confidence[:, 3] = 0.1                                             # the right-most column is unsure
+    grid = object_grid(_explanation().concept_ids, confidence, (0,), min_confidence=0.3)
+    assert (grid[:, :2] == BACKGROUND).all() and (grid[:, 3] == BACKGROUND).all() and (grid[:, 2] == 5).all()
+    px = draw_explanation(_explanation(confidence), width=64, min_confidence=0.3).load()
+    assert px[63, 10] == GREY and sum(abs(a - b) for a, b in zip(px[40, 10], GREY)) > 60
+    # without a threshold the unsure column is drawn as the object
+    px = draw_explanation(_explanation(confidence), width=64).load()
+    assert px[63, 10] != GREY
+
+
+def test_each_object_region_is_labelled():
+    grid = torch.tensor([[3, 3, BACKGROUND, 3], [3, BACKGROUND, BACKGROUND, 3], [7, 7, 7, 3], [7, 7, 7, 3]])
+    found = sorted((cid, len(cells)) for cid, cells in regions(grid))
+    assert found == [(3, 3), (3, 4), (7, 6)]                          # concept 3 is two separate regions
+    drawn = draw_explanation(_explanation(), width=256).load()
+    # a black label box at the red circle's centre (x 192, y 128); none over the background half
+    assert any(drawn[x, y] == (0, 0, 0) for x in range(180, 204) for y in range(120, 136))
+    assert not any(drawn[x, y] == (0, 0, 0) for x in range(0, 120) for y in range(0, 256))
+
+
+def test_explain_with_word_attention(tiny_checkpoint, tiny_images, tmp_path, capsys):
+    captioner = Captioner.from_checkpoint(tiny_checkpoint, device="cpu")
+    captioner.codebook_names = ["background"] + [f"concept {i}" for i in range(1, 12)]
+    exp = captioner.explain(str(tiny_images[0]), words=True)
+    assert exp.background_ids == (0,) and exp.caption == captioner.caption([str(tiny_images[0])])[0]
+    assert exp.words == exp.caption.split() and exp.word_attention.shape == (len(exp.words), 16)
+    torch.testing.assert_close(exp.word_attention.sum(-1), torch.ones(len(exp.words)))
+    assert ((exp.confidence > 0) & (exp.confidence <= 1)).all() and exp.confidence.shape == (4, 4)
+    plain, words = tmp_path / "plain.png", tmp_path / "words.png"
+    assert cli_main(["explain", "--checkpoint", str(tiny_checkpoint), str(tiny_images[0]), "--out", str(plain)]) == 0
+    assert cli_main(["explain", "--checkpoint", str(tiny_checkpoint), str(tiny_images[0]), "--out", str(words),
+                     "--words", "--min-confidence", "0.5"]) == 0
+    with Image.open(plain) as a, Image.open(words) as b:
+        assert a.width == b.width == 448 and b.height > a.height + 80    # the per-word strip
+    assert cli_main(["explain", "--checkpoint", str(tiny_checkpoint), str(tiny_images[0]), "--out", str(plain),
+                     "--min-confidence", "2"]) == 2
+    assert "--min-confidence" in capsys.readouterr().err
