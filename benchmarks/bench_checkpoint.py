@@ -26,7 +26,7 @@ def _seconds(fn) -> float:
 
 def main() -> None:
     from fsgr.config import Config, to_dict
-    from fsgr.training.checkpoint import atomic_save, load_checkpoint, payload_checksum
+    from fsgr.core.checkpoint import atomic_save, load_checkpoint, payload_checksum
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=600, help="state size (ViT-B/16 CLIP alone is ~600 MB in fp32)")

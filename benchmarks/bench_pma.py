@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from fsgr.models.config import DecoderConfig, PMAConfig
 from fsgr.models.decoder import Decoder, xavier_init_
-from fsgr.models.memory import bank_bytes, refresh_memory
+from fsgr.models.memory import bank_bytes
+from fsgr.training.memory_hook import MemoryHook
 
 PAD, BOS, EOS = 1, 2, 3
 VOCAB = 10201
@@ -55,7 +56,7 @@ def _fill_prototypes(decoder, gen):
 
 def _step_fn(model, forward, optimizer, amp_dtype, device, with_memory):
     """One training step. With memory: the bank sample happens in the forward and the commit after the optimiser
-    step, as `memory_update` does on a non-refresh step (the refresh is timed separately and amortised)."""
+    step, as the trainer's MemoryHook does on a non-refresh step (the refresh is timed separately and amortised)."""
     decoder = model.decoder if hasattr(model, "decoder") and isinstance(model.decoder, Decoder) else model
 
     def step():
@@ -154,7 +155,7 @@ def bench_refresh(pma_decoder, pma, device, repeats):
     for _ in range(repeats):
         _sync(device)
         t0 = time.perf_counter()
-        refresh_memory(layers, pma, step=pma.refresh_every)
+        MemoryHook(layers, pma).refresh(pma.refresh_every)
         _sync(device)
         best = min(best, time.perf_counter() - t0)
     return best, int(sum(int(m.proto_valid.sum()) for m in layers))

@@ -38,7 +38,8 @@ from fsgr.data.vocab import Vocab  # noqa: E402
 from fsgr.metrics.reward import CiderDReward  # noqa: E402
 from fsgr.models import decoding  # noqa: E402
 from fsgr.models.config import ModelConfig  # noqa: E402
-from fsgr.training.engine import fused_adam_supported, resolve_amp  # noqa: E402
+from fsgr.core.device import resolve_amp  # noqa: E402
+from fsgr.training.engine import fused_adam_supported  # noqa: E402
 from fsgr.training.losses import (nll_sum, scst_baseline, scst_sample_loss, supcon_loss,  # noqa: E402
                                   through_eos_mask)
 

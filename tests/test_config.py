@@ -32,3 +32,22 @@ def test_bad_overrides_name_the_key(override, needle):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_packaged_configs_resolve_by_name_and_configs_dir_is_the_same_files():
+    from pathlib import Path
+
+    from fsgr.config import packaged_configs, resolve_config
+
+    assert {"demo", "fsgr_coco", "fsgr_coco_pma"} <= set(packaged_configs())
+    by_name = load_config("demo")
+    assert by_name.data.format == "synthetic" and by_name.model.clip.path == "demo"
+    assert load_config("fsgr_coco.yaml") == load_config("fsgr_coco")
+    # the checkout's configs/ is the packaged directory itself (one source), not a copy kept in step
+    repo_configs = Path(__file__).resolve().parents[1] / "configs"
+    assert repo_configs.resolve() == resolve_config("demo").parent.resolve()
+
+
+def test_unknown_config_name_lists_the_packaged_ones():
+    with pytest.raises(ConfigError, match="packaged configs: .*fsgr_coco"):
+        load_config("no_such_recipe")

@@ -54,7 +54,7 @@ def world(tmp_path_factory):
                tmp / "evil.pt")
     no_config = torch.load(ckpt, weights_only=True)
     del no_config["config"]
-    from fsgr.training.checkpoint import atomic_save
+    from fsgr.core.checkpoint import atomic_save
 
     atomic_save({k: v for k, v in no_config.items() if k != "checksum"}, tmp / "noconfig.pt")
     refs = {"annotations": [{"image_id": 1, "caption": "a red square"}, {"image_id": 2, "caption": "a blue circle"}]}

@@ -3,6 +3,8 @@
 `import fsgr` is cheap: torch is imported only when a model-facing name is first used.
 """
 
+# Deferred imports: `import fsgr` stays cheap; the model stack loads when `fsgr.Captioner` is first used.
+
 __version__ = "0.1.0"
 
 __all__ = ["Captioner", "__version__"]

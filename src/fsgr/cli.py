@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+from fsgr.errors import FsgrError
 
 # verb -> (module under fsgr.commands, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
@@ -52,8 +55,6 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fsgr.errors import FsgrError
-
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
@@ -75,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # the reader went away (`fsgr summary ... | head`): not an error of ours; silence the flush at exit too
-        import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

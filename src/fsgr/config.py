@@ -1,8 +1,9 @@
 """Typed configuration: one dataclass per area, composed here; YAML file + `a.b=value` overrides.
 
 Each area owns its dataclass (`fsgr.data.config.DataConfig`, `fsgr.models.config.ModelConfig`,
-`fsgr.training.config.TrainConfig`, ...); this module only composes them and turns YAML/overrides into instances.
+`fsgr.recipe_config.TrainConfig`, ...); this module only composes them and turns YAML/overrides into instances.
 Unknown keys and ill-typed values are refused with the dotted key named. The resolved config is saved with every run.
+A config is a YAML path or the name of one shipped in the package (`fsgr/configs/NAME.yaml`: `demo`, `fsgr_coco`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,9 @@ import yaml
 
 from fsgr.data.config import DataConfig
 from fsgr.errors import ConfigError
+from fsgr.files import atomic_write_text
 from fsgr.models.config import ModelConfig
-from fsgr.training.config import EvalConfig, ScstConfig, TrainConfig
+from fsgr.recipe_config import EvalConfig, ScstConfig, TrainConfig
 
 
 @dataclass
@@ -83,15 +86,30 @@ def check_values(cfg: "Config") -> None:
             raise ConfigError(f"{key}={value!r}: must be {requirement}")
 
 
+def packaged_configs() -> list[str]:
+    """Names of the configs shipped in the package (`fsgr train NAME`)."""
+    return sorted(p.name[:-5] for p in resources.files("fsgr").joinpath("configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_config(path_or_name: str | Path) -> Path:
+    """A YAML file that exists, else a packaged config named `path_or_name` (with or without .yaml)."""
+    path = Path(path_or_name)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file")
+    if path.is_file():
+        return path
+    name = path.name[:-5] if path.name.endswith(".yaml") else path.name
+    if path.parent == Path(".") and name in packaged_configs():
+        return Path(str(resources.files("fsgr").joinpath("configs", f"{name}.yaml")))
+    raise ConfigError(f"{path}: config file not found (packaged configs: {', '.join(packaged_configs())})")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML config (or the defaults when `path` is None) and apply `a.b=value` overrides in order."""
+    """Read a YAML config (a path or a packaged name; the defaults when `path` is None) and apply `a.b=value`
+    overrides in order."""
     raw: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if path.is_dir():
-            raise ConfigError(f"{path}: is a directory, not a config file")
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
+        path = resolve_config(path)
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
@@ -128,8 +146,6 @@ def to_dict(cfg) -> dict[str, Any]:
 
 
 def save_config(cfg, path: str | Path) -> None:
-    from fsgr.files import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 

@@ -7,6 +7,8 @@ buffer included) is loaded strictly.
 
 from __future__ import annotations
 
+# Deferred imports: fsgr.serving.maps and fsgr.export.hub build on this module (they import Captioner).
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +17,12 @@ from typing import Optional, Sequence, Union
 import torch
 from PIL import Image
 
+from fsgr.core.build import model_from_state
+from fsgr.core.checkpoint import load_checkpoint
+from fsgr.core.device import pick_device
 from fsgr.errors import CheckpointError, ConfigError
-from fsgr.models.decoding import DecodeSettings
+from fsgr.data.images import load_image, open_image, preprocess, to_rgb
+from fsgr.models.decoding import DecodeSettings, decode
 
 ImageLike = Union[str, os.PathLike, Image.Image]
 BACKGROUND_NAMES = {"background"}
@@ -71,8 +77,6 @@ class CaptionerBase:
 
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """A path or PIL image -> (3, S, S) CLIP-normalised tensor (the training preprocessing). DataError if bad."""
-        from fsgr.data.images import load_image, preprocess
-
         d = self.cfg.data
         if isinstance(image, Image.Image):
             return preprocess(image, size=d.image_size, resize=d.resize)
@@ -90,8 +94,6 @@ class CaptionerBase:
     @torch.no_grad()
     def generate(self, images: torch.Tensor, settings: Optional[DecodeSettings] = None) -> list[Caption]:
         """(B, 3, S, S) preprocessed images -> one Caption each (all beams, scores, concept ids)."""
-        from fsgr.models.decoding import decode
-
         settings = settings or self.settings()
         encoded = self.encode(images)
         return captions_of(decode(self.model, encoded, settings, return_all=True), self.vocab, encoded.concept_ids)
@@ -124,8 +126,6 @@ class Captioner(CaptionerBase):
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "Captioner":
-        from fsgr.training.checkpoint import load_checkpoint
-
         ckpt = load_checkpoint(path)
         return cls._build(ckpt["config"], ckpt["vocab_itos"], ckpt["model"], ckpt.get("codebook_names"), device,
                           source=str(path))
@@ -140,23 +140,9 @@ class Captioner(CaptionerBase):
 
     @classmethod
     def _build(cls, config: dict, itos: list[str], state: dict, codebook_names, device, source: str) -> "Captioner":
-        from fsgr.config import Config, from_dict
-        from fsgr.data.config import resolved
-        from fsgr.data.vocab import Vocab
-        from fsgr.training.distributed import pick_device
-        from fsgr.training.setup import build_model
-
         device = pick_device(None if device is None else str(device), 0)   # the trainer's rule: bare 'cuda' -> cuda:0
-        cfg = from_dict(Config, config)
-        cfg.data = resolved(cfg.data, cfg.run.base_dir)    # the data of the run, wherever this process runs
-        vocab = Vocab(itos, source=source)
-        model, _, _ = build_model(cfg, vocab, load_weights=False)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise CheckpointError(f"{source}: model state does not match its own config ({len(missing)} missing keys "
-                                  f"e.g. {missing[:2]}, {len(unexpected)} unexpected e.g. {unexpected[:2]})")
-        model.to(device)
-        return cls(model, vocab, cfg, device, codebook_names or None)
+        loaded = model_from_state(config, itos, state, codebook_names, source=source)
+        return cls(loaded.model.to(device), loaded.vocab, loaded.cfg, device, loaded.codebook_names)
 
     def encode(self, images: torch.Tensor):
         return self.model.encode(images.to(self.device))
@@ -166,13 +152,9 @@ class Captioner(CaptionerBase):
     def explain(self, image: ImageLike, words: bool = False) -> Explanation:
         """Caption plus the patch-to-concept assignment of the semantic head (eval mode: hard argmax) and its
         confidence; with `words`, each word's cross-attention over the patches (fsgr.serving.maps)."""
-        from fsgr.models.decoding import decode
-
         if not self.cfg.model.semantic.enabled:
             raise CheckpointError("this checkpoint's model has no semantic head (model.semantic.enabled=false): "
                                   "there is no patch-to-concept map to draw")
-        from fsgr.data.images import open_image, to_rgb
-
         # one conversion for every verb: the drawn image is what the model saw (16-bit rescaled, alpha on white)
         pil = to_rgb(image if isinstance(image, Image.Image) else open_image(image, size=None))
         encoded = self.encode(self.preprocess(pil)[None])

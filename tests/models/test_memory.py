@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 
 import pytest
 import torch
@@ -14,6 +12,7 @@ from fsgr.models.config import DecoderConfig, PMAConfig
 from fsgr.models.decoder import Decoder, xavier_init_
 from fsgr.models.decoding import beam_search, greedy
 from fsgr.models.memory import PAD_SCORE, LayerMemory, kmeans, knn_average
+from fsgr.training.memory_hook import MemoryHook
 
 PAD, BOS, EOS, V = 1, 2, 3, 23
 SMALL = DecoderConfig(layers=2, d_model=32, heads=4, d_ff=64, max_len=12)
@@ -39,12 +38,13 @@ def _inputs(seed=0):
 
 
 def _train_steps(dec, steps, first=1):
-    """Training-mode forwards + memory_update, as the training loop does (no optimiser: the weights stay put)."""
+    """Training-mode forwards + the trainer's memory hook (no optimiser: the weights stay put)."""
     memory, pos = _inputs()
     dec.train()
+    hook = MemoryHook.for_decoder(dec)
     for step in range(first, first + steps):
         dec(_captions(), memory, pos)
-        dec.memory_update(step)
+        hook.after_step(step, "xe")
     return dec
 
 
@@ -279,11 +279,11 @@ def test_decoding_in_train_mode_records_for_scst_unless_frozen():
     beam_search(model, enc, beam_size=2, max_len=6, grad=True)
     mem = model.decoder.layers[0].memory
     assert float(mem.stage_score.max()) >= 0                          # decoding steps were sampled
-    model.decoder.memory_update(1, phase="scst")                       # frozen_in_scst (default): nothing moves
+    MemoryHook.for_decoder(model.decoder).after_step(1, "scst")        # frozen_in_scst (default): nothing moves
     assert int(mem.commits) == 0 and not mem.bank_valid.any() and float(mem.stage_score.max()) < 0
     model.decoder.pma = dataclasses.replace(PMA, frozen_in_scst=False)
     beam_search(model, enc, beam_size=2, max_len=6, grad=True)
-    model.decoder.memory_update(1, phase="scst")
+    MemoryHook.for_decoder(model.decoder).after_step(1, "scst")
     assert int(mem.commits) == 1 and int(mem.bank_valid.sum()) == PMA.tokens_per_step
 
 
@@ -327,38 +327,6 @@ def test_captioner_refuses_a_checkpoint_without_or_with_other_memory():
     assert "decoder.layers.0.memory.bank_k" in ignored and not any("segment" in n for n in ignored)
     with_mem.load_state_dict(with_mem.state_dict())
     assert with_mem.memory_prototypes() == 0 and without.memory_prototypes() is None
-
-
-# ------------------------------------------------------------------------------------------------ DDP
-def _ddp_worker(rank, world, init_file, out_dir):
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        torch.manual_seed(100 + rank)                     # every rank sees other tokens
-        mem = LayerMemory(dataclasses.replace(PMA, num_prototypes=6, tokens_per_step=8), d_model=8, heads=2)
-        for _ in range(4):
-            mem.record(torch.randn(2, 2, 5, 4) + 3 * rank, torch.randn(2, 2, 5, 4), mem.plan(torch.rand(2, 5)))
-            mem.commit()
-        mem.refresh(torch.Generator().manual_seed(0))
-        torch.save({"proto_k": mem.proto_k, "proto_v": mem.proto_v, "bank_k": mem.bank_k},
-                   os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
-
-
-def test_ddp_ranks_keep_their_banks_and_share_identical_prototypes():
-    import torch.multiprocessing as mp
-
-    with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_ddp_worker, args=(2, os.path.join(tmp, "init"), tmp), nprocs=2, join=True)
-        r0, r1 = (torch.load(os.path.join(tmp, f"rank{r}.pt")) for r in (0, 1))
-    assert not torch.equal(r0["bank_k"], r1["bank_k"])
-    assert torch.equal(r0["proto_k"], r1["proto_k"]) and torch.equal(r0["proto_v"], r1["proto_v"])
-    # the union of both ranks' shares was clustered: rank 1's keys sit ~3 higher, so some prototypes are near each
-    means = r0["proto_k"].mean(-1)
-    assert (means < 1.5).any() and (means > 1.5).any()
 
 
 def test_pma_config_file_and_summary():

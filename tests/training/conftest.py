@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -77,3 +78,20 @@ def write_config(path: Path, cfg: dict) -> Path:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("tiny_data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run_config(tiny_data):
+    """A factory: (directory, name="run", **sections) -> the YAML config of a tiny run in directory/name, with each
+    section's keys updated from `sections` (e.g. train={"max_epochs": 1}, model={"pma": {...}})."""
+    def make(directory: Path, name: str = "run", **sections) -> Path:
+        return write_config(directory / f"{name}.yaml", tiny_config(tiny_data, directory / name, **sections))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_kit():
+    """The builders themselves, for tests that lay out their own data or config (relative paths, other sizes):
+    kit.make_dataset(root, n_train=..), kit.config(data_json, run_dir, **sections) -> dict, kit.write(path, dict)."""
+    return SimpleNamespace(make_dataset=make_dataset, config=tiny_config, write=write_config)

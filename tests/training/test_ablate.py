@@ -8,7 +8,6 @@ import statistics
 
 import pytest
 
-from conftest import tiny_config, write_config
 from fsgr.cli import main as cli_main
 from fsgr.errors import ConfigError
 from fsgr.training.ablate import Variant, parse_variant
@@ -30,9 +29,9 @@ def test_parse_variant():
 
 
 @pytest.fixture(scope="module")
-def ablation(tmp_path_factory, tiny_data):
+def ablation(tmp_path_factory, tiny_data, tiny_kit):
     tmp = tmp_path_factory.mktemp("ablate")
-    config = write_config(tmp / "tiny.yaml", tiny_config(
+    config = tiny_kit.write(tmp / "tiny.yaml", tiny_kit.config(
         tiny_data, tmp / "unused", train={"max_epochs": 1, "xe_least": 1, "xe_most": 1, "contrastive_weight": 0.25}))
     out = tmp / "out"
     args = ["ablate", str(config), *VARIANTS, "--seeds", "2", "--out", str(out), "--no-progress",

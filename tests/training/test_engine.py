@@ -15,21 +15,15 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_config, write_config
 from fsgr.cli import main as cli_main
 from fsgr.config import load_config
 from fsgr.errors import CheckpointError
 from fsgr.training import train
-from fsgr.training.checkpoint import load_checkpoint
+from fsgr.core.checkpoint import load_checkpoint
 from fsgr.training.engine import NonFiniteLossError
 from fsgr.training.logging import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _cfg(tmp_path, tiny_data, name="run", **sections):
-    path = write_config(tmp_path / f"{name}.yaml", tiny_config(tiny_data, tmp_path / name, **sections))
-    return path
 
 
 def _losses(run_dir: Path) -> dict[int, float]:
@@ -45,74 +39,119 @@ def _env():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_data):
+def trained(tmp_path_factory, tiny_run_config):
     """XE for one epoch (with the patch contrastive loss), then one SCST epoch (sample mode), then test."""
     tmp = tmp_path_factory.mktemp("trained")
-    cfg_path = _cfg(tmp, tiny_data, train={"max_epochs": 1, "xe_most": 1, "contrastive_weight": 0.25},
+    cfg_path = tiny_run_config(tmp, train={"max_epochs": 1, "xe_most": 1, "contrastive_weight": 0.25},
                     scst={"enabled": True, "mode": "sample"})
     summary = train(load_config(cfg_path), progress=False)
     return tmp / "run", summary
 
 
-def test_run_directory_and_metrics(trained):
+def _rows(run: Path, kind: str) -> list[dict]:
+    return [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == kind]
+
+
+def test_a_finished_run_writes_every_file(trained):
     run, summary = trained
     assert summary["status"] == "finished" and summary["phase"] == "done"
     for rel in ("config.yaml", "checkpoints/last.pt", "checkpoints/best.pt", "metrics.jsonl", "summary.json",
                 "predictions/val_xe0.json", "predictions/val_scst0.json", "predictions/test_best.json"):
         assert (run / rel).is_file(), rel
     assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
-    rows = read_metrics(run / "metrics.jsonl")
-    train_rows = [r for r in rows if r["kind"] == "train"]
+
+
+def test_train_rows_carry_phase_step_loss_and_lr_every_step(trained):
+    run, _ = trained
+    train_rows = _rows(run, "train")
     assert {r["phase"] for r in train_rows} == {"xe", "scst"}
-    for r in train_rows:
-        assert {"phase", "step", "loss", "lr"} <= set(r) and r["lr"] > 0
+    assert all({"phase", "step", "loss", "lr"} <= set(r) and r["lr"] > 0 for r in train_rows)
     xe = [r for r in train_rows if r["phase"] == "xe"]
     assert [r["step"] for r in xe] == list(range(1, len(xe) + 1))        # log_every = 1
+    assert all("reward" in r for r in train_rows if r["phase"] == "scst")
+
+
+def test_xe_loss_is_nll_plus_weighted_supcon(trained):
+    run, _ = trained
+    xe = [r for r in _rows(run, "train") if r["phase"] == "xe"]
     assert all(r["contrastive"] > 0 for r in xe)                          # SupCon is on and reported
     assert all(abs(r["loss"] - (r["nll"] + 0.25 * r["contrastive"])) < 1e-5 for r in xe)
-    assert all("reward" in r for r in train_rows if r["phase"] == "scst")
-    lr_rows = [r for r in rows if r["kind"] == "lr"]
+
+
+def test_lr_rows_once_per_epoch_with_the_backbone_scale(trained):
+    run, _ = trained
+    lr_rows = _rows(run, "lr")
     assert [(r["phase"], r["epoch"]) for r in lr_rows] == [("xe", 0), ("scst", 0)]
     assert lr_rows[0]["lr"]["backbone"] == pytest.approx(0.1 * lr_rows[0]["lr"]["captioner"])
-    evals = [r for r in rows if r["kind"] == "eval"]
+
+
+def test_validation_each_epoch_then_test_on_the_best_checkpoint(trained):
+    run, summary = trained
+    evals = _rows(run, "eval")
     assert [(r["split"], r["phase"]) for r in evals] == [("val", "xe"), ("val", "scst"), ("test", summary["best_phase"])]
     assert all("CIDEr" in r["scores"] for r in evals) and "loss" in evals[0]
     preds = json.loads((run / "predictions" / "val_xe0.json").read_text())
     assert len(preds) == 6 and all(set(p) == {"image_id", "caption"} for p in preds)
-    assert summary["scst_mode"] == "sample" and "mean-of-others" in summary["scst_recipe"]
     assert set(summary["test"]) >= {"BLEU-4", "CIDEr"}
+
+
+def test_summary_names_the_scst_recipe(trained):
+    _, summary = trained
+    assert summary["scst_mode"] == "sample" and "mean-of-others" in summary["scst_recipe"]
+
+
+def test_last_checkpoint_holds_state_vocab_config_and_rng(trained):
+    run, _ = trained
     ck = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ck["state"]["phase"] == "done" and ck["vocab_itos"][:4] == ["<unk>", "<pad>", "<bos>", "<eos>"]
     assert ck["config"]["train"]["contrastive_weight"] == 0.25 and len(ck["rng"]) == 1
 
 
-def test_captioner_api_and_verbs(trained, tiny_data, tmp_path, capsys):
+def _images(tiny_data, n: int) -> list[Path]:
+    return sorted(tiny_data.parent.glob("img_*.jpg"))[:n]
+
+
+def test_captioner_gives_the_same_captions_for_paths_and_pil_images(trained, tiny_data):
+    import fsgr
+
+    run, _ = trained
+    cap = fsgr.Captioner.from_checkpoint(run / "checkpoints" / "best.pt", device="cpu")
+    images = _images(tiny_data, 2)
+    from_paths = cap.caption([str(p) for p in images])
+    assert from_paths == cap.caption([Image.open(p) for p in images])
+    assert all(isinstance(c, str) for c in from_paths)
+
+
+def test_caption_verb_names_bad_files_and_captions_the_rest(trained, tiny_data, tmp_path, capsys):
     import fsgr
 
     run, _ = trained
     best = run / "checkpoints" / "best.pt"
-    images = sorted(tiny_data.parent.glob("img_*.jpg"))[:2]
-    cap = fsgr.Captioner.from_checkpoint(best, device="cpu")
-    from_paths = cap.caption([str(p) for p in images])
-    from_pil = cap.caption([Image.open(p) for p in images])
-    assert from_paths == from_pil and all(isinstance(c, str) for c in from_paths)
-
+    image = _images(tiny_data, 1)[0]
+    expected = fsgr.Captioner.from_checkpoint(best, device="cpu").caption([str(image)])[0]
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff not a jpeg")
-    rc = cli_main(["caption", "--checkpoint", str(best), str(images[0]), str(bad), str(tmp_path / "missing.jpg")])
+    rc = cli_main(["caption", "--checkpoint", str(best), str(image), str(bad), str(tmp_path / "missing.jpg")])
     out, err = capsys.readouterr()
     assert rc == 1
-    assert out.splitlines() == [f"{images[0]}\t{from_paths[0]}"]
+    assert out.splitlines() == [f"{image}\t{expected}"]
     assert "broken.jpg" in err and "missing.jpg" in err and "Traceback" not in err
 
+
+def test_explain_verb_draws_a_png(trained, tiny_data, tmp_path):
+    run, _ = trained
     png = tmp_path / "map.png"
-    assert cli_main(["explain", "--checkpoint", str(best), str(images[0]), "--out", str(png)]) == 0
+    assert cli_main(["explain", "--checkpoint", str(run / "checkpoints" / "best.pt"), str(_images(tiny_data, 1)[0]),
+                     "--out", str(png)]) == 0
     drawn = Image.open(png)
     assert drawn.format == "PNG" and drawn.width == 448 and drawn.height > 448
-    capsys.readouterr()
 
+
+def test_evaluate_verb_prints_and_writes_scores(trained, tmp_path, capsys):
+    run, _ = trained
     preds = tmp_path / "preds.json"
-    assert cli_main(["evaluate", "--checkpoint", str(best), "--split", "test", "--beam", "2", "--out", str(preds)]) == 0
+    assert cli_main(["evaluate", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--split", "test", "--beam", "2",
+                     "--out", str(preds)]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["split"] == "test" and report["num_images"] == 6 and "CIDEr" in report
     # same precision (CPU: fp32), beam and checkpoint as the trainer's final test: the same scores
@@ -121,11 +160,11 @@ def test_captioner_api_and_verbs(trained, tiny_data, tmp_path, capsys):
     assert json.loads((tmp_path / "preds.json.scores.json").read_text())["CIDEr"] == report["CIDEr"]
 
 
-def test_resume_is_bit_exact_mid_epoch(tmp_path, tiny_data):
+def test_resume_is_bit_exact_mid_epoch(tmp_path, tiny_run_config):
     # dropout, Gumbel noise and the contrastive loss all ON: every RNG state must be restored.
     common = {"max_epochs": 2, "xe_most": 2, "contrastive_weight": 0.25}
-    full = _cfg(tmp_path, tiny_data, "full", train=common)
-    part = _cfg(tmp_path, tiny_data, "part", train=common)
+    full = tiny_run_config(tmp_path, "full", train=common)
+    part = tiny_run_config(tmp_path, "part", train=common)
     train(load_config(full, ["train.max_steps=16"]), progress=False)          # 12 steps/epoch: stops in epoch 1
     first = train(load_config(part, ["train.max_steps=7"]), progress=False)   # stops mid-epoch 0
     assert first["status"] == "max_steps"
@@ -138,16 +177,16 @@ def test_resume_is_bit_exact_mid_epoch(tmp_path, tiny_data):
     assert len({round(v, 6) for v in a.values()}) > 8      # the losses really change from step to step
 
 
-def test_new_run_refuses_existing_run_dir(tmp_path, tiny_data):
-    cfg = _cfg(tmp_path, tiny_data, train={"max_steps": 1})
+def test_new_run_refuses_existing_run_dir(tmp_path, tiny_run_config):
+    cfg = tiny_run_config(tmp_path, train={"max_steps": 1})
     train(load_config(cfg), progress=False)
     with pytest.raises(Exception, match="--resume"):
         train(load_config(cfg), progress=False)
 
 
 @pytest.mark.parametrize("artefact", ["metrics.jsonl", "config.yaml", "summary.json", "predictions/val_xe0.json"])
-def test_new_run_refuses_a_run_dir_holding_any_artefact(tmp_path, tiny_data, artefact):
-    cfg = _cfg(tmp_path, tiny_data, train={"max_steps": 1})
+def test_new_run_refuses_a_run_dir_holding_any_artefact(tmp_path, tiny_run_config, artefact):
+    cfg = tiny_run_config(tmp_path, train={"max_steps": 1})
     (tmp_path / "run" / artefact).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / "run" / artefact).write_text("{}")
     with pytest.raises(Exception, match=f"holds a run already.*{artefact.split('/')[0]}.*--resume"):
@@ -155,28 +194,28 @@ def test_new_run_refuses_a_run_dir_holding_any_artefact(tmp_path, tiny_data, art
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [artefact.split("/")[0]]
 
 
-def test_resume_without_a_checkpoint_creates_nothing(tmp_path, tiny_data, capsys):
-    cfg = _cfg(tmp_path, tiny_data, train={"max_steps": 1})
+def test_resume_without_a_checkpoint_creates_nothing(tmp_path, tiny_run_config, capsys):
+    cfg = tiny_run_config(tmp_path, train={"max_steps": 1})
     assert cli_main(["train", str(cfg), "--resume", "--no-progress"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
-def test_non_finite_loss_stops_with_image_ids(tmp_path, tiny_data):
-    cfg = _cfg(tmp_path, tiny_data, train={"lr": 1e30, "lr_warmup_epochs": 0})
+def test_non_finite_loss_stops_with_image_ids(tmp_path, tiny_run_config):
+    cfg = tiny_run_config(tmp_path, train={"lr": 1e30, "lr_warmup_epochs": 0})
     with pytest.raises(NonFiniteLossError, match=r"batch image ids \[\d+.*(checkpoint|no checkpoint)"):
         train(load_config(cfg), progress=False)
 
 
-def test_scst_beam_mode(tmp_path, tiny_data):
-    cfg = _cfg(tmp_path, tiny_data, train={"max_epochs": 1, "xe_most": 1, "max_steps": 14, "contrastive_weight": 0.0},
+def test_scst_beam_mode(tmp_path, tiny_run_config):
+    cfg = tiny_run_config(tmp_path, train={"max_epochs": 1, "xe_most": 1, "max_steps": 14, "contrastive_weight": 0.0},
                scst={"enabled": True, "mode": "beam", "num_samples": 3})
     summary = train(load_config(cfg), progress=False)
     rows = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
     scst = [r for r in rows if r["phase"] == "scst"]
     assert len(scst) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) and 0 <= r["reward"] for r in scst)
     assert summary["scst_mode"] == "beam" and "<eos> dropped" in summary["scst_recipe"]
-    assert scst[0]["lrs"] == {"captioner": pytest.approx(1e-5)}    # backbone frozen in SCST (B27)
+    assert scst[0]["lrs"] == {"captioner": pytest.approx(1e-5)}    # backbone frozen in SCST
 
 
 def _free_port() -> int:
@@ -185,10 +224,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _one_and_two_processes(tmp_path, tiny_data, over):
+def _one_and_two_processes(tmp_path, tiny_run_config, over):
     """Train the same config in one process and under torchrun with two (gloo, CPU); their per-step train rows."""
-    one = _cfg(tmp_path, tiny_data, "one")
-    two = _cfg(tmp_path, tiny_data, "two")
+    one = tiny_run_config(tmp_path, "one")
+    two = tiny_run_config(tmp_path, "two")
     train(load_config(one, over), progress=False)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), "-m", "fsgr", "train", str(two), *over, "--no-progress"]
@@ -205,20 +244,20 @@ NO_NOISE = ["model.dropout=0.0", "model.semantic.gumbel=false", "train.contrasti
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_match_one(tmp_path, tiny_data):
-    a, b = _one_and_two_processes(tmp_path, tiny_data, ["train.max_steps=4", *NO_NOISE, "train.batch_size=20",
-                                                        "data.batching=caption"])
+def test_ddp_two_processes_match_one(tmp_path, tiny_run_config):
+    a, b = _one_and_two_processes(tmp_path, tiny_run_config, ["train.max_steps=4", *NO_NOISE, "train.batch_size=20",
+                                                              "data.batching=caption"])
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]
     assert max(abs(a[s]["loss"] - b[s]["loss"]) for s in a) <= 1e-4
 
 
 @pytest.mark.slow
-def test_ddp_uneven_global_batches_match_one_process(tmp_path, tiny_data):
+def test_ddp_uneven_global_batches_match_one_process(tmp_path, tiny_run_config):
     # 3 images (15 captions) per XE step and 3 images per SCST step over 2 processes: 2 + 1 each step. Beam-mode
     # SCST: sampling would draw from each process's own generator. 24 training images: 8 XE steps, then SCST.
     over = ["train.max_steps=10", *NO_NOISE, "train.batch_size=15", "data.batching=image", "train.max_epochs=1",
             "train.xe_most=1", "scst.enabled=true", "scst.mode=beam", "scst.num_samples=2", "scst.batch_images=3"]
-    a, b = _one_and_two_processes(tmp_path, tiny_data, over)
+    a, b = _one_and_two_processes(tmp_path, tiny_run_config, over)
     assert sorted(a) == sorted(b) == list(range(1, 11))
     assert [a[s]["phase"] for s in sorted(a)] == ["xe"] * 8 + ["scst"] * 2
     for s in a:
@@ -227,9 +266,9 @@ def test_ddp_uneven_global_batches_match_one_process(tmp_path, tiny_data):
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_saves_and_exits_with_its_code(tmp_path, tiny_data, signum, code):
+def test_a_signal_saves_and_exits_with_its_code(tmp_path, tiny_run_config, signum, code):
     # saved and resumable, but not a success: `fsgr train ... && fsgr evaluate ...` must stop
-    cfg = _cfg(tmp_path, tiny_data, train={"max_epochs": 50, "xe_most": 50, "xe_least": 50})
+    cfg = tiny_run_config(tmp_path, train={"max_epochs": 50, "xe_most": 50, "xe_least": 50})
     proc = subprocess.Popen([sys.executable, "-m", "fsgr", "train", str(cfg), "--no-progress"], env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "run" / "metrics.jsonl"
@@ -246,20 +285,20 @@ def test_a_signal_saves_and_exits_with_its_code(tmp_path, tiny_data, signum, cod
     assert state["global_step"] == summary["global_step"] >= 1
 
 
-def test_gradient_accumulation_matches_one_big_batch(tmp_path, tiny_data):
+def test_gradient_accumulation_matches_one_big_batch(tmp_path, tiny_run_config):
     # prompt dropout draws per-image masks from one stream per forward pass, so micro-batches draw others: off here
     over = ["train.max_steps=3", "model.dropout=0.0", "model.semantic.gumbel=false", "train.contrastive_weight=0",
             "train.batch_size=20", "model.backbone.prompts.dropout=0.0"]
-    train(load_config(_cfg(tmp_path, tiny_data, "big"), over), progress=False)
-    train(load_config(_cfg(tmp_path, tiny_data, "acc"), [*over, "train.grad_accum=2"]), progress=False)
+    train(load_config(tiny_run_config(tmp_path, "big"), over), progress=False)
+    train(load_config(tiny_run_config(tmp_path, "acc"), [*over, "train.grad_accum=2"]), progress=False)
     a, b = _losses(tmp_path / "big"), _losses(tmp_path / "acc")
     assert sorted(a) == sorted(b) == [1, 2, 3]
     assert max(abs(a[s] - b[s]) for s in a) <= 1e-5
 
 
-def test_max_steps_at_an_epoch_end_is_not_a_finished_run(tmp_path, tiny_data):
+def test_max_steps_at_an_epoch_end_is_not_a_finished_run(tmp_path, tiny_run_config):
     # 12 steps per epoch: the step budget runs out exactly when epoch 0 ends, with one XE epoch still to go
-    cfg = _cfg(tmp_path, tiny_data, train={"max_epochs": 2, "xe_most": 2, "contrastive_weight": 0.0, "max_steps": 12})
+    cfg = tiny_run_config(tmp_path, train={"max_epochs": 2, "xe_most": 2, "contrastive_weight": 0.0, "max_steps": 12})
     summary = train(load_config(cfg), progress=False)
     assert summary["status"] == "max_steps" and summary["phase"] == "xe" and summary["epoch"] == 1
     assert "test" not in summary                                  # test is scored once, at the real end only
@@ -278,7 +317,7 @@ def test_train_rows_lr_is_the_captioner_lr_in_both_phases(trained):
     assert all(r["lrs"]["backbone"] == pytest.approx(0.1 * r["lr"]) for r in rows if r["phase"] == "xe")
 
 
-def test_validation_loss_uses_the_offline_patch_labels(tmp_path, tiny_data):
+def test_validation_loss_uses_the_offline_patch_labels(tmp_path, tiny_run_config):
     # every patch of every image gets its own label: no patch has a positive, so SupCon is exactly 0 with these
     # labels (the semantic head's online ids, 12 concepts over 16 patches, always have positives)
     import numpy as np
@@ -287,7 +326,7 @@ def test_validation_loss_uses_the_offline_patch_labels(tmp_path, tiny_data):
     labels = np.arange(len(ids) * 16).reshape(len(ids), 16)
     npz = tmp_path / "labels.npz"
     np.savez(npz, image_ids=ids, labels=labels)
-    cfg = _cfg(tmp_path, tiny_data, train={"max_epochs": 1, "xe_most": 1, "contrastive_weight": 0.25},
+    cfg = tiny_run_config(tmp_path, train={"max_epochs": 1, "xe_most": 1, "contrastive_weight": 0.25},
                data={"patch_labels": str(npz)}, eval={"test_at_end": False})
     train(load_config(cfg), progress=False)
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
@@ -296,9 +335,9 @@ def test_validation_loss_uses_the_offline_patch_labels(tmp_path, tiny_data):
     assert val["contrastive"] == 0.0 and val["loss"] == pytest.approx(val["nll"])
 
 
-def test_train_verb_takes_overrides_after_its_flags(tmp_path, tiny_data, capsys):
+def test_train_verb_takes_overrides_after_its_flags(tmp_path, tiny_run_config, capsys):
     # `fsgr train CONFIG --resume train.max_steps=N` is how a stopped run gets a bigger budget
-    cfg = str(_cfg(tmp_path, tiny_data, train={"contrastive_weight": 0.0}))
+    cfg = str(tiny_run_config(tmp_path, train={"contrastive_weight": 0.0}))
     assert cli_main(["train", cfg, "--no-progress", "train.max_steps=1"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["global_step"] == 1
     assert cli_main(["train", cfg, "train.log_every=1", "--resume", "--no-progress", "train.max_steps=2"]) == 0
@@ -382,16 +421,14 @@ def test_a_format_1_checkpoint_still_captions(trained, tiny_data, tmp_path):
     assert fsgr.Captioner.from_checkpoint(v1).caption(images) == fsgr.Captioner.from_checkpoint(best).caption(images)
 
 
-def test_a_checkpoint_finds_its_relative_data_from_another_directory(tmp_path, monkeypatch, capsys):
-    from conftest import make_dataset
-
+def test_a_checkpoint_finds_its_relative_data_from_another_directory(tmp_path, monkeypatch, capsys, tiny_kit):
     work, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
-    data = make_dataset(work / "data", n_train=10, n_val=2, n_test=2)
+    data = tiny_kit.make_dataset(work / "data", n_train=10, n_val=2, n_test=2)
     elsewhere.mkdir()
-    cfg = tiny_config(Path("data") / data.name, Path("runs") / "rel", train={"max_steps": 1},
-                      eval={"test_at_end": False})
+    cfg = tiny_kit.config(Path("data") / data.name, Path("runs") / "rel", train={"max_steps": 1},
+                          eval={"test_at_end": False})
     cfg["data"]["images"] = "data"
-    write_config(work / "rel.yaml", cfg)
+    tiny_kit.write(work / "rel.yaml", cfg)
     monkeypatch.chdir(work)
     assert cli_main(["train", "rel.yaml", "--no-progress"]) == 0
     monkeypatch.chdir(elsewhere)

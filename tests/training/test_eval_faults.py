@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_config, write_config
 from fsgr.config import load_config
 from fsgr.training import engine, train
-from fsgr.training.checkpoint import load_checkpoint
+from fsgr.core.checkpoint import load_checkpoint
 from fsgr.training.logging import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +43,7 @@ def test_a_crashing_java_costs_no_training(tmp_path):
             "eval.test_at_end=false", "eval.beam_size=2"]
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p))
-    proc = subprocess.run([sys.executable, "-m", "fsgr", "train", str(REPO / "configs" / "demo.yaml"), *over,
+    proc = subprocess.run([sys.executable, "-m", "fsgr", "train", "demo", *over,
                            "--no-progress"], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -58,10 +57,8 @@ def test_a_crashing_java_costs_no_training(tmp_path):
     assert "METEOR: failed" in proc.stderr                       # said in the log as well
 
 
-def test_last_checkpoint_is_saved_before_validation(tmp_path, tiny_data, monkeypatch):
-    cfg = load_config(write_config(tmp_path / "c.yaml", tiny_config(tiny_data, tmp_path / "run",
-                                                                    train={"max_epochs": 1, "xe_most": 1,
-                                                                           "contrastive_weight": 0.0})))
+def test_last_checkpoint_is_saved_before_validation(tmp_path, tiny_run_config, monkeypatch):
+    cfg = load_config(tiny_run_config(tmp_path, train={"max_epochs": 1, "xe_most": 1, "contrastive_weight": 0.0}))
 
     def broken(*args, **kwargs):
         raise RuntimeError("evaluation blew up")

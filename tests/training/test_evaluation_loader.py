@@ -6,17 +6,17 @@ from dataclasses import replace
 
 import torch
 
-from conftest import tiny_config, write_config
 from fsgr.config import load_config
+from fsgr.core.build import build_model
 from fsgr.training import setup
 from fsgr.training.evaluation import evaluate_split
 
 
-def test_evaluation_with_worker_processes_matches_in_process(tmp_path, tiny_data):
-    cfg = load_config(write_config(tmp_path / "c.yaml", tiny_config(tiny_data, tmp_path / "run")))
+def test_evaluation_with_worker_processes_matches_in_process(tmp_path, tiny_run_config):
+    cfg = load_config(tiny_run_config(tmp_path))
     data = setup.build_data(cfg)
     torch.manual_seed(0)
-    model, _, _ = setup.build_model(cfg, data.vocab)
+    model, _, _ = build_model(cfg, data.vocab)
     results = {}
     for workers in (0, 2):
         c = replace(cfg, data=replace(cfg.data, workers=workers))

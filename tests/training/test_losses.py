@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from fsgr.training.losses import nll_sum, scst_beam_loss, scst_sample_loss, supcon_loss
 from fsgr.training.schedules import LrSchedule, scst_schedule, xe_schedule
-from fsgr.training.config import ScstConfig, TrainConfig
+from fsgr.recipe_config import ScstConfig, TrainConfig
 
 
 def reference_supcon(features, labels, temperature=0.07, base_temperature=0.07):

@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_config, write_config
 from fsgr.config import load_config
 from fsgr.training import train
-from fsgr.training.checkpoint import load_checkpoint
+from fsgr.core.checkpoint import load_checkpoint
 from fsgr.training.logging import read_metrics
 
 PMA = {"enabled": True, "num_prototypes": 4, "bank_iterations": 3, "tokens_per_step": 8, "refresh_every": 2,
@@ -17,12 +16,10 @@ PMA = {"enabled": True, "num_prototypes": 4, "bank_iterations": 3, "tokens_per_s
 MEMORY = ("bank_k", "bank_v", "bank_valid", "commits", "proto_k", "proto_v", "proto_valid")
 
 
-def _config(tmp_path, tiny_data, name, **train_cfg):
-    cfg = tiny_config(tiny_data, tmp_path / name, train={"max_epochs": 1, "xe_most": 1, "contrastive_weight": 0.0,
-                                                         **train_cfg},
-                      scst={"enabled": True, "mode": "sample", "max_epochs": 1})
-    cfg["model"]["pma"] = dict(PMA)
-    return load_config(write_config(tmp_path / f"{name}.yaml", cfg))
+def _config(tiny_run_config, tmp_path, name, **train_cfg):
+    return load_config(tiny_run_config(tmp_path, name, model={"pma": dict(PMA)},
+                                       train={"max_epochs": 1, "xe_most": 1, "contrastive_weight": 0.0, **train_cfg},
+                                       scst={"enabled": True, "mode": "sample", "max_epochs": 1}))
 
 
 def _memory_state(path):
@@ -31,9 +28,9 @@ def _memory_state(path):
 
 
 @pytest.fixture(scope="module")
-def pma_run(tmp_path_factory, tiny_data):
+def pma_run(tmp_path_factory, tiny_run_config):
     tmp = tmp_path_factory.mktemp("pma")
-    summary = train(_config(tmp, tiny_data, "run"), progress=False)
+    summary = train(_config(tiny_run_config, tmp, "run"), progress=False)
     return tmp, summary
 
 
@@ -55,13 +52,13 @@ def test_demo_trains_with_memory_and_logs_prototypes(pma_run):
     assert torch.isfinite(state["decoder.layers.0.memory.proto_v"]).all()
 
 
-def test_resume_restores_banks_and_prototypes_exactly(pma_run, tmp_path, tiny_data):
+def test_resume_restores_banks_and_prototypes_exactly(pma_run, tmp_path, tiny_run_config):
     tmp, _ = pma_run
-    stopped = train(_config(tmp_path, tiny_data, "resumed", max_steps=5), progress=False)
+    stopped = train(_config(tiny_run_config, tmp_path, "resumed", max_steps=5), progress=False)
     assert stopped["status"] == "max_steps"
     middle = _memory_state(tmp_path / "resumed" / "checkpoints" / "last.pt")
     assert int(middle["decoder.layers.0.memory.commits"]) == 5
-    train(_config(tmp_path, tiny_data, "resumed"), resume=True, progress=False)
+    train(_config(tiny_run_config, tmp_path, "resumed"), resume=True, progress=False)
     straight = _memory_state(tmp / "run" / "checkpoints" / "last.pt")
     resumed = _memory_state(tmp_path / "resumed" / "checkpoints" / "last.pt")
     assert straight.keys() == resumed.keys()

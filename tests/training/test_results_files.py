@@ -10,11 +10,10 @@ from fsgr.cli import main as cli_main
 from fsgr.config import load_config
 from fsgr.training.engine import train
 
-from conftest import tiny_config, write_config
 
 
 @pytest.fixture(scope="module")
-def coco_named(tmp_path_factory, tiny_data):
+def coco_named(tmp_path_factory, tiny_data, tiny_kit):
     """The tiny dataset with COCO file names (COCO_val2014_<12-digit id>.jpg, id = imgid), trained for one XE epoch."""
     root = tmp_path_factory.mktemp("coco_named")
     data = json.loads(tiny_data.read_text())
@@ -24,7 +23,7 @@ def coco_named(tmp_path_factory, tiny_data):
         im["filename"] = name
     ann = root / "dataset_coco.json"
     ann.write_text(json.dumps(data))
-    cfg = write_config(root / "run.yaml", tiny_config(ann, root / "run", train={"max_epochs": 1, "xe_most": 1}))
+    cfg = tiny_kit.write(root / "run.yaml", tiny_kit.config(ann, root / "run", train={"max_epochs": 1, "xe_most": 1}))
     summary = train(load_config(cfg), progress=False)
     return root, data, summary
 

@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import tiny_config, write_config
 import fsgr
 from fsgr.config import load_config
 from fsgr.models.captioner import FSGRCaptioner
@@ -41,9 +40,10 @@ class HostReadRecorder(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _trainer(tmp_path, tiny_data, model=None, **train):
-    cfg = tiny_config(tiny_data, tmp_path / "run", train={"contrastive_weight": 0.25, **train}, model=model or {})
-    trainer = Trainer(load_config(write_config(tmp_path / "cfg.yaml", cfg)), device="cpu", progress=False)
+def _trainer(tmp_path, tiny_run_config, model=None, **train):
+    cfg = tiny_run_config(tmp_path, train={"contrastive_weight": 0.25, **train}, model=model or {})
+    trainer = Trainer(load_config(cfg), device="cpu", progress=False)
+    trainer.setup_model()
     trainer._build_optimizer("xe")
     return trainer
 
@@ -56,8 +56,8 @@ def _batches(trainer, n):
 
 
 @pytest.mark.parametrize("train", [{}, {"grad_accum": 2, "grad_clip": 1.0}])
-def test_xe_step_reads_the_device_once_after_the_optimizer_step(tmp_path, tiny_data, train):
-    trainer = _trainer(tmp_path, tiny_data, **train)
+def test_xe_step_reads_the_device_once_after_the_optimizer_step(tmp_path, tiny_run_config, train):
+    trainer = _trainer(tmp_path, tiny_run_config, **train)
     micro = trainer.cfg.train.grad_accum
     batches = _batches(trainer, 2 * micro)
     trainer._xe_step(batches[:micro])                      # warm-up: optimiser state created
@@ -72,8 +72,8 @@ def test_xe_step_reads_the_device_once_after_the_optimizer_step(tmp_path, tiny_d
     assert recorder.callers["_reduce_step_values"] == 1
 
 
-def test_optimizer_is_fused_where_the_device_supports_it(tmp_path, tiny_data):
-    trainer = _trainer(tmp_path, tiny_data, model={"dropout": 0.0})      # no dropout: both steps see one model
+def test_optimizer_is_fused_where_the_device_supports_it(tmp_path, tiny_run_config):
+    trainer = _trainer(tmp_path, tiny_run_config, model={"dropout": 0.0})      # no dropout: both steps see one model
     assert fused_adam_supported(torch.device("cpu")) == ("cpu" in torch.utils._foreach_utils
                                                           ._get_fused_kernels_supported_devices())
     assert fused_adam_supported(torch.device("cuda"))
@@ -95,9 +95,8 @@ def test_optimizer_is_fused_where_the_device_supports_it(tmp_path, tiny_data):
         assert torch.allclose(value, fused_after[name], atol=1e-6), name
 
 
-def test_compiled_backbone_and_encoder_agree_with_eager(tmp_path, tiny_data):
-    cfg = load_config(write_config(tmp_path / "cfg.yaml", tiny_config(tiny_data, tmp_path / "run",
-                                                                     model={"dropout": 0.0})))
+def test_compiled_backbone_and_encoder_agree_with_eager(tmp_path, tiny_run_config):
+    cfg = load_config(tiny_run_config(tmp_path, model={"dropout": 0.0}))
     torch.manual_seed(0)
     eager = FSGRCaptioner(cfg.model, vocab_size=40).train()
     compiled = copy.deepcopy(eager)

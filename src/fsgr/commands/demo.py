@@ -9,7 +9,7 @@ from __future__ import annotations
 def add_arguments(parser):
     parser.add_argument("--out", default="runs/demo", metavar="DIR", help="run directory (default: %(default)s)")
     parser.add_argument("--config", default=None,
-                        help="demo config (default: configs/demo.yaml here, else the copy shipped in the package)")
+                        help="demo config, a path or a packaged name (default: the packaged demo config)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, e.g. train.max_epochs=2 data.synthetic.num_train=500")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: a GPU if present, else CPU)")

@@ -73,7 +73,7 @@ def main(args) -> int:
     records = [r for r in read_records(cfg.data) if r.split == args.split]
     if not records:
         raise DataError(f"{cfg.data.annotations or cfg.data.format}: no images in split {args.split!r}")
-    from fsgr.training.engine import resolve_amp
+    from fsgr.core.device import resolve_amp
 
     amp_dtype = resolve_amp(cfg.train.amp if args.precision == "train" else
                             ("off" if args.precision == "fp32" else args.precision), captioner.device)

@@ -10,7 +10,7 @@ import json
 
 
 def add_arguments(parser):
-    parser.add_argument("config", help="YAML config (e.g. configs/fsgr_coco.yaml)")
+    parser.add_argument("config", help="a YAML path or a packaged config name (demo, fsgr_coco, fsgr_coco_pma)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. model.decoder.layers=4")
     parser.add_argument("--depth", type=int, default=2, help="module nesting shown in the per-module table (default 2)")
 

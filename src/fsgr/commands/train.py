@@ -12,7 +12,7 @@ from __future__ import annotations
 
 
 def add_arguments(parser):
-    parser.add_argument("config", help="YAML config (e.g. configs/fsgr_coco.yaml)")
+    parser.add_argument("config", help="a YAML path or a packaged config name (demo, fsgr_coco, fsgr_coco_pma)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, e.g. train.max_steps=40 run.dir=runs/x")
     parser.add_argument("--resume", action="store_true",

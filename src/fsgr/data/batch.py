@@ -1,4 +1,5 @@
-"""Typed batches (records -> tensors). Never positional tuples (the reference crashed on a 3-tuple, B21/10c)."""
+"""Typed batches (records -> tensors). Never positional tuples: the reference's evaluation unpacked two fields of a
+3-tuple and crashed."""
 
 from __future__ import annotations
 

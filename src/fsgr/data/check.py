@@ -8,8 +8,13 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Optional
 
+from tqdm import tqdm
+
+from fsgr.data.decode import check_images as check_image_files
 from fsgr.data.problems import Problem
 from fsgr.data.readers import SPLITS, read_records, split_counts
+from fsgr.data.text import tokenize_captions
+from fsgr.data.vocab import Vocab
 
 
 @dataclass
@@ -59,25 +64,21 @@ class CheckReport:
 
 
 def _check_files(paths: list[str], workers: int, progress: bool) -> list[tuple[str, str]]:
-    from fsgr.data.decode import check_images
-
     # small chunks for few images (spread over the workers), at most 64 paths per task (little IPC)
     chunk = max(1, min(64, -(-len(paths) // max(1, workers * 4))))
     chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
     bad: list[tuple[str, str]] = []
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(paths), unit="img", desc="check-data images", file=sys.stderr, mininterval=0.5)
     if workers <= 1 or len(chunks) <= 1:
         for c in chunks:
-            bad.extend(check_images(c))
+            bad.extend(check_image_files(c))
             if bar is not None:
                 bar.update(len(c))
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(check_images, c): len(c) for c in chunks}
+            futures = {pool.submit(check_image_files, c): len(c) for c in chunks}
             for fut in as_completed(futures):
                 bad.extend(fut.result())
                 if bar is not None:
@@ -90,8 +91,6 @@ def _check_files(paths: list[str], workers: int, progress: bool) -> list[tuple[s
 def check_dataset(cfg, vocab_path: Optional[str] = None, check_images: bool = True, workers: int = 1,
                   expect_counts: Optional[tuple[int, int, int]] = None, progress: bool = False) -> CheckReport:
     """Read `cfg`'s annotations collecting (not raising) problems, then check captions, vocabulary and images."""
-    from fsgr.data.text import tokenize_captions
-
     report = CheckReport()
     problems = report.problems
     records = read_records(cfg, problems=problems)
@@ -127,8 +126,6 @@ def check_dataset(cfg, vocab_path: Optional[str] = None, check_images: bool = Tr
     words = tokenize_captions(raws)
     vocab = None
     if vocab_path:
-        from fsgr.data.vocab import Vocab
-
         vocab = Vocab.load(vocab_path)
         report.vocab_size = len(vocab)
     room = cfg.max_len - 2

@@ -38,7 +38,7 @@ class DataConfig:
     length_policy: Literal["truncate", "refuse"] = "truncate"
     batching: Literal["caption", "image"] = "image"   # caption = reference (one sample per caption)
     image_size: int = 224
-    resize: Literal["squash", "clip"] = "squash"      # squash = reference 224x224 bicubic (B25); clip = resize+crop
+    resize: Literal["squash", "clip"] = "squash"      # squash = reference 224x224 bicubic; clip = resize+crop
     jpeg_draft: bool = True             # decode JPEGs at a reduced DCT scale when downscaling (>= 2x faster)
     full_coco: Literal["auto", "require", "off"] = "auto"  # check 113,287/5,000/5,000 when the file is full COCO
     workers: int = 4

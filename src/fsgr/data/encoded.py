@@ -21,7 +21,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from fsgr.data import text
 from fsgr.errors import DataError
+from fsgr.metrics import tokenizer
 from fsgr.files import atomic_write
 
 CACHE_FORMAT = "fsgr-captions-1"
@@ -44,9 +46,6 @@ def resolve_cache_dir(setting: Optional[str]) -> Optional[Path]:
 
 def _tokenizer_fingerprint() -> bytes:
     """The source of everything that decides a caption's words (tokenizer + punctuation filter)."""
-    from fsgr.data import text
-    from fsgr.metrics import tokenizer
-
     h = hashlib.sha256(CACHE_FORMAT.encode())
     for module in (tokenizer, text):
         h.update(Path(module.__file__).read_bytes())
@@ -87,10 +86,8 @@ class TokenizedCaptions:
 
     @classmethod
     def tokenize(cls, records: Sequence) -> "TokenizedCaptions":
-        from fsgr.data.text import tokenize_captions
-
         raws = [c for r in records for c in r.captions]
-        words = tokenize_captions(raws)
+        words = text.tokenize_captions(raws)
         stoi: dict[str, int] = {}
         flat = [stoi.setdefault(w, len(stoi)) for caption in words for w in caption]
         lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))

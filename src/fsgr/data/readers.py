@@ -16,8 +16,11 @@ import os
 from pathlib import Path
 from typing import Iterable, Literal, Optional, Sequence
 
+import numpy as np
+
 from fsgr.data.problems import Problem, report
 from fsgr.data.records import ImageRecord
+from fsgr.data.synthetic import incomplete_reason
 from fsgr.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -137,8 +140,6 @@ def read_m2(folder: str | os.PathLike, images_root: str | os.PathLike, full_coco
     """M2/RSTNet `m2_annotations/`: captions_{train,val}2014.json + coco_{train,restval,dev,test}_ids.npy holding
     ANNOTATION ids. train = train + restval (use_restval=True), val = dev, test = test. Images live in
     images_root/train2014 and images_root/val2014."""
-    import numpy as np
-
     folder, images_root = Path(folder), Path(images_root)
     if not folder.is_dir():
         raise DataError(f"{folder}: M2 annotation folder not found")
@@ -344,8 +345,6 @@ def read_records(cfg, problems: Optional[list[Problem]] = None) -> list[ImageRec
     must have been generated (`fsgr.data.synthetic.generate`, which `fsgr train` and `fsgr demo` call)."""
     fmt = cfg.format
     if fmt == "synthetic":
-        from fsgr.data.synthetic import incomplete_reason
-
         root = Path(cfg.synthetic.root)
         reason = incomplete_reason(root, cfg.synthetic)
         if reason is not None:

@@ -14,6 +14,9 @@ Concepts: "background" + every "colour shape" pair, so colour and shape accuracy
 
 from __future__ import annotations
 
+# Deferred imports: torch, for patch_concepts only, so generating, reading and checking data stays torch-free
+# (`fsgr check-data`, `fsgr build-vocab`).
+
 import json
 import math
 import os

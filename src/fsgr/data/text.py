@@ -2,7 +2,7 @@
 
 Words come from the metrics PTB tokenizer (`fsgr.metrics.tokenizer.ptb_tokenize`), so training and scoring see the
 same words and nothing needs spaCy (the reference used spaCy `en_core_web_sm`, whose model name broke installs).
-The reference then drops a fixed list of punctuation tokens (section 8); we drop the same list.
+The reference then drops a fixed list of punctuation tokens (M2's `data/field.py`); we drop the same list.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Iterable, Literal, Sequence
 
 from fsgr.errors import DataError
+from fsgr.metrics.tokenizer import ptb_tokenize
 
 # The reference's punctuation list (M2 `data/field.py`, nopoints=False: ".." is kept). Same as pycocoevalcap's.
 PUNCTUATION = frozenset(
@@ -22,8 +23,6 @@ LengthPolicy = Literal["truncate", "refuse"]
 
 def tokenize_captions(raws: Sequence[str]) -> list[list[str]]:
     """Many captions at once (one tokenizer call): lower-case words, punctuation tokens dropped."""
-    from fsgr.metrics.tokenizer import ptb_tokenize
-
     if not raws:
         return []
     joined = ptb_tokenize([str(r) for r in raws])

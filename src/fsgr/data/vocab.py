@@ -15,7 +15,9 @@ from collections import Counter, OrderedDict, defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from fsgr.data.text import tokenize_captions
 from fsgr.errors import DataError
+from fsgr.files import atomic_write_text
 
 SPECIALS = ("<unk>", "<pad>", "<bos>", "<eos>")
 FORMAT = "fsgr-vocab-1"
@@ -103,8 +105,6 @@ class Vocab:
         return cls(d["itos"], freqs=d.get("freqs"), source=source)
 
     def save(self, path: str | os.PathLike) -> None:
-        from fsgr.files import atomic_write_text
-
         payload = {**self.to_dict(), "freqs": {w: int(self.freqs[w]) for w in self.itos if w in self.freqs}}
         atomic_write_text(path, json.dumps(payload, ensure_ascii=False, indent=0))
 
@@ -190,8 +190,6 @@ def _load_m2_pickle(raw: bytes, source: str) -> Vocab:
 
 def vocab_from_records(records, splits: Sequence[str] = ("train",), min_freq: int = 5) -> Vocab:
     """Build from the captions of `splits` (ours: train; the reference/M2 used train + val)."""
-    from fsgr.data.text import tokenize_captions
-
     raws = [c for r in records if r.split in splits for c in r.captions]
     if not raws:
         raise DataError(f"no captions in split(s) {', '.join(splits)} to build a vocabulary from")

@@ -32,6 +32,7 @@ import copy
 import io
 import json
 import math
+import multiprocessing as mp
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -42,8 +43,16 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
+from fsgr.core.device import autocast
+from fsgr.data.config import SyntheticConfig
+from fsgr.data.images import CLIP_MEAN, CLIP_STD
+from fsgr.data.synthetic import COLOUR_OF, CONCEPTS, SHAPE_OF, captions_for, concept_id, patch_concepts, render
+from fsgr.models.backbone import csa_attention
+from fsgr.models.clip import build_clip, save_clip
 from fsgr.models.config import ClipConfig
+from fsgr.models.tokenizer import tokenize
 
 OBJECT_TEMPLATES = ("a photo of a {}.", "a {}.", "a {} on a background.", "there is a {} in the picture")
 CODEBOOK_TEMPLATE = "a photo of a {}."
@@ -84,12 +93,6 @@ class PretrainConfig:
 
 def _render_chunk(args) -> list[tuple]:
     """Render image ids [start, stop): (jpeg-round-tripped RGB uint8, label map, boxes, concept ids, caption tokens)."""
-    from PIL import Image
-
-    from fsgr.data.config import SyntheticConfig
-    from fsgr.data.synthetic import captions_for, concept_id, render
-    from fsgr.models.tokenizer import tokenize
-
     start, stop, seed, size, quality, context = args
     cfg = SyntheticConfig(seed=seed, image_size=size, max_objects=MAX_OBJECTS)
     out = []
@@ -130,8 +133,6 @@ def render_pool(start: int, count: int, seed: int, size: int, context: int, qual
     chunk = 250
     jobs = [(s, min(s + chunk, start + count), seed, size, quality, context) for s in range(start, start + count, chunk)]
     if workers and workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
             parts = list(ex.map(_render_chunk, jobs))
     else:
@@ -152,8 +153,6 @@ def render_pool(start: int, count: int, seed: int, size: int, context: int, qual
 
 def normalise(images_uint8: torch.Tensor) -> torch.Tensor:
     """(B, 3, S, S) uint8 -> CLIP-normalised float, as fsgr.data.images does for the demo's files."""
-    from fsgr.data.images import CLIP_MEAN, CLIP_STD
-
     mean = torch.tensor(CLIP_MEAN, device=images_uint8.device).view(1, 3, 1, 1) * 255
     std = torch.tensor(CLIP_STD, device=images_uint8.device).view(1, 3, 1, 1) * 255
     return (images_uint8.float() - mean) / std
@@ -161,9 +160,6 @@ def normalise(images_uint8: torch.Tensor) -> torch.Tensor:
 
 def concept_texts(context: int) -> tuple[list[str], torch.Tensor]:
     """All concept names and their tokens per object template: (names, (T, C, context) long)."""
-    from fsgr.data.synthetic import CONCEPTS
-    from fsgr.models.tokenizer import tokenize
-
     toks = torch.stack([tokenize([t.format(c) for c in CONCEPTS], context_length=context) for t in OBJECT_TEMPLATES])
     return list(CONCEPTS), toks
 
@@ -243,8 +239,6 @@ def _cls_embedding(visual, x: torch.Tensor) -> torch.Tensor:
 def _csa_patches(visual, x: torch.Tensor, norm: str) -> torch.Tensor:
     """MaskCLIP/SCLIP dense features (B, P, E), L2-normalised: the last block with CSA attention on the patches
     entering it, then a plain LayerNorm (as FSGR's prompt_norm starts) or ln_post, and proj."""
-    from fsgr.models.backbone import csa_attention
-
     last = visual.transformer.resblocks[-1]
     z = x[:, 1:]
     z = z + csa_attention(last, z)
@@ -268,15 +262,12 @@ def csa_patch_embeddings(visual, images: torch.Tensor, norm: str = "ln_post") ->
 @torch.no_grad()
 def evaluate_clip(model, pool: Pool, batch: int = 128, autocast_dtype=None) -> dict:
     """Retrieval (image -> its first caption among all held-out first captions, top-1) and dense patch accuracy."""
-    from fsgr.data.synthetic import COLOUR_OF, SHAPE_OF, patch_concepts
-
     was_training = model.training
     model.eval()
     dev = pool.images.device
     ctx = model.context_length
     _, ctoks = concept_texts(ctx)
-    amp = torch.autocast(dev.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
-    with amp:
+    with autocast(dev, autocast_dtype):
         concept_emb = F.normalize(model.encode_text(ctoks[0].to(dev)).float(), dim=-1)           # (C, E)
         img_emb, txt_emb, dense = [], [], {"ln_post": [], "plain_ln": []}
         for s in range(0, len(pool), batch):
@@ -327,8 +318,6 @@ def pretrain(cfg: PretrainConfig, out: Optional[str | os.PathLike], device: str 
              log: Callable[[dict], None] = print, pool: Optional[Pool] = None,
              eval_pool: Optional[Pool] = None) -> tuple[torch.nn.Module, list[dict]]:
     """Train a tiny CLIP; save it to `out` (fp16 values, OpenAI keys) unless out is None. -> (model fp32, log rows)."""
-    from fsgr.models.clip import build_clip
-
     dev = torch.device(device)
     t0 = time.time()
     ccfg = cfg.clip
@@ -364,7 +353,7 @@ def pretrain(cfg: PretrainConfig, out: Optional[str | os.PathLike], device: str 
         for g in opt.param_groups:
             g["lr"] = lr
         images, tokens, positives = make_batch(pool, ctoks, cfg, gen)
-        with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        with autocast(dev, amp_dtype):
             text = F.normalize(model.encode_text(tokens).float(), dim=-1)                          # (B, E)
             if cfg.dense_weight > 0:
                 image, patches = image_and_patch_embeddings(model.visual, images)                  # (B,E), (B,P,E)
@@ -412,8 +401,6 @@ def pretrain(cfg: PretrainConfig, out: Optional[str | os.PathLike], device: str 
 
 
 def _save(model, out) -> None:
-    from fsgr.models.clip import save_clip
-
     half = copy.deepcopy(model).cpu().half()     # fp16 values, as OpenAI's archives; load_clip reads them as fp32
     half.cfg = copy.deepcopy(model.cfg)
     save_clip(half, out)                         # atomic

@@ -30,8 +30,21 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
+from fsgr.core.assets import resolve_clip, resolve_codebook
+from fsgr.data.datasets import EvalDataset, collate_eval
+from fsgr.data.readers import read_records
 from fsgr.data.synthetic import BACKGROUNDS, COLOURS, SHAPES, SIZE_WORDS, PatchLabels, concept_id, relation
+from fsgr.demo.pretrain_clip import csa_patch_embeddings
+from fsgr.demo.run import patch_accuracy
+from fsgr.inference import Captioner
+from fsgr.metrics import score
+from fsgr.models.backbone import FSGRBackbone
+from fsgr.models.clip import load_clip
+from fsgr.models.codebook import load_codebook
+from fsgr.models.config import AdapterConfig, BackboneConfig, PromptConfig
+from fsgr.models.decoding import decode_images
 
 _MENTION = re.compile(r"\b(" + "|".join(COLOURS) + r")\s+(" + "|".join(SHAPES) + r")s?\b")
 _PHRASE = r"(" + "|".join(COLOURS) + r")\s+(" + "|".join(SHAPES) + r")"
@@ -132,17 +145,6 @@ class OracleGrid(nn.Module):
 @torch.no_grad()
 def probe_run(run_dir: str | Path, split: str = "test", oracle: bool = True, batch_images: int = 100,
               max_images: Optional[int] = None) -> dict:
-    from torch.utils.data import DataLoader
-
-    from fsgr.data.datasets import EvalDataset, collate_eval
-    from fsgr.data.readers import read_records
-    from fsgr.demo.pretrain_clip import csa_patch_embeddings
-    from fsgr.demo.assets import resolve_clip, resolve_codebook
-    from fsgr.inference import Captioner
-    from fsgr.metrics import score
-    from fsgr.models.clip import load_clip
-    from fsgr.models.codebook import load_codebook
-    from fsgr.training.evaluation import decode_images
 
     run_dir = Path(run_dir)
     cap = Captioner.from_checkpoint(run_dir / "checkpoints" / "best.pt", device="cpu")
@@ -207,10 +209,6 @@ def probe_run(run_dir: str | Path, split: str = "test", oracle: bool = True, bat
 @torch.no_grad()
 def _frozen_features(backbone, records, cfg, batch_images: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen tiny-CLIP features of records: last-layer patch tokens F (N, P, W) and CSA patches A (N, P, E)."""
-    from torch.utils.data import DataLoader
-
-    from fsgr.data.datasets import EvalDataset, collate_eval
-
     patches, aligned = [], []
     for batch in DataLoader(EvalDataset(records, cfg.data.image_size, cfg.data.resize), batch_size=batch_images,
                             shuffle=False, num_workers=0, collate_fn=collate_eval):
@@ -242,14 +240,6 @@ def linear_probe(run_dir: str | Path, train_images: int = 1000, max_images: Opti
     reads without the semantic grid) and on the CSA patches A (what the head quantises), trained on `train_images`
     training images' patch labels, scored on object patches of the test split, next to the MaskCLIP zero-shot labels
     (A against the codebook) that the semantic grid is built from."""
-    from fsgr.data.readers import read_records
-    from fsgr.demo.assets import resolve_clip, resolve_codebook
-    from fsgr.demo.run import patch_accuracy
-    from fsgr.inference import Captioner
-    from fsgr.models.backbone import FSGRBackbone
-    from fsgr.models.clip import load_clip
-    from fsgr.models.codebook import load_codebook
-    from fsgr.models.config import AdapterConfig, BackboneConfig, PromptConfig
 
     cfg = Captioner.from_checkpoint(Path(run_dir) / "checkpoints" / "best.pt", device="cpu").cfg
     root = Path(cfg.data.synthetic.root)

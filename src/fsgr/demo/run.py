@@ -17,24 +17,28 @@ import os
 import sys
 import time
 from collections import Counter
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
+from torch.utils.data import DataLoader
 
+from fsgr.config import Config, load_config, resolve_config
+from fsgr.core.assets import resolve_clip, resolve_codebook
+from fsgr.core.build import build_model
+from fsgr.data.datasets import EvalDataset, collate_eval
+from fsgr.data.synthetic import COLOUR_OF, CONCEPTS, SHAPE_OF, load_concept_map, patch_concepts
+from fsgr.demo.pretrain_clip import csa_patch_embeddings
 from fsgr.errors import ConfigError, DataError
 from fsgr.files import atomic_write_text
-
-METRICS = "bleu,rouge,cider"
-
-
-def default_config_path() -> Path:
-    """configs/demo.yaml of a source checkout when run from it; else the copy shipped in the package."""
-    local = Path("configs/demo.yaml")
-    if local.is_file():
-        return local
-    return Path(str(resources.files("fsgr").joinpath("assets", "demo.yaml")))
+from fsgr.inference import Captioner, draw_explanation
+from fsgr.metrics import score
+from fsgr.models.clip import load_clip
+from fsgr.models.codebook import load_codebook
+from fsgr.training.engine import train
+from fsgr.training.evaluation import write_predictions
+from fsgr.training.setup import DataBundle, build_data
 
 
 def held_out_index(image_id: int, n: int) -> int:
@@ -60,25 +64,18 @@ def blind_caption(train_records) -> str:
     return counts.most_common(1)[0][0]
 
 
-def _batches(records, size: int, image_size: int, resize: str):
-    from torch.utils.data import DataLoader
-
-    from fsgr.data.datasets import EvalDataset, collate_eval
-
-    return DataLoader(EvalDataset(list(records), image_size, resize), batch_size=size, shuffle=False, num_workers=0,
-                      collate_fn=collate_eval)
+def _batches(records, cfg):
+    """The records' preprocessed images, eval.batch_images at a time, in order."""
+    images = EvalDataset(list(records), cfg.data.image_size, cfg.data.resize, draft=cfg.data.jpeg_draft)
+    return DataLoader(images, batch_size=cfg.eval.batch_images, shuffle=False, num_workers=0, collate_fn=collate_eval)
 
 
 def _truth(root: Path, image_ids: Sequence[int], grid: int) -> torch.Tensor:
-    from fsgr.data.synthetic import load_concept_map, patch_concepts
-
     return torch.stack([patch_concepts(load_concept_map(root, int(i)), grid) for i in image_ids])
 
 
 def patch_accuracy(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     """Accuracy over object patches (truth != background) of concept ids, and of their colour / shape."""
-    from fsgr.data.synthetic import COLOUR_OF, SHAPE_OF
-
     obj = truth != 0
     if not obj.any():
         raise DataError("no object patches in the evaluated images")
@@ -95,13 +92,10 @@ def semantic_head_ids(model, records, cfg, device) -> tuple[list[int], torch.Ten
     """Concept id per patch from the model's semantic head in eval mode (hard argmax): (ids, (N, P))."""
     model.eval()
     ids, out = [], []
-    for batch in _batches(records, cfg.eval.batch_images, cfg.data.image_size, cfg.data.resize):
+    for batch in _batches(records, cfg):
         x = batch.images.to(device)
         enc = model.encode(x)
-        concept_ids = getattr(enc, "concept_ids", None)
-        if concept_ids is None:
-            raise DataError("the model's encode() gives no concept_ids: is the semantic head on?")
-        out.append(concept_ids.cpu())
+        out.append(enc.concept_ids.cpu())
         ids.extend(int(i) for i in batch.image_ids)
     return ids, torch.cat(out)
 
@@ -109,10 +103,8 @@ def semantic_head_ids(model, records, cfg, device) -> tuple[list[int], torch.Ten
 @torch.no_grad()
 def clip_alone_ids(clip, codebook: torch.Tensor, records, cfg) -> tuple[list[int], torch.Tensor]:
     """MaskCLIP/SCLIP patch labels of the tiny CLIP alone: CSA patch features vs the whole codebook."""
-    from fsgr.demo.pretrain_clip import csa_patch_embeddings
-
     ids, out = [], []
-    for batch in _batches(records, cfg.eval.batch_images, cfg.data.image_size, cfg.data.resize):
+    for batch in _batches(records, cfg):
         feats = csa_patch_embeddings(clip.visual, batch.images)                 # (B, P, E)
         out.append((feats @ codebook.t()).argmax(-1))
         ids.extend(int(i) for i in batch.image_ids)
@@ -120,122 +112,144 @@ def clip_alone_ids(clip, codebook: torch.Tensor, records, cfg) -> tuple[list[int
 
 
 def _check_codebook_names(names) -> None:
-    from fsgr.data.synthetic import CONCEPTS
-
     if list(names or []) != list(CONCEPTS):
         raise ConfigError(f"the demo needs a codebook of the shapes concepts in order ({len(CONCEPTS)}: "
                           f"{CONCEPTS[:3]}...), got {len(names or [])} names {list(names or [])[:3]}...")
 
 
-def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None, overrides: Sequence[str] = (),
-             device: Optional[str] = None, progress: bool = True, examples: int = 5) -> dict:
-    from fsgr.config import load_config
-    from fsgr.demo.assets import resolve_clip, resolve_codebook
-    from fsgr.inference import Captioner, draw_explanation
-    from fsgr.metrics import score
-    from fsgr.models.clip import load_clip
-    from fsgr.models.codebook import load_codebook
-    from fsgr.training.engine import train
-    from fsgr.training.setup import build_data, build_model
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
-    t0 = time.time()
-    out = Path(out)
-    config = Path(config) if config else default_config_path()
-    cfg = load_config(config, [f"run.dir={out}", f"data.synthetic.root={out / 'shapes'}", *overrides])
+
+@dataclass
+class DemoData:
+    data: DataBundle
+    test: list                    # the test records
+    truth: torch.Tensor           # (N, P) ground-truth concept of every test patch (0 = background)
+
+
+def demo_config(out: Path, config: Optional[str | os.PathLike], overrides: Sequence[str]) -> tuple[Config, Path]:
+    """The demo config (packaged `demo` unless given) with its run and data directories under `out`."""
+    path = resolve_config(config or "demo")
+    cfg = load_config(path, [f"run.dir={out}", f"data.synthetic.root={out / 'shapes'}", *overrides])
     if cfg.data.format != "synthetic":
-        raise ConfigError(f"{config}: the demo runs on data.format=synthetic, not {cfg.data.format!r}")
+        raise ConfigError(f"{path}: the demo runs on data.format=synthetic, not {cfg.data.format!r}")
     if (out / "checkpoints" / "last.pt").exists():
         raise ConfigError(f"{out}: holds a demo run already; remove it or choose another --out")
-    say = (lambda s: print(s, file=sys.stderr, flush=True))
+    return cfg, path
 
-    say(f"[demo] generating the shapes dataset under {cfg.data.synthetic.root} ...")
-    data = build_data(cfg)                                 # generates it (once) and reads the records
-    root = Path(cfg.data.synthetic.root)
+
+def prepare_data(cfg: Config) -> DemoData:
+    """Generate the shapes dataset (once) and read it; the test images' concept maps at the model's patch grid."""
+    _say(f"[demo] generating the shapes dataset under {cfg.data.synthetic.root} ...")
+    data = build_data(cfg)
     test = data.split("test")
-    t_data = time.time() - t0
     grid = cfg.model.clip.image_resolution // cfg.model.clip.vision_patch_size
-    truth = _truth(root, [r.image_id for r in test], grid)
+    return DemoData(data, test, _truth(Path(cfg.data.synthetic.root), [r.image_id for r in test], grid))
 
-    # the tiny CLIP alone, and the FSGR model before training (identity adapters, fresh prompts)
+
+def patch_baselines(cfg: Config, demo: DemoData) -> dict:
+    """Patch accuracy of the tiny CLIP alone and of the FSGR model before training (identity adapters, fresh
+    prompts): what training has to beat."""
     clip = load_clip(resolve_clip(cfg.model.clip.path))
     codebook = load_codebook(resolve_codebook(cfg.model.semantic.codebook))
     _check_codebook_names(codebook.names)
-    _, clip_pred = clip_alone_ids(clip, codebook.embeddings, test, cfg)
-    clip_alone = patch_accuracy(clip_pred, truth)
-    semantic = cfg.model.semantic.enabled      # off: no head, so patch accuracy and explain.png do not apply
-    untrained_acc = None
-    if semantic:
+    _, clip_pred = clip_alone_ids(clip, codebook.embeddings, demo.test, cfg)
+    untrained_acc = None                          # no semantic head (model.semantic.enabled=false): not applicable
+    if cfg.model.semantic.enabled:
         torch.manual_seed(cfg.train.seed)
-        untrained, _, _ = build_model(cfg, data.vocab)
-        _, untrained_pred = semantic_head_ids(untrained, test, cfg, torch.device("cpu"))
-        untrained_acc = patch_accuracy(untrained_pred, truth)
-        del untrained
-    del clip
+        untrained, _, _ = build_model(cfg, demo.data.vocab)
+        _, untrained_pred = semantic_head_ids(untrained, demo.test, cfg, torch.device("cpu"))
+        untrained_acc = patch_accuracy(untrained_pred, demo.truth)
+    return {"tiny_clip_alone": patch_accuracy(clip_pred, demo.truth), "untrained_fsgr_head": untrained_acc}
 
-    say(f"[demo] training (run directory {out}) ...")
-    t_train = time.time()
+
+def train_demo(cfg: Config, out: Path, device: Optional[str], progress: bool) -> tuple[dict, Path]:
+    """The normal trainer on the demo config -> (its summary, the best-val checkpoint)."""
+    _say(f"[demo] training (run directory {out}) ...")
     summary = train(cfg, device=device, progress=progress)
-    t_train = time.time() - t_train
     best = out / "checkpoints" / "best.pt"
     if not best.is_file():
         raise DataError(f"{best}: training wrote no best checkpoint (status {summary.get('status')})")
+    return summary, best
 
-    say("[demo] scoring the test split with the best-val checkpoint ...")
-    t_eval = time.time()
-    captioner = Captioner.from_checkpoint(best, device=device)   # None: the GPU if present, as training chose
+
+def score_test(cfg: Config, captioner: Captioner, demo: DemoData) -> dict:
+    """Beam-search captions of the test split scored against reduced references, beside the human ceiling on the
+    same references, an image-blind captioner, and the semantic head's patch accuracy."""
+    _say("[demo] scoring the test split with the best-val checkpoint ...")
+    semantic = cfg.model.semantic.enabled      # off: no head, so patch accuracy does not apply
     if semantic:
         _check_codebook_names(captioner.codebook_names)
-    model, dev = captioner.model, captioner.device
     preds: dict[int, str] = {}
-    for batch in _batches(test, cfg.eval.batch_images, cfg.data.image_size, cfg.data.resize):
-        caps = captioner.caption_tensors(batch.images)
-        preds.update({int(i): c for i, c in zip(batch.image_ids, caps)})
-    refs, held = split_references(test)
-    metrics = cfg.eval.metrics
-    test_scores = dict(score(refs, preds, metrics))
-    ceiling = dict(score(refs, held, metrics))
-    blind_text = blind_caption(data.split("train"))
-    blind = dict(score(refs, {i: blind_text for i in refs}, metrics))
+    for batch in _batches(demo.test, cfg):
+        preds.update(zip((int(i) for i in batch.image_ids), captioner.caption_tensors(batch.images)))
+    refs, held = split_references(demo.test)
+    blind_text = blind_caption(demo.data.split("train"))
     head = dict.fromkeys(("accuracy", "colour_accuracy", "shape_accuracy", "object_patches"))
     if semantic:
-        ids, head_pred = semantic_head_ids(model, test, cfg, dev)
-        assert ids == [int(r.image_id) for r in test]
-        head = patch_accuracy(head_pred, truth)
-    t_eval = time.time() - t_eval
+        ids, head_pred = semantic_head_ids(captioner.model, demo.test, cfg, captioner.device)
+        assert ids == [int(r.image_id) for r in demo.test]
+        head = patch_accuracy(head_pred, demo.truth)
+    metrics = cfg.eval.metrics
+    return {"predictions": preds, "test": dict(score(refs, preds, metrics)),
+            "ceiling": dict(score(refs, held, metrics)),
+            "image_blind": dict(score(refs, {i: blind_text for i in refs}, metrics)),
+            "image_blind_caption": blind_text, "head": head}
 
-    from fsgr.training.evaluation import write_predictions
 
+def write_outputs(out: Path, captioner: Captioner, demo: DemoData, preds: dict[int, str],
+                  examples: int) -> tuple[list, Optional[Path]]:
+    """predictions/test_demo.json, explain.png (with a semantic head), and a few example captions beside their
+    references. -> (example rows, explain.png or None)."""
     write_predictions(preds, out / "predictions" / "test_demo.json")
-    example_records = test[:examples]
-    example_caps = captioner.caption([r.path for r in example_records])
-    example_rows = [{"image": str(r.path), "caption": c, "references": list(r.captions)}
-                    for r, c in zip(example_records, example_caps)]
+    records = demo.test[:examples]
+    rows = [{"image": str(r.path), "caption": c, "references": list(r.captions)}
+            for r, c in zip(records, captioner.caption([r.path for r in records]))]
+    if not captioner.cfg.model.semantic.enabled:
+        return rows, None
     # explain the first test image with the most objects: one object says little about patch-to-concept labelling
-    explain_png = None
-    if semantic:
-        objects_per_image = torch.tensor([len(set(row.tolist()) - {0}) for row in truth])
-        exp = captioner.explain(test[int(objects_per_image.argmax())].path)
-        explain_png = out / "explain.png"
-        draw_explanation(exp).save(explain_png, format="PNG")
+    objects_per_image = torch.tensor([len(set(row.tolist()) - {0}) for row in demo.truth])
+    exp = captioner.explain(demo.test[int(objects_per_image.argmax())].path)
+    draw_explanation(exp).save(out / "explain.png", format="PNG")
+    return rows, out / "explain.png"
 
+
+def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None, overrides: Sequence[str] = (),
+             device: Optional[str] = None, progress: bool = True, examples: int = 5) -> dict:
+    t0 = time.time()
+    out = Path(out)
+    cfg, config = demo_config(out, config, overrides)
+    demo = prepare_data(cfg)
+    seconds = {"data": time.time() - t0}
+    baselines = patch_baselines(cfg, demo)
+    t = time.time()
+    summary, best = train_demo(cfg, out, device, progress)
+    seconds["train"] = time.time() - t
+    t = time.time()
+    captioner = Captioner.from_checkpoint(best, device=device)   # None: the GPU if present, as training chose
+    scored = score_test(cfg, captioner, demo)
+    seconds["test"] = time.time() - t
+    example_rows, explain_png = write_outputs(out, captioner, demo, scored["predictions"], examples)
+    head, test_scores, ceiling = scored["head"], scored["test"], scored["ceiling"]
     result = {
-        "test": test_scores, "ceiling": ceiling, "image_blind": blind, "image_blind_caption": blind_text,
+        "test": test_scores, "ceiling": ceiling, "image_blind": scored["image_blind"],
+        "image_blind_caption": scored["image_blind_caption"],
         "semantic_patch_accuracy": head["accuracy"],
         "semantic_colour_accuracy": head["colour_accuracy"],
         "semantic_shape_accuracy": head["shape_accuracy"],
         "object_patches": head["object_patches"],
-        "tiny_clip_alone": clip_alone, "untrained_fsgr_head": untrained_acc,
+        **baselines,
         "cider_vs_ceiling": test_scores["CIDEr"] / ceiling["CIDEr"] if ceiling.get("CIDEr") else None,
-        "num_test_images": len(test), "references_per_image": "all but one (index image_id % n, the ceiling's)",
+        "num_test_images": len(demo.test), "references_per_image": "all but one (index image_id % n, the ceiling's)",
         "beam_size": cfg.eval.beam_size, "scst_mode": cfg.scst.mode,
         "train_summary": {k: summary.get(k) for k in ("status", "phase", "epoch", "global_step", "best_val_cider",
                                                       "best_phase", "best_epoch")},
         "examples": example_rows,
         "seconds": time.time() - t0,
-        "seconds_by_stage": {"data": t_data, "train": t_train, "test": t_eval},
+        "seconds_by_stage": seconds,
         "files": {"metrics": str(out / "metrics.json"), "best": str(best),
-                  "explain": str(explain_png) if explain_png else None,
-                  "predictions": str(out / "predictions" / "test_demo.json"), "run_dir": str(out)},
+                  "explain": str(explain_png) if explain_png else None, "predictions": str(out / "predictions" / "test_demo.json"), "run_dir": str(out)},
         "config": str(config),
     }
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))

@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fsgr.data.images import load_image
 from fsgr.errors import DataError
+from fsgr.models.clip import load_clip
+from fsgr.models.tokenizer import tokenize
 
 PREFIX = "A photo depicts"
 W = 2.5
@@ -55,8 +58,6 @@ class ClipScorer:
     def __init__(self, clip_path: str | os.PathLike, images: str | os.PathLike,
                  file_names: Mapping[Hashable, str] | None = None, device: str | None = None,
                  batch_size: int = 64, w: float = W, prefix: str = PREFIX) -> None:
-        from fsgr.models.clip import load_clip
-
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = load_clip(clip_path).to(self.device).eval()
         self.resolution = self.model.visual.input_resolution
@@ -78,8 +79,6 @@ class ClipScorer:
     @torch.no_grad()
     def image_features(self, image_ids: Sequence[Hashable]) -> np.ndarray:
         """[I, D] L2-normalised image embeddings."""
-        from fsgr.data.images import load_image
-
         todo = [i for i in dict.fromkeys(image_ids) if i not in self._image_cache]
         paths = self.image_paths(todo)
         for lo in range(0, len(todo), self.batch_size):
@@ -93,8 +92,6 @@ class ClipScorer:
     @torch.no_grad()
     def text_features(self, texts: Sequence[str]) -> np.ndarray:
         """[T, D] L2-normalised embeddings of prefix + text."""
-        from fsgr.models.tokenizer import tokenize
-
         todo = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
         context = self.model.context_length
         for lo in range(0, len(todo), 256):

@@ -5,6 +5,8 @@ lacks what it needs raises MetricUnavailable with the reason (reported, never a 
 
 from __future__ import annotations
 
+# Deferred imports: CLIPScore needs torch and a CLIP; `fsgr score` without it stays torch-free.
+
 import json
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
@@ -12,9 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from fsgr.errors import DataError
+from fsgr.metrics.chair import Synonyms, chair, ground_truth
 from fsgr.metrics.java import MetricUnavailable
 from fsgr.metrics.resample import PerImage
 from fsgr.metrics.score import ALL_METRICS, parse_metrics
+from fsgr.metrics.tokenizer import ptb_tokenize
 
 EXTRA_KEYS = {"clipscore": ("CLIPScore",), "refclipscore": ("RefCLIPScore",), "chair": ("CHAIR-i", "CHAIR-s")}
 
@@ -54,14 +58,10 @@ class ClipScoreMetric:
 
 class ChairMetric:
     def __init__(self, instances: Mapping[Hashable, set[str]], refs: Mapping[Hashable, Sequence[str]]) -> None:
-        from fsgr.metrics.chair import Synonyms
-
         self.name, self.keys = "chair", EXTRA_KEYS["chair"]
         self.instances, self.refs, self.synonyms = instances, refs, Synonyms.load()
 
     def __call__(self, image_ids, captions):
-        from fsgr.metrics.chair import chair, ground_truth
-        from fsgr.metrics.tokenizer import ptb_tokenize
 
         ref_flat = ptb_tokenize([r for i in image_ids for r in self.refs[i]])
         ref_tok, k = [], 0
@@ -112,8 +112,7 @@ def build_extra_metrics(names: Sequence[str], args, refs: Mapping[Hashable, Sequ
                                              "ViT-B-32.pt, and --images DIR)"))
                 continue
             if scorer is None:
-                from fsgr.evaluation.clipscore import ClipScorer
-
+                from fsgr.evaluation.clipscore import ClipScorer   # torch and CLIP load only when asked
                 scorer = ClipScorer(args.clip, args.images, file_names, device=args.device)
                 scorer.image_paths(list(refs))  # every image present, before any scoring
             out.append(ClipScoreMetric(name, scorer, refs))

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from fsgr.errors import DataError
+from fsgr.files import atomic_write_text
 
 COCO_NAME = re.compile(r"COCO_(train|val|test)(\d{4})_0*(\d+)$")
 SERVER_SPLITS = ("val2014", "test2014")
@@ -84,6 +85,4 @@ def nocaps_results(captions: Mapping[str, str], image_info: str | Path) -> list[
 
 
 def write_results(path: str | Path, rows: list[dict]) -> Path:
-    from fsgr.files import atomic_write_text
-
     return atomic_write_text(path, json.dumps(rows))

@@ -3,6 +3,9 @@ folder (`hub`) that `fsgr.Captioner.from_pretrained` loads (`pip install fsgr[ex
 
 from __future__ import annotations
 
+# Deferred imports: onnx, onnxruntime and safetensors are the optional extra fsgr[export]; the runner imports the
+# config and captioner only when it loads a model.
+
 import json
 import os
 from pathlib import Path

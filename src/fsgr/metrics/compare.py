@@ -14,8 +14,12 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 import numpy as np
 
 from fsgr.errors import DataError
+from fsgr.metrics.cider import corpus_cider_d
+from fsgr.metrics.diagnostics import caption_diagnostics
+from fsgr.metrics.java import MetricUnavailable
 from fsgr.metrics.resample import PerImage, bootstrap_deltas, resample_counts, summarize
 from fsgr.metrics.score import Scores, parse_metrics, score_tokenized, validate
+from fsgr.metrics.signature import signature
 from fsgr.metrics.tokenizer import ptb_tokenize
 
 
@@ -44,8 +48,6 @@ def score_system(image_ids: list, ref_tok: list[list[str]], preds: Mapping[Hasha
     An extra metric is a callable (image_ids, captions) -> (scores dict, {name: PerImage}) that raises
     `fsgr.metrics.java.MetricUnavailable` when it cannot run (CLIPScore, CHAIR: built by the layers that have
     what they need)."""
-    from fsgr.metrics.java import MetricUnavailable
-
     captions = [preds[i] for i in image_ids]
     tokens = ptb_tokenize(captions)
     per_image: dict[str, PerImage] = {}
@@ -115,8 +117,6 @@ def compare_systems(refs: Mapping[Hashable, Sequence[str]], systems: Mapping[str
     system's per-image CIDEr-D differs most from the baseline's, both captions)}. `extra_metrics`: see
     `score_system` (CLIPScore, CHAIR).
     """
-    from fsgr.metrics.diagnostics import caption_diagnostics
-    from fsgr.metrics.signature import signature
 
     if len(systems) < 1:
         raise DataError("compare: no systems")
@@ -159,8 +159,6 @@ def compare_systems(refs: Mapping[Hashable, Sequence[str]], systems: Mapping[str
 def largest_differences(image_ids: list, ref_tok: list[list[str]], a: ScoredSystem, b: ScoredSystem,
                         top: int) -> list[dict]:
     """The `top` images where b's per-image CIDEr-D is furthest from a's, with both raw captions."""
-    from fsgr.metrics.cider import corpus_cider_d
-
     def per_image_cider(s: ScoredSystem) -> np.ndarray:
         if "cider" in s.per_image:
             return s.per_image["cider"].stats[:, 0]

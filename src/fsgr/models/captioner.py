@@ -1,4 +1,4 @@
-"""The whole FSGR captioner: CLIP backbone -> semantic head -> grid encoder -> caption decoder (spec section 1).
+"""The whole FSGR captioner: CLIP backbone -> semantic head -> grid encoder -> caption decoder.
 
     images (B,3,H,W) --backbone--> F^ (B,P,W), g^ (B,E), A^ (B,P,E)
     att_embed([F^; g^]) -> Q0 / contrastive features (B,P,d)
@@ -10,7 +10,7 @@ Image-level batching: the backbone and encoder run once per image; `image_index`
 Sizes come from the config and the vocabulary handed in; a codebook or state dict of another size is refused with both
 sizes named (the reference's CUDA assert came from a table sized by a stray file). The backbone runs without autograd
 when it has nothing to train, or when the caller says so (`backbone_grad=False`: SCST with
-`model.backbone.train_in_scst=False`, B27) -- an argument, not hidden state.
+`model.backbone.train_in_scst=False`, as REF's SCST) -- an argument, not hidden state.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fsgr.errors import CheckpointError, ConfigError
+from fsgr.models.backbone import FSGRBackbone
+from fsgr.models.clip import build_clip, weights_fingerprint
 from fsgr.models.config import ModelConfig
 from fsgr.models.decoder import Decoder, xavier_init_
 from fsgr.models.encoder import Encoder
@@ -73,11 +75,8 @@ class FSGRCaptioner(nn.Module):
         if cfg.encoder.d_model != cfg.decoder.d_model:
             raise ConfigError(f"model.encoder.d_model {cfg.encoder.d_model} != model.decoder.d_model "
                               f"{cfg.decoder.d_model}: the decoder cross-attends the encoder output")
-        from fsgr.models.backbone import FSGRBackbone
 
         if clip is None:
-            from fsgr.models.clip import build_clip
-
             clip = build_clip(cfg.clip)          # random weights of the configured sizes (summary, tests)
         else:
             self._check_codebook_clip(codebook, clip)
@@ -97,7 +96,7 @@ class FSGRCaptioner(nn.Module):
         self.encoder = Encoder(cfg.encoder, in_dim=embed_dim if text else width, grid=tuple(self.backbone.grid_size),
                                text=text, dropout=cfg.dropout, double_residual=cfg.double_residual)
         self.decoder = Decoder(cfg.decoder, vocab_size, pad_id, cfg.dropout, cfg.double_residual, pma=cfg.pma)
-        if cfg.xavier_init:       # B11: REF's init_weights over encoder + decoder
+        if cfg.xavier_init:       # REF's init_weights over encoder + decoder
             xavier_init_(self.encoder)
             xavier_init_(self.decoder)
         # PMA banks are per rank and prototypes are synchronised at each refresh: DDP must not broadcast them from
@@ -111,7 +110,6 @@ class FSGRCaptioner(nn.Module):
         made_with = getattr(codebook, "clip_fingerprint", None)
         if made_with is None:
             return
-        from fsgr.models.clip import weights_fingerprint
 
         ours = weights_fingerprint(clip)
         if made_with != ours:
@@ -147,7 +145,7 @@ class FSGRCaptioner(nn.Module):
         sem = self.semantic(global_embed, feats.aligned_patches, self.logit_scale)
         grid = tuple(self.backbone.grid_size)
         if self.encoder.text:
-            memory, pos = self.encoder(contrast, sem.grid, grid)                 # B4: att_embed output as queries
+            memory, pos = self.encoder(contrast, sem.grid, grid)                 # queries: att_embed output (REF: F^)
         else:
             memory, pos = self.encoder(patches, None, grid)
         chosen = (sem.topk_ids[:, :, None] == sem.concept_ids[:, None, :]).float()      # (B, k, P) one-hot
@@ -170,13 +168,6 @@ class FSGRCaptioner(nn.Module):
         return CaptionerOutput(logprobs=logprobs, concept_ids=enc.concept_ids, contrast_feats=enc.contrast_feats)
 
     # ------------------------------------------------------------------------------------------------------------
-    def memory_update(self, step: int, phase: str = "xe") -> bool:
-        """Prototypical memory (model.pma): call after every optimiser step with the 1-based global step. Commits
-        the step's sampled keys/values to the banks and refreshes the prototypes every pma.refresh_every steps
-        (frozen in SCST when pma.frozen_in_scst). Every rank must call it (a refresh gathers banks). No-op when the
-        memory is off; returns True when the prototypes were refreshed."""
-        return self.decoder.memory_update(step, phase)
-
     def memory_prototypes(self) -> Optional[int]:
         """Valid prototypes across the decoder's memory layers (metrics.jsonl `memory_prototypes`); None if off."""
         return self.decoder.memory_prototypes()

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsgr.errors import CheckpointError
+from fsgr.files import atomic_write, why_unloadable
 from fsgr.models.config import ClipConfig
 from fsgr.models.tokenizer import tokenize  # noqa: F401  (re-exported: fsgr.models.clip.tokenize is the contract)
 
@@ -287,8 +288,6 @@ def _read_checkpoint(path: Path) -> tuple[dict, dict]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is the same user error: not a weights file
-        from fsgr.files import why_unloadable
-
         raise CheckpointError(f"{path}: not a CLIP checkpoint (TorchScript archive or state dict): "
                               f"{why_unloadable(exc)}") from None
     hints: dict = {}
@@ -356,8 +355,6 @@ def load_clip(path: Union[str, Path]) -> CLIP:
 
 def save_clip(model: CLIP, path: Union[str, Path]) -> None:
     """Save as a plain state dict with OpenAI keys plus the config (head counts are not inferable from weights)."""
-    from fsgr.files import atomic_write
-
     payload = {"format": "fsgr-clip", "version": 1, "clip_config": dataclasses.asdict(model.cfg),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     atomic_write(path, lambda f: torch.save(payload, f))

@@ -5,7 +5,7 @@ File format (`torch.save` of a dict): {"format": "fsgr-codebook", "version": 1, 
 averaged and renormalised, as MaskCLIP / CLIP zero-shot do; "template" is then None),
 "embeddings": (C, E) fp32 L2-normalised, "clip_fingerprint": str (weights_fingerprint of the CLIP that embedded them),
 "embed_dim": E}. `load_codebook` refuses a file whose size, width or CLIP fingerprint does not match what the model
-expects, naming both values. The reference's bare (C, E) tensor files (B12) are accepted too; they carry no names and
+expects, naming both values. The reference's bare (C, E) tensor files are accepted too; they carry no names and
 no fingerprint, so the fingerprint check cannot be made for them (a warning says so).
 """
 
@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from fsgr.errors import CheckpointError, DataError
+from fsgr.files import atomic_write, why_unloadable
+from fsgr.models.clip import tokenize, weights_fingerprint
 
 FORMAT, VERSION = "fsgr-codebook", 1
 DEFAULT_TEMPLATE = "a photo of a {}."
@@ -88,8 +90,6 @@ def read_templates(spec: Union[str, Path]) -> list[str]:
 
 @torch.no_grad()
 def _embed_texts(clip, texts: list[str], batch_size: int) -> torch.Tensor:
-    from fsgr.models.clip import tokenize
-
     device = clip.token_embedding.weight.device
     chunks = []
     for start in range(0, len(texts), batch_size):
@@ -106,8 +106,6 @@ def build_codebook(clip, names: Sequence[str], template: str = DEFAULT_TEMPLATE,
     """Embed `template.format(name)` for every name with the CLIP text tower (on whatever device the CLIP is).
     `templates`: a prompt ensemble instead: per class the mean of the normalised embeddings of every template,
     renormalised (MaskCLIP's codebooks; CLIP's zero-shot classifiers)."""
-    from fsgr.models.clip import weights_fingerprint
-
     ensemble = list(templates) if templates else [template]
     for t in ensemble:
         if "{}" not in t:
@@ -123,8 +121,6 @@ def build_codebook(clip, names: Sequence[str], template: str = DEFAULT_TEMPLATE,
 
 
 def save_codebook(codebook: Codebook, path: Union[str, Path]) -> None:
-    from fsgr.files import atomic_write
-
     payload = {"format": FORMAT, "version": VERSION, "names": codebook.names, "template": codebook.template,
                "templates": codebook.templates,
                "embeddings": codebook.embeddings.detach().float().cpu().contiguous(),
@@ -143,13 +139,11 @@ def load_codebook(path: Union[str, Path], expected_size: Optional[int] = None,
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        from fsgr.files import why_unloadable
-
         raise CheckpointError(f"{path}: not a codebook file: {why_unloadable(exc)}") from None
     if isinstance(obj, torch.Tensor):
         if obj.dim() != 2 or not obj.is_floating_point():
             raise CheckpointError(f"{path}: a bare codebook tensor must be (C, E) floats, got {tuple(obj.shape)} {obj.dtype}")
-        # B12: the reference's raw text-embedding tensor; re-normalising is a no-op for the intended (normalised) file
+        # the reference's raw text-embedding tensor; re-normalising is a no-op for the intended (normalised) file
         codebook = Codebook(names=None, embeddings=F.normalize(obj.float(), dim=-1), template=None, clip_fingerprint=None)
     elif isinstance(obj, dict) and obj.get("format") == FORMAT:
         if obj.get("version") != VERSION:

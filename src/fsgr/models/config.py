@@ -38,27 +38,27 @@ class AdapterConfig:
     first_block: int = 6
     last_block: int = 11
     ratio: float = 0.25         # bottleneck width = ratio * vision width (768 -> 192)
-    zero_init: bool = True      # B8: intended identity init of the up-projection
+    zero_init: bool = True      # intended identity init of the up-projection (the reference re-initialised it)
 
 
 @dataclass
 class BackboneConfig:
     prompts: PromptConfig = field(default_factory=PromptConfig)
     adapters: AdapterConfig = field(default_factory=AdapterConfig)
-    aligned_patches: Literal["csa", "ref"] = "csa"   # B7: SCLIP CSA branch (intended) or REF's plain last-layer tokens
-    train_in_scst: bool = False                       # B27: REF runs the backbone under no_grad in SCST
+    aligned_patches: Literal["csa", "ref"] = "csa"   # SCLIP CSA branch (intended) or REF's plain last-layer tokens
+    train_in_scst: bool = False                       # REF runs the backbone under no_grad in SCST
 
 
 @dataclass
 class SemanticConfig:
     enabled: bool = True        # FSGR "text mode": encoder queries attend to the semantic grid (False = REF run)
     codebook: Optional[str] = None   # codebook file from `fsgr codebook`; None = random (summary/tests only)
-    codebook_size: int = 4585   # RAM tags (REF used COCO's 80, B12); a codebook of another size is refused
+    codebook_size: int = 4585   # RAM tags (REF used COCO's 80); a codebook of another size is refused
     topk: int = 20              # concepts preselected per image by the global feature
     gumbel: bool = True         # straight-through hard Gumbel assignment in training (eval: hard argmax)
     gumbel_tau: float = 1.0
     group_norm: bool = True     # GroupViT group-size normalisation: S_p = t_k(p) / (n_k(p) + 1)
-    ids_from: Literal["assignment", "clean"] = "clean"  # B31: REF's clean argmax (what each patch shows), or the
+    ids_from: Literal["assignment", "clean"] = "clean"  # REF's clean argmax (what each patch shows), or the
     #                                   Gumbel-noised assignment that built S; SupCon's features never see S: docs/fidelity.md
 
 
@@ -73,7 +73,7 @@ class EncoderConfig:
 
 @dataclass
 class DecoderConfig:
-    layers: int = 3             # REF builds 4 (B13)
+    layers: int = 3             # REF builds 4 for a stated 3
     d_model: int = 512
     heads: int = 8
     d_ff: int = 2048
@@ -105,8 +105,8 @@ class PMAConfig:
 @dataclass
 class ModelConfig:
     dropout: float = 0.1
-    double_residual: bool = True   # B18 lineage quirk: LN(q + Do(MHA)) inside the wrapper, then LN(x + Do(.)) again
-    xavier_init: bool = True       # B11: REF re-initialises every >=2-dim encoder/decoder tensor with xavier_uniform
+    double_residual: bool = True   # M2-lineage quirk: LN(q + Do(MHA)) inside the wrapper, then LN(x + Do(.)) again
+    xavier_init: bool = True       # REF re-initialises every >=2-dim encoder/decoder tensor with xavier_uniform
     #                                (word/position tables included); False keeps normal word / sinusoid position init
     clip: ClipConfig = field(default_factory=ClipConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)

@@ -1,9 +1,9 @@
-"""Transformer caption decoder (spec section 6) with an explicit key/value cache for incremental decoding.
+"""Transformer caption decoder with an explicit key/value cache for incremental decoding.
 
 Word embedding and output head are sized from the vocabulary handed in (never from a file: the reference's CUDA
 device-side assert came from a table smaller than the vocabulary). x_t = word_emb(w_t) + pos_emb(t+1), pad -> pos 0.
 Layer: s = Attn_self(x) (causal + key-pad mask) * m_pad; c = Attn_cross(q=s, k=E+PE, v=E) * m_pad; out = PWFF(c) * m_pad,
-each attention sub-layer with the lineage's double residual + LN when `double_residual` (B18). Head: untied, no bias,
+each attention sub-layer with the lineage's double residual + LN when `double_residual`. Head: untied, no bias,
 log_softmax (computed in fp32).
 
 Incremental decoding keeps no state in the module (unlike M2's "stateful" buffers): `init_cache` computes the
@@ -12,7 +12,7 @@ cross-attention keys/values once from the encoder output, and `step` takes a `De
 Prototypical memory (`model.pma`, fsgr.models.memory, docs/pma.md): a layer with memory puts its M key/value
 prototypes in front of its self-attention keys/values, in the full pass and in every incremental step alike (they are
 constant extra keys, not part of the cache). In training mode the layer also records a uniform sample of its token
-keys/values; the training loop commits it to the banks after each optimiser step (`memory_update`).
+keys/values; the trainer's hook commits it to the banks after each optimiser step (`fsgr.training.memory_hook`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from fsgr.models.attention import FeedForward, ResidualAttention
 from fsgr.models.config import DecoderConfig, PMAConfig
-from fsgr.models.memory import PAD_SCORE, LayerMemory, memory_layer_ids, update_memory, valid_prototypes
+from fsgr.models.memory import PAD_SCORE, LayerMemory, memory_layer_ids, valid_prototypes
 
 
 def sinusoid_table(rows: int, d_model: int, pad_row: Optional[int] = 0) -> torch.Tensor:
@@ -78,8 +78,8 @@ class DecoderLayer(nn.Module):
     def forward(self, x: torch.Tensor, self_k: torch.Tensor, self_v: torch.Tensor, self_mask: torch.Tensor,
                 cross_k: torch.Tensor, cross_v: torch.Tensor, m_pad: torch.Tensor) -> torch.Tensor:
         """x (N, L, d); self_k/v (N, h, t, dh) already include x's own keys; m_pad (N, L, 1)."""
-        s = self.self_attention.combine(x, x, self.self_attention.attn.attend(x, self_k, self_v, self_mask)) * m_pad
-        c = self.cross_attention.combine(s, s, self.cross_attention.attn.attend(s, cross_k, cross_v)) * m_pad
+        s = self.self_attention(x, self_k, self_v, self_mask) * m_pad
+        c = self.cross_attention(s, cross_k, cross_v) * m_pad
         return self.feed_forward(c) * m_pad
 
 
@@ -104,7 +104,7 @@ class Decoder(nn.Module):
         self.reset_embeddings()
 
     def reset_embeddings(self) -> None:
-        """Non-xavier init (B11 switch off): N(0, d^-1/2) words with a zero <pad> row, sinusoid positions."""
+        """Non-xavier init (model.xavier_init=false): N(0, d^-1/2) words with a zero <pad> row, sinusoid positions."""
         d = self.word_emb.embedding_dim
         with torch.no_grad():
             nn.init.normal_(self.word_emb.weight, std=d ** -0.5)
@@ -137,43 +137,55 @@ class Decoder(nn.Module):
         scores = torch.rand(valid.shape, device=valid.device).masked_fill(~valid, PAD_SCORE)
         return self.memory_layers()[0].plan(scores)
 
-    def memory_update(self, step: int, phase: str = "xe") -> bool:
-        """Commit this step's samples to the banks; refresh every pma.refresh_every steps (True if it did)."""
-        if self.pma is None:
-            return False
-        return update_memory(self.memory_layers(), self.pma, step, phase)
-
     def memory_prototypes(self) -> Optional[int]:
         """Valid prototypes across the memory layers; None when the memory is off."""
         return None if self.pma is None else valid_prototypes(self.memory_layers())
 
+    # -- the layer stack, shared by the full pass and incremental decoding ---------------------------------------
+    def _layers(self, x: torch.Tensor, valid: torch.Tensor, self_mask: torch.Tensor,
+                cross_kv: list[tuple[torch.Tensor, torch.Tensor]],
+                past_kv: Optional[list[tuple[torch.Tensor, torch.Tensor]]] = None,
+                ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """x (N, L, d) of the L tokens fed now; valid (N, L) their non-pad mask; self_mask (N, 1, L, t+L) over the
+        keys of the past t tokens (past_kv, per layer) and of these. -> hidden states (N, L, d) and every layer's
+        self-attention keys/values including these tokens (what a cache keeps)."""
+        m_pad = valid.unsqueeze(-1)
+        plan = self._record_plan(valid)
+        new_kv = []
+        for i, layer in enumerate(self.layers):
+            k_tok, v_tok = layer.self_attention.project_kv(x, x)
+            k, v = k_tok, v_tok
+            if past_kv is not None:
+                k = torch.cat([past_kv[i][0], k_tok], dim=2)
+                v = torch.cat([past_kv[i][1], v_tok], dim=2)
+            new_kv.append((k, v))
+            mask = self_mask
+            if layer.memory is not None:   # constant extra keys: in front at every step, never cached
+                if plan is not None:
+                    layer.memory.record(k_tok, v_tok, plan)
+                k, v, mask = layer.memory.extend(k, v, self_mask, valid)
+            x = layer(x, k, v, mask, *cross_kv[i], m_pad.to(x.dtype))
+        return x, new_kv
+
+    def _cross_kv(self, memory: torch.Tensor, memory_pos: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every layer's cross-attention keys (from E + PE) and values (from E)."""
+        keys = memory + memory_pos
+        return [layer.cross_attention.project_kv(keys, memory) for layer in self.layers]
+
     # -- full teacher-forced pass ----------------------------------------------------------------------------------
     def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor) -> torch.Tensor:
         """tokens (N, L); memory (N, P, d); memory_pos broadcastable to it -> log-probs (N, L, V) fp32."""
-        n, length = tokens.shape
+        length = tokens.shape[1]
         valid = tokens != self.pad_id                                                   # (N, L)
         causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()
         self_mask = (causal[None] & valid[:, None, :]).unsqueeze(1)                     # (N, 1, L, L) True=attend
-        m_pad = valid.unsqueeze(-1).to(memory.dtype)
-        keys = memory + memory_pos
-        x = self.embed(tokens)
-        plan = self._record_plan(valid)
-        for layer in self.layers:
-            k, v = layer.self_attention.attn.project_kv(x, x)
-            mask = self_mask
-            if layer.memory is not None:
-                if plan is not None:
-                    layer.memory.record(k, v, plan)
-                k, v, mask = layer.memory.extend(k, v, self_mask, valid)
-            ck, cv = layer.cross_attention.attn.project_kv(keys, memory)
-            x = layer(x, k, v, mask, ck, cv, m_pad.to(x.dtype))
+        x, _ = self._layers(self.embed(tokens), valid, self_mask, self._cross_kv(memory, memory_pos))
         return self._logprobs(x)
 
     # -- incremental decoding ------------------------------------------------------------------------------------
     def init_cache(self, memory: torch.Tensor, memory_pos: torch.Tensor) -> DecoderCache:
         """Empty self-attention cache and the cross-attention K/V of every layer, computed once."""
-        keys = memory + memory_pos
-        cross = [layer.cross_attention.attn.project_kv(keys, memory) for layer in self.layers]
+        cross = self._cross_kv(memory, memory_pos)
         n = memory.shape[0]
         empty = memory.new_zeros(n, 0, 0, 0)
         return DecoderCache(self_k=[empty] * len(self.layers), self_v=[empty] * len(self.layers),
@@ -184,32 +196,17 @@ class Decoder(nn.Module):
         """Feed one token per row: tokens (N,) -> log-probs (N, V) fp32 for the next token, and the grown cache."""
         t = cache.length
         x = self.embed(tokens[:, None], first_position=t)                                  # (N, 1, d)
-        valid = tokens != self.pad_id
-        key_valid = torch.cat([cache.key_valid, valid[:, None]], dim=1)                    # (N, t+1)
+        valid = (tokens != self.pad_id)[:, None]                                           # (N, 1)
+        key_valid = torch.cat([cache.key_valid, valid], dim=1)                             # (N, t+1)
         self_mask = key_valid[:, None, None, :]                                            # (N, 1, 1, t+1)
-        m_pad = valid[:, None, None].to(x.dtype)
-        plan = self._record_plan(valid[:, None])
-        new_k, new_v = [], []
-        for i, layer in enumerate(self.layers):
-            k_tok, v_tok = layer.self_attention.attn.project_kv(x, x)
-            k, v = k_tok, v_tok
-            if t:
-                k = torch.cat([cache.self_k[i], k], dim=2)
-                v = torch.cat([cache.self_v[i], v], dim=2)
-            new_k.append(k)
-            new_v.append(v)
-            mask = self_mask
-            if layer.memory is not None:   # constant extra keys: in front at every step, never cached
-                if plan is not None:
-                    layer.memory.record(k_tok, v_tok, plan)
-                k, v, mask = layer.memory.extend(k, v, self_mask, valid[:, None])
-            x = layer(x, k, v, mask, cache.cross_k[i], cache.cross_v[i], m_pad)
-        cache = replace(cache, self_k=new_k, self_v=new_v, key_valid=key_valid)
+        past = list(zip(cache.self_k, cache.self_v)) if t else None
+        x, kv = self._layers(x, valid, self_mask, list(zip(cache.cross_k, cache.cross_v)), past)
+        cache = replace(cache, self_k=[k for k, _ in kv], self_v=[v for _, v in kv], key_valid=key_valid)
         return self._logprobs(x[:, 0]), cache
 
 
 def xavier_init_(module: nn.Module) -> None:
-    """B11 (REF/M2 `init_weights`): xavier_uniform on every parameter with >= 2 dims, embeddings included."""
+    """REF/M2 `init_weights` (model.xavier_init): xavier_uniform on every >= 2-dim parameter, embeddings included."""
     for p in module.parameters():
         if p.dim() > 1:
             nn.init.xavier_uniform_(p)

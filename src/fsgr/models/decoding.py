@@ -3,11 +3,11 @@
 `model` is anything with `.decoder` (`fsgr.models.decoder.Decoder`) and `.bos_id/.eos_id/.pad_id` (the captioner);
 `encoded` anything with `.memory` (B, P, d) and `.memory_pos` (broadcastable to memory). The model's train/eval mode
 is the caller's choice (SCST decodes in train mode). Outputs hold the generated tokens WITHOUT <bos>, <eos> included,
-<pad> after it (<pad> and <bos> are never generated), always padded to `max_len` columns (token log-probs 0 there). Consecutive-duplicate removal belongs to
-`fsgr.data.vocab.Vocab.decode(ids, collapse_repeats=True)`, not here.
+<pad> after it (<pad> and <bos> are never generated), always padded to `max_len` columns (token log-probs 0 there).
+Consecutive-duplicate removal belongs to `fsgr.data.vocab.Vocab.decode(ids, collapse_repeats=True)`, not here.
 
-Beam search follows the M2 reference (section 9): no length penalty; a finished beam is carried on with <pad> at an
-unchanged score (every other continuation is -inf); beam indices use floor division (B20); it stops early once every
+Beam search follows the M2 Transformer's: no length penalty; a finished beam is carried on with <pad> at an
+unchanged score (every other continuation is -inf); beam indices use floor division (M2's `/` became true division in torch 1.6); it stops early once every
 beam of every image has ended. `use_cache=False` re-runs the decoder over the whole prefix at each step (the baseline
 of benchmarks/bench_decode.py and the reference for the cache-equality test).
 
@@ -217,7 +217,7 @@ def _beam_search(model, encoded, k: int, max_len: int, return_all: bool, use_cac
             scores = candidates.gather(1, flat)
         else:
             scores, flat = candidates.topk(k, dim=1)                           # sorted, best first
-        beam = torch.div(flat, vocab, rounding_mode="floor")                   # B20: floor division
+        beam = torch.div(flat, vocab, rounding_mode="floor")                   # floor, not true, division
         word = flat - beam * vocab
         word_lp = logprobs.view(b, k * vocab).gather(1, flat)
         t = tokens.shape[-1]
@@ -288,3 +288,14 @@ def decode(model, encoded, settings: DecodeSettings, return_all: bool = False) -
         return BeamResult(tokens=tokens, token_logprobs=lps, seq_logprob=result.seq_logprob[:, 0])
     return beam_search(model, encoded, beam_size=settings.beam_size, max_len=settings.max_len, return_all=return_all,
                        **settings.controls())
+
+
+@torch.no_grad()
+def decode_images(model, images: torch.Tensor, vocab, beam_size: int, max_len: int,
+                  controls: dict | None = None) -> list[str]:
+    """Captions (the best beam; greedy when beam_size <= 1) of preprocessed images already on the model's device.
+    `controls`: min_len / length_penalty / no_repeat_ngram (DecodeSettings). Mixed precision is the caller's: wrap
+    the call in `fsgr.core.device.autocast`."""
+    settings = DecodeSettings(beam_size=beam_size, max_len=max_len, **(controls or {}))
+    tokens = decode(model, model.encode(images), settings).tokens
+    return [vocab.decode(row, collapse_repeats=True) for row in tokens.cpu().tolist()]

@@ -1,10 +1,12 @@
-"""Grid encoder (spec section 5): 2-D sine position encoding, relative-geometry attention bias, FSGR text mode.
+"""Grid encoder: 2-D sine position encoding, relative-geometry attention bias, FSGR text mode.
 
-text=True (FSGR): queries Q0 = LN_e(att_embed([F^; g^])) (the B4 fix: REF fed the 768-d F^ and crashed) attend to
-KV = LN_e(pixel_embed(S)), the semantic grid, which is held fixed across layers; visual tokens never self-attend.
+text=True (FSGR): queries Q0 = LN_e(att_embed([F^; g^])) (the evident intent: REF fed the 768-d F^ and crashed in
+LN(512)) attend to KV = LN_e(pixel_embed(S)), the semantic grid, which is held fixed across layers; visual tokens never
+self-attend.
 text=False (the REF run): X0 = LN_e(pixel_embed(F^)) and each layer is self-attention over X_l.
 Every layer uses the geometry-biased attention w = softmax(log(max(G, 1e-6)) + QK^T/sqrt(dk)), implemented by passing
-log(max(G, 1e-6)) to SDPA as an additive float mask. Grids never pad, so there is no padding mask (B15).
+log(max(G, 1e-6)) to SDPA as an additive float mask. Grids never pad, so there is no padding mask (REF derived one from
+zero feature sums of LayerNorm outputs, which can mask real tokens).
 """
 
 from __future__ import annotations
@@ -110,9 +112,8 @@ class EncoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor,
                 bias: Optional[torch.Tensor]) -> torch.Tensor:
-        query_in = x + pos
-        att = self.attention.attn(query_in, kv + pos, kv, bias)
-        return self.feed_forward(self.attention.combine(x, query_in, att))
+        k, v = self.attention.project_kv(kv + pos, kv)
+        return self.feed_forward(self.attention(x, k, v, bias, queries=x + pos))
 
 
 class Encoder(nn.Module):

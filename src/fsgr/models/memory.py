@@ -16,17 +16,18 @@ Everything that matters for resuming is a persistent buffer (banks, validity, ri
 model's state_dict -- hence every checkpoint -- carries it. The staging reservoir is not persistent: it is empty at
 every optimiser-step boundary, which is where checkpoints are written.
 
-Data parallel: each rank fills its own banks (the captioner tells DDP not to broadcast these buffers); at a refresh
-every rank contributes an equal share of its bank to an all_gather, all ranks cluster the same union with the same
-seed, and rank 0's prototypes are broadcast so that they are bitwise identical everywhere (scatter/index_add on GPUs
-is not bitwise deterministic).
+When to commit, refresh, freeze in SCST, and how ranks share banks under DDP are training's rules
+(`fsgr.training.memory_hook`); the captioner tells DDP not to broadcast these buffers.
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn as nn
 
+from fsgr.errors import ConfigError
 from fsgr.models.config import PMAConfig
 
 EMPTY_SCORE = -2.0          # staging slot holds nothing
@@ -221,30 +222,17 @@ class LayerMemory(nn.Module):
         return k, v, mask
 
     # -- refresh -------------------------------------------------------------------------------------------------
-    def _bank_points(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Valid bank rows as (h, n, dh) fp32 keys and values; under DDP the union of every rank's equal share."""
-        k, v, valid = self.bank_k, self.bank_v, self.bank_valid
-        world, rank = _world()
-        if world > 1:
-            import torch.distributed as dist
-
-            share = k.shape[0] // world
-            mine = slice(rank, rank + share * world, world)
-            parts = []
-            for t in (k[mine].contiguous(), v[mine].contiguous(), valid[mine].to(torch.uint8).contiguous()):
-                out = [torch.empty_like(t) for _ in range(world)]
-                dist.all_gather(out, t)
-                parts.append(torch.cat(out))
-            k, v, valid = parts[0], parts[1], parts[2].bool()
-        idx = valid.nonzero().squeeze(1)
-        return k.index_select(0, idx).float().transpose(0, 1), v.index_select(0, idx).float().transpose(0, 1)
-
     @torch.no_grad()
-    def refresh(self, generator: torch.Generator) -> int:
-        """K-Means of the key bank -> key prototypes; kNN value average -> value prototypes. Returns the number of
-        valid prototypes (M, or the number of bank points while the bank holds fewer than M)."""
+    def refresh(self, generator: torch.Generator,
+                bank: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None) -> int:
+        """K-Means of the key bank -> key prototypes; kNN value average -> value prototypes. `bank`: (keys, values,
+        valid) rows to cluster instead of this layer's own (the trainer's hook passes every rank's share under DDP).
+        Returns the number of valid prototypes (M, or the number of bank points while the bank holds fewer)."""
+        k, v, valid = bank if bank is not None else (self.bank_k, self.bank_v, self.bank_valid)
         with torch.autocast(self.bank_k.device.type, enabled=False):
-            keys, values = self._bank_points()
+            idx = valid.nonzero().squeeze(1)
+            keys = k.index_select(0, idx).float().transpose(0, 1)                    # (h, n, dh)
+            values = v.index_select(0, idx).float().transpose(0, 1)
             n = keys.shape[1]
             m = min(self.num_prototypes, n)
             self.proto_k.zero_()
@@ -255,27 +243,11 @@ class LayerMemory(nn.Module):
                 self.proto_k[:, :m] = centres
                 self.proto_v[:, :m] = knn_average(centres, keys, values, self.knn)
                 self.proto_valid[:m] = True
-        world, _ = _world()
-        if world > 1:
-            import torch.distributed as dist
-
-            for t in (self.proto_k, self.proto_v):
-                dist.broadcast(t, 0)
         return m
-
-
-def _world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
 
 
 def memory_layer_ids(cfg: PMAConfig, num_layers: int) -> list[int]:
     """Which decoder layers carry memory; refuses ids outside the decoder."""
-    from fsgr.errors import ConfigError
-
     ids = list(range(num_layers)) if cfg.layers is None else sorted(set(cfg.layers))
     bad = [i for i in ids if not 0 <= i < num_layers]
     if bad:
@@ -289,30 +261,6 @@ def memory_layer_ids(cfg: PMAConfig, num_layers: int) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------------------ all layers
-def update_memory(layers: list[LayerMemory], cfg: PMAConfig, step: int, phase: str = "xe") -> bool:
-    """After optimiser step `step` (1-based global step): push the staged samples into the banks and refresh the
-    prototypes when step % R == 0. Nothing moves in SCST when `frozen_in_scst`. Returns True on a refresh."""
-    if phase == "scst" and cfg.frozen_in_scst:
-        for mem in layers:
-            mem.clear_stage()
-        return False
-    for mem in layers:
-        mem.commit()
-    if step % cfg.refresh_every:
-        return False
-    refresh_memory(layers, cfg, step)
-    return True
-
-
-def refresh_memory(layers: list[LayerMemory], cfg: PMAConfig, step: int) -> None:
-    """Re-cluster every layer's bank; the seed depends on (cfg.seed, step, layer) only, so ranks and resumed runs
-    draw the same initial centres."""
-    for i, mem in enumerate(layers):
-        gen = torch.Generator(device=mem.bank_k.device)
-        gen.manual_seed((cfg.seed * 1_000_003 + step * 101 + i) % (2 ** 63))
-        mem.refresh(gen)
-
-
 def valid_prototypes(layers: list[LayerMemory]) -> int:
     """Valid prototypes summed over the memory layers (the heads of a layer share one count; one host sync)."""
     if not layers:

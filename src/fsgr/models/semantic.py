@@ -1,4 +1,4 @@
-"""MaskCLIP-style semantic head (spec section 3): quantise every patch onto one concept of a frozen text codebook.
+"""MaskCLIP-style semantic head: quantise every patch onto one concept of a frozen text codebook.
 
 1. preselect the top-k concepts of each image by the cosine of its global embedding with the codebook;
 2. patch-concept logits L = exp(logit_scale) * T_b A^T (B, k, P);
@@ -7,7 +7,7 @@
 4. group-size normalisation (GroupViT): Y~_kp = Y_kp / (sum_p Y_kp + 1) (`group_norm`);
 5. semantic grid S = Y~^T T_b (B, P, E), and the global concept id of each patch (B, P).
 
-B31: REF returns the clean argmax ids even in training, where the Gumbel-noised assignment that built S can differ.
+REF returns the clean argmax ids even in training, where the Gumbel-noised assignment that built S can differ.
 These ids label the patch contrastive loss, whose features (att_embed of [F^_p; g^]) are computed from the patch,
 never from S: the clean argmax says what the patch shows, the noisy one adds label noise. So `ids_from="clean"` (REF,
 default); `ids_from="assignment"` returns the ids of the assignment that built S.

@@ -22,6 +22,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Iterable
 
+import torch
+
 SOT, EOT = "<|startoftext|>", "<|endoftext|>"
 
 
@@ -272,8 +274,6 @@ def tokenize(texts: str | list[str], context_length: int = 77, truncate: bool = 
     """Token ids (LongTensor [B, context_length]) as OpenAI's `clip.tokenize`: [SOT] + BPE + [EOT], zero-padded.
 
     A text longer than the context raises ValueError naming it, unless `truncate` (then its last id becomes EOT)."""
-    import torch
-
     if isinstance(texts, str):
         texts = [texts]
     tok = default_tokenizer()

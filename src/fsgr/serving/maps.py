@@ -113,12 +113,12 @@ def word_attention(model, encoded, tokens: list[int], bos_id: int) -> torch.Tens
     maps = []
     for layer in dec.layers:
         sa, ca = layer.self_attention, layer.cross_attention
-        k, v = sa.attn.project_kv(x, x)
+        k, v = sa.project_kv(x, x)
         mask = self_mask
         if layer.memory is not None:
             k, v, mask = layer.memory.extend(k, v, self_mask, valid)
-        s = sa.combine(x, x, sa.attn.attend(x, k, v, mask)) * m_pad                     # the cross queries' input
-        ck, cv = ca.attn.project_kv(keys, memory)                                        # (1, h, P, dh)
+        s = sa(x, k, v, mask) * m_pad                                                    # the cross queries' input
+        ck, cv = ca.project_kv(keys, memory)                                             # (1, h, P, dh)
         q = ca.attn.split_heads(ca.attn.q_proj(s))                                       # (1, h, L, dh)
         maps.append((q @ ck.transpose(-1, -2) / ca.attn.d_head ** 0.5).softmax(dim=-1).mean(dim=1)[0])  # (L, P)
         x = layer(x, k, v, mask, ck, cv, m_pad)

@@ -27,8 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import yaml
+
+from fsgr.config import load_config, to_dict
+from fsgr.core.checkpoint import config_differences
+from fsgr.data.readers import read_records
 from fsgr.errors import ConfigError, FsgrError
 from fsgr.files import atomic_write_text
+from fsgr.metrics.compare import compare_systems
+from fsgr.metrics.score import parse_metrics
+from fsgr.training.engine import train
 
 # a comma starts the next override only when a `key=` follows it, so `train.lr_milestones=[2,3]` stays one override
 _OVERRIDE_SPLIT = re.compile(r",(?=\s*[A-Za-z_][\w.]*\s*=)")
@@ -57,8 +65,6 @@ def parse_variant(text: str) -> Variant:
 
 def train_seeds(config: str | Path, common: Sequence[str], seeds: int) -> list[int]:
     """train.seed of seed 0..N-1: the config's train.seed (after the common overrides) + i."""
-    from fsgr.config import load_config
-
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: need at least one seed")
     base = load_config(config, list(common)).train.seed
@@ -71,8 +77,6 @@ def run_dir(out: Path, variant: Variant, seed: int) -> Path:
 
 def run_config(config: str | Path, variant: Variant, seed: int, out: Path, common: Sequence[str] = ()):
     """The resolved config of one (variant, seed) run: config + common overrides + the variant's + seed and place."""
-    from fsgr.config import load_config
-
     return load_config(config, [*common, *variant.overrides, f"train.seed={seed}",
                                 f"run.dir={run_dir(out, variant, seed)}", "eval.test_at_end=true"])
 
@@ -93,10 +97,6 @@ _IRRELEVANT = ("run.", "data.workers", "data.pin_memory", "data.persistent_worke
 
 def _check_same_config(directory: Path, cfg) -> None:
     """Refuse a run directory whose saved config is not this run's: a stale run would corrupt the table."""
-    import yaml
-
-    from fsgr.config import to_dict
-    from fsgr.training.checkpoint import config_differences
 
     saved = directory / "config.yaml"
     if not saved.is_file():
@@ -112,8 +112,6 @@ def run_all(config: str | Path, variants: Sequence[Variant], seeds: int, out: st
             common: Sequence[str] = (), device: Optional[str] = None, progress: bool = True,
             say=lambda s: print(s, file=sys.stderr, flush=True)) -> dict[tuple[str, int], dict]:
     """Train + test every (variant, seed) not finished yet. -> {(variant name, seed): run summary}."""
-    from fsgr.training.engine import train
-
     if not variants:
         raise ConfigError("no variants: give at least one --variant NAME[=key=value,...]")
     names = [v.name for v in variants]
@@ -173,15 +171,10 @@ def tabulate(config: str | Path, variants: Sequence[Variant], seeds: int, out: s
     """Read every run's test predictions and write OUT/ablation.json and OUT/ablation.md. -> the JSON object.
     finished_only: tabulate the seeds that every variant has finished (a sweep cut short or still running); else
     every seed must be."""
-    from fsgr.data.readers import read_records
-    from fsgr.metrics.compare import compare_systems
-    from fsgr.training.evaluation import metric_names
-
-    from fsgr.config import load_config
 
     out = Path(out)
     first = load_config(config, list(common))      # data and metrics every variant shares (pairing needs that)
-    metrics = metric_names(first.eval.metrics)
+    metrics = parse_metrics(first.eval.metrics)
     test = [r for r in read_records(first.data) if r.split == "test"]
     if first.eval.max_images is not None:
         test = test[: first.eval.max_images]

@@ -40,37 +40,6 @@ def init_distributed(device: torch.device) -> DistInfo:
                     local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def pick_device(requested: str | None, info_local_rank: int) -> torch.device:
-    """`requested` (e.g. 'cpu', 'cuda', 'cuda:1') or the local GPU of this process if there is one. A device that is
-    not a device or is not usable here is refused (ConfigError) before anything is built on it."""
-    if requested:
-        from fsgr.errors import ConfigError
-
-        try:
-            device = torch.device(requested)
-        except (RuntimeError, ValueError):
-            raise ConfigError(f"--device {requested!r}: not a device; use cpu, cuda, cuda:N or mps") from None
-        # a bare 'cuda' means this process's GPU (torchrun: LOCAL_RANK), not "whichever is current"
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", info_local_rank)
-        if device.type == "meta":
-            raise ConfigError(f"--device {requested!r}: the meta device holds no data; use cpu, cuda, cuda:N or mps")
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"--device {requested}: CUDA is not available here (a CPU build of torch, or no GPU "
-                              f"visible)")
-        if device.type == "cuda" and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {requested}: there are {torch.cuda.device_count()} CUDA device(s) here")
-        if device.type not in ("cpu", "cuda"):
-            try:
-                torch.empty(0, device=device)
-            except Exception as exc:  # noqa: BLE001 - whatever the backend says, the device is unusable here
-                raise ConfigError(f"--device {requested}: not available here ({type(exc).__name__})") from None
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda", info_local_rank)
-    return torch.device("cpu")
-
-
 def all_reduce_sum(values: list[float], device: torch.device, info: DistInfo) -> list[float]:
     if not info.enabled:
         return list(values)

@@ -1,11 +1,14 @@
-"""The training loop: XE (+ patch SupCon), then SCST; one readable loop with its state in one dataclass.
+"""The training recipe: XE (+ patch SupCon), then SCST, as named steps (torchtune's recipe shape).
 
     train(cfg, resume=False) -> summary dict
+    Trainer(cfg).setup() -> .train() -> .save(name) ... -> .cleanup()
 
 Everything that decides what the next step computes lives in `TrainState` (phase, epoch, step within the epoch, global
 step, best score, patience) plus the model/optimiser/scaler/RNG states; all of it goes into every checkpoint, so
-`--resume` continues bit-for-bit. Data parallelism: torchrun env -> DDP for XE (gradients averaged in backward),
-explicit gradient all-reduce for SCST (decoding does not go through DDP's forward). Rank 0 alone writes files.
+`--resume` continues bit-for-bit. What an epoch's validation score does to that state (keep XE, switch to SCST, stop)
+is the pure function `fsgr.training.state.end_of_epoch`. Data parallelism: torchrun env -> DDP for XE (gradients
+averaged in backward), explicit gradient all-reduce for SCST (decoding does not go through DDP's forward). Rank 0
+alone writes files.
 
 Loss normalisation: a step's NLL is sum(token NLL) / (number of target tokens in the whole global batch), so one
 process and N processes (and any gradient accumulation) optimise and log the same number.
@@ -15,69 +18,61 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import random
 import signal
 import sys
+import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import torch
+import torch.distributed
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils import _foreach_utils
+from tqdm import tqdm
 
 from fsgr.config import Config, save_config, to_dict
+from fsgr.core import checkpoint as ckpt_io
+from fsgr.core.build import build_model
+from fsgr.core.device import autocast, pick_device, resolve_amp
 from fsgr.errors import CheckpointError, ConfigError, FsgrError
 from fsgr.files import atomic_write_text, why_not_writable
+from fsgr.metrics.reward import CiderDReward
 from fsgr.metrics.signature import run_signature
-from fsgr.training import checkpoint as ckpt_io
-from fsgr.training.distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier, broadcast_object,
-                                       init_distributed, pick_device, shutdown)
-from fsgr.training.losses import (num_targets, scst_baseline, scst_beam_loss, scst_sample_loss, supcon_loss,
+from fsgr.models import decoding
+from fsgr.training import setup
+from fsgr.training.distributed import (all_gather_objects, all_reduce_sum, barrier, broadcast_object, init_distributed,
+                                       shutdown)
+from fsgr.training.evaluation import TokenizedReferences, evaluate_split
+from fsgr.training.logging import MetricsLogger, NullLogger
+from fsgr.training.losses import (num_targets, patch_contrastive_loss, scst_baseline, scst_beam_loss, scst_sample_loss,
                                   through_eos_mask, token_nll)
+from fsgr.training.memory_hook import MemoryHook
 from fsgr.training.schedules import LrSchedule, scst_schedule, xe_schedule
+from fsgr.training.state import PhaseRules, TrainState, end_of_epoch
+
+# what a run writes into run.dir: a new run refuses a run.dir holding any of them (a non-empty folder, or a file)
+RUN_ARTEFACTS = ("checkpoints", "config.yaml", "metrics.jsonl", "summary.json", "predictions", "tensorboard")
+EOS_WORD = "eos"   # the word that stands for <eos> in SacreEOS-standard rewards (PTB-safe, no angle brackets)
+SCST_RECIPES = {
+    "sample": "SCST standard (SacreEOS): 5 multinomial samples/image, mean-of-others baseline, <eos> in the reward, "
+              "CIDEr-D with training-set document frequencies",
+    "beam": "SCST M2/FSGR: beam 5 as samples, mean-of-beams baseline, <eos> dropped from the reward, CIDEr-D with "
+            "training-set document frequencies",
+}
 
 
 class NonFiniteLossError(FsgrError):
-    """The loss became NaN/inf: training stops (the reference kept going with a NaN running mean, section 10b)."""
-
-
-@dataclass
-class TrainState:
-    phase: str = "xe"                # "xe" | "scst" | "done"
-    epoch: int = 0                   # epoch index within the phase
-    step_in_epoch: int = 0           # optimiser steps already taken in this epoch (resume skips their batches)
-    global_step: int = 0             # optimiser steps in total, both phases
-    best_score: float = -math.inf    # best val CIDEr so far (both phases)
-    best_phase: str = ""
-    best_epoch: int = -1
-    patience: int = 0
-    xe_epochs: int = 0               # XE epochs completed (the switch rules count these)
-    status: str = "running"          # "running" | "finished" | "max_steps" | "interrupted"
-
-
-def resolve_amp(mode: str, device: torch.device) -> Optional[torch.dtype]:
-    """None = fp32. auto: bf16 on GPUs that support it, else fp16 (+GradScaler); fp32 on CPU."""
-    if mode == "off" or device.type == "cpu":
-        if mode in ("bf16", "fp16") and device.type == "cpu":
-            raise ConfigError(f"train.amp={mode}: mixed precision is for GPUs; use train.amp=auto or off on CPU")
-        return None
-    if mode == "bf16":
-        return torch.bfloat16
-    if mode == "fp16":
-        return torch.float16
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
+    """The loss became NaN/inf: training stops (the reference kept going, averaging NaN into its running loss)."""
 
 
 def fused_adam_supported(device: torch.device) -> bool:
     """Fused Adam (all parameters in one kernel; with GradScaler, no host sync for the inf check) where the device
     type has it in this torch build (CUDA; CPU from torch 2.4; MPS, XPU)."""
-    from torch.utils import _foreach_utils
-
     supported = getattr(_foreach_utils, "_get_fused_kernels_supported_devices", lambda: ["cuda"])()
     return device.type in supported
 
@@ -99,34 +94,83 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_config(cfg: Config, world_size: int) -> None:
+    """Refuse settings the recipe cannot run, before anything is built."""
+    t = cfg.train
+    # any global batch splits over any number of processes (fsgr.data.sampling); only a batch with fewer
+    # items than processes x micro-batches is refused (image batching: checked once images/step are known)
+    if t.batch_size < world_size * t.grad_accum:
+        raise ConfigError(f"train.batch_size={t.batch_size} is smaller than processes ({world_size}) x "
+                          f"train.grad_accum ({t.grad_accum})")
+    if cfg.scst.enabled and cfg.scst.batch_images < world_size:
+        raise ConfigError(f"scst.batch_images={cfg.scst.batch_images} is smaller than the number of "
+                          f"processes ({world_size})")
+    if cfg.scst.enabled and cfg.scst.mode == "sample" and cfg.scst.num_samples < 2:
+        raise ConfigError("scst.mode=sample needs scst.num_samples >= 2 (mean-of-others baseline)")
+    if t.contrastive_weight > 0 and not cfg.model.semantic.enabled and not cfg.data.patch_labels:
+        raise ConfigError("train.contrastive_weight > 0 needs patch labels: model.semantic.enabled=true (online "
+                          "concept ids) or data.patch_labels (offline); or set train.contrastive_weight=0")
+
+
 class Trainer:
     def __init__(self, cfg: Config, resume: bool = False, device: str | None = None, progress: bool = True):
-        from fsgr.training import setup
-
         if not cfg.run.base_dir:     # recorded in config.yaml and every checkpoint: relative data paths stay findable
             cfg = replace(cfg, run=replace(cfg.run, base_dir=os.getcwd()))
-        self.cfg = cfg
-        self.resume = resume
-        self.dist = init_distributed(pick_device(device, _env_local_rank()))
-        self.device = pick_device(device, self.dist.local_rank)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        self.progress = progress and self.dist.is_main
+        self.cfg, self.resume, self.requested_device, self.progress = cfg, resume, device, progress
         self.run_dir = Path(cfg.run.dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
+        self.rules = PhaseRules.from_config(cfg)
+        self.state = TrainState()
+        self.dist = None
+        self.logger = NullLogger()
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.schedule: Optional[LrSchedule] = None
+        self._ddp: Optional[DDP] = None
+        self._reward: Optional[CiderDReward] = None       # built at the first SCST step (train-set DF)
+        self._stop_signal: Optional[int] = None
+        self._previous_handlers: Optional[dict] = None
+        self._loss_window: list[float] = []                 # train losses since the last logged row
+        self.last_eval: dict[str, Any] = {}
+        self.test_result: Optional[dict[str, Any]] = None   # the best checkpoint's test scores, once scored
+        self._said_unavailable: dict[str, str] = {}         # metric -> reason already printed
+        self._tokenized_refs: dict[str, TokenizedReferences] = {}   # split -> its references (built once per run)
+
+    # ================================================================== setup
+    def setup(self) -> None:
+        """Everything a run needs: `setup_model()`, then the run directory, the optimiser (or the checkpoint to
+        resume), config.yaml, the logger and the signal handlers."""
+        self.setup_model()
+        self._prepare_run_dir()
+        if self.resume:
+            self._restore()
+        else:
+            self._build_optimizer("xe")
+        if self.dist.is_main:
+            save_config(self.cfg, self.run_dir / "config.yaml")
+            self.logger = MetricsLogger(self.run_dir)
+        self._install_signal_handlers()
+
+    def setup_model(self) -> None:
+        """Processes and device, data (captions tokenised once), the model and what trains it; no file written
+        (`fsgr train --fast-dev-run` stops here)."""
+        cfg = self.cfg
+        self.dist = init_distributed(pick_device(self.requested_device, _env_local_rank()))
+        self.device = pick_device(self.requested_device, self.dist.local_rank)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.progress = self.progress and self.dist.is_main
         # before anything is read, built or written; rank 0 decides (the others may start after it wrote config.yaml)
         problem = broadcast_object(self._run_dir_problem() if self.dist.is_main else None, self.dist)
         if problem is not None:
             raise problem
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
-        self._check_batch_sizes()
+        check_config(cfg, self.dist.world_size)
         seed_everything(cfg.train.seed)
-
         started = time.perf_counter()
         self.data = setup.build_data(cfg)                 # records per split, vocab, captions tokenised once
         self.data_setup_seconds = time.perf_counter() - started
         self.vocab = self.data.vocab
-        self.model, self.codebook_names, self.codebook_fingerprint = setup.build_model(cfg, self.vocab)
+        self.model, self.codebook_names, self.codebook_fingerprint = build_model(cfg, self.vocab)
         resolution = self.model.backbone.visual.input_resolution     # from the CLIP's weights when it is loaded
         if resolution != cfg.data.image_size:
             raise ConfigError(f"data.image_size={cfg.data.image_size}: this CLIP takes {resolution}x{resolution} "
@@ -134,20 +178,10 @@ class Trainer:
         self.model.to(self.device)
         if cfg.train.compile:
             compile_backbone_and_encoder(self.model)
-        self.state = TrainState()
+        self.memory = MemoryHook.for_decoder(self.model.decoder, self.dist)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.loader_generator = torch.Generator()
-        self.optimizer = None
-        self.schedule: Optional[LrSchedule] = None
-        self._ddp = None
-        self._reward = None
-        self._stop_signal: Optional[int] = None
-        self.logger = None
-        self.last_eval: dict[str, Any] = {}
-        self._tokenized_refs: dict[str, Any] = {}     # split -> TokenizedReferences (built once per run)
-        self._said_unavailable: dict[str, str] = {}   # metric -> reason already printed
 
-    # ------------------------------------------------------------------ set-up helpers
     def _run_dir_problem(self) -> Optional[FsgrError]:
         """--resume needs run.dir/checkpoints/last.pt; a new run needs a run.dir without any run artefact."""
         last = self.ckpt_dir / "last.pt"
@@ -165,27 +199,16 @@ class Trainer:
                              f"it or choose another run.dir")
         return None
 
-    def _check_batch_sizes(self) -> None:
-        t, w = self.cfg.train, self.dist.world_size
-        # any global batch splits over any number of processes (fsgr.data.sampling); only a batch with fewer
-        # items than processes x micro-batches is refused (image batching: checked once images/step are known)
-        if t.batch_size < w * t.grad_accum:
-            raise ConfigError(f"train.batch_size={t.batch_size} is smaller than processes ({w}) x "
-                              f"train.grad_accum ({t.grad_accum})")
-        if self.cfg.scst.enabled and self.cfg.scst.batch_images < w:
-            raise ConfigError(f"scst.batch_images={self.cfg.scst.batch_images} is smaller than the number of "
-                              f"processes ({w})")
-        if self.cfg.scst.enabled and self.cfg.scst.mode == "sample" and self.cfg.scst.num_samples < 2:
-            raise ConfigError("scst.mode=sample needs scst.num_samples >= 2 (mean-of-others baseline)")
-        if t.contrastive_weight > 0 and not self.cfg.model.semantic.enabled and not self.cfg.data.patch_labels:
-            raise ConfigError("train.contrastive_weight > 0 needs patch labels: model.semantic.enabled=true (online "
-                              "concept ids) or data.patch_labels (offline); or set train.contrastive_weight=0")
+    def _prepare_run_dir(self) -> None:
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "predictions").mkdir(exist_ok=True)
+        barrier(self.dist)
 
     def _build_optimizer(self, phase: str) -> None:
-        model = self.model
-        groups = model.parameter_groups()
+        groups = self.model.parameter_groups()
         if phase == "scst" and not self.cfg.model.backbone.train_in_scst:
-            for p in groups.get("backbone", []):   # B27 made explicit: no backbone gradients in SCST
+            for p in groups.get("backbone", []):   # the reference's SCST optimiser held no backbone
                 p.requires_grad_(False)
             groups = {k: v for k, v in groups.items() if k != "backbone"}
         param_groups = [{"params": [p for p in ps if p.requires_grad], "name": name} for name, ps in groups.items()]
@@ -196,43 +219,11 @@ class Trainer:
         self.schedule = xe_schedule(self.cfg.train) if phase == "xe" else scst_schedule(self.cfg.scst)
         self._ddp = None
         if self.dist.enabled and phase == "xe":
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             ids = [self.device.index] if self.device.type == "cuda" else None
             unused = self.cfg.train.find_unused_parameters
             if unused is None:
                 unused = self.cfg.train.contrastive_weight == 0
             self._ddp = DDP(self.model, device_ids=ids, find_unused_parameters=unused)
-
-    def _trainable(self) -> list[torch.Tensor]:
-        return [p for g in self.optimizer.param_groups for p in g["params"]]
-
-    # ------------------------------------------------------------------ checkpoints
-    def _checkpoint(self) -> dict[str, Any]:
-        rng = all_gather_objects(ckpt_io.rng_state(self.loader_generator), self.dist)
-        return {
-            "format_version": ckpt_io.FORMAT_VERSION,
-            "config": to_dict(self.cfg),
-            "vocab_itos": list(self.vocab.itos),
-            "codebook_names": self.codebook_names,
-            "codebook_fingerprint": self.codebook_fingerprint,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": asdict(self.schedule),
-            "scaler": self.scaler.state_dict(),
-            "rng": rng,                         # one entry per rank
-            "state": asdict(self.state),
-            "world_size": self.dist.world_size,
-            "last_eval": self.last_eval,
-        }
-
-    def save(self, name: str) -> Path:
-        path = self.ckpt_dir / f"{name}.pt"
-        payload = self._checkpoint()            # every rank takes part (RNG gather)
-        if self.dist.is_main:
-            ckpt_io.atomic_save(payload, path)
-        barrier(self.dist)
-        return path
 
     def _restore(self) -> None:
         path = self.ckpt_dir / "last.pt"
@@ -249,67 +240,48 @@ class Trainer:
         self.last_eval = ckpt.get("last_eval", {})
         ckpt_io.set_rng_state(ckpt["rng"][self.dist.rank], self.loader_generator)
 
-    # ------------------------------------------------------------------ the run
-    def run(self) -> dict[str, Any]:
-        from fsgr.training.logging import MetricsLogger, NullLogger
-
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "predictions").mkdir(exist_ok=True)
-        barrier(self.dist)
-        if self.resume:
-            self._restore()
-        else:
-            self._build_optimizer("xe")
-        if self.dist.is_main:
-            save_config(self.cfg, self.run_dir / "config.yaml")
-        self.logger = MetricsLogger(self.run_dir) if self.dist.is_main else NullLogger()
-        previous = self._install_signal_handlers()
-        try:
-            self._loop()
-            if self.state.status == "finished" and self.cfg.eval.test_at_end:
-                self._test_best()
-        finally:
-            self._restore_signal_handlers(previous)
-            self.logger.close()
-        return self.summary()
-
-    def _loop(self) -> None:
-        st, cfg = self.state, self.cfg
-        while st.phase != "done":
+    # ================================================================== train
+    def train(self) -> dict[str, Any]:
+        """Epochs until the phase rules say done (or a step budget / signal stops the run); then test the best."""
+        while self.state.phase != "done":
             if self._steps_exhausted():   # the budget ran out at an epoch end: stopped, not finished (no test)
-                st.status = "max_steps"
-                path = self.save("last")
-                self._say(f"stopped (max_steps) before {st.phase} epoch {st.epoch}; saved {path}; continue with "
-                          f"--resume")
-                return
-            lrs = self.schedule.apply(self.optimizer, st.epoch)
-            self._log({"kind": "lr", "phase": st.phase, "epoch": st.epoch, "step": st.global_step, "lr": lrs})
-            self._say(f"[{st.phase} epoch {st.epoch}] lr " + ", ".join(f"{k} {v:.3g}" for k, v in lrs.items()))
+                return self._stop("max_steps", f"before {self.state.phase} epoch {self.state.epoch}")
+            self._start_epoch()
             outcome = self._train_epoch()
             if outcome != "complete":
-                st.status = outcome
-                path = self.save("last")
-                self._say(f"stopped ({outcome}) at {st.phase} epoch {st.epoch} step {st.step_in_epoch}; "
-                          f"saved {path}; continue with --resume")
-                return
+                st = self.state
+                return self._stop(outcome, f"at {st.phase} epoch {st.epoch} step {st.step_in_epoch}")
             self._end_of_epoch()
             if self._signal_agreed():
-                st.status = "interrupted"
-                self._say(f"stopped (signal) after {st.phase} epoch {st.epoch - 1}; continue with --resume")
-                return
-        st.status = "finished"
+                self.state.status = "interrupted"
+                self._say(f"stopped (signal) after {self.state.phase} epoch {self.state.epoch - 1}; continue with "
+                          f"--resume")
+                return self.summary()
+        self.state.status = "finished"
         self.save("last")
+        if self.cfg.eval.test_at_end:
+            self._test_best()
+        return self.summary()
+
+    def _stop(self, status: str, where: str) -> dict[str, Any]:
+        self.state.status = status
+        path = self.save("last")
+        self._say(f"stopped ({status}) {where}; saved {path}; continue with --resume")
+        return self.summary()
 
     def _steps_exhausted(self) -> bool:
         return self.cfg.train.max_steps is not None and self.state.global_step >= self.cfg.train.max_steps
 
-    # ------------------------------------------------------------------ one epoch
-    def _train_epoch(self) -> str:
-        from fsgr.training import setup
-
+    def _start_epoch(self) -> None:
         st = self.state
-        scst = st.phase == "scst"
+        lrs = self.schedule.apply(self.optimizer, st.epoch)
+        self._log({"kind": "lr", "phase": st.phase, "epoch": st.epoch, "step": st.global_step, "lr": lrs})
+        self._say(f"[{st.phase} epoch {st.epoch}] lr " + ", ".join(f"{k} {v:.3g}" for k, v in lrs.items()))
+
+    def _train_epoch(self) -> str:
+        """Optimiser steps to the end of the epoch: "complete", or why it stopped early ("interrupted",
+        "max_steps"; the position is in the state, so --resume continues mid-epoch)."""
+        st, scst = self.state, self.state.phase == "scst"
         loader = setup.train_loader(self.cfg, self.data, self.dist, epoch=st.epoch + (1000 if scst else 0),
                                     start_step=st.step_in_epoch, scst=scst, generator=self.loader_generator)
         steps_total = setup.steps_per_epoch(loader, self.cfg, scst)
@@ -318,64 +290,49 @@ class Trainer:
                               f"({self.cfg.scst.batch_images if scst else self.cfg.train.batch_size})")
         micro = 1 if scst else self.cfg.train.grad_accum
         self.model.train()
-        it = iter(loader)
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=steps_total, initial=st.step_in_epoch, desc=f"{st.phase} {st.epoch}", unit="step",
-                       dynamic_ncols=True, file=sys.stderr)
-        window: list[float] = []
-        try:
+        self._loss_window = []
+        batches = iter(loader)
+        with self._progress_bar(steps_total) as bar:
             while st.step_in_epoch < steps_total:
-                batches = [next(it) for _ in range(micro)]
-                t0 = time.perf_counter()
-                values = self._scst_step(batches[0]) if scst else self._xe_step(batches)
-                st.step_in_epoch += 1
-                st.global_step += 1
-                self.model.memory_update(st.global_step, st.phase)   # PMA bank push / refresh (no-op: memory off)
-                window.append(values["loss"])
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
-                if st.global_step % self.cfg.train.log_every == 0 or st.step_in_epoch == steps_total:
-                    row = {"kind": "train", "phase": st.phase, "epoch": st.epoch, "step": st.global_step,
-                           "step_in_epoch": st.step_in_epoch, **values,
-                           "loss_avg": float(np.mean(window)),
-                           "lr": self._main_lr(),
-                           "lrs": {g["name"]: g["lr"] for g in self.optimizer.param_groups},
-                           "step_time_s": time.perf_counter() - t0}
-                    if (prototypes := self.model.memory_prototypes()) is not None:
-                        row["memory_prototypes"] = prototypes
-                    self._log(row)
-                    window = []
+                values = self._train_step([next(batches) for _ in range(micro)], steps_total)
+                bar.update(1)
+                bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
                 if st.step_in_epoch == steps_total:
                     break
-                if self._stop_requested(values):
+                if values["_stop"]:
                     return "interrupted"
                 if self._steps_exhausted():
                     return "max_steps"
-        finally:
-            if bar is not None:
-                bar.close()
         return "complete"
 
-    def _main_lr(self) -> float:
-        """The LR that train.lr / scst.lr set (the captioner group), not whichever group happens to come first."""
+    def _train_step(self, batches: list, steps_total: int) -> dict[str, float]:
+        """One optimiser step: forward, losses, backward and step (XE or SCST), memory update, log."""
+        st, t0 = self.state, time.perf_counter()
+        values = self._scst_step(batches[0]) if st.phase == "scst" else self._xe_step(batches)
+        st.step_in_epoch += 1
+        st.global_step += 1
+        self.memory.after_step(st.global_step, st.phase)   # PMA bank commit / refresh (no-op: memory off)
+        self._loss_window.append(values["loss"])
+        if st.global_step % self.cfg.train.log_every == 0 or st.step_in_epoch == steps_total:
+            self._log_train_row(values, time.perf_counter() - t0)
+        return values
+
+    def _log_train_row(self, values: dict[str, float], step_time: float) -> None:
+        st = self.state
         lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
-        return lrs.get("captioner", self.optimizer.param_groups[0]["lr"])
-
-    def _stop_requested(self, values: dict) -> bool:
-        return bool(values.get("_stop", 0))
-
-    def _signal_agreed(self) -> bool:
-        flag = 1.0 if self._stop_signal is not None else 0.0
-        return all_reduce_sum([flag], self.device, self.dist)[0] > 0
+        row = {"kind": "train", "phase": st.phase, "epoch": st.epoch, "step": st.global_step,
+               "step_in_epoch": st.step_in_epoch, **values, "loss_avg": float(np.mean(self._loss_window)),
+               # the LR that train.lr / scst.lr set (the captioner group), not whichever group comes first
+               "lr": lrs.get("captioner", self.optimizer.param_groups[0]["lr"]), "lrs": lrs,
+               "step_time_s": step_time}
+        if (prototypes := self.model.memory_prototypes()) is not None:
+            row["memory_prototypes"] = prototypes
+        self._log(row)
+        self._loss_window = []
 
     # ------------------------------------------------------------------ XE
     def _xe_step(self, batches) -> dict[str, float]:
-        cfg, dev, w = self.cfg.train, self.device, self.dist.world_size
-        pad = self.vocab.pad_id
+        cfg, dev, w, pad = self.cfg.train, self.device, self.dist.world_size, self.vocab.pad_id
         # the denominator of the NLL: target tokens of the WHOLE global batch (all processes, all micro-batches);
         # SupCon (a mean per micro-batch) is weighted by the micro-batch's share of the global batch's images
         global_targets, global_images = all_reduce_sum(
@@ -385,19 +342,16 @@ class Trainer:
         parts = []                                    # per micro-batch: loss, nll, contrastive (this process's share)
         for i, batch in enumerate(batches):
             batch = batch.to(dev, non_blocking=True)
-            sync = self._ddp.no_sync() if (self._ddp is not None and i < len(batches) - 1) else contextlib.nullcontext()
-            with sync:
-                with self._autocast():
+            last = i == len(batches) - 1                # DDP all-reduces gradients on the last micro-batch only
+            with self._ddp.no_sync() if self._ddp is not None and not last else contextlib.nullcontext():
+                with autocast(dev, self.amp_dtype):
                     out = module(batch.images, batch.tokens, batch.image_index)
                 nll = token_nll(out.logprobs, batch.tokens, pad) / global_targets
                 loss = nll * w                               # DDP averages gradients over the w processes
                 con = torch.zeros((), device=dev)
                 if cfg.contrastive_weight > 0:
-                    labels = batch.patch_labels if batch.patch_labels is not None else out.concept_ids.detach()
-                    feats = out.contrast_feats
-                    con = supcon_loss(feats.reshape(-1, feats.shape[-1]), labels.reshape(-1),
-                                      cfg.contrastive_temperature, cfg.contrastive_base_temperature,
-                                      cfg.contrastive_chunk) * (len(batch.image_ids) / global_images * w)
+                    share = len(batch.image_ids) / global_images * w
+                    con = patch_contrastive_loss(out, batch.patch_labels, cfg) * share
                     loss = loss + cfg.contrastive_weight * con
                 self.scaler.scale(loss).backward()
             parts.append(torch.stack([loss / w, nll, con / w]).detach().float())
@@ -405,6 +359,74 @@ class Trainer:
         # the step's one read back to the host, after all its work is queued (no sync inside the step)
         sums = torch.stack(parts).cpu().double().sum(0)
         return self._reduce_step_values(sums, batches)
+
+    # ------------------------------------------------------------------ SCST
+    def _scst_step(self, batch) -> dict[str, float]:
+        sc, dev, w = self.cfg.scst, self.device, self.dist.world_size
+        batch = batch.to(dev, non_blocking=True)
+        tokens, logprobs = self._scst_rollout(batch.images)                # (B, k, T) each
+        rewards = self._scst_rewards(tokens, batch.image_ids)             # (B, k)
+        advantage = rewards - scst_baseline(rewards, sc.mode)
+        mask = through_eos_mask(tokens, self.vocab.eos_id)   # generated tokens up to and including the first <eos>
+        if sc.mode == "sample":
+            loss_sum, count = scst_sample_loss(logprobs, mask, advantage)
+        else:
+            loss_sum, count = scst_beam_loss(logprobs * mask, advantage, sc.max_len)
+        global_count, global_samples = all_reduce_sum([float(count), float(rewards.numel())], dev, self.dist)
+        loss = loss_sum / global_count
+        self.scaler.scale(loss * w).backward()
+        if self.dist.enabled:
+            self._all_reduce_gradients()
+        part = torch.stack([loss.detach().float(), rewards.sum().detach() / global_samples])
+        self._optimizer_step()
+        part = part.cpu().double()          # read back once the step's work is queued
+        return self._reduce_step_values(part, [batch], names=("loss", "reward"))
+
+    def _scst_rollout(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k captions per image in train mode with differentiable token log-probs: samples (sample mode) or the
+        beam (beam mode). -> tokens (B, k, T), fp32 log-probs (B, k, T)."""
+        sc = self.cfg.scst
+        with autocast(self.device, self.amp_dtype):
+            encoded = self.model.encode(images, backbone_grad=self.cfg.model.backbone.train_in_scst)
+            if sc.mode == "sample":
+                tokens, logprobs = decoding.sample(self.model, encoded, num_samples=sc.num_samples, max_len=sc.max_len)
+            else:
+                beams = decoding.beam_search(self.model, encoded, beam_size=sc.num_samples, max_len=sc.max_len,
+                                             return_all=True, grad=True)
+                tokens, logprobs = beams.tokens, beams.token_logprobs
+        return tokens, logprobs.float()
+
+    def _scst_rewards(self, tokens: torch.Tensor, image_ids) -> torch.Tensor:
+        """CIDEr-D of every caption against its image's training references: (B, k, T) tokens -> (B, k) rewards."""
+        b, k = tokens.shape[:2]
+        token_lists = tokens.cpu().tolist()
+        captions = [self.vocab.decode(ids, collapse_repeats=False) for row in token_lists for ids in row]
+        if self.cfg.scst.mode == "sample":   # SacreEOS "standard": <eos> counted as a word of candidates and references
+            ended = [self.vocab.eos_id in ids for row in token_lists for ids in row]
+            captions = [c + " " + EOS_WORD if e else c for c, e in zip(captions, ended)]
+        ids = [int(i) for i in image_ids for _ in range(k)]
+        rewards = np.asarray(self._reward_fn()(ids, captions), dtype=np.float64)
+        return torch.as_tensor(rewards, dtype=torch.float32).view(b, k).to(self.device)
+
+    def _reward_fn(self) -> CiderDReward:
+        if self._reward is None:
+            # tokenised here with the toolkit's tokenizer (it keeps -lrb-/-rrb-, which the training words drop)
+            refs = self.data.train_refs
+            if self.cfg.scst.mode == "sample":
+                refs = {i: [r + " " + EOS_WORD for r in caps] for i, caps in refs.items()}
+            self._reward = CiderDReward(refs, documents=self.cfg.scst.reward_documents)
+        return self._reward
+
+    # ------------------------------------------------------------------ shared by both steps
+    def _trainable(self) -> list[torch.Tensor]:
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def _all_reduce_gradients(self) -> None:
+        for p in self._trainable():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad)
+            p.grad.div_(self.dist.world_size)
 
     def _optimizer_step(self) -> None:
         if self.cfg.train.grad_clip is not None:
@@ -415,6 +437,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
 
     def _reduce_step_values(self, sums: torch.Tensor, batches, names=("loss", "nll", "contrastive")) -> dict:
+        """The step's values summed over processes, plus `_stop` (some process got a signal); a non-finite value
+        on any process stops the run naming the batch's images."""
         local_bad = 0.0 if bool(torch.isfinite(sums).all()) else 1.0
         stop = 1.0 if self._stop_signal is not None else 0.0
         reduced = all_reduce_sum([*sums.tolist(), local_bad, stop], self.device, self.dist)
@@ -433,90 +457,28 @@ class Trainer:
                                  f"step {self.state.step_in_epoch + 1} (global {self.state.global_step + 1}); batch "
                                  f"image ids {bad}; {good}. Check the learning rates logged in metrics.jsonl")
 
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    # ------------------------------------------------------------------ SCST
-    def _scst_step(self, batch) -> dict[str, float]:
-        from fsgr.models import decoding
-
-        sc, dev, w = self.cfg.scst, self.device, self.dist.world_size
-        batch = batch.to(dev, non_blocking=True)
-        reward_fn = self._reward_fn()
-        with self._autocast():
-            encoded = self.model.encode(batch.images, backbone_grad=self.cfg.model.backbone.train_in_scst)
-            if sc.mode == "sample":
-                tokens, logprobs = decoding.sample(self.model, encoded, num_samples=sc.num_samples, max_len=sc.max_len)
-            else:
-                beams = decoding.beam_search(self.model, encoded, beam_size=sc.num_samples, max_len=sc.max_len,
-                                             return_all=True, grad=True)
-                tokens, logprobs = beams.tokens, beams.token_logprobs
-        b, k = tokens.shape[:2]
-        logprobs = logprobs.float()
-        eos = self.vocab.eos_id
-        mask = through_eos_mask(tokens, eos)          # generated tokens up to and including the first <eos>
-        token_lists = tokens.cpu().tolist()
-        captions = [self.vocab.decode(ids, collapse_repeats=False) for row in token_lists for ids in row]
-        ids_rep = [int(i) for i in batch.image_ids for _ in range(k)]
-        if sc.mode == "sample":   # SacreEOS "standard": <eos> counted as a word of candidates and references
-            ended = [eos in ids for row in token_lists for ids in row]
-            captions = [c + " " + EOS_WORD if e else c for c, e in zip(captions, ended)]
-        rewards = torch.as_tensor(np.asarray(reward_fn(ids_rep, captions), dtype=np.float64),
-                                  dtype=torch.float32).view(b, k).to(dev)
-        advantage = rewards - scst_baseline(rewards, sc.mode)
-        if sc.mode == "sample":
-            loss_sum, count = scst_sample_loss(logprobs, mask, advantage)
-        else:
-            loss_sum, count = scst_beam_loss(logprobs * mask, advantage, sc.max_len)
-        global_count, global_samples = all_reduce_sum([float(count), float(rewards.numel())], dev, self.dist)
-        loss = loss_sum / global_count
-        self.scaler.scale(loss * w).backward()
-        if self.dist.enabled:
-            self._all_reduce_gradients()
-        part = torch.stack([loss.detach().float(), rewards.sum().detach() / global_samples])
-        self._optimizer_step()
-        part = part.cpu().double()
-        return self._reduce_step_values(part, [batch], names=("loss", "reward"))
-
-    def _all_reduce_gradients(self) -> None:
-        import torch.distributed as dist
-
-        for p in self._trainable():
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad)
-            p.grad.div_(self.dist.world_size)
-
-    def _reward_fn(self):
-        if self._reward is None:
-            from fsgr.metrics.reward import CiderDReward
-
-            # tokenised here with the toolkit's tokenizer (it keeps -lrb-/-rrb-, which the training words drop)
-            refs = self.data.train_refs
-            if self.cfg.scst.mode == "sample":
-                refs = {i: [r + " " + EOS_WORD for r in caps] for i, caps in refs.items()}
-            self._reward = CiderDReward(refs, documents=self.cfg.scst.reward_documents)
-        return self._reward
-
-    # ------------------------------------------------------------------ epoch end: evaluate, select, switch
-    def _references(self, split: str):
-        """The split's PTB-tokenised references, built once per run (every evaluation of the split reuses them)."""
-        from fsgr.training.evaluation import TokenizedReferences
-
-        refs = self._tokenized_refs.get(split)
-        if refs is None:
-            records = self.data.split(split)
-            limit = self.cfg.eval.max_images
-            refs = self._tokenized_refs[split] = TokenizedReferences(records[:limit] if limit else records)
-        return refs
+    # ------------------------------------------------------------------ epoch end: validate, select, switch
+    def _end_of_epoch(self) -> None:
+        self.save("last")   # before evaluating: a failure or crash in evaluation never costs the epoch's steps
+        st = self.state
+        result = self._validate()
+        end = end_of_epoch(st, result["scores"]["CIDEr"], self.rules)
+        self._log({"kind": "eval", "split": "val", "phase": st.phase, "epoch": st.epoch, "step": st.global_step,
+                   **{k: v for k, v in result.items() if k != "num_images"}, "improved": end.improved,
+                   "scst_mode": self.cfg.scst.mode if st.phase == "scst" else None})
+        self._say(f"[{st.phase} epoch {st.epoch}] val " + " ".join(f"{k} {v:.4g}" for k, v in
+                  result["scores"].items()) + (f" loss {result['loss']:.4f}" if "loss" in result else ""))
+        self.state = end.scored           # a checkpoint saved now resumes at the next epoch
+        if end.improved:
+            self.save("best")
+        if end.to_scst:
+            self._start_scst(end.reload_best_xe)
+        self.state = end.state
+        self.save("last")
 
     def _validate(self) -> dict[str, Any]:
         """Val scores (eval.val_metrics, default eval.metrics) and loss. A Java metric that fails is reported
         unavailable (log line + metrics.jsonl) and training goes on, selecting on CIDEr."""
-        from fsgr.training.evaluation import evaluate_split
-
         st, cfg = self.state, self.cfg
         result = evaluate_split(self.model, self.data.split("val"), self.vocab, cfg, self.device, self.dist,
                                 amp_dtype=self.amp_dtype, with_loss=cfg.eval.val_loss,
@@ -524,72 +486,30 @@ class Trainer:
                                 patch_labels=self.data.patch_labels, metrics=cfg.eval.val_metrics or cfg.eval.metrics,
                                 references=self._references("val"), tolerate_metric_failures=True,
                                 encoded=self.data.encoded("val") if cfg.eval.val_loss else None)
-        if result.get("unavailable"):
-            said = self._said_unavailable
-            news = {k: v for k, v in result["unavailable"].items() if said.get(k) != v}
-            if news:   # each reason once (a metric that fails differently later is said again)
-                said.update(news)
-                self._say("metrics not computed here: " + "; ".join(f"{k}: {v}" for k, v in news.items()))
-        return result
-
-    def _end_of_epoch(self) -> None:
-        st, cfg = self.state, self.cfg
-        self.save("last")   # before evaluating: a failure or crash in evaluation never costs the epoch's steps
-        result = self._validate()
-        cider = result["scores"].get("CIDEr")
-        if cider is None:
+        if "CIDEr" not in result["scores"]:
             raise FsgrError("validation scores have no CIDEr: eval.val_metrics must include cider (model selection)")
         self.last_eval = {"split": "val", "phase": st.phase, "epoch": st.epoch, **result}
-        improved = cider > st.best_score
-        self._log({"kind": "eval", "split": "val", "phase": st.phase, "epoch": st.epoch, "step": st.global_step,
-                   **{k: v for k, v in result.items() if k != "num_images"}, "improved": improved,
-                   "scst_mode": cfg.scst.mode if st.phase == "scst" else None})
-        self._say(f"[{st.phase} epoch {st.epoch}] val " + " ".join(f"{k} {v:.4g}" for k, v in
-                  result["scores"].items()) + (f" loss {result['loss']:.4f}" if "loss" in result else ""))
-        if improved:
-            st.best_score, st.best_phase, st.best_epoch, st.patience = cider, st.phase, st.epoch, 0
-        else:
-            st.patience += 1
-        if st.phase == "xe":
-            st.xe_epochs += 1
-        # advance the position first: a checkpoint saved now resumes at the next epoch
-        finished_phase, finished_epoch = st.phase, st.epoch
-        st.epoch += 1
-        st.step_in_epoch = 0
-        if improved:
-            self.save("best")
-        if finished_phase == "xe":
-            switch = False
-            xe_limit = min(cfg.train.xe_most, cfg.train.max_epochs)
-            if st.patience >= cfg.train.patience:
-                if st.xe_epochs < cfg.train.xe_least:
-                    st.patience = 0
-                else:
-                    switch = True
-            if st.xe_epochs >= xe_limit:
-                switch = True
-            if switch:
-                self._leave_xe()
-        else:
-            if st.patience >= cfg.train.patience or st.epoch >= cfg.scst.max_epochs:
-                st.phase = "done"
-        self.save("last")
+        news = {k: v for k, v in result.get("unavailable", {}).items() if self._said_unavailable.get(k) != v}
+        if news:   # each reason once (a metric that fails differently later is said again)
+            self._said_unavailable.update(news)
+            self._say("metrics not computed here: " + "; ".join(f"{k}: {v}" for k, v in news.items()))
+        return result
 
-    def _leave_xe(self) -> None:
-        st = self.state
-        if not self.cfg.scst.enabled:
-            st.phase = "done"
-            return
-        if st.best_phase == "xe" and st.best_epoch != st.epoch - 1:   # reload the best-val XE weights (reference)
-            best = ckpt_io.load_checkpoint(self.ckpt_dir / "best.pt")
-            self.model.load_state_dict(best["model"])
-            self._say(f"switching to SCST from the best XE epoch {st.best_epoch} (val CIDEr {st.best_score:.4f})")
-        st.phase, st.epoch, st.step_in_epoch, st.patience = "scst", 0, 0, 0
+    def _references(self, split: str) -> TokenizedReferences:
+        """The split's PTB-tokenised references, built once per run (every evaluation of the split reuses them)."""
+        if split not in self._tokenized_refs:
+            records, limit = self.data.split(split), self.cfg.eval.max_images
+            self._tokenized_refs[split] = TokenizedReferences(records[:limit] if limit else records)
+        return self._tokenized_refs[split]
+
+    def _start_scst(self, reload_best_xe: bool) -> None:
+        if reload_best_xe:   # SCST starts from the best-val XE weights (reference)
+            self.model.load_state_dict(ckpt_io.load_checkpoint(self.ckpt_dir / "best.pt")["model"])
+            self._say(f"switching to SCST from the best XE epoch {self.state.best_epoch} (val CIDEr "
+                      f"{self.state.best_score:.4f})")
         self._build_optimizer("scst")
 
     def _test_best(self) -> None:
-        from fsgr.training.evaluation import evaluate_split
-
         test = self.data.split("test")
         if not test:
             return
@@ -605,15 +525,52 @@ class Trainer:
         self._say("test (best-val checkpoint, reported only) " +
                   " ".join(f"{k} {v:.4g}" for k, v in result["scores"].items()))
 
-    # ------------------------------------------------------------------ output
+    # ================================================================== save
+    def save(self, name: str) -> Path:
+        """checkpoints/NAME.pt: everything a bit-exact resumption needs (every rank takes part: RNG gather)."""
+        path = self.ckpt_dir / f"{name}.pt"
+        payload = {
+            "format_version": ckpt_io.FORMAT_VERSION,
+            "config": to_dict(self.cfg),
+            "vocab_itos": list(self.vocab.itos),
+            "codebook_names": self.codebook_names,
+            "codebook_fingerprint": self.codebook_fingerprint,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": asdict(self.schedule),
+            "scaler": self.scaler.state_dict(),
+            "rng": all_gather_objects(ckpt_io.rng_state(self.loader_generator), self.dist),   # one entry per rank
+            "state": asdict(self.state),
+            "world_size": self.dist.world_size,
+            "last_eval": self.last_eval,
+        }
+        if self.dist.is_main:
+            ckpt_io.atomic_save(payload, path)
+        barrier(self.dist)
+        return path
+
+    # ================================================================== cleanup
+    def cleanup(self) -> None:
+        """Signal handlers back, logs closed, the process group shut down (also after a failed setup)."""
+        for s, h in (self._previous_handlers or {}).items():
+            signal.signal(s, h)
+        self._previous_handlers = None
+        self.logger.close()
+        if self.dist is not None:
+            shutdown(self.dist)
+
+    # ------------------------------------------------------------------ output and signals
     def _log(self, row: dict) -> None:
         self.logger.log({k: v for k, v in row.items() if not k.startswith("_")}, self.state.global_step)
 
     def _say(self, text: str) -> None:
         if self.dist.is_main:
-            from tqdm import tqdm
-
             tqdm.write(text, file=sys.stderr)
+
+    def _progress_bar(self, steps_total: int):
+        st = self.state
+        return tqdm(total=steps_total, initial=st.step_in_epoch, desc=f"{st.phase} {st.epoch}", unit="step",
+                    dynamic_ncols=True, file=sys.stderr, disable=not self.progress)
 
     def summary(self) -> dict[str, Any]:
         st = self.state
@@ -631,50 +588,31 @@ class Trainer:
             # the signal that stopped the run (status "interrupted"); `fsgr train` then exits 128 + its number
             "signal": signal.Signals(self._stop_signal).name if self._stop_signal is not None else None,
         }
-        if getattr(self, "test_result", None):
+        if self.test_result is not None:
             out["test"] = self.test_result["scores"]
         if self.dist.is_main:
             atomic_write_text(self.run_dir / "summary.json", json.dumps(out, indent=2))
         return out
 
-    # ------------------------------------------------------------------ signals
-    def _install_signal_handlers(self):
-        import threading
-
+    def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return
 
         def handler(signum, frame):
             self._stop_signal = signum
 
-        return {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        self._previous_handlers = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
 
-    @staticmethod
-    def _restore_signal_handlers(previous) -> None:
-        for s, h in (previous or {}).items():
-            signal.signal(s, h)
-
-
-# what a run writes into run.dir: a new run refuses a run.dir holding any of them (a non-empty folder, or a file)
-RUN_ARTEFACTS = ("checkpoints", "config.yaml", "metrics.jsonl", "summary.json", "predictions", "tensorboard")
+    def _signal_agreed(self) -> bool:
+        flag = 1.0 if self._stop_signal is not None else 0.0
+        return all_reduce_sum([flag], self.device, self.dist)[0] > 0
 
 
 def _holds_something(path: Path) -> bool:
     return path.is_file() or (path.is_dir() and any(path.iterdir()))
 
 
-EOS_WORD = "eos"   # the word that stands for <eos> in SacreEOS-standard rewards (PTB-safe, no angle brackets)
-SCST_RECIPES = {
-    "sample": "SCST standard (SacreEOS): 5 multinomial samples/image, mean-of-others baseline, <eos> in the reward, "
-              "CIDEr-D with training-set document frequencies",
-    "beam": "SCST M2/FSGR: beam 5 as samples, mean-of-beams baseline, <eos> dropped from the reward, CIDEr-D with "
-            "training-set document frequencies",
-}
-
-
 def _env_local_rank() -> int:
-    import os
-
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
@@ -682,6 +620,7 @@ def train(cfg: Config, resume: bool = False, device: str | None = None, progress
     """Train from a resolved config (XE then SCST). Returns the run summary (also written to run.dir/summary.json)."""
     trainer = Trainer(cfg, resume=resume, device=device, progress=progress)
     try:
-        return trainer.run()
+        trainer.setup()
+        return trainer.train()
     finally:
-        shutdown(trainer.dist)
+        trainer.cleanup()

@@ -10,26 +10,23 @@ an evaluation fault must not cost the epoch; CIDEr (pure Python, the selection m
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
 
+from fsgr.core.device import autocast
+from fsgr.data.datasets import CaptionDataset, EvalDataset, collate_captions, collate_eval, make_loader
 from fsgr.errors import FsgrError
+from fsgr.files import atomic_write_text
+from fsgr.metrics.java import MetricError
+from fsgr.metrics.score import KEY_ORDER, METRIC_KEYS, Scores, parse_metrics, score_tokenized
+from fsgr.metrics.signature import signature
+from fsgr.metrics.tokenizer import ptb_tokenize
+from fsgr.models.decoding import decode_images
 from fsgr.training.distributed import DistInfo, all_gather_objects, all_reduce_sum, broadcast_object
-from fsgr.training.losses import nll_sum, supcon_loss
-
-
-def _autocast(device: torch.device, amp_dtype):
-    if amp_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=amp_dtype)
-
-
-def metric_names(spec: str) -> list[str]:
-    return [m.strip() for m in spec.split(",") if m.strip()]
+from fsgr.training.losses import nll_sum, patch_contrastive_loss
 
 
 JAVA_METRICS = ("meteor", "spice")   # subprocesses that can crash, hang or lack their models
@@ -40,8 +37,6 @@ class TokenizedReferences:
     image order). Built once per split and reused by every evaluation of that split."""
 
     def __init__(self, records: Sequence):
-        from fsgr.metrics.tokenizer import ptb_tokenize
-
         self.image_ids = [int(r.image_id) for r in records]
         flat = ptb_tokenize([c for r in records for c in r.captions])
         self.tokens: list[list[str]] = []
@@ -55,10 +50,6 @@ def score_predictions(refs: TokenizedReferences, preds: dict[int, str], metrics:
                       tolerate_failures: bool = False):
     """`fsgr.metrics.Scores` of `preds` (one caption per image of `refs`). tolerate_failures: a Java metric whose
     process fails (crash, time-out, pipe error) goes to `.unavailable` with its reason instead of raising."""
-    from fsgr.metrics.java import MetricError
-    from fsgr.metrics.score import KEY_ORDER, METRIC_KEYS, Scores, parse_metrics, score_tokenized
-    from fsgr.metrics.tokenizer import ptb_tokenize
-
     missing = [i for i in refs.image_ids if i not in preds]
     if missing or len(preds) != len(refs.image_ids):
         raise FsgrError(f"evaluation: {len(preds)} predictions for {len(refs.image_ids)} images "
@@ -87,24 +78,9 @@ def score_predictions(refs: TokenizedReferences, preds: dict[int, str], metrics:
 
 def eval_loader(dataset, cfg, collate_fn):
     """Images in order, decoded in `data.workers` processes (as training; none on a 0-worker config)."""
-    from fsgr.data.datasets import make_loader
-
     return make_loader(dataset, batch_size=max(1, cfg.eval.batch_images), shuffle=False, workers=cfg.data.workers,
                        pin_memory=cfg.data.pin_memory, prefetch_factor=cfg.data.prefetch_factor,
                        collate_fn=collate_fn, rank=0, world_size=1)
-
-
-@torch.no_grad()
-def decode_images(model, images: torch.Tensor, vocab, beam_size: int, max_len: int, amp_dtype=None,
-                  controls: Optional[dict] = None) -> list[str]:
-    """Beam-search captions (best beam) for a batch of preprocessed images already on the model's device.
-    `controls`: min_len / length_penalty / no_repeat_ngram (fsgr.models.decoding.DecodeSettings)."""
-    from fsgr.models import decoding
-
-    settings = decoding.DecodeSettings(beam_size=beam_size, max_len=max_len, **(controls or {}))
-    with _autocast(images.device, amp_dtype):
-        tokens = decoding.decode(model, model.encode(images), settings).tokens
-    return [vocab.decode(row, collapse_repeats=True) for row in tokens.cpu().tolist()]
 
 
 def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, dist: DistInfo = DistInfo(),
@@ -118,8 +94,6 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
     term is the training one; None = the semantic head's concept ids. `metrics`: default eval.metrics.
     `references`: the split's tokenised references if already built (else built here). `encoded`: the split's
     encoded captions (`fsgr.data.encoded.EncodedCaptions`) for the validation loss, if already built."""
-    from fsgr.data.datasets import EvalDataset, collate_eval
-
     records = list(records)
     if cfg.eval.max_images is not None:
         records = records[: cfg.eval.max_images]
@@ -134,12 +108,12 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
     was_training = model.training
     model.eval()
     preds: dict[int, str] = {}
-    loader = eval_loader(EvalDataset(shard, cfg.data.image_size, cfg.data.resize), cfg, collate_eval)
-    for batch in loader:
+    images = EvalDataset(shard, cfg.data.image_size, cfg.data.resize, draft=cfg.data.jpeg_draft)
+    for batch in eval_loader(images, cfg, collate_eval):
         batch = batch.to(device)
-        for image_id, caption in zip(batch.image_ids, decode_images(model, batch.images, vocab, beam_size, max_len,
-                                                                   amp_dtype, controls)):
-            preds[int(image_id)] = caption
+        with autocast(device, amp_dtype):
+            captions = decode_images(model, batch.images, vocab, beam_size, max_len, controls)
+        preds.update((int(image_id), caption) for image_id, caption in zip(batch.image_ids, captions))
     result: dict[str, Any] = {}
     if with_loss:
         result.update(validation_loss(model, shard, vocab, cfg, device, dist, amp_dtype, patch_labels,
@@ -150,8 +124,6 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
         merged.update(part)
     scores = None
     if dist.is_main:
-        from fsgr.metrics.score import parse_metrics
-        from fsgr.metrics.signature import signature
 
         if references is None or references.image_ids != [int(r.image_id) for r in records]:
             references = TokenizedReferences(records)
@@ -177,27 +149,21 @@ def validation_loss(model, records: Sequence, vocab, cfg, device, dist: DistInfo
                     patch_labels=None, encoded=None) -> dict[str, float]:
     """Teacher-forced NLL per target token (+ contrastive_weight x mean SupCon per batch), eval mode.
     `encoded`: these records' encoded captions if already built (no re-tokenising every epoch)."""
-    from fsgr.data.datasets import CaptionDataset, collate_captions
-
     ds = CaptionDataset(list(records), vocab, image_size=cfg.data.image_size, resize=cfg.data.resize,
                         max_len=cfg.data.max_len, length_policy=cfg.data.length_policy, batching="image",
-                        patch_labels=patch_labels, encoded=encoded)
+                        patch_labels=patch_labels, encoded=encoded, draft=cfg.data.jpeg_draft)
     loader = eval_loader(ds, cfg, collate_captions)
     nll_total, targets, con_total, con_batches = 0.0, 0, 0.0, 0
     t = cfg.train
     for batch in loader:
         batch = batch.to(device)
-        with _autocast(device, amp_dtype):
+        with autocast(device, amp_dtype):
             out = model(batch.images, batch.tokens, batch.image_index)
         s, n = nll_sum(out.logprobs, batch.tokens, vocab.pad_id)
         nll_total += float(s)
         targets += n
         if t.contrastive_weight > 0:
-            labels = batch.patch_labels if batch.patch_labels is not None else out.concept_ids
-            feats = out.contrast_feats
-            con_total += float(supcon_loss(feats.reshape(-1, feats.shape[-1]), labels.reshape(-1),
-                                           t.contrastive_temperature, t.contrastive_base_temperature,
-                                           t.contrastive_chunk))
+            con_total += float(patch_contrastive_loss(out, batch.patch_labels, t))
             con_batches += 1
     nll_total, targets, con_total, con_batches = all_reduce_sum([nll_total, targets, con_total, con_batches],
                                                                 device, dist)
@@ -208,7 +174,5 @@ def validation_loss(model, records: Sequence, vocab, cfg, device, dist: DistInfo
 
 def write_predictions(preds: dict[int, str], path: Path) -> None:
     """COCO results format: [{"image_id": int, "caption": str}, ...], sorted by image id."""
-    from fsgr.files import atomic_write_text
-
     rows = [{"image_id": int(i), "caption": c} for i, c in sorted(preds.items())]
     atomic_write_text(path, json.dumps(rows, indent=0))

@@ -30,6 +30,9 @@ from typing import Any, Optional
 import torch
 
 from fsgr.errors import ConfigError
+from fsgr.training import setup
+from fsgr.training.engine import Trainer
+from fsgr.training.evaluation import evaluate_split
 
 
 def _sync(device: torch.device) -> None:
@@ -49,8 +52,6 @@ def _typical(seconds: list[float]) -> float:
 
 def _timed_steps(trainer, scst: bool, steps: int) -> tuple[list[float], int]:
     """Run `steps` optimiser steps of one phase; (wall seconds per step, optimiser steps in a whole epoch)."""
-    from fsgr.training import setup
-
     cfg = trainer.cfg
     loader = setup.train_loader(cfg, trainer.data, trainer.dist, epoch=0, start_step=0, scst=scst,
                                 generator=trainer.loader_generator)
@@ -72,8 +73,6 @@ def _timed_steps(trainer, scst: bool, steps: int) -> tuple[list[float], int]:
 
 def _timed_eval(trainer, split: str, batches: int, val: bool) -> tuple[int, float]:
     """Decode (and score) the first `batches` eval batches of a split: (images, seconds)."""
-    from fsgr.training.evaluation import evaluate_split
-
     cfg = trainer.cfg
     records = trainer.data.split(split)
     if not records:
@@ -91,15 +90,13 @@ def _timed_eval(trainer, split: str, batches: int, val: bool) -> tuple[int, floa
 
 
 def fast_dev_run(cfg, steps: int = 3, device: Optional[str] = None, progress: bool = True) -> dict[str, Any]:
-    from fsgr.training.distributed import shutdown
-    from fsgr.training.engine import Trainer
-
     if steps < 1:
         raise ConfigError(f"--fast-dev-run {steps}: needs at least 1 step")
-    started = time.perf_counter()
     trainer = Trainer(cfg, device=device, progress=False)
-    model_setup = time.perf_counter() - started - trainer.data_setup_seconds
     try:
+        started = time.perf_counter()
+        trainer.setup_model()                  # as the real run builds it, without its run directory
+        model_setup = time.perf_counter() - started - trainer.data_setup_seconds
         trainer._build_optimizer("xe")
         xe_times, xe_steps = _timed_steps(trainer, scst=False, steps=steps)
         scst_times, scst_steps = [], 0
@@ -111,7 +108,7 @@ def fast_dev_run(cfg, steps: int = 3, device: Optional[str] = None, progress: bo
         report = _report(trainer, model_setup, xe_times, xe_steps, scst_times, scst_steps,
                          val_images, val_time, test_images, test_time)
     finally:
-        shutdown(trainer.dist)
+        trainer.cleanup()
     if trainer.dist.is_main:
         run_dir = Path(cfg.run.dir)
         run_dir.mkdir(parents=True, exist_ok=True)

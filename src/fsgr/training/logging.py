@@ -3,6 +3,8 @@ Only rank 0 constructs one; other ranks get `NullLogger`."""
 
 from __future__ import annotations
 
+# Deferred imports: tensorboard is heavy and only rank 0's logger needs it.
+
 import json
 import math
 from pathlib import Path

@@ -6,6 +6,8 @@ micro-batches can divide by the GLOBAL count (one process and N processes then c
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
@@ -32,7 +34,7 @@ def num_targets(tokens: torch.Tensor, pad_id: int) -> int:
 
 def _supcon_chunk(anchors: torch.Tensor, feats: torch.Tensor, anchor_labels: torch.Tensor, labels: torch.Tensor,
                   anchor_index: torch.Tensor, temperature: float, base_temperature: float) -> torch.Tensor:
-    """Sum over the chunk's anchors of SupCon's per-anchor loss (section 4, mode 'all', one view)."""
+    """Sum over the chunk's anchors of SupCon's per-anchor loss (Khosla et al.'s SupConLoss, mode 'all', 1 view)."""
     logits = anchors @ feats.T / temperature                         # (c, N)
     logits = logits - logits.max(dim=1, keepdim=True).values.detach()
     not_self = torch.ones_like(logits, dtype=torch.bool)
@@ -68,6 +70,16 @@ def supcon_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float
         else:
             total = total + _supcon_chunk(*args)
     return total / n
+
+
+def patch_contrastive_loss(out, patch_labels: Optional[torch.Tensor], train_cfg) -> torch.Tensor:
+    """The patch SupCon term of a captioner output, in training and validation alike: features `out.contrast_feats`
+    (B, P, d) labelled by the offline `patch_labels` (data.patch_labels) when given, else by the semantic head's
+    concept ids (targets, never differentiated)."""
+    labels = patch_labels if patch_labels is not None else out.concept_ids.detach()
+    feats = out.contrast_feats
+    return supcon_loss(feats.reshape(-1, feats.shape[-1]), labels.reshape(-1), train_cfg.contrastive_temperature,
+                       train_cfg.contrastive_base_temperature, train_cfg.contrastive_chunk)
 
 
 def scst_sample_loss(logprobs: torch.Tensor, mask: torch.Tensor, advantage: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -11,7 +11,8 @@ shifted by one epoch so that epoch 0 does not train at LR 0: 0.25, 0.5, 0.75, th
 0.04 from 12 (times 2e-4; the backbone group is 10x smaller).
 
 SCST, epoch k counted from the switch (0):  lr(k) = scst.lr * scst.lr_gamma ** #{m in scst.lr_milestones : m <= k}
-for every group (the reference keys this on the absolute epoch, B29; we key it on the SCST epoch).
+for every group (the reference keys this on the absolute epoch, so its SCST LR depended on when the switch happened;
+we key it on the SCST epoch).
 
 The schedule has no state of its own: the LR is a pure function of (phase, epoch), set at the start of every epoch,
 so resuming cannot desynchronise it.

@@ -1,17 +1,25 @@
-"""Config -> the things a run needs: records per split and the vocabulary, the model, the training loaders.
+"""Config -> the data a run needs: records per split and the vocabulary, the training loaders.
 
-Kept apart from the loop so that `fsgr evaluate`, `fsgr.Captioner` and the demo build things exactly as training does.
+Kept apart from the loop so that the demo reads data exactly as training does. The model comes from
+`fsgr.core.build`, which serving shares.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field, replace
+import statistics
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
 
-from fsgr.errors import ConfigError, DataError
+from fsgr.data.datasets import CaptionDataset, make_loader
+from fsgr.data.datasets import load_patch_labels as read_patch_labels  # this module's load_patch_labels takes a config
+from fsgr.data.encoded import TokenizedCaptions, resolve_cache_dir
+from fsgr.data.readers import read_records
+from fsgr.data.sampling import GlobalBatchSampler
+from fsgr.data.synthetic import generate
+from fsgr.data.vocab import Vocab
+from fsgr.errors import DataError
 
 
 @dataclass
@@ -42,8 +50,6 @@ class DataBundle:
 
 
 def build_vocab(cfg, words_by_split: dict[str, Any]):
-    from fsgr.data.vocab import Vocab
-
     if cfg.data.vocab:
         return Vocab.load(cfg.data.vocab)
     counts: dict[str, int] = {}
@@ -57,12 +63,7 @@ def build_vocab(cfg, words_by_split: dict[str, Any]):
 
 
 def build_data(cfg) -> DataBundle:
-    from fsgr.data.encoded import TokenizedCaptions, resolve_cache_dir
-    from fsgr.data.readers import read_records
-
     if cfg.data.format == "synthetic":    # training is where the synthetic dataset is made (once; reused if complete)
-        from fsgr.data.synthetic import generate
-
         generate(cfg.data.synthetic)
     records = read_records(cfg.data)
     by_split: dict[str, list] = {"train": [], "val": [], "test": []}
@@ -82,51 +83,7 @@ def build_data(cfg) -> DataBundle:
 def load_patch_labels(cfg) -> Optional[dict]:
     if not cfg.data.patch_labels:
         return None
-    from fsgr.data.datasets import load_patch_labels as load
-
-    return load(cfg.data.patch_labels)
-
-
-def codebook_identity(codebook) -> tuple[Optional[list[str]], Optional[str]]:
-    """(names, fingerprint) of a loaded codebook: sha256 of its names and fp32 embeddings (16 hex digits), so another
-    class list or another CLIP's embeddings are told apart on resume. None, None for the random test codebook."""
-    if codebook is None:
-        return None, None
-    names = getattr(codebook, "names", None)
-    emb = getattr(codebook, "embeddings", codebook)
-    h = hashlib.sha256(emb.detach().float().cpu().contiguous().numpy().tobytes())
-    h.update("\n".join(names or []).encode())
-    return (list(names) if names is not None else None), h.hexdigest()[:16]
-
-
-def build_model(cfg, vocab, load_weights: bool = True):
-    """The captioner of `cfg.model` with len(vocab) words. load_weights=False skips the CLIP and codebook files
-    (the caller loads a checkpoint's full state next). Returns (model, codebook names, codebook fingerprint)."""
-    from fsgr.models.captioner import FSGRCaptioner
-
-    mcfg = cfg.model
-    clip = codebook = None
-    if load_weights and mcfg.clip.path:
-        from fsgr.demo.assets import resolve_clip
-        from fsgr.models.clip import load_clip
-
-        clip = load_clip(resolve_clip(mcfg.clip.path))   # 'demo' = the shipped tiny CLIP
-    if load_weights and mcfg.semantic.enabled and mcfg.semantic.codebook:
-        from fsgr.models.codebook import load_codebook
-
-        expected_fp = None
-        if clip is not None:    # the codebook must come from this CLIP's text tower
-            from fsgr.models.clip import weights_fingerprint
-
-            expected_fp = weights_fingerprint(clip)
-        from fsgr.demo.assets import resolve_codebook
-
-        codebook = load_codebook(resolve_codebook(mcfg.semantic.codebook), expected_size=mcfg.semantic.codebook_size,
-                                 expected_fingerprint=expected_fp)
-    model = FSGRCaptioner(mcfg, vocab_size=len(vocab), clip=clip, codebook=codebook, pad_id=vocab.pad_id,
-                          bos_id=vocab.bos_id, eos_id=vocab.eos_id)
-    names, fingerprint = codebook_identity(codebook)
-    return model, names, fingerprint
+    return read_patch_labels(cfg.data.patch_labels)
 
 
 def global_batch(cfg, data: DataBundle, scst: bool) -> int:
@@ -145,27 +102,22 @@ def train_loader(cfg, data: DataBundle, dist, epoch: int, start_step: int, scst:
 
     The order depends only on (train.seed, epoch); every global batch is split over the processes (and the
     accumulation micro-steps) as evenly as possible, whatever its size (`fsgr.data.sampling`)."""
-    from fsgr.data.datasets import CaptionDataset, make_loader
-    from fsgr.data.sampling import GlobalBatchSampler
-
     micro = 1 if scst else cfg.train.grad_accum
     batching = "image" if scst else cfg.data.batching
     ds = CaptionDataset(data.split("train"), data.vocab, image_size=cfg.data.image_size, resize=cfg.data.resize,
                         max_len=cfg.data.max_len, length_policy=cfg.data.length_policy, batching=batching,
-                        patch_labels=data.patch_labels, encoded=data.encoded("train"))
+                        patch_labels=data.patch_labels, encoded=data.encoded("train"), draft=cfg.data.jpeg_draft)
     what = "scst.batch_images" if scst else "train.batch_size"
     sampler = GlobalBatchSampler(len(ds), global_batch(cfg, data, scst), micro_steps=micro, rank=dist.rank,
                                  world_size=dist.world_size, seed=cfg.train.seed, epoch=epoch,
                                  start_step=start_step, what=what)
     return make_loader(ds, batch_size=1, batch_sampler=sampler, workers=cfg.data.workers,
-                       pin_memory=cfg.data.pin_memory, persistent_workers=False,
+                       pin_memory=cfg.data.pin_memory, persistent_workers=cfg.data.persistent_workers,
                        prefetch_factor=cfg.data.prefetch_factor, generator=generator)
 
 
 def captions_per_image(records) -> float:
     """Median number of captions per training image (COCO: 5; a few images have 6 or 7)."""
-    import statistics
-
     return float(statistics.median(len(r.captions) for r in records))
 
 

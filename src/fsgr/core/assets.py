@@ -1,5 +1,5 @@
-"""Shipped demo assets: `model.clip.path: demo` and `model.semantic.codebook: demo` name the files below, which live
-inside the package (importlib.resources), so the demo runs from any working directory with nothing downloaded."""
+"""Packaged assets: `model.clip.path: demo` and `model.semantic.codebook: demo` name the files below, which live
+inside the package (importlib.resources), so a run finds them from any working directory with nothing downloaded."""
 
 from __future__ import annotations
 
@@ -17,15 +17,21 @@ CODEBOOK_FILE = "demo_codebook.pt"   # the shapes concepts embedded with that CL
 def asset_path(name: str) -> Path:
     path = Path(str(resources.files("fsgr").joinpath("assets", name)))
     if not path.is_file():
-        raise CheckpointError(f"{path}: shipped demo asset missing (rebuild it: see docs/demo.md)")
+        raise CheckpointError(f"{path}: shipped asset missing (rebuild it: see docs/demo.md)")
     return path
+
+
+def _resolve(path: Optional[Union[str, Path]], shipped: str) -> Optional[str]:
+    if path is None:
+        return None
+    return str(asset_path(shipped)) if str(path) == DEMO else str(path)
 
 
 def resolve_clip(path: Optional[Union[str, Path]]) -> Optional[str]:
     """'demo' -> the shipped tiny CLIP's file; anything else unchanged."""
-    return str(asset_path(CLIP_FILE)) if path is not None and str(path) == DEMO else (None if path is None else str(path))
+    return _resolve(path, CLIP_FILE)
 
 
 def resolve_codebook(path: Optional[Union[str, Path]]) -> Optional[str]:
     """'demo' -> the shipped demo codebook's file; anything else unchanged."""
-    return str(asset_path(CODEBOOK_FILE)) if path is not None and str(path) == DEMO else (None if path is None else str(path))
+    return _resolve(path, CODEBOOK_FILE)

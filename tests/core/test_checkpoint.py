@@ -1,3 +1,5 @@
+"""The checkpoint file: atomic write, refusal of foreign/torn files, RNG round trip, resume checks."""
+
 import errno
 import os
 import random
@@ -8,10 +10,8 @@ import pytest
 import torch
 
 from fsgr.config import Config, to_dict
+from fsgr.core import checkpoint as ck
 from fsgr.errors import CheckpointError, FsgrError
-from fsgr.training import checkpoint as ck
-from fsgr.training.engine import resolve_amp
-from fsgr.errors import ConfigError
 
 
 def _payload(**extra):
@@ -141,34 +141,3 @@ def test_resume_checks_name_what_differs(tmp_path):
         ck.check_resumable(_ckpt(cfg), path, to_dict(cfg), itos + ["b"], "abc")
     with pytest.raises(CheckpointError, match="codebook differs.*abc, now xyz"):
         ck.check_resumable(_ckpt(cfg), path, to_dict(cfg), itos, "xyz")
-
-
-def test_amp_resolution_on_cpu():
-    cpu = torch.device("cpu")
-    assert resolve_amp("auto", cpu) is None and resolve_amp("off", cpu) is None
-    with pytest.raises(ConfigError, match="train.amp=bf16"):
-        resolve_amp("bf16", cpu)
-    assert resolve_amp("fp16", torch.device("cuda")) is torch.float16
-
-
-def test_bare_cuda_device_gets_this_process_index(monkeypatch):
-    # `--device cuda` reached torch.cuda.set_device without an index and failed on GPUs; no GPU is needed to check
-    from fsgr.training.distributed import pick_device
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert pick_device("cuda", 1) == torch.device("cuda", 1)
-    assert pick_device("cuda:0", 1) == torch.device("cuda", 0)
-    assert pick_device("cpu", 1) == torch.device("cpu")
-    with pytest.raises(ConfigError, match="there are 2 CUDA device"):
-        pick_device("cuda:2", 0)
-
-
-@pytest.mark.parametrize("requested, words", [("banana", "not a device"), ("cuda", "CUDA is not available"),
-                                              ("cuda:1", "CUDA is not available"), ("meta", "meta")])
-def test_unusable_devices_are_refused_by_name(monkeypatch, requested, words):
-    from fsgr.training.distributed import pick_device
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ConfigError, match=words):
-        pick_device(requested, 0)

@@ -1,7 +1,8 @@
-"""Training, SCST and evaluation configuration (owned by `fsgr.training`).
+"""Training, SCST and evaluation settings: the recipe's part of the config.
 
-Learning rates are ABSOLUTE (the reference's NaN came from multipliers applied to base LRs of 0.1/1.0, section 10b).
-The schedule is one formula per parameter group, written out in `fsgr.training.schedules` and docs/training.md.
+Kept outside `fsgr.training` so that `fsgr.config` (which serving reads too) never imports the trainer.
+Learning rates are ABSOLUTE: the reference multiplied base LRs of 0.1/1.0 by its schedule's factors and its loss became
+NaN. The schedule is one formula per parameter group, written out in `fsgr.training.schedules` and docs/training.md.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class TrainConfig:
     contrastive_chunk: int = 4096   # SupCon anchors per chunk (memory: chunk x N logits, recomputed in backward)
     grad_clip: Optional[float] = None   # reference: none
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"   # auto: bf16 on GPUs that have it, else fp16; CPU fp32
-    # XE -> SCST switch, as the reference (section 7): after each XE epoch, val CIDEr improves -> patience 0, else +1;
+    # XE -> SCST switch, as the reference: after each XE epoch, val CIDEr improves -> patience 0, else +1;
     # patience == patience_limit before xe_least epochs -> reset and stay; at/after xe_least, or at epoch xe_most,
     # reload the best-val checkpoint and switch. In SCST, patience == patience_limit stops training.
     patience: int = 5

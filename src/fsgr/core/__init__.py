@@ -1,0 +1,3 @@
+"""The core that training and serving share, and that imports neither: building a model from a config or a
+checkpoint (`build`), the checkpoint file (`checkpoint`), packaged assets (`assets`), device choice and autocast
+(`device`). Below it: `config`, `models`, `data`, `metrics`."""
