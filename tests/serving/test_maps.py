@@ -64,6 +64,26 @@ def test_explain_with_word_attention(tiny_checkpoint, tiny_images, tmp_path, cap
     assert exp.background_ids == (0,) and exp.caption == captioner.caption([str(tiny_images[0])])[0]
     assert exp.words == exp.caption.split() and exp.word_attention.shape == (len(exp.words), 16)
     torch.testing.assert_close(exp.word_attention.sum(-1), torch.ones(len(exp.words)))
+    # the maps equal an independent computation: each cross-attention sub-layer's inputs caught by a hook in a plain
+    # teacher-forced decoder pass, softmax(q k^T / sqrt(dh)) by hand, averaged over heads and layers
+    caught = []
+    hooks = [layer.cross_attention.register_forward_pre_hook(lambda mod, args: caught.append((mod.attn, *args[:2])))
+             for layer in captioner.model.decoder.layers]
+    encoded = captioner.encode(captioner.preprocess(str(tiny_images[0]))[None])
+    result = captioner.generate(captioner.preprocess(str(tiny_images[0]))[None])[0]
+    inputs = torch.tensor([[captioner.vocab.bos_id] + result.tokens[:-1]])
+    caught.clear()
+    with torch.no_grad():
+        captioner.model.decoder(inputs, encoded.memory, encoded.memory_pos)
+    for h in hooks:
+        h.remove()
+    by_hand = []
+    for attn, s, k in caught:
+        q = attn.q_proj(s).view(1, -1, attn.heads, attn.d_head).transpose(1, 2)
+        by_hand.append(torch.softmax(q @ k.transpose(-1, -2) / attn.d_head ** 0.5, dim=-1).mean(dim=1)[0])
+    assert len(by_hand) == len(captioner.model.decoder.layers)
+    keep = [i for i, t in enumerate(result.tokens) if i == 0 or t != result.tokens[i - 1]]
+    torch.testing.assert_close(exp.word_attention, torch.stack(by_hand).mean(dim=0)[keep])
     assert ((exp.confidence > 0) & (exp.confidence <= 1)).all() and exp.confidence.shape == (4, 4)
     plain, words = tmp_path / "plain.png", tmp_path / "words.png"
     assert cli_main(["explain", "--checkpoint", str(tiny_checkpoint), str(tiny_images[0]), "--out", str(plain)]) == 0
