@@ -141,3 +141,16 @@ def test_resume_checks_name_what_differs(tmp_path):
         ck.check_resumable(_ckpt(cfg), path, to_dict(cfg), itos + ["b"], "abc")
     with pytest.raises(CheckpointError, match="codebook differs.*abc, now xyz"):
         ck.check_resumable(_ckpt(cfg), path, to_dict(cfg), itos, "xyz")
+
+
+def test_a_run_saved_before_reward_documents_existed_resumes_with_the_images_count(tmp_path):
+    """Older fsgr counted the reward's document frequencies over images and saved no `scst.reward_documents`: such a
+    checkpoint resumes with `images` (what it ran) and is refused with the new default, naming both values."""
+    itos = ["<unk>", "<pad>", "<bos>", "<eos>", "a"]
+    old = _ckpt(Config())
+    del old["config"]["scst"]["reward_documents"]
+    now = Config()
+    with pytest.raises(CheckpointError, match=r"scst\.reward_documents: checkpoint 'images', now 'captions'"):
+        ck.check_resumable(old, tmp_path / "last.pt", to_dict(now), itos, "abc")
+    now.scst.reward_documents = "images"
+    ck.check_resumable(old, tmp_path / "last.pt", to_dict(now), itos, "abc")

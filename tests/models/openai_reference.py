@@ -52,3 +52,22 @@ def openai_tokenize(texts, context_length=77):
         ids = [sot] + tok.encode(text) + [eot]
         out[i, :len(ids)] = torch.tensor(ids)
     return out
+
+
+# small, but with >1 head everywhere, a non-square-ish embed dim and a short vocab; width // 64 heads as OpenAI infers
+SIZES = dict(embed_dim=48, image_resolution=32, vision_layers=2, vision_width=128, vision_patch_size=8,
+             context_length=77, vocab_size=49408, transformer_width=128, transformer_heads=2, transformer_layers=2)
+
+
+def random_openai_clip():
+    """OpenAI's CLIP at SIZES with random weights (perturbed so biases and LayerNorms are not at their trivial init)."""
+    import torch
+
+    torch.manual_seed(0)
+    model = openai_model().CLIP(**SIZES).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".ln" in name or name.startswith("ln"):
+                p.add_(0.05 * torch.randn_like(p))
+        model.logit_scale.fill_(4.6052)
+    return model

@@ -11,24 +11,13 @@ from fsgr.models.clip import (CLIP, build_clip, clip_config_from_state_dict, loa
                               weights_fingerprint)
 from fsgr.models.config import ClipConfig
 
-from openai_reference import openai_model, openai_tokenize
+from openai_reference import SIZES, openai_tokenize, random_openai_clip
 
-# small, but with >1 head everywhere, a non-square-ish embed dim and a short vocab; width // 64 heads as OpenAI infers
-SIZES = dict(embed_dim=48, image_resolution=32, vision_layers=2, vision_width=128, vision_patch_size=8,
-             context_length=77, vocab_size=49408, transformer_width=128, transformer_heads=2, transformer_layers=2)
 
 
 @pytest.fixture(scope="module")
 def reference():
-    """OpenAI's CLIP with random weights (perturbed so biases and LayerNorms are not at their trivial init)."""
-    torch.manual_seed(0)
-    model = openai_model().CLIP(**SIZES).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or ".ln" in name or name.startswith("ln"):
-                p.add_(0.05 * torch.randn_like(p))
-        model.logit_scale.fill_(4.6052)
-    return model
+    return random_openai_clip()
 
 
 @pytest.fixture(scope="module")

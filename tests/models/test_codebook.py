@@ -8,20 +8,8 @@ import torch.nn.functional as F
 
 from fsgr.cli import main as cli_main
 from fsgr.errors import CheckpointError, DataError
-from fsgr.models.clip import build_clip, load_clip, save_clip, tokenize, weights_fingerprint
+from fsgr.models.clip import load_clip, save_clip, tokenize, weights_fingerprint
 from fsgr.models.codebook import Codebook, build_codebook, load_codebook, read_class_names, save_codebook
-from fsgr.models.config import ClipConfig
-
-TINY = ClipConfig(embed_dim=32, image_resolution=32, vision_layers=1, vision_width=64, vision_patch_size=16,
-                  vision_heads=1, context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
-                  transformer_layers=1)
-
-
-@pytest.fixture(scope="module")
-def clip():
-    torch.manual_seed(0)
-    return build_clip(TINY).eval()
-
 
 @pytest.fixture(scope="module")
 def clip_file(clip, tmp_path_factory):

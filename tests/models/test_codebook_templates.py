@@ -8,20 +8,8 @@ import torch.nn.functional as F
 
 from fsgr.cli import main as cli_main
 from fsgr.errors import DataError
-from fsgr.models.clip import build_clip, save_clip, tokenize
+from fsgr.models.clip import save_clip, tokenize
 from fsgr.models.codebook import build_codebook, load_codebook, read_templates
-from fsgr.models.config import ClipConfig
-
-TINY = ClipConfig(embed_dim=32, image_resolution=32, vision_layers=1, vision_width=64, vision_patch_size=16,
-                  vision_heads=1, context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
-                  transformer_layers=1)
-
-
-@pytest.fixture(scope="module")
-def clip():
-    torch.manual_seed(0)
-    return build_clip(TINY).eval()
-
 
 def test_shipped_maskclip_templates():
     t = read_templates("maskclip")

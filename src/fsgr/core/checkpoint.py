@@ -35,6 +35,9 @@ RESUMABLE_CHANGES = (
     "run.", "train.max_steps", "train.log_every", "train.max_epochs", "scst.max_epochs", "data.workers",
     "data.pin_memory", "data.persistent_workers", "data.prefetch_factor", "data.cache_dir", "eval.", "train.compile",
 )
+# Recipe keys added after a run could have been saved without them -> the value that reproduces what such a run did
+# (older fsgr counted the SCST reward's document frequencies over images), so an older run resumes with that value.
+VALUES_BEFORE_THE_KEY = {"scst.reward_documents": "images"}
 
 
 def payload_checksum(payload: Mapping[str, Any]) -> str:
@@ -152,6 +155,7 @@ def config_differences(saved: dict, current: dict, allowed: tuple[str, ...] = RE
     """Dotted keys whose values differ and that matter for resuming (`allowed` keys, or sections ending in '.',
     may differ)."""
     a, b = _flatten(saved), _flatten(current)
+    a.update({key: value for key, value in VALUES_BEFORE_THE_KEY.items() if key not in a})
     diffs = []
     for key in sorted(set(a) | set(b)):
         if any(key == p or (p.endswith(".") and key.startswith(p)) for p in allowed):
