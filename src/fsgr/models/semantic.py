@@ -14,9 +14,10 @@ default); `ids_from="assignment"` returns the ids of the assignment that built S
 The head runs in fp32 with autocast off: 100 x cosine logits in bf16 would tie far too often for an argmax.
 
 `dense_labels` is MaskCLIP's dense labelling itself: every patch against the WHOLE codebook (no top-k preselection),
-with its softmax probability over all concepts. It is what maps show (`fsgr explain`): a concept the image's global
-embedding did not rank in its top k, typically "background", is never in the head's assignment, so that assignment
-paints background patches with object concepts at high confidence.
+with its softmax probability over all concepts. Maps (`fsgr explain`) use it on the backbone's value-path features
+(FSGRCaptioner.dense_concepts): a concept the image's global embedding did not rank in its top k, typically
+"background", is never in the head's assignment, so that assignment paints background patches with object concepts
+at high confidence.
 """
 
 from __future__ import annotations
@@ -56,12 +57,11 @@ class SemanticHead(nn.Module):
     def codebook_size(self) -> int:
         return int(self.codebook.shape[0])
 
-    def dense_labels(self, aligned_patches: torch.Tensor, logit_scale: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """aligned_patches (B, P, E) L2-normalised -> concept id (B, P) over the whole codebook and its softmax
+    def dense_labels(self, patches: torch.Tensor, logit_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """patches (B, P, E) L2-normalised -> concept id (B, P) over the whole codebook and its softmax
         probability over the whole codebook (B, P)."""
-        with torch.autocast(aligned_patches.device.type, enabled=False):
-            logits = logit_scale.float().exp() * aligned_patches.float() @ self.codebook.t()    # (B, P, C)
+        with torch.autocast(patches.device.type, enabled=False):
+            logits = logit_scale.float().exp() * patches.float() @ self.codebook.t()            # (B, P, C)
             probability, ids = logits.softmax(dim=-1).max(dim=-1)
         return ids, probability
 
