@@ -46,7 +46,7 @@ class Explanation:
     concept_ids: torch.Tensor          # (gh, gw) long: global codebook id of each patch
     concept_names: dict[int, str]      # id -> name for the ids present
     image: Image.Image                 # the RGB input as given (before resizing)
-    confidence: Optional[torch.Tensor] = None      # (gh, gw) probability of each patch's concept (fsgr.serving.maps)
+    confidence: Optional[torch.Tensor] = None      # (gh, gw) probability of each patch's concept over the whole codebook
     background_ids: tuple[int, ...] = ()           # codebook ids that name the background
     words: list[str] = field(default_factory=list)         # the caption's words (with word attention)
     word_attention: Optional[torch.Tensor] = None  # (len(words), gh * gw) cross-attention of each word
@@ -150,21 +150,25 @@ class Captioner(CaptionerBase):
     # ------------------------------------------------------------------ explain
     @torch.no_grad()
     def explain(self, image: ImageLike, words: bool = False) -> Explanation:
-        """Caption plus the patch-to-concept assignment of the semantic head (eval mode: hard argmax) and its
-        confidence; with `words`, each word's cross-attention over the patches (fsgr.serving.maps)."""
+        """Caption plus the MaskCLIP dense label of every patch over the whole codebook (background included; not
+        the head's per-image top-k assignment, which can never say "background" when the image's global embedding
+        does not rank it) and its softmax probability; with `words`, each word's cross-attention over the patches
+        (fsgr.serving.maps)."""
         if not self.cfg.model.semantic.enabled:
             raise CheckpointError("this checkpoint's model has no semantic head (model.semantic.enabled=false): "
                                   "there is no patch-to-concept map to draw")
         # one conversion for every verb: the drawn image is what the model saw (16-bit rescaled, alpha on white)
         pil = to_rgb(image if isinstance(image, Image.Image) else open_image(image, size=None))
-        encoded = self.encode(self.preprocess(pil)[None])
+        pixels = self.preprocess(pil)[None].to(self.device)
+        encoded = self.encode(pixels)
         caption = captions_of(decode(self.model, encoded, self.settings(), return_all=True), self.vocab,
                               encoded.concept_ids)[0]
-        side = int(round(encoded.concept_ids.shape[1] ** 0.5))
-        grid = encoded.concept_ids[0].view(side, side).cpu()
+        ids, probability = self.model.dense_concepts(pixels)                     # (1, P) each
+        side = int(round(ids.shape[1] ** 0.5))
+        grid = ids[0].view(side, side).cpu()
         names = {i: self.concept_name(i) for i in sorted(set(grid.flatten().tolist()))}
         exp = Explanation(caption=caption.text, concept_ids=grid, concept_names=names, image=pil,
-                          confidence=encoded.concept_confidence[0].view(side, side).cpu(),
+                          confidence=probability[0].view(side, side).cpu(),
                           background_ids=tuple(self.background_ids()))
         if words and caption.tokens:
             from fsgr.serving.maps import word_attention

@@ -7,6 +7,10 @@ import torch
 from PIL import Image
 
 from fsgr.cli import main as cli_main
+from fsgr.config import load_config, resolve_config
+from fsgr.core.build import build_model
+from fsgr.data.synthetic import render, patch_concepts
+from fsgr.data.vocab import Vocab
 from fsgr.inference import Captioner, Explanation, draw_explanation
 from fsgr.serving.maps import BACKGROUND, object_grid, regions
 
@@ -60,6 +64,26 @@ def test_explain_with_word_attention(tiny_checkpoint, tiny_images, tmp_path, cap
     assert exp.background_ids == (0,) and exp.caption == captioner.caption([str(tiny_images[0])])[0]
     assert exp.words == exp.caption.split() and exp.word_attention.shape == (len(exp.words), 16)
     torch.testing.assert_close(exp.word_attention.sum(-1), torch.ones(len(exp.words)))
+    # the maps equal an independent computation: each cross-attention sub-layer's inputs caught by a hook in a plain
+    # teacher-forced decoder pass, softmax(q k^T / sqrt(dh)) by hand, averaged over heads and layers
+    caught = []
+    hooks = [layer.cross_attention.register_forward_pre_hook(lambda mod, args: caught.append((mod.attn, *args[:2])))
+             for layer in captioner.model.decoder.layers]
+    encoded = captioner.encode(captioner.preprocess(str(tiny_images[0]))[None])
+    result = captioner.generate(captioner.preprocess(str(tiny_images[0]))[None])[0]
+    inputs = torch.tensor([[captioner.vocab.bos_id] + result.tokens[:-1]])
+    caught.clear()
+    with torch.no_grad():
+        captioner.model.decoder(inputs, encoded.memory, encoded.memory_pos)
+    for h in hooks:
+        h.remove()
+    by_hand = []
+    for attn, s, k in caught:
+        q = attn.q_proj(s).view(1, -1, attn.heads, attn.d_head).transpose(1, 2)
+        by_hand.append(torch.softmax(q @ k.transpose(-1, -2) / attn.d_head ** 0.5, dim=-1).mean(dim=1)[0])
+    assert len(by_hand) == len(captioner.model.decoder.layers)
+    keep = [i for i, t in enumerate(result.tokens) if i == 0 or t != result.tokens[i - 1]]
+    torch.testing.assert_close(exp.word_attention, torch.stack(by_hand).mean(dim=0)[keep])
     assert ((exp.confidence > 0) & (exp.confidence <= 1)).all() and exp.confidence.shape == (4, 4)
     plain, words = tmp_path / "plain.png", tmp_path / "words.png"
     assert cli_main(["explain", "--checkpoint", str(tiny_checkpoint), str(tiny_images[0]), "--out", str(plain)]) == 0
@@ -70,3 +94,27 @@ def test_explain_with_word_attention(tiny_checkpoint, tiny_images, tmp_path, cap
     assert cli_main(["explain", "--checkpoint", str(tiny_checkpoint), str(tiny_images[0]), "--out", str(plain),
                      "--min-confidence", "2"]) == 2
     assert "--min-confidence" in capsys.readouterr().err
+
+
+def test_demo_maps_show_background_as_background():
+    """The packaged tiny CLIP + demo codebook on synthetic shapes with their true concept maps: the map's dense labels
+    over the whole codebook draw most background patches as background and most object patches as their concept,
+    where the head's top-k assignment (never holding "background" here) draws almost none as background."""
+    cfg = load_config(resolve_config("demo"), ["eval.beam_size=1", "eval.max_len=3"])
+    torch.manual_seed(0)
+    vocab = Vocab(["<unk>", "<pad>", "<bos>", "<eos>", "a"])
+    model, names, _ = build_model(cfg, vocab)
+    captioner = Captioner(model, vocab, cfg, torch.device("cpu"), names)
+    maps, topk, truth = [], [], []
+    for image_id in range(16):
+        image, label_map, _, _ = render(image_id, cfg.data.synthetic)
+        exp = captioner.explain(image)
+        maps.append(object_grid(exp.concept_ids, exp.confidence, exp.background_ids, 0.0).flatten())
+        topk.append(captioner.encode(captioner.preprocess(image)[None]).concept_ids[0])
+        truth.append(patch_concepts(label_map, exp.concept_ids.shape[0]))
+    maps, topk, truth = torch.stack(maps), torch.stack(topk), torch.stack(truth)
+    background = truth == 0
+    assert background.sum() > 500 and (~background).sum() > 100
+    assert (maps[background] == BACKGROUND).float().mean() > 0.6
+    assert (maps[~background] == truth[~background]).float().mean() > 0.6
+    assert (topk[background] == 0).float().mean() < 0.1           # what the maps drew before

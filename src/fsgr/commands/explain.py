@@ -17,7 +17,7 @@ def add_arguments(parser):
     parser.add_argument("--width", type=int, default=448, help=f"width of the drawn image in pixels "
                                                                f"({MIN_WIDTH}..{MAX_WIDTH})")
     parser.add_argument("--min-confidence", type=float, default=0.0,
-                        help="draw patches whose concept probability (among the image's top-k) is below this as "
+                        help="draw patches whose concept probability (over the whole codebook) is below this as "
                              "background (default 0: only the codebook's background concept)")
     parser.add_argument("--words", action="store_true", help="add one cross-attention map per generated word")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")

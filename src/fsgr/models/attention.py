@@ -49,6 +49,12 @@ class MultiHeadAttention(nn.Module):
         b, _, nq, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, nq, self.heads * self.d_head))
 
+    def weights(self, queries: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The attention weights SDPA does not return, computed explicitly (maps only; no mask, no dropout):
+        queries (B, nq, d), k projected (B, h, nk, dh) -> softmax(q k^T / sqrt(dh)) (B, h, nq, nk)."""
+        q = self.split_heads(self.q_proj(queries))
+        return (q @ k.transpose(-1, -2) / self.d_head ** 0.5).softmax(dim=-1)
+
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                 mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         k, v = self.project_kv(keys, values)

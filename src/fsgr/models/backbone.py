@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,7 @@ class BackboneOutput:
     patch_tokens: torch.Tensor      # (B, P, W) F^: last-layer patch tokens after prompt_norm, L2-normalised
     global_embed: torch.Tensor      # (B, E)    g^: ln_post(H[:, 0]) @ proj, L2-normalised
     aligned_patches: torch.Tensor   # (B, P, E) A^: CSA patches prompt_norm(z'') @ proj (or REF's H @ proj), L2-normalised
+    value_patches: Optional[torch.Tensor] = None   # (B, P, E) MaskCLIP dense features (forward(value_patches=True))
 
 
 class Adapter(nn.Module):
@@ -128,14 +130,18 @@ class FSGRBackbone(nn.Module):
         x = x + attn
         return x + block.mlp(block.ln_2(x))
 
-    def forward(self, images: torch.Tensor) -> BackboneOutput:
+    def forward(self, images: torch.Tensor, value_patches: bool = False) -> BackboneOutput:
+        """`value_patches`: also MaskCLIP's dense features, ln_post(out_proj(v)) @ proj of the patches entering the
+        last block (its value path alone: no attention mixing, no residual, no MLP). The CSA output keeps the residual
+        and MLP, which spread each object's identity over the whole image: on the demo, 99% of the background patches
+        get an object of the image as their nearest concept; the value path keeps them local (fsgr explain)."""
         visual, n = self.visual, self.num_prompts
         x = visual.embed(images)                                              # (B, 1 + P, W)
         B, P = x.shape[0], x.shape[1] - 1
         if n:
             x = torch.cat([x[:, :1], self._prompts(0, B).to(x.dtype), x[:, 1:]], dim=1)   # (B, 1 + N + P, W)
         blocks = visual.transformer.resblocks
-        z = None
+        z = values = None
         for i, block in enumerate(blocks):
             if i >= 1 and n and self.deep_prompt_embeddings is not None:
                 x = torch.cat([x[:, :1], self._prompts(i, B).to(x.dtype), x[:, 1 + n:]], dim=1)
@@ -143,6 +149,9 @@ class FSGRBackbone(nn.Module):
                 z = x[:, 1 + n:]                                              # patches entering the last layer
                 z = z + csa_attention(block, z)
                 z = z + block.mlp(block.ln_2(z))                              # (B, P, W) z''
+            if i == len(blocks) - 1 and value_patches:
+                _, _, v = block.attn.qkv(block.ln_1(x[:, 1 + n:]))             # (B, heads, P, d)
+                values = F.normalize(visual.ln_post(block.attn.merge_heads(v)) @ visual.proj, dim=-1)   # (B, P, E)
             x = self._block(i, block, x)
         h = self.prompt_norm(x) if n else x
         patches = h[:, -P:]                                                   # (B, P, W) F (no ln_post)
@@ -153,4 +162,4 @@ class FSGRBackbone(nn.Module):
             aligned = patches @ visual.proj                                   # REF: last-layer tokens, no ln_post
         return BackboneOutput(patch_tokens=F.normalize(patches, dim=-1),
                               global_embed=F.normalize(global_embed, dim=-1),
-                              aligned_patches=F.normalize(aligned, dim=-1))
+                              aligned_patches=F.normalize(aligned, dim=-1), value_patches=values)

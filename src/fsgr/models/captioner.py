@@ -41,7 +41,6 @@ class Encoded:
     concept_ids: torch.Tensor     # (B, P) long: global codebook id of each patch
     contrast_feats: torch.Tensor  # (B, P, d) att_embed output (SupCon features)
     global_embed: torch.Tensor    # (B, E) L2-normalised CLIP image embedding
-    concept_confidence: torch.Tensor  # (B, P) softmax probability of each patch's concept among the image's top-k
 
     def index_select(self, rows: torch.Tensor) -> "Encoded":
         """Rows of every per-image tensor (memory_pos is shared)."""
@@ -148,10 +147,16 @@ class FSGRCaptioner(nn.Module):
             memory, pos = self.encoder(contrast, sem.grid, grid)                 # queries: att_embed output (REF: F^)
         else:
             memory, pos = self.encoder(patches, None, grid)
-        chosen = (sem.topk_ids[:, :, None] == sem.concept_ids[:, None, :]).float()      # (B, k, P) one-hot
-        confidence = (sem.logits.softmax(dim=1) * chosen).sum(dim=1)                    # (B, P)
         return Encoded(memory=memory, memory_pos=pos, concept_ids=sem.concept_ids, contrast_feats=contrast,
-                       global_embed=global_embed, concept_confidence=confidence)
+                       global_embed=global_embed)
+
+    @torch.no_grad()
+    def dense_concepts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B,3,H,W) -> MaskCLIP dense labels over the whole codebook: concept id (B, P) of each patch's
+        value-path features (FSGRBackbone.forward(value_patches=True)) and its softmax probability over the whole
+        codebook (B, P). What maps show; `encode(...).concept_ids` stays the head's top-k assignment of the CSA
+        features, which built the semantic grid."""
+        return self.semantic.dense_labels(self.backbone(images, value_patches=True).value_patches, self.logit_scale)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor, image_index: Optional[torch.Tensor] = None,
                 backbone_grad: bool = True) -> CaptionerOutput:

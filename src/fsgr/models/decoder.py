@@ -76,9 +76,13 @@ class DecoderLayer(nn.Module):
         self.memory = LayerMemory(memory, d_model, heads) if memory is not None else None
 
     def forward(self, x: torch.Tensor, self_k: torch.Tensor, self_v: torch.Tensor, self_mask: torch.Tensor,
-                cross_k: torch.Tensor, cross_v: torch.Tensor, m_pad: torch.Tensor) -> torch.Tensor:
-        """x (N, L, d); self_k/v (N, h, t, dh) already include x's own keys; m_pad (N, L, 1)."""
+                cross_k: torch.Tensor, cross_v: torch.Tensor, m_pad: torch.Tensor,
+                cross_weights: Optional[list[torch.Tensor]] = None) -> torch.Tensor:
+        """x (N, L, d); self_k/v (N, h, t, dh) already include x's own keys; m_pad (N, L, 1). `cross_weights`: a list
+        to append this layer's cross-attention weights (N, h, L, P) to (maps; computed only when given)."""
         s = self.self_attention(x, self_k, self_v, self_mask) * m_pad
+        if cross_weights is not None:
+            cross_weights.append(self.cross_attention.attn.weights(s, cross_k))
         c = self.cross_attention(s, cross_k, cross_v) * m_pad
         return self.feed_forward(c) * m_pad
 
@@ -145,10 +149,12 @@ class Decoder(nn.Module):
     def _layers(self, x: torch.Tensor, valid: torch.Tensor, self_mask: torch.Tensor,
                 cross_kv: list[tuple[torch.Tensor, torch.Tensor]],
                 past_kv: Optional[list[tuple[torch.Tensor, torch.Tensor]]] = None,
+                cross_weights: Optional[list[torch.Tensor]] = None,
                 ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
         """x (N, L, d) of the L tokens fed now; valid (N, L) their non-pad mask; self_mask (N, 1, L, t+L) over the
         keys of the past t tokens (past_kv, per layer) and of these. -> hidden states (N, L, d) and every layer's
-        self-attention keys/values including these tokens (what a cache keeps)."""
+        self-attention keys/values including these tokens (what a cache keeps). `cross_weights`: a list that gets
+        each layer's cross-attention weights (N, h, L, P), in layer order."""
         m_pad = valid.unsqueeze(-1)
         plan = self._record_plan(valid)
         new_kv = []
@@ -164,7 +170,7 @@ class Decoder(nn.Module):
                 if plan is not None:
                     layer.memory.record(k_tok, v_tok, plan)
                 k, v, mask = layer.memory.extend(k, v, self_mask, valid)
-            x = layer(x, k, v, mask, *cross_kv[i], m_pad.to(x.dtype))
+            x = layer(x, k, v, mask, *cross_kv[i], m_pad.to(x.dtype), cross_weights)
         return x, new_kv
 
     def _cross_kv(self, memory: torch.Tensor, memory_pos: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -173,13 +179,16 @@ class Decoder(nn.Module):
         return [layer.cross_attention.project_kv(keys, memory) for layer in self.layers]
 
     # -- full teacher-forced pass ----------------------------------------------------------------------------------
-    def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor) -> torch.Tensor:
-        """tokens (N, L); memory (N, P, d); memory_pos broadcastable to it -> log-probs (N, L, V) fp32."""
+    def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor,
+                cross_weights: Optional[list[torch.Tensor]] = None) -> torch.Tensor:
+        """tokens (N, L); memory (N, P, d); memory_pos broadcastable to it -> log-probs (N, L, V) fp32.
+        `cross_weights`: a list that gets each layer's cross-attention weights (N, h, L, P) (fsgr explain --words)."""
         length = tokens.shape[1]
         valid = tokens != self.pad_id                                                   # (N, L)
         causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()
         self_mask = (causal[None] & valid[:, None, :]).unsqueeze(1)                     # (N, 1, L, L) True=attend
-        x, _ = self._layers(self.embed(tokens), valid, self_mask, self._cross_kv(memory, memory_pos))
+        x, _ = self._layers(self.embed(tokens), valid, self_mask, self._cross_kv(memory, memory_pos),
+                            cross_weights=cross_weights)
         return self._logprobs(x)
 
     # -- incremental decoding ------------------------------------------------------------------------------------

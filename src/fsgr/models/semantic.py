@@ -12,6 +12,12 @@ These ids label the patch contrastive loss, whose features (att_embed of [F^_p; 
 never from S: the clean argmax says what the patch shows, the noisy one adds label noise. So `ids_from="clean"` (REF,
 default); `ids_from="assignment"` returns the ids of the assignment that built S.
 The head runs in fp32 with autocast off: 100 x cosine logits in bf16 would tie far too often for an argmax.
+
+`dense_labels` is MaskCLIP's dense labelling itself: every patch against the WHOLE codebook (no top-k preselection),
+with its softmax probability over all concepts. Maps (`fsgr explain`) use it on the backbone's value-path features
+(FSGRCaptioner.dense_concepts): a concept the image's global embedding did not rank in its top k, typically
+"background", is never in the head's assignment, so that assignment paints background patches with object concepts
+at high confidence.
 """
 
 from __future__ import annotations
@@ -50,6 +56,14 @@ class SemanticHead(nn.Module):
     @property
     def codebook_size(self) -> int:
         return int(self.codebook.shape[0])
+
+    def dense_labels(self, patches: torch.Tensor, logit_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """patches (B, P, E) L2-normalised -> concept id (B, P) over the whole codebook and its softmax
+        probability over the whole codebook (B, P)."""
+        with torch.autocast(patches.device.type, enabled=False):
+            logits = logit_scale.float().exp() * patches.float() @ self.codebook.t()            # (B, P, C)
+            probability, ids = logits.softmax(dim=-1).max(dim=-1)
+        return ids, probability
 
     def forward(self, global_embed: torch.Tensor, aligned_patches: torch.Tensor,
                 logit_scale: torch.Tensor) -> SemanticOutput:

@@ -1,9 +1,10 @@
 """Maps people believe (`fsgr explain`): the semantic head's patch concepts drawn over the image, and per word where
 the decoder's cross-attention looked.
 
-* Background stays background: patches assigned to the codebook's background concept (the demo codebook has one) or
-  whose concept has a confidence below `min_confidence` (softmax probability among the image's top-k concepts) are
-  left untinted and counted as "background" in the legend.
+* Background stays background: patches labelled with the codebook's background concept (the demo codebook has one) or
+  whose label has a confidence below `min_confidence` are left untinted and counted as "background" in the legend.
+  The labels are MaskCLIP dense labels over the whole codebook and the confidence their softmax probability over
+  it (Captioner.explain, FSGRCaptioner.dense_concepts), not the semantic head's per-image top-k assignment.
 * The overlay is smooth at image resolution: one channel per object concept plus one for the background, upsampled
   bilinearly from the patch grid; each pixel takes its strongest channel's colour, and the tint fades where the
   background channel rises, so region borders follow the image rather than the 16 px patch staircase.
@@ -99,30 +100,12 @@ def heat_overlay(weights: torch.Tensor, size: tuple[int, int], alpha: float = 0.
 def word_attention(model, encoded, tokens: list[int], bos_id: int) -> torch.Tensor:
     """Cross-attention of each generated token over the patches: (len(tokens), P), each row summing to 1.
 
-    A teacher-forced pass over [<bos>] + tokens[:-1] (the inputs that produced each token), as Decoder.forward,
-    reading each layer's cross-attention weights that scaled_dot_product_attention does not return."""
-    dec = model.decoder
+    A teacher-forced pass of the decoder over [<bos>] + tokens[:-1] (the inputs that produced each token), asking
+    its layer pass for each layer's cross-attention weights; averaged over heads and layers."""
     inputs = torch.tensor([[bos_id] + tokens[:-1]], device=encoded.memory.device)          # (1, L)
-    memory, keys = encoded.memory[:1], encoded.memory[:1] + encoded.memory_pos
-    length = inputs.shape[1]
-    valid = inputs != dec.pad_id
-    causal = torch.ones(length, length, dtype=torch.bool, device=inputs.device).tril()
-    self_mask = (causal[None] & valid[:, None, :]).unsqueeze(1)
-    m_pad = valid.unsqueeze(-1).to(memory.dtype)
-    x = dec.embed(inputs)
-    maps = []
-    for layer in dec.layers:
-        sa, ca = layer.self_attention, layer.cross_attention
-        k, v = sa.project_kv(x, x)
-        mask = self_mask
-        if layer.memory is not None:
-            k, v, mask = layer.memory.extend(k, v, self_mask, valid)
-        s = sa(x, k, v, mask) * m_pad                                                    # the cross queries' input
-        ck, cv = ca.project_kv(keys, memory)                                             # (1, h, P, dh)
-        q = ca.attn.split_heads(ca.attn.q_proj(s))                                       # (1, h, L, dh)
-        maps.append((q @ ck.transpose(-1, -2) / ca.attn.d_head ** 0.5).softmax(dim=-1).mean(dim=1)[0])  # (L, P)
-        x = layer(x, k, v, mask, ck, cv, m_pad)
-    return torch.stack(maps).mean(dim=0)
+    weights: list[torch.Tensor] = []
+    model.decoder(inputs, encoded.memory[:1], encoded.memory_pos, cross_weights=weights)   # layers x (1, h, L, P)
+    return torch.stack(weights).mean(dim=(0, 2))[0]                                       # (L, P)
 
 
 def draw_explanation(exp, top: int = 8, width: int = 448, min_confidence: float = 0.0,
