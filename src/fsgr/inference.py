@@ -36,7 +36,7 @@ class Caption:
     logprob: float                      # summed log-prob of the generated tokens (<eos> included)
     length: int                         # generated tokens before <eos>
     beams: list[tuple[str, float]]      # every beam, best first: (text, summed log-prob)
-    concept_ids: torch.Tensor           # (P,) global codebook id of each patch
+    concept_ids: torch.Tensor           # (P,) map label of each patch over the whole codebook (Encoded.map_ids)
     tokens: list[int] = field(default_factory=list)   # the best beam's generated tokens before <eos>
 
 
@@ -96,7 +96,7 @@ class CaptionerBase:
         """(B, 3, S, S) preprocessed images -> one Caption each (all beams, scores, concept ids)."""
         settings = settings or self.settings()
         encoded = self.encode(images)
-        return captions_of(decode(self.model, encoded, settings, return_all=True), self.vocab, encoded.concept_ids)
+        return captions_of(decode(self.model, encoded, settings, return_all=True), self.vocab, encoded.map_ids)
 
     def caption_tensors(self, images: torch.Tensor, beam_size: Optional[int] = None, max_len: Optional[int] = None,
                         **controls) -> list[str]:
@@ -145,7 +145,7 @@ class Captioner(CaptionerBase):
         return cls(loaded.model.to(device), loaded.vocab, loaded.cfg, device, loaded.codebook_names)
 
     def encode(self, images: torch.Tensor):
-        return self.model.encode(images.to(self.device))
+        return self.model.encode(images.to(self.device), concept_map=True)
 
     # ------------------------------------------------------------------ explain
     @torch.no_grad()
@@ -162,13 +162,12 @@ class Captioner(CaptionerBase):
         pixels = self.preprocess(pil)[None].to(self.device)
         encoded = self.encode(pixels)
         caption = captions_of(decode(self.model, encoded, self.settings(), return_all=True), self.vocab,
-                              encoded.concept_ids)[0]
-        ids, probability = self.model.dense_concepts(pixels)                     # (1, P) each
-        side = int(round(ids.shape[1] ** 0.5))
-        grid = ids[0].view(side, side).cpu()
+                              encoded.map_ids)[0]
+        side = int(round(caption.concept_ids.numel() ** 0.5))
+        grid = caption.concept_ids.view(side, side)
         names = {i: self.concept_name(i) for i in sorted(set(grid.flatten().tolist()))}
         exp = Explanation(caption=caption.text, concept_ids=grid, concept_names=names, image=pil,
-                          confidence=probability[0].view(side, side).cpu(),
+                          confidence=encoded.map_confidence[0].view(side, side).cpu(),
                           background_ids=tuple(self.background_ids()))
         if words and caption.tokens:
             from fsgr.serving.maps import word_attention

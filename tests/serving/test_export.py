@@ -37,9 +37,9 @@ def onnx_captioner(onnx_dir):
 
 def test_per_step_logprobs_match_within_1e4(captioner, onnx_captioner, tiny_images):
     x = torch.stack([captioner.preprocess(p) for p in tiny_images[:5]])
-    ours, theirs = captioner.model.encode(x), onnx_captioner.encode(x)
+    ours, theirs = captioner.encode(x), onnx_captioner.encode(x)
     torch.testing.assert_close(theirs.memory, ours.memory, atol=1e-4, rtol=0)
-    assert torch.equal(theirs.concept_ids, ours.concept_ids)
+    assert torch.equal(theirs.map_ids, ours.map_ids)
     # feed the same tokens to both: <bos>, then the checkpoint's beam-3 captions (<eos>, then <pad> rows included)
     from fsgr.models.decoding import beam_search
 

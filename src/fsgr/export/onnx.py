@@ -1,6 +1,6 @@
 """`fsgr export --format onnx`: the captioner as three ONNX graphs, the vocabulary and the decoding settings.
 
-    encoder.onnx       images (B, 3, S, S) -> memory (B, P, d), memory_pos (1, P, d), concept_ids (B, P)
+    encoder.onnx       images (B, 3, S, S) -> memory (B, P, d), memory_pos (1, P, d), map_ids (B, P) (map labels)
     cross.onnx         memory, memory_pos -> cross_k, cross_v (L, B, h, P, dh): every layer's cross-attention K/V
     decoder_step.onnx  one decoder step on a fixed-size cache:
                        tokens (N,), step () int64, self_k, self_v (L, N, h, T, dh), key_valid (N, T) bool,
@@ -32,8 +32,8 @@ class EncoderGraph(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor):
-        enc = self.model.encode(images, backbone_grad=False)
-        return enc.memory, enc.memory_pos, enc.concept_ids
+        enc = self.model.encode(images, backbone_grad=False, concept_map=True)
+        return enc.memory, enc.memory_pos, enc.map_ids         # the map labels, as the PyTorch Captioner shows
 
 
 class CrossGraph(nn.Module):
@@ -112,7 +112,7 @@ def export_onnx(captioner, out: Path) -> list[Path]:
     with torch.no_grad():
         enc = model.encode(images)
         _export(EncoderGraph(model), (images,), out / "encoder.onnx", ["images"],
-                ["memory", "memory_pos", "concept_ids"], ({0: batch},))
+                ["memory", "memory_pos", "map_ids"], ({0: batch},))
         _export(CrossGraph(decoder), (enc.memory, enc.memory_pos), out / "cross.onnx", ["memory", "memory_pos"],
                 ["cross_k", "cross_v"], ({0: batch}, None))
         cross_k, cross_v = CrossGraph(decoder)(enc.memory, enc.memory_pos)

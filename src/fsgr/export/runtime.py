@@ -97,7 +97,7 @@ class OnnxCaptioner(CaptionerBase):
                                      eos_id=self.meta["eos_id"])
 
     def encode(self, images: torch.Tensor) -> SimpleNamespace:
-        memory, memory_pos, concept_ids = self.encoder.run(None, {"images": images.float().cpu().numpy()})
+        memory, memory_pos, map_ids = self.encoder.run(None, {"images": images.float().cpu().numpy()})
         return SimpleNamespace(memory=torch.from_numpy(memory), memory_pos=torch.from_numpy(memory_pos),
-                               concept_ids=torch.from_numpy(concept_ids))
+                               map_ids=torch.from_numpy(map_ids))
 

@@ -41,11 +41,14 @@ class Encoded:
     concept_ids: torch.Tensor     # (B, P) long: global codebook id of each patch
     contrast_feats: torch.Tensor  # (B, P, d) att_embed output (SupCon features)
     global_embed: torch.Tensor    # (B, E) L2-normalised CLIP image embedding
+    # encode(concept_map=True) only: MaskCLIP's dense label of each patch over the WHOLE codebook (what maps show)
+    map_ids: Optional[torch.Tensor] = None         # (B, P) long
+    map_confidence: Optional[torch.Tensor] = None  # (B, P) its softmax probability over the whole codebook
 
     def index_select(self, rows: torch.Tensor) -> "Encoded":
         """Rows of every per-image tensor (memory_pos is shared)."""
         return replace(self, **{f.name: getattr(self, f.name).index_select(0, rows)
-                                for f in fields(self) if f.name != "memory_pos"})
+                                for f in fields(self) if f.name != "memory_pos" and getattr(self, f.name) is not None})
 
 
 @dataclass
@@ -131,13 +134,16 @@ class FSGRCaptioner(nn.Module):
         return emb
 
     # ------------------------------------------------------------------------------------------------------------
-    def encode(self, images: torch.Tensor, backbone_grad: bool = True) -> Encoded:
+    def encode(self, images: torch.Tensor, backbone_grad: bool = True, concept_map: bool = False) -> Encoded:
         """images (B,3,H,W) -> Encoded. backbone_grad=False runs the backbone without autograd (SCST with
-        model.backbone.train_in_scst=False); it always does when the backbone has no trainable parameter."""
+        model.backbone.train_in_scst=False); it always does when the backbone has no trainable parameter.
+        concept_map=True also labels every patch MaskCLIP-style over the whole codebook from the backbone's value
+        path (map_ids, map_confidence): what maps show. The head's own top-k assignment (concept_ids) built the
+        semantic grid, but a concept the global embedding did not rank, typically "background", is never in it."""
         trainable = any(p.requires_grad for p in self.backbone.parameters())
         ctx = contextlib.nullcontext() if (backbone_grad and trainable) else torch.no_grad()
         with ctx:
-            feats = self.backbone(images)
+            feats = self.backbone(images, value_patches=concept_map)
         patches, global_embed = feats.patch_tokens, feats.global_embed          # (B,P,W), (B,E)
         b, p, _ = patches.shape
         contrast = self.att_embed(torch.cat([patches, global_embed[:, None].expand(b, p, -1)], dim=-1))
@@ -147,16 +153,11 @@ class FSGRCaptioner(nn.Module):
             memory, pos = self.encoder(contrast, sem.grid, grid)                 # queries: att_embed output (REF: F^)
         else:
             memory, pos = self.encoder(patches, None, grid)
+        map_ids = map_confidence = None
+        if concept_map:
+            map_ids, map_confidence = self.semantic.dense_labels(feats.value_patches, self.logit_scale)
         return Encoded(memory=memory, memory_pos=pos, concept_ids=sem.concept_ids, contrast_feats=contrast,
-                       global_embed=global_embed)
-
-    @torch.no_grad()
-    def dense_concepts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images (B,3,H,W) -> MaskCLIP dense labels over the whole codebook: concept id (B, P) of each patch's
-        value-path features (FSGRBackbone.forward(value_patches=True)) and its softmax probability over the whole
-        codebook (B, P). What maps show; `encode(...).concept_ids` stays the head's top-k assignment of the CSA
-        features, which built the semantic grid."""
-        return self.semantic.dense_labels(self.backbone(images, value_patches=True).value_patches, self.logit_scale)
+                       global_embed=global_embed, map_ids=map_ids, map_confidence=map_confidence)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor, image_index: Optional[torch.Tensor] = None,
                 backbone_grad: bool = True) -> CaptionerOutput:

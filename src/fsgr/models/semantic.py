@@ -15,7 +15,7 @@ The head runs in fp32 with autocast off: 100 x cosine logits in bf16 would tie f
 
 `dense_labels` is MaskCLIP's dense labelling itself: every patch against the WHOLE codebook (no top-k preselection),
 with its softmax probability over all concepts. Maps (`fsgr explain`) use it on the backbone's value-path features
-(FSGRCaptioner.dense_concepts): a concept the image's global embedding did not rank in its top k, typically
+(FSGRCaptioner.encode(concept_map=True)): a concept the image's global embedding did not rank in its top k, typically
 "background", is never in the head's assignment, so that assignment paints background patches with object concepts
 at high confidence.
 """

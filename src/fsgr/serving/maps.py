@@ -4,7 +4,7 @@ the decoder's cross-attention looked.
 * Background stays background: patches labelled with the codebook's background concept (the demo codebook has one) or
   whose label has a confidence below `min_confidence` are left untinted and counted as "background" in the legend.
   The labels are MaskCLIP dense labels over the whole codebook and the confidence their softmax probability over
-  it (Captioner.explain, FSGRCaptioner.dense_concepts), not the semantic head's per-image top-k assignment.
+  it (Captioner.explain, FSGRCaptioner.encode(concept_map=True)), not the semantic head's per-image top-k assignment.
 * The overlay is smooth at image resolution: one channel per object concept plus one for the background, upsampled
   bilinearly from the patch grid; each pixel takes its strongest channel's colour, and the tint fades where the
   background channel rises, so region borders follow the image rather than the 16 px patch staircase.
