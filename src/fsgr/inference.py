@@ -36,7 +36,7 @@ class Caption:
     logprob: float                      # summed log-prob of the generated tokens (<eos> included)
     length: int                         # generated tokens before <eos>
     beams: list[tuple[str, float]]      # every beam, best first: (text, summed log-prob)
-    concept_ids: torch.Tensor           # (P,) map label of each patch over the whole codebook (Encoded.map_ids)
+    concept_ids: Optional[torch.Tensor]  # (P,) map label of each patch over the whole codebook; None: not asked
     tokens: list[int] = field(default_factory=list)   # the best beam's generated tokens before <eos>
 
 
@@ -92,11 +92,13 @@ class CaptionerBase:
         return settings
 
     @torch.no_grad()
-    def generate(self, images: torch.Tensor, settings: Optional[DecodeSettings] = None) -> list[Caption]:
+    def generate(self, images: torch.Tensor, settings: Optional[DecodeSettings] = None,
+                 concept_map: bool = True) -> list[Caption]:
         """(B, 3, S, S) preprocessed images -> one Caption each (all beams, scores, concept ids)."""
         settings = settings or self.settings()
-        encoded = self.encode(images)
-        return captions_of(decode(self.model, encoded, settings, return_all=True), self.vocab, encoded.map_ids)
+        encoded = self.encode(images, concept_map=concept_map)
+        return captions_of(decode(self.model, encoded, settings, return_all=True), self.vocab,
+                           encoded.map_ids if concept_map else None)
 
     def caption_tensors(self, images: torch.Tensor, beam_size: Optional[int] = None, max_len: Optional[int] = None,
                         **controls) -> list[str]:
@@ -144,8 +146,8 @@ class Captioner(CaptionerBase):
         loaded = model_from_state(config, itos, state, codebook_names, source=source)
         return cls(loaded.model.to(device), loaded.vocab, loaded.cfg, device, loaded.codebook_names)
 
-    def encode(self, images: torch.Tensor):
-        return self.model.encode(images.to(self.device), concept_map=True)
+    def encode(self, images: torch.Tensor, concept_map: bool = True):
+        return self.model.encode(images.to(self.device), concept_map=concept_map)
 
     # ------------------------------------------------------------------ explain
     @torch.no_grad()
@@ -179,7 +181,7 @@ class Captioner(CaptionerBase):
         return exp
 
 
-def captions_of(result, vocab, concept_ids: torch.Tensor) -> list[Caption]:
+def captions_of(result, vocab, concept_ids: Optional[torch.Tensor]) -> list[Caption]:
     """A return_all BeamResult (B, k, T) -> Captions; texts with consecutive repeats collapsed (the evaluation's)."""
     tokens = result.tokens.cpu().tolist()
     scores = result.seq_logprob.float().cpu().tolist()
@@ -189,7 +191,8 @@ def captions_of(result, vocab, concept_ids: torch.Tensor) -> list[Caption]:
         best = beams[0]
         length = best.index(vocab.eos_id) if vocab.eos_id in best else sum(t != vocab.pad_id for t in best)
         out.append(Caption(text=texts[0], logprob=scores[b][0], length=length, beams=list(zip(texts, scores[b])),
-                           concept_ids=concept_ids[b].cpu(), tokens=best[:length]))
+                           concept_ids=None if concept_ids is None else concept_ids[b].cpu(),
+                           tokens=best[:length]))
     return out
 
 

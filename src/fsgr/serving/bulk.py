@@ -112,7 +112,10 @@ class _ImageFiles(torch.utils.data.Dataset):
 
 
 def _collate(items):
-    return items
+    """In the worker: (every (index, error or None), the decoded images stacked (G, 3, S, S) or None). One tensor
+    crosses to the main process per batch, and the main process spends its time decoding captions, not stacking."""
+    good = [x for _, x, err in items if err is None]
+    return [(i, err) for i, _, err in items], (torch.stack(good) if good else None)
 
 
 def caption_rows(captioner, paths: Sequence[str], settings, batch_size: int = 16, workers: int = 2,
@@ -127,10 +130,9 @@ def caption_rows(captioner, paths: Sequence[str], settings, batch_size: int = 16
                         persistent_workers=False, prefetch_factor=4 if workers else None)
     bar = tqdm(total=len(paths), unit="img", disable=not progress or None, file=sys.stderr, smoothing=0.1)
     try:
-        for items in loader:
-            good = [(i, x) for i, x, err in items if err is None]
-            captions = iter(captioner.generate(torch.stack([x for _, x in good]), settings) if good else [])
-            for i, x, err in items:
+        for items, images in loader:
+            captions = iter(captioner.generate(images, settings, concept_map=False) if images is not None else [])
+            for i, err in items:
                 if err is not None:
                     yield {"path": paths[i], "error": err}
                     continue
