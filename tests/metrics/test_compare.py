@@ -7,7 +7,8 @@ import pytest
 from fsgr.errors import DataError
 from fsgr.metrics import score
 from fsgr.metrics.bleu import corpus_bleu
-from fsgr.metrics.compare import compare_systems, paired_bootstrap, tokenize_refs
+from fsgr.metrics.compare import compare_systems, paired_bootstrap
+from fsgr.metrics.score import tokenize_refs
 from fsgr.metrics.resample import PerImage, bootstrap_deltas, resample_counts, summarize
 from fsgr.metrics.score import score_tokenized
 from fsgr.metrics.tokenizer import ptb_tokenize

@@ -9,6 +9,7 @@ from fsgr.metrics import score, score_tokenized
 from fsgr.metrics.bleu import corpus_bleu
 from fsgr.metrics.cider import corpus_cider_d
 from fsgr.metrics.rouge import corpus_rouge_l, lcs_length
+from fsgr.metrics.score import tokenize_refs
 from fsgr.metrics.tokenizer import ptb_tokenize
 
 
@@ -39,12 +40,7 @@ def check_equal(ref_tok, cand_tok):
 
 
 def _tok(refs, preds):
-    ids = list(refs)
-    flat = ptb_tokenize([r for i in ids for r in refs[i]])
-    ref_tok, k = [], 0
-    for i in ids:
-        ref_tok.append(flat[k:k + len(refs[i])])
-        k += len(refs[i])
+    ids, ref_tok = tokenize_refs(refs)
     return ids, ref_tok, ptb_tokenize([preds[i] for i in ids])
 
 

@@ -171,7 +171,8 @@ def read_file_names(path: str) -> dict:
 
 def score_file(refs: dict, preds: dict, names: list[str], extra_metrics=(), domains: dict | None = None) -> dict:
     """{"overall": Scores, "domains": {domain: Scores}} with each nocaps domain scored as its own corpus."""
-    from fsgr.metrics.compare import score_system, tokenize_refs
+    from fsgr.metrics.compare import score_system
+    from fsgr.metrics.score import tokenize_refs
 
     def one(sub_refs):
         image_ids, ref_tok = tokenize_refs(sub_refs)

@@ -17,7 +17,7 @@ from fsgr.errors import DataError
 from fsgr.metrics.chair import Synonyms, chair, ground_truth
 from fsgr.metrics.java import MetricUnavailable
 from fsgr.metrics.resample import PerImage
-from fsgr.metrics.score import ALL_METRICS, parse_metrics
+from fsgr.metrics.score import ALL_METRICS, parse_metrics, tokenize_groups
 from fsgr.metrics.tokenizer import ptb_tokenize
 
 EXTRA_KEYS = {"clipscore": ("CLIPScore",), "refclipscore": ("RefCLIPScore",), "chair": ("CHAIR-i", "CHAIR-s")}
@@ -63,11 +63,7 @@ class ChairMetric:
 
     def __call__(self, image_ids, captions):
 
-        ref_flat = ptb_tokenize([r for i in image_ids for r in self.refs[i]])
-        ref_tok, k = [], 0
-        for i in image_ids:
-            ref_tok.append([t.split() for t in ref_flat[k:k + len(self.refs[i])]])
-            k += len(self.refs[i])
+        ref_tok = [[t.split() for t in group] for group in tokenize_groups([self.refs[i] for i in image_ids])]
         truth = ground_truth(image_ids, self.instances, ref_tok, self.synonyms)
         result = chair([t.split() for t in ptb_tokenize(list(captions))], truth, self.synonyms)
         hallucinated = np.asarray(result["hallucinated"], dtype=np.float64)

@@ -18,7 +18,7 @@ from fsgr.metrics.cider import corpus_cider_d
 from fsgr.metrics.diagnostics import caption_diagnostics
 from fsgr.metrics.java import MetricUnavailable
 from fsgr.metrics.resample import PerImage, bootstrap_deltas, resample_counts, summarize
-from fsgr.metrics.score import Scores, parse_metrics, score_tokenized, validate
+from fsgr.metrics.score import Scores, parse_metrics, score_tokenized, tokenize_refs, validate
 from fsgr.metrics.signature import signature
 from fsgr.metrics.tokenizer import ptb_tokenize
 
@@ -28,17 +28,6 @@ class ScoredSystem:
 
     def __init__(self, scores: Scores, per_image: dict[str, PerImage], captions: list[str], tokens: list[str]):
         self.scores, self.per_image, self.captions, self.tokens = scores, per_image, captions, tokens
-
-
-def tokenize_refs(refs: Mapping[Hashable, Sequence[str]]) -> tuple[list, list[list[str]]]:
-    """(image ids, PTB-tokenised references per image), as `score` tokenises them."""
-    image_ids = list(refs)
-    flat = ptb_tokenize([r for i in image_ids for r in refs[i]])
-    ref_tok, k = [], 0
-    for i in image_ids:
-        ref_tok.append(flat[k:k + len(refs[i])])
-        k += len(refs[i])
-    return image_ids, ref_tok
 
 
 def score_system(image_ids: list, ref_tok: list[list[str]], preds: Mapping[Hashable, str],

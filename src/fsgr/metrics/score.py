@@ -80,6 +80,18 @@ def validate(refs: Mapping[Hashable, Sequence[str]], preds: Mapping[Hashable, st
         raise DataError(f"empty reference captions (or none) for images {_ids(empty)}")
 
 
+def tokenize_groups(groups: Sequence[Sequence[str]]) -> list[list[str]]:
+    """PTB-tokenised captions, group by group (one tokenizer call for the whole corpus, as pycocoevalcap makes)."""
+    flat = iter(ptb_tokenize([c for group in groups for c in group]))
+    return [[next(flat) for _ in group] for group in groups]
+
+
+def tokenize_refs(refs: Mapping[Hashable, Sequence[str]]) -> tuple[list, list[list[str]]]:
+    """(image ids in `refs` order, the PTB-tokenised references of each)."""
+    image_ids = list(refs)
+    return image_ids, tokenize_groups([refs[i] for i in image_ids])
+
+
 def score(refs: Mapping[Hashable, Sequence[str]], preds: Mapping[Hashable, str],
           metrics: str | Iterable[str] | None = None) -> Scores:
     """COCO caption metrics of `preds` (one raw caption per image id) against `refs` (raw captions per image id).
@@ -90,13 +102,7 @@ def score(refs: Mapping[Hashable, Sequence[str]], preds: Mapping[Hashable, str],
     names = parse_metrics(metrics)
     validate(refs, preds)
 
-    image_ids = list(refs)
-    n_refs = [len(refs[i]) for i in image_ids]
-    flat = ptb_tokenize([r for i in image_ids for r in refs[i]])
-    ref_tok, k = [], 0
-    for n in n_refs:
-        ref_tok.append(flat[k:k + n])
-        k += n
+    image_ids, ref_tok = tokenize_refs(refs)
     cand_tok = ptb_tokenize([preds[i] for i in image_ids])
     return score_tokenized(image_ids, ref_tok, cand_tok, names)
 

@@ -21,7 +21,7 @@ from fsgr.data.datasets import CaptionDataset, EvalDataset, collate_captions, co
 from fsgr.errors import FsgrError
 from fsgr.files import atomic_write_text
 from fsgr.metrics.java import MetricError
-from fsgr.metrics.score import KEY_ORDER, METRIC_KEYS, Scores, parse_metrics, score_tokenized
+from fsgr.metrics.score import KEY_ORDER, METRIC_KEYS, Scores, parse_metrics, score_tokenized, tokenize_groups
 from fsgr.metrics.signature import signature
 from fsgr.metrics.tokenizer import ptb_tokenize
 from fsgr.models.decoding import decode_images
@@ -38,12 +38,7 @@ class TokenizedReferences:
 
     def __init__(self, records: Sequence):
         self.image_ids = [int(r.image_id) for r in records]
-        flat = ptb_tokenize([c for r in records for c in r.captions])
-        self.tokens: list[list[str]] = []
-        k = 0
-        for r in records:
-            self.tokens.append(flat[k:k + len(r.captions)])
-            k += len(r.captions)
+        self.tokens: list[list[str]] = tokenize_groups([r.captions for r in records])
 
 
 def score_predictions(refs: TokenizedReferences, preds: dict[int, str], metrics: str,
