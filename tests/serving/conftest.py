@@ -35,6 +35,14 @@ def tiny_checkpoint(tmp_path_factory, tiny_images) -> Path:
     return tmp / "run" / "checkpoints" / "last.pt"
 
 
+@pytest.fixture(scope="module")
+def captioner(tiny_checkpoint):
+    """The tiny checkpoint as `fsgr.Captioner` on the CPU."""
+    from fsgr.inference import Captioner
+
+    return Captioner.from_checkpoint(tiny_checkpoint, device="cpu")
+
+
 def _free_port() -> int:
     import socket
 

@@ -10,15 +10,9 @@ import torch
 
 from fsgr.cli import main as cli_main
 from fsgr.errors import CheckpointError
-from fsgr.inference import Captioner
 
 pytest.importorskip("onnxruntime", reason="the export extra (pip install fsgr[export]) is not installed")
 pytest.importorskip("onnxscript", reason="the export extra (pip install fsgr[export]) is not installed")
-
-
-@pytest.fixture(scope="module")
-def captioner(tiny_checkpoint):
-    return Captioner.from_checkpoint(tiny_checkpoint, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,7 @@ pytest.importorskip("starlette", reason="the serve extra (pip install fsgr[serve
 pytest.importorskip("multipart", reason="the serve extra (pip install fsgr[serve]) is not installed")
 from starlette.testclient import TestClient  # noqa: E402
 
-from fsgr.inference import Captioner  # noqa: E402
 from fsgr.serving.server import create_app  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def captioner(tiny_checkpoint):
-    return Captioner.from_checkpoint(tiny_checkpoint, device="cpu")
 
 
 @pytest.fixture(scope="module")
