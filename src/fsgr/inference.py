@@ -93,7 +93,7 @@ class CaptionerBase:
 
     @torch.no_grad()
     def generate(self, images: torch.Tensor, settings: Optional[DecodeSettings] = None,
-                 concept_map: bool = True) -> list[Caption]:
+                 concept_map: bool = False) -> list[Caption]:
         """(B, 3, S, S) preprocessed images -> one Caption each (all beams, scores, concept ids)."""
         settings = settings or self.settings()
         encoded = self.encode(images, concept_map=concept_map)
@@ -146,7 +146,7 @@ class Captioner(CaptionerBase):
         loaded = model_from_state(config, itos, state, codebook_names, source=source)
         return cls(loaded.model.to(device), loaded.vocab, loaded.cfg, device, loaded.codebook_names)
 
-    def encode(self, images: torch.Tensor, concept_map: bool = True):
+    def encode(self, images: torch.Tensor, concept_map: bool = False):
         return self.model.encode(images.to(self.device), concept_map=concept_map)
 
     # ------------------------------------------------------------------ explain
@@ -162,7 +162,7 @@ class Captioner(CaptionerBase):
         # one conversion for every verb: the drawn image is what the model saw (16-bit rescaled, alpha on white)
         pil = to_rgb(image if isinstance(image, Image.Image) else open_image(image, size=None))
         pixels = self.preprocess(pil)[None].to(self.device)
-        encoded = self.encode(pixels)
+        encoded = self.encode(pixels, concept_map=True)
         caption = captions_of(decode(self.model, encoded, self.settings(), return_all=True), self.vocab,
                               encoded.map_ids)[0]
         side = int(round(caption.concept_ids.numel() ** 0.5))

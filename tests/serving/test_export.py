@@ -31,7 +31,7 @@ def onnx_captioner(onnx_dir):
 
 def test_per_step_logprobs_match_within_1e4(captioner, onnx_captioner, tiny_images):
     x = torch.stack([captioner.preprocess(p) for p in tiny_images[:5]])
-    ours, theirs = captioner.encode(x), onnx_captioner.encode(x)
+    ours, theirs = captioner.encode(x, concept_map=True), onnx_captioner.encode(x, concept_map=True)
     torch.testing.assert_close(theirs.memory, ours.memory, atol=1e-4, rtol=0)
     assert torch.equal(theirs.map_ids, ours.map_ids)
     # feed the same tokens to both: <bos>, then the checkpoint's beam-3 captions (<eos>, then <pad> rows included)
@@ -56,8 +56,8 @@ def test_onnx_captions_are_the_checkpoints(captioner, onnx_captioner, tiny_image
     images = [str(p) for p in tiny_images]
     assert onnx_captioner.caption(images, **settings) == captioner.caption(images, **settings)
     x = torch.stack([captioner.preprocess(p) for p in images[:4]])
-    ours = captioner.generate(x, captioner.settings(**settings))
-    theirs = onnx_captioner.generate(x, onnx_captioner.settings(**settings))
+    ours = captioner.generate(x, captioner.settings(**settings), concept_map=True)
+    theirs = onnx_captioner.generate(x, onnx_captioner.settings(**settings), concept_map=True)
     for a, b in zip(ours, theirs):                           # every beam, its score and the concept map
         assert [text for text, _ in a.beams] == [text for text, _ in b.beams] and a.length == b.length
         assert [lp for _, lp in a.beams] == pytest.approx([lp for _, lp in b.beams], abs=1e-4)

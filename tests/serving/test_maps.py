@@ -110,7 +110,7 @@ def test_demo_maps_show_background_as_background():
         image, label_map, _, _ = render(image_id, cfg.data.synthetic)
         exp = captioner.explain(image)
         # the page / JSON API / ONNX path (Captioner.generate) carries the same map labels as explain draws
-        shown = captioner.generate(captioner.preprocess(image)[None])[0].concept_ids
+        shown = captioner.generate(captioner.preprocess(image)[None], concept_map=True)[0].concept_ids
         assert torch.equal(shown, exp.concept_ids.flatten())
         maps.append(object_grid(exp.concept_ids, exp.confidence, exp.background_ids, 0.0).flatten())
         topk.append(captioner.encode(captioner.preprocess(image)[None]).concept_ids[0])

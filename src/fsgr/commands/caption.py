@@ -124,7 +124,7 @@ def _print_captions(captioner, paths, settings, args) -> int:
             print(msg if msg.startswith(path) else f"{path}: {msg}", file=sys.stderr)
     for start in range(0, len(good), args.batch_size):
         chunk = good[start:start + args.batch_size]
-        captions = captioner.generate(torch.stack([t for _, t in chunk]), settings, concept_map=False)
+        captions = captioner.generate(torch.stack([t for _, t in chunk]), settings)
         for (path, _), caption in zip(chunk, captions):
             print(f"{_field(path)}\t{caption.text}", flush=True)
             done[path] = caption.text

@@ -96,7 +96,7 @@ class OnnxCaptioner(CaptionerBase):
         self.model = SimpleNamespace(decoder=self.decoder, pad_id=self.meta["pad_id"], bos_id=self.meta["bos_id"],
                                      eos_id=self.meta["eos_id"])
 
-    def encode(self, images: torch.Tensor, concept_map: bool = True) -> SimpleNamespace:
+    def encode(self, images: torch.Tensor, concept_map: bool = False) -> SimpleNamespace:
         """The graph always computes the map labels (concept_map only matters to the PyTorch Captioner's cost)."""
         memory, memory_pos, map_ids = self.encoder.run(None, {"images": images.float().cpu().numpy()})
         return SimpleNamespace(memory=torch.from_numpy(memory), memory_pos=torch.from_numpy(memory_pos),

@@ -68,7 +68,8 @@ class Batcher:
             for settings, group in groups.items():
                 images = torch.stack([j.image for j in group])
                 try:
-                    captions = await loop.run_in_executor(self.executor, self.captioner.generate, images, settings)
+                    captions = await loop.run_in_executor(self.executor, self.captioner.generate, images, settings,
+                                                          True)     # concept_map: the page draws it
                 except Exception as exc:  # noqa: BLE001 - handed to each waiting request, which answers 500
                     for job in group:
                         if not job.future.done():

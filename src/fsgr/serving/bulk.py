@@ -131,7 +131,7 @@ def caption_rows(captioner, paths: Sequence[str], settings, batch_size: int = 16
     bar = tqdm(total=len(paths), unit="img", disable=not progress or None, file=sys.stderr, smoothing=0.1)
     try:
         for items, images in loader:
-            captions = iter(captioner.generate(images, settings, concept_map=False) if images is not None else [])
+            captions = iter(captioner.generate(images, settings) if images is not None else [])
             for i, err in items:
                 if err is not None:
                     yield {"path": paths[i], "error": err}
