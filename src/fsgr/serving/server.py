@@ -125,10 +125,7 @@ def create_app(captioner, max_bytes: int = 20 * 2**20, max_pixels: int = 40_000_
             settings = captioner.settings(**overrides)
         except FsgrError as exc:
             raise BadRequest(400, str(exc)) from None
-        from fsgr.data.images import preprocess
-
-        image = decode_upload(data, max_pixels)
-        x = preprocess(image, size=captioner.image_size, resize=captioner.resize)
+        x = captioner.preprocess(decode_upload(data, max_pixels))
         result = await batcher.caption(x, settings)
         body = describe(result, captioner.concept_name, background)
         body.update(decoding=asdict(settings), seconds=round(time.perf_counter() - start, 4))
