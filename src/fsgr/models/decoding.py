@@ -157,8 +157,9 @@ def _greedy(model, encoded, max_len: int, use_cache: bool = True, min_len: int =
         out, lps = [], []
         for _ in range(max_len):
             logprobs = _no_specials(model, stepper.step(last))
-            history = torch.stack(out, dim=1) if out else last.new_zeros(b, 0)
-            logprobs = _constrain(logprobs, history, model.eos_id, min_len, no_repeat_ngram)
+            if min_len or no_repeat_ngram:
+                history = torch.stack(out, dim=1) if out else last.new_zeros(b, 0)
+                logprobs = _constrain(logprobs, history, model.eos_id, min_len, no_repeat_ngram)
             word = logprobs.argmax(dim=-1)
             word = word.masked_fill(finished, model.pad_id)
             lps.append(logprobs.gather(1, word[:, None])[:, 0].masked_fill(finished, 0.0))
