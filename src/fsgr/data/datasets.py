@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from fsgr.data.batch import CaptionBatch, EvalBatch
 from fsgr.data.images import load_image
 from fsgr.data.records import ImageRecord
+from fsgr.data.sampling import epoch_order
 from fsgr.data.encoded import EncodedCaptions, TokenizedCaptions
 from fsgr.data.vocab import Vocab
 from fsgr.errors import DataError, FsgrError
@@ -225,12 +226,7 @@ class ResumableSampler(Sampler[int]):
 
     def order(self) -> list[int]:
         """This rank's full order for the current epoch (before skipping)."""
-        if self.shuffle:
-            g = torch.Generator()
-            g.manual_seed(self.seed * 1_000_003 + self.epoch)
-            idx = torch.randperm(self.num_items, generator=g).tolist()
-        else:
-            idx = list(range(self.num_items))
+        idx = epoch_order(self.num_items, self.seed, self.epoch, self.shuffle)
         total = self.per_rank * self.world_size
         if total > len(idx):  # pad by repeating from the start, as DistributedSampler does
             idx += (idx * math.ceil(total / max(len(idx), 1)))[:total - len(idx)]

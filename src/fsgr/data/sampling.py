@@ -23,7 +23,7 @@ def split_sizes(n: int, parts: int) -> list[int]:
 
 
 def epoch_order(num_items: int, seed: int, epoch: int, shuffle: bool = True) -> list[int]:
-    """The epoch's item order (the same permutation as `ResumableSampler` for one process)."""
+    """The epoch's item order: one permutation per (seed, epoch), shared by `ResumableSampler` and the global batches."""
     if not shuffle:
         return list(range(num_items))
     g = torch.Generator()
