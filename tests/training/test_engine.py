@@ -437,3 +437,16 @@ def test_a_checkpoint_finds_its_relative_data_from_another_directory(tmp_path, m
     assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--split", "val", "--beam", "1"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["num_images"] == 2
     assert list(elsewhere.iterdir()) == []                           # nothing written where it ran
+
+
+def test_an_epoch_without_a_whole_global_batch_is_refused_naming_both_sizes():
+    from types import SimpleNamespace
+
+    from fsgr.data.sampling import GlobalBatchSampler
+    from fsgr.errors import ConfigError
+    from fsgr.training import setup
+
+    loader = SimpleNamespace(batch_sampler=GlobalBatchSampler(num_items=3, global_batch=5))
+    with pytest.raises(ConfigError, match=r"training split \(3 items\) is smaller than one global batch \(5\)"):
+        setup.steps_per_epoch(loader)
+    assert setup.steps_per_epoch(SimpleNamespace(batch_sampler=GlobalBatchSampler(12, 5))) == 2

@@ -284,10 +284,7 @@ class Trainer:
         st, scst = self.state, self.state.phase == "scst"
         loader = setup.train_loader(self.cfg, self.data, self.dist, epoch=st.epoch + (1000 if scst else 0),
                                     start_step=st.step_in_epoch, scst=scst, generator=self.loader_generator)
-        steps_total = setup.steps_per_epoch(loader, self.cfg, scst)
-        if steps_total <= 0:
-            raise ConfigError(f"the training split is smaller than one global batch "
-                              f"({self.cfg.scst.batch_images if scst else self.cfg.train.batch_size})")
+        steps_total = setup.steps_per_epoch(loader)
         micro = 1 if scst else self.cfg.train.grad_accum
         self.model.train()
         self._loss_window = []

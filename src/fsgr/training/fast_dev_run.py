@@ -55,9 +55,7 @@ def _timed_steps(trainer, scst: bool, steps: int) -> tuple[list[float], int]:
     cfg = trainer.cfg
     loader = setup.train_loader(cfg, trainer.data, trainer.dist, epoch=0, start_step=0, scst=scst,
                                 generator=trainer.loader_generator)
-    per_epoch = setup.steps_per_epoch(loader, cfg, scst)
-    if per_epoch <= 0:
-        raise ConfigError("the training split is smaller than one global batch")
+    per_epoch = setup.steps_per_epoch(loader)
     micro = 1 if scst else cfg.train.grad_accum
     trainer.model.train()
     it = iter(loader)

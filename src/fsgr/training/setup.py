@@ -19,7 +19,7 @@ from fsgr.data.readers import read_records
 from fsgr.data.sampling import GlobalBatchSampler
 from fsgr.data.synthetic import generate
 from fsgr.data.vocab import Vocab
-from fsgr.errors import DataError
+from fsgr.errors import ConfigError, DataError
 
 
 @dataclass
@@ -121,6 +121,10 @@ def captions_per_image(records) -> float:
     return float(statistics.median(len(r.captions) for r in records))
 
 
-def steps_per_epoch(loader, cfg, scst: bool) -> int:
-    """Optimiser steps in a whole epoch (not only what is left after a mid-epoch start)."""
-    return loader.batch_sampler.steps_per_epoch
+def steps_per_epoch(loader) -> int:
+    """Optimiser steps in a whole epoch (not only what is left after a mid-epoch start); refuses an epoch of none."""
+    sampler = loader.batch_sampler
+    if sampler.steps_per_epoch <= 0:
+        raise ConfigError(f"the training split ({sampler.num_items} items) is smaller than one global batch "
+                          f"({sampler.global_batch})")
+    return sampler.steps_per_epoch
