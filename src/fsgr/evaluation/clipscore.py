@@ -23,6 +23,7 @@ import torch
 
 from fsgr.data.images import load_image
 from fsgr.errors import DataError
+from fsgr.metrics.score import format_ids
 from fsgr.models.clip import load_clip
 from fsgr.models.tokenizer import tokenize
 
@@ -71,9 +72,7 @@ class ClipScorer:
     def image_paths(self, image_ids: Sequence[Hashable]) -> list[Path]:
         missing = [i for i in image_ids if i not in self.index and str(i) not in self.index]
         if missing:
-            shown = ", ".join(repr(i) for i in missing[:10]) + (f" (and {len(missing) - 10} more)"
-                                                               if len(missing) > 10 else "")
-            raise DataError(f"{self.images_dir}: no image file for image ids {shown}")
+            raise DataError(f"{self.images_dir}: no image file for image ids {format_ids(missing)}")
         return [self.index[i] if i in self.index else self.index[str(i)] for i in image_ids]
 
     @torch.no_grad()

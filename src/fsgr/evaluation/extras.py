@@ -17,7 +17,7 @@ from fsgr.errors import DataError
 from fsgr.metrics.chair import Synonyms, chair, ground_truth
 from fsgr.metrics.java import MetricUnavailable
 from fsgr.metrics.resample import PerImage
-from fsgr.metrics.score import ALL_METRICS, parse_metrics, tokenize_groups
+from fsgr.metrics.score import ALL_METRICS, format_ids, parse_metrics, tokenize_groups
 from fsgr.metrics.tokenizer import ptb_tokenize
 
 EXTRA_KEYS = {"clipscore": ("CLIPScore",), "refclipscore": ("RefCLIPScore",), "chair": ("CHAIR-i", "CHAIR-s")}
@@ -89,9 +89,7 @@ def read_instances(path: str, image_ids: Sequence[Hashable]) -> dict[Hashable, s
         raise DataError(f"{path}: not COCO instance annotations ({type(exc).__name__}: {exc})") from None
     missing = [i for i in image_ids if i not in known]
     if missing:
-        shown = ", ".join(repr(i) for i in missing[:10]) + (f" (and {len(missing) - 10} more)"
-                                                           if len(missing) > 10 else "")
-        raise DataError(f"{path}: instance annotations for other images: none for image ids {shown}")
+        raise DataError(f"{path}: instance annotations for other images: none for image ids {format_ids(missing)}")
     return classes
 
 

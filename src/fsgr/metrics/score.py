@@ -41,7 +41,8 @@ class Scores(dict):
         self.unavailable: dict[str, str] = dict(unavailable or {})
 
 
-def _ids(ids: Iterable) -> str:
+def format_ids(ids: Iterable) -> str:
+    """The first 10 ids (repr) and how many more: how messages name images."""
     ids = list(ids)
     shown = ", ".join(repr(i) for i in ids[:10])
     return shown + (f" (and {len(ids) - 10} more)" if len(ids) > 10 else "")
@@ -65,19 +66,19 @@ def validate(refs: Mapping[Hashable, Sequence[str]], preds: Mapping[Hashable, st
     or empty reference captions, captions that are not text. (An empty prediction is legal and scores 0.)"""
     no_refs = [i for i in preds if i not in refs]
     if no_refs:
-        raise DataError(f"predictions for images without references: {_ids(no_refs)}")
+        raise DataError(f"predictions for images without references: {format_ids(no_refs)}")
     no_preds = [i for i in refs if i not in preds]
     if no_preds:
-        raise DataError(f"references for images without a prediction: {_ids(no_preds)}")
+        raise DataError(f"references for images without a prediction: {format_ids(no_preds)}")
     bad_type = [i for i, p in preds.items() if not isinstance(p, str)]
     if bad_type:
-        raise DataError(f"predictions that are not strings for images {_ids(bad_type)}")
+        raise DataError(f"predictions that are not strings for images {format_ids(bad_type)}")
     not_lists = [i for i, rs in refs.items() if isinstance(rs, str) or not isinstance(rs, Sequence)]
     if not_lists:
-        raise DataError(f"references must be a list of captions per image; not for images {_ids(not_lists)}")
+        raise DataError(f"references must be a list of captions per image; not for images {format_ids(not_lists)}")
     empty = [i for i, rs in refs.items() if len(rs) == 0 or any(not isinstance(r, str) or not r.strip() for r in rs)]
     if empty:
-        raise DataError(f"empty reference captions (or none) for images {_ids(empty)}")
+        raise DataError(f"empty reference captions (or none) for images {format_ids(empty)}")
 
 
 def tokenize_groups(groups: Sequence[Sequence[str]]) -> list[list[str]]:
