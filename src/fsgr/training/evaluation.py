@@ -24,7 +24,7 @@ from fsgr.metrics.java import MetricError
 from fsgr.metrics.score import KEY_ORDER, METRIC_KEYS, Scores, parse_metrics, score_tokenized, tokenize_groups
 from fsgr.metrics.signature import signature
 from fsgr.metrics.tokenizer import ptb_tokenize
-from fsgr.models.decoding import decode_images
+from fsgr.models.decoding import DecodeSettings, decode_images
 from fsgr.training.distributed import DistInfo, all_gather_objects, all_reduce_sum, broadcast_object
 from fsgr.training.losses import nll_sum, patch_contrastive_loss
 
@@ -96,9 +96,7 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
         raise ValueError("evaluate_split: no images in the split")
     beam_size = cfg.eval.beam_size if beam_size is None else beam_size
     max_len = cfg.eval.max_len if max_len is None else max_len
-    e = cfg.eval
-    controls = {"min_len": e.min_len, "length_penalty": e.length_penalty, "no_repeat_ngram": e.no_repeat_ngram,
-                **(controls or {})}
+    controls = {**DecodeSettings.from_config(cfg.eval).controls(), **(controls or {})}
     shard = records[dist.rank::dist.world_size]
     was_training = model.training
     model.eval()
