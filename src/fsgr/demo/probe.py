@@ -30,21 +30,19 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from fsgr.core.assets import resolve_clip, resolve_codebook
-from fsgr.data.datasets import EvalDataset, collate_eval
 from fsgr.data.readers import read_records
 from fsgr.data.synthetic import BACKGROUNDS, COLOURS, SHAPES, SIZE_WORDS, PatchLabels, concept_id, relation
 from fsgr.demo.pretrain_clip import csa_patch_embeddings
-from fsgr.demo.run import patch_accuracy
+from fsgr.demo.run import image_batches, patch_accuracy
 from fsgr.inference import Captioner
 from fsgr.metrics import score
 from fsgr.models.backbone import FSGRBackbone
 from fsgr.models.clip import load_clip
 from fsgr.models.codebook import load_codebook
 from fsgr.models.config import AdapterConfig, BackboneConfig, PromptConfig
-from fsgr.models.decoding import decode_images
+from fsgr.models.decoding import DecodeSettings, decode_images
 
 _MENTION = re.compile(r"\b(" + "|".join(COLOURS) + r")\s+(" + "|".join(SHAPES) + r")s?\b")
 _PHRASE = r"(" + "|".join(COLOURS) + r")\s+(" + "|".join(SHAPES) + r")"
@@ -164,17 +162,16 @@ def probe_run(run_dir: str | Path, split: str = "test", oracle: bool = True, bat
         if split == "test" and saved.is_file() else {}
     oracle_preds = {}
     labelled, by_head, topk_hits, topk_total = {}, {}, 0, 0
-    loader = DataLoader(EvalDataset(records, cfg.data.image_size, cfg.data.resize), batch_size=batch_images,
-                        shuffle=False, num_workers=0, collate_fn=collate_eval)
     e = cfg.eval
-    for batch in loader:
+    controls = DecodeSettings.from_config(e).controls()          # the run's own decoding, as its evaluation
+    for batch in image_batches(records, cfg, batch_images):
         ids = [int(i) for i in batch.image_ids]
         truth = torch.stack([labels(i) for i in ids])                                   # (B, P)
         clip_ids = (csa_patch_embeddings(clip.visual, batch.images) @ codebook.t()).argmax(-1)
         for i, t, c in zip(ids, truth, clip_ids):
             labelled[i] = object_labelled(c, t)
         if not set(ids) <= set(preds):
-            preds.update(zip(ids, decode_images(model, batch.images, cap.vocab, e.beam_size, e.max_len)))
+            preds.update(zip(ids, decode_images(model, batch.images, cap.vocab, e.beam_size, e.max_len, controls)))
         if semantic:
             feats = model.backbone(batch.images)
             sem = model.semantic(feats.global_embed, feats.aligned_patches, model.logit_scale)
@@ -188,7 +185,7 @@ def probe_run(run_dir: str | Path, split: str = "test", oracle: bool = True, bat
                 model.semantic = OracleGrid(head, truth)
                 try:
                     oracle_preds.update(zip(ids, decode_images(model, batch.images, cap.vocab, e.beam_size,
-                                                               e.max_len)))
+                                                               e.max_len, controls)))
                 finally:
                     model.semantic = head
     refs = {int(r.image_id): list(r.captions) for r in records}
@@ -210,8 +207,7 @@ def probe_run(run_dir: str | Path, split: str = "test", oracle: bool = True, bat
 def _frozen_features(backbone, records, cfg, batch_images: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen tiny-CLIP features of records: last-layer patch tokens F (N, P, W) and CSA patches A (N, P, E)."""
     patches, aligned = [], []
-    for batch in DataLoader(EvalDataset(records, cfg.data.image_size, cfg.data.resize), batch_size=batch_images,
-                            shuffle=False, num_workers=0, collate_fn=collate_eval):
+    for batch in image_batches(records, cfg, batch_images):
         out = backbone(batch.images)
         patches.append(out.patch_tokens)
         aligned.append(out.aligned_patches)

@@ -64,10 +64,11 @@ def blind_caption(train_records) -> str:
     return counts.most_common(1)[0][0]
 
 
-def _batches(records, cfg):
-    """The records' preprocessed images, eval.batch_images at a time, in order."""
+def image_batches(records, cfg, batch_images: Optional[int] = None):
+    """The records' preprocessed images (as training decodes them), eval.batch_images at a time, in order."""
     images = EvalDataset(list(records), cfg.data.image_size, cfg.data.resize, draft=cfg.data.jpeg_draft)
-    return DataLoader(images, batch_size=cfg.eval.batch_images, shuffle=False, num_workers=0, collate_fn=collate_eval)
+    return DataLoader(images, batch_size=batch_images or cfg.eval.batch_images, shuffle=False, num_workers=0,
+                      collate_fn=collate_eval)
 
 
 def _truth(root: Path, image_ids: Sequence[int], grid: int) -> torch.Tensor:
@@ -92,7 +93,7 @@ def semantic_head_ids(model, records, cfg, device) -> tuple[list[int], torch.Ten
     """Concept id per patch from the model's semantic head in eval mode (hard argmax): (ids, (N, P))."""
     model.eval()
     ids, out = [], []
-    for batch in _batches(records, cfg):
+    for batch in image_batches(records, cfg):
         x = batch.images.to(device)
         enc = model.encode(x)
         out.append(enc.concept_ids.cpu())
@@ -104,7 +105,7 @@ def semantic_head_ids(model, records, cfg, device) -> tuple[list[int], torch.Ten
 def clip_alone_ids(clip, codebook: torch.Tensor, records, cfg) -> tuple[list[int], torch.Tensor]:
     """MaskCLIP/SCLIP patch labels of the tiny CLIP alone: CSA patch features vs the whole codebook."""
     ids, out = [], []
-    for batch in _batches(records, cfg):
+    for batch in image_batches(records, cfg):
         feats = csa_patch_embeddings(clip.visual, batch.images)                 # (B, P, E)
         out.append((feats @ codebook.t()).argmax(-1))
         ids.extend(int(i) for i in batch.image_ids)
@@ -182,7 +183,7 @@ def score_test(cfg: Config, captioner: Captioner, demo: DemoData) -> dict:
     if semantic:
         _check_codebook_names(captioner.codebook_names)
     preds: dict[int, str] = {}
-    for batch in _batches(demo.test, cfg):
+    for batch in image_batches(demo.test, cfg):
         preds.update(zip((int(i) for i in batch.image_ids), captioner.caption_tensors(batch.images)))
     refs, held = split_references(demo.test)
     blind_text = blind_caption(demo.data.split("train"))
