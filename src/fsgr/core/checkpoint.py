@@ -31,10 +31,12 @@ READABLE_VERSIONS = (1, 2)
 REQUIRED_KEYS = ("config", "vocab_itos", "model")
 
 # Config keys that may change between a run and its resumption (they do not change the numbers of a step).
-RESUMABLE_CHANGES = (
-    "run.", "train.max_steps", "train.log_every", "train.max_epochs", "scst.max_epochs", "data.workers",
-    "data.pin_memory", "data.persistent_workers", "data.prefetch_factor", "data.cache_dir", "eval.", "train.compile",
-)
+# keys that cannot change a finished run's numbers: where it lives, loader plumbing, a step cap it did not hit
+SAME_RUN_CHANGES = ("run.", "data.workers", "data.pin_memory", "data.persistent_workers", "data.prefetch_factor",
+                    "train.max_steps", "train.log_every")
+# ... and what a resume may change besides: how long it goes on, where the caption cache lives, evaluation, compile
+RESUMABLE_CHANGES = SAME_RUN_CHANGES + ("train.max_epochs", "scst.max_epochs", "data.cache_dir", "eval.",
+                                        "train.compile")
 # Recipe keys added after a run could have been saved without them -> the value that reproduces what such a run did
 # (older fsgr counted the SCST reward's document frequencies over images), so an older run resumes with that value.
 VALUES_BEFORE_THE_KEY = {"scst.reward_documents": "images"}

@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from fsgr.config import load_config, to_dict
-from fsgr.core.checkpoint import config_differences
+from fsgr.core.checkpoint import SAME_RUN_CHANGES, config_differences
 from fsgr.data.readers import read_records
 from fsgr.errors import ConfigError, FsgrError
 from fsgr.files import atomic_write_text
@@ -90,18 +90,13 @@ def _finished(directory: Path) -> Optional[dict]:
     return s if s.get("status") == "finished" and s.get("test") else None
 
 
-# keys that cannot change a finished run's numbers: where it lives, loader plumbing, a step cap it did not hit
-_IRRELEVANT = ("run.", "data.workers", "data.pin_memory", "data.persistent_workers", "data.prefetch_factor",
-               "train.max_steps", "train.log_every")
-
-
 def _check_same_config(directory: Path, cfg) -> None:
     """Refuse a run directory whose saved config is not this run's: a stale run would corrupt the table."""
 
     saved = directory / "config.yaml"
     if not saved.is_file():
         return
-    diffs = config_differences(yaml.safe_load(saved.read_text()), to_dict(cfg), allowed=_IRRELEVANT)
+    diffs = config_differences(yaml.safe_load(saved.read_text()), to_dict(cfg), allowed=SAME_RUN_CHANGES)
     if diffs:
         more = f" (and {len(diffs) - 2} more)" if len(diffs) > 2 else ""
         raise ConfigError(f"{directory}: holds a run with another config ({'; '.join(diffs[:2])}{more}); remove it "
