@@ -26,9 +26,7 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from bisect import bisect_right
 from functools import lru_cache
-from itertools import accumulate
 
 # pycocoevalcap/tokenizer/ptbtokenizer.py: the tokens it removes after tokenising.
 PUNCTUATIONS = frozenset(["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-",
@@ -439,13 +437,9 @@ def _lex(text: str, stop: int) -> list[str]:
 # an n or a non-letter, numbers on both sides of a space: fractions and phone numbers). Checked against the jar.
 
 _FAST = re.compile(r"[ \t]*(?:(?:[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?:'s|n't)?[.,]?|[.,])(?:[ \t]+|$))*")
-_FAST_TOKENS = re.compile(r"n't|'s|[a-z0-9]+(?:-[a-z0-9]+)*")
-_FAST_DOTTED = re.compile(r"([A-Za-z0-9'-]+)\.")
 _FAST_NT_OK = re.compile(r"(?:^|[ \t])[a-z]*[a-mo-z]n't")
 _DIGIT_SPACE_DIGIT = re.compile(r"[0-9][ \t]+[0-9]")
 _ASSIMILATIONS = {"cannot": 3, "gonna": 2, "gotta": 2, "lemme": 2, "gimme": 2, "wanna": 2}
-_ASSIM_WORDS = frozenset(_ASSIMILATIONS)
-_WORDS_ONLY = re.compile(r"[a-z]+")
 _DOT_WORDS = None
 
 
@@ -465,18 +459,6 @@ def _dot_words() -> frozenset[str]:
 
 
 _DROP_PUNCT = str.maketrans({".": " ", ",": " "})
-_ASSIM_SUBSTRINGS = ("cannot", "gonna", "gotta", "lemme", "gimme", "wanna")
-
-
-_SLOW_HINTS = None
-
-
-def _slow_hints() -> re.Pattern:
-    """One search for everything that sends a plain-looking caption to the full lexer."""
-    global _SLOW_HINTS
-    if _SLOW_HINTS is None:
-        _SLOW_HINTS = re.compile(r"[0-9][ \t]+[0-9]")
-    return _SLOW_HINTS
 
 
 def _fast_line(text: str) -> str | None:
@@ -484,7 +466,7 @@ def _fast_line(text: str) -> str | None:
     if _FAST.fullmatch(text) is None:
         return None
     low = text.lower()
-    for sub in _ASSIM_SUBSTRINGS:
+    for sub in _ASSIMILATIONS:
         if sub in low:
             return None
     if "." in low:
@@ -495,7 +477,7 @@ def _fast_line(text: str) -> str | None:
             if start < end and low[start:end] in dot_words:
                 return None
             end = low.find(".", end + 1)
-    if _slow_hints().search(text) is not None:
+    if _DIGIT_SPACE_DIGIT.search(text) is not None:
         return None
     if "'" in low:
         if "n't" in low and low.count("n't") != len(_FAST_NT_OK.findall(low)):
@@ -510,34 +492,64 @@ def _fast_line(text: str) -> str | None:
 # or apostrophes, so of `_fast_line`'s checks only two remain: no assimilation ("cannot", "gonna", ...) anywhere,
 # and the word before the final period is no abbreviation or single letter. `_fast_line` then just lower-cases
 # and drops the commas and the final period.
-_PLAIN = re.compile(r"[A-Za-z]+(?:(?:-|,? )[A-Za-z]+)*\.?")
-_ANY_ASSIMILATION = re.compile("|".join(_ASSIM_SUBSTRINGS))
+# `_PLAIN_RUN` matches a run of plain lines, each ended by a newline (possessive: the pattern is deterministic, so
+# it accepts what the backtracking one would, without keeping backtracking state across a whole corpus).
+_PLAIN_RUN = re.compile(r"(?:[A-Za-z]++(?:(?:-|,? )[A-Za-z]++)*+\.?+\n)*+")
+# the last word of each line that ends in a period, searched in the reversed text: there the pattern starts with a
+# literal, which `re` finds fast (forwards it would try a match at every character)
+_FINAL_WORD_REVERSED = re.compile(r"\n\.([A-Za-z-]+)(?![^ \n])")
+
+
+def _line_numbers(text: str, positions: list[int]) -> list[int]:
+    """The line (0-based) of each position in `text`: newlines counted between consecutive sorted positions."""
+    lines, line, last = [], 0, 0
+    for pos in sorted(positions):
+        line += text.count("\n", last, pos)
+        lines.append(line)
+        last = pos
+    return lines
 
 
 def _plain_lines(cleaned: list[str]) -> list[str | None]:
-    """`_fast_line` of each plain caption (see `_PLAIN`), None for the others: the string work is done once for the
-    whole newline-joined batch instead of per caption."""
-    lowered = ("\n".join(cleaned) + "\n").lower()  # (lower-casing never adds or removes a newline)
-    # line k is caption k lower-cased without commas and final period: its output when it is plain (a plain caption
-    # is ASCII, so lower-casing the whole batch at once does to it what lower-casing it alone does)
-    done = lowered.replace(",", "").replace(".\n", "\n").split("\n")
-    assimilating = set()
-    if any(sub in lowered for sub in _ASSIM_SUBSTRINGS):  # rare: then find which captions (substring tests are fast)
-        starts = list(accumulate((len(line) + 1 for line in lowered.split("\n")), initial=0))
-        assimilating = {bisect_right(starts, m.start()) - 1 for m in _ANY_ASSIMILATION.finditer(lowered)}
-    dot_words = _dot_words()
-    plain = _PLAIN.fullmatch
-    out: list[str | None] = []
-    for k, text in enumerate(cleaned):
-        if plain(text) is None or k in assimilating:
-            out.append(None)
-            continue
-        line = done[k]
-        if text[-1] == "." and line[line.rfind(" ") + 1:] in dot_words:
-            out.append(None)
-        else:
-            out.append(line)
+    """`_fast_line` of each plain caption (see `_PLAIN_RUN`), None for the others. Everything is done on the
+    newline-joined batch (a few scans in C) instead of caption by caption: only the exceptions are visited."""
+    if not cleaned:
+        return []
+    text = "\n".join(cleaned) + "\n"
+    special: list[int] = []  # captions that are not plain: a regex stop each
+    pos = line = 0
+    while True:
+        end = _PLAIN_RUN.match(text, pos).end()
+        line += text.count("\n", pos, end)
+        if end == len(text):
+            break
+        special.append(line)
+        pos = text.index("\n", end) + 1
+        line += 1
+    lowered = text.lower()  # (lower-casing never adds or removes a newline; a plain caption is ASCII, so its line
+    # is what lower-casing it alone gives, even when other captions change length)
+    hits = [m for sub in _ASSIMILATIONS for m in _find_all(lowered, sub)]
+    # the word before a final period: rarely an abbreviation or a single letter (then the full lexer decides)
+    reversed_text = lowered[::-1]
+    reversed_dot_words = {w[::-1] for w in _dot_words()}
+    for word in reversed_dot_words.intersection(_FINAL_WORD_REVERSED.findall(reversed_text)):
+        hits += [len(lowered) - i - 2 - len(word) for i in _find_all(reversed_text, "\n." + word)
+                 if reversed_text[i + 2 + len(word): i + 3 + len(word)] in ("", " ", "\n")]
+    special += _line_numbers(lowered, hits)
+    # line k is caption k lower-cased without commas and final period: its output when it is plain
+    out: list[str | None] = lowered.replace(",", "").replace(".\n", "\n").split("\n")[: len(cleaned)]
+    for k in special:
+        out[k] = None
     return out
+
+
+def _find_all(text: str, sub: str) -> list[int]:
+    """Every start of `sub` in `text` (str.find: a fast C search, where a regex alternation is not)."""
+    found, i = [], text.find(sub)
+    while i != -1:
+        found.append(i)
+        i = text.find(sub, i + 1)
+    return found
 
 
 def _finish(tokens: list[str]) -> str:
@@ -570,21 +582,14 @@ def ptb_tokenize(texts: list[str]) -> list[str]:
     of caption i (only through a sentence-final acronym such as "A.", whose period is dropped anyway).
     """
     cleaned = _clean_all(texts)
-    plain = _plain_lines(cleaned)
-    out = []
-    n = len(cleaned)
-    for i, text in enumerate(cleaned):
-        fast = plain[i]
-        if fast is None:
-            fast = _fast_line(text)
-        if fast is not None:
-            out.append(fast)
-            continue
-        if i + 1 < n:
-            doc = text + "\n" + cleaned[i + 1]
-        else:
-            doc = text
-        out.append(_finish(_lex(doc, len(text))))
+    out = _plain_lines(cleaned)
+    for i in [i for i, line in enumerate(out) if line is None]:
+        text = cleaned[i]
+        line = _fast_line(text)
+        if line is None:
+            doc = text + "\n" + cleaned[i + 1] if i + 1 < len(cleaned) else text
+            line = _finish(_lex(doc, len(text)))
+        out[i] = line
     return out
 
 
