@@ -98,31 +98,38 @@ def test_more_than_65536_distinct_words():
     assert _decode(vocab.own_rows(), _vocab_ngrams(vocab), len(sentences)) == [_precook(s) for s in sentences]
 
 
-def test_encode_corpus_splits_refs_and_candidates(flickr):
+def test_encode_corpus_counts_each_order_per_reference_image_and_candidate(flickr):
     names = list(flickr)[:50]
-    refs = [flickr[n][1:] for n in names]
-    cands = [flickr[n][0] for n in names]
+    refs = [flickr[n][1:] for n in names] + [["a a a a", "a a", "b"], ["x"]]
+    cands = [flickr[n][0] for n in names] + ["a a a b", ""]
     rows = encode_corpus(refs, cands)
-    assert rows.n_refs.tolist() == [4] * 50
-    assert rows.ref.lengths.tolist() == [len(r.split()) for rs in refs for r in rs]
-    assert rows.cand.lengths.tolist() == [len(c.split()) for c in cands]
-    assert int(rows.cand.count.sum()) == sum(sum(_precook(c).values()) for c in cands)
+    assert rows.n_refs.tolist() == [4] * 50 + [3, 1]
+    assert rows.ref_lengths.tolist() == [len(r.split()) for rs in refs for r in rs]
+    assert rows.cand_lengths.tolist() == [len(c.split()) for c in cands]
+    ngram_of = _vocab_ngrams(NgramVocab([r for rs in refs for r in rs] + cands))  # the same ids
+    ref_sentences = [_precook(r) for rs in refs for r in rs]
+    ref_image = [i for i, rs in enumerate(refs) for _ in rs]
+    for k, order in enumerate(rows.orders, start=1):
+        got = {(s, ngram_of[g]): c for s, g, c in zip(order.ref_sentence.tolist(), order.ref_ngram.tolist(),
+                                                      order.ref_count.tolist())}
+        assert got == {(s, ng): c for s, counts in enumerate(ref_sentences) for ng, c in counts.items()
+                       if len(ng) == k}
+        mask = (1 << rows.id_bits) - 1
+        groups = {(key >> rows.id_bits, ngram_of[key & mask]): m
+                  for key, m in zip(order.group_key.tolist(), order.group_max.tolist())}
+        expected = {}
+        for s, counts in enumerate(ref_sentences):
+            for ng, c in counts.items():
+                if len(ng) == k:
+                    expected[ref_image[s], ng] = max(expected.get((ref_image[s], ng), 0), c)
+        assert groups == expected
+        if k == 1:  # by hand: "a" is 4 times in the first reference of image 50
+            assert groups[50, ("a",)] == 4 and groups[50, ("b",)] == 1 and (51, ("x",)) in groups
+        cand = {(key >> rows.id_bits, ngram_of[key & mask]): c
+                for key, c in zip(order.cand_key.tolist(), order.cand_count.tolist())}
+        assert cand == {(i, ng): c for i, text in enumerate(cands) for ng, c in _precook(text).items() if len(ng) == k}
+        for key, group in zip(order.cand_key.tolist(), order.cand_group.tolist()):
+            assert (group >= 0) == ((key >> rows.id_bits, ngram_of[key & mask]) in expected)
+            assert group < 0 or order.group_key[group] == key
 
 
-def test_sentences_holding_the_break_character():
-    """Sentences are split all at once with "\\x00" between them, unless a sentence (or the vocabulary) holds it."""
-    plain = ["a dog runs", "", "a dog", "dog dog dog"]
-    odd = ["a \x00 dog", "\x00", "a\x00b c", "a dog"]
-    for sentences in (plain, odd, plain + odd):
-        vocab = NgramVocab(sentences)
-        assert _decode(vocab.own_rows(), _vocab_ngrams(vocab), len(sentences)) == [_precook(s) for s in sentences]
-        assert vocab.own_rows().lengths.tolist() == [len(s.split()) for s in sentences]
-    vocab = NgramVocab(odd)  # "\x00" is a word of the vocabulary: encode must not take it for a break
-    known = _vocab_ngrams(vocab)
-    for new in (["a dog", "", "\x00 a"], ["\x00", "b"]):
-        rows = vocab.encode(new)
-        assert rows.lengths.tolist() == [len(s.split()) for s in new]
-        seen = {(s, known[g]) for s, g in zip(rows.sentence.tolist(), rows.ngram.tolist()) if g < vocab.size}
-        assert seen == {(k, ng) for k, s in enumerate(new) for ng in _precook(s) if ng in known.values()}
-    assert NgramVocab([]).own_rows().lengths.tolist() == []
-    assert NgramVocab(["a b"]).encode([]).lengths.tolist() == []

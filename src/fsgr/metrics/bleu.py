@@ -29,35 +29,23 @@ def bleu_image_stats(refs: list[list[str]], cands: list[str], n: int = MAX_N,
     length, closest reference length. Corpus BLEU is `bleu_from_stats` of their sum (over any multiset of images:
     what the paired bootstrap resamples)."""
     rows = encode_corpus(refs, cands, n) if rows is None else rows
-    ref_rows, cand_rows, ref_image, width = rows.ref, rows.cand, rows.ref_image, np.int64(rows.width)
     n_images = len(rows.n_refs)
-
-    # max count of each n-gram over an image's references
-    order, ref_key = rows.ref_index()
-    first = np.flatnonzero(np.append(True, ref_key[1:] != ref_key[:-1])) if len(ref_key) else np.zeros(0, np.int64)
-    max_key = ref_key[first]
-    max_count = np.maximum.reduceat(ref_rows.count[order], first) if len(first) else np.zeros(0, np.int64)
-
-    cand_key = cand_rows.sentence * width + cand_rows.ngram
-    pos = np.searchsorted(max_key, cand_key)
-    pos_clip = np.minimum(pos, max(len(max_key) - 1, 0))
-    found = (pos < len(max_key)) & (max_key[pos_clip] == cand_key) if len(max_key) else np.zeros(len(cand_key), bool)
-    clipped = np.where(found, np.minimum(cand_rows.count, max_count[pos_clip] if len(max_key) else 0), 0)
     stats = np.zeros((n_images, 2 * n + 2), dtype=np.int64)
-    slot = cand_rows.sentence * n + cand_rows.order - 1
-    stats[:, :n] = np.bincount(slot, weights=clipped, minlength=n_images * n)[: n_images * n].reshape(n_images, n)
+    for k, order in enumerate(rows.orders[:n]):
+        # a candidate n-gram counts at most as often as in the one reference of its image that holds it most
+        found = order.cand_group >= 0
+        clipped = np.minimum(order.cand_count[found], order.group_max[order.cand_group[found]])
+        stats[:, k] = np.bincount(order.cand_key[found] >> rows.id_bits, weights=clipped, minlength=n_images)
 
-    testlen = cand_rows.lengths
+    testlen = rows.cand_lengths
     stats[:, n:2 * n] = np.maximum(testlen[:, None] - np.arange(n)[None, :], 0)
     stats[:, 2 * n] = testlen
 
     # closest reference length: min over refs of (|l - testlen|, l)
-    ref_len = ref_rows.lengths
-    diff = np.abs(ref_len - testlen[ref_image])
-    key = diff * np.int64(1 << 32) + ref_len
-    starts = np.concatenate(([0], np.cumsum(rows.n_refs)[:-1])).astype(np.int64)
+    ref_len = rows.ref_lengths
+    key = np.abs(ref_len - testlen[rows.ref_image]) * np.int64(1 << 32) + ref_len
     if len(key):
-        stats[:, 2 * n + 1] = np.minimum.reduceat(key, starts) & np.int64((1 << 32) - 1)
+        stats[:, 2 * n + 1] = np.minimum.reduceat(key, np.cumsum(rows.n_refs) - rows.n_refs) & np.int64((1 << 32) - 1)
     return stats
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fsgr.metrics.ngrams import MAX_N, CorpusRows, NgramRows, encode_corpus
+from fsgr.metrics.ngrams import MAX_N, CorpusRows, NgramRows, count_runs, encode_corpus
 
 SIGMA = 6.0
 
@@ -63,23 +63,25 @@ def pair_similarities(cand_rows: NgramRows, cand_w: np.ndarray, cand_norm: np.nd
     denom = cand_norm[pair_cand] * ref_norm[pair_ref]
     ok = denom != 0
     val[ok] = val[ok] / denom[ok]
-    delta = (cand_len[pair_cand] - ref_len[pair_ref]).astype(np.float64)
-    val *= (np.e ** (-(delta ** 2) / (2 * sigma ** 2)))[:, None]
+    val *= length_penalty(cand_len[pair_cand], ref_len[pair_ref], sigma)[:, None]
     return val
 
 
 def document_frequency(image: np.ndarray, ngram: np.ndarray, width: int) -> np.ndarray:
     """[width] number of images whose references contain each n-gram (rows given as image, n-gram)."""
-    # (stable = timsort: rows come sorted by sentence and n-gram, so the keys are a few sorted runs per image)
-    key = np.sort(image * np.int64(width) + ngram, kind="stable")
-    if len(key):
-        key = key[np.append(True, key[1:] != key[:-1])]
-    return np.bincount(key % width, minlength=width).astype(np.float64)
+    pairs, _ = count_runs(image * np.int64(width) + ngram)  # each distinct (image, n-gram) once
+    return np.bincount(pairs % width, minlength=width).astype(np.float64)
 
 
 def bigram_lengths(word_lengths: np.ndarray) -> np.ndarray:
     """The toolkit's CIDEr "length": the number of bigrams of a sentence."""
     return np.maximum(word_lengths - 1, 0)
+
+
+def length_penalty(cand_len: np.ndarray, ref_len: np.ndarray, sigma: float = SIGMA) -> np.ndarray:
+    """The toolkit's Gaussian penalty on the difference of the (bigram) lengths."""
+    delta = (cand_len - ref_len).astype(np.float64)
+    return np.e ** (-(delta ** 2) / (2 * sigma ** 2))
 
 
 def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA, n: int = MAX_N,
@@ -89,40 +91,35 @@ def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA
     n_images = len(rows.n_refs)
     if n_images == 0:
         return 0.0, np.zeros(0)
-    ref_rows, cand_rows, n_refs, width = rows.ref, rows.cand, rows.n_refs, rows.width
-
-    ref_image = rows.ref_image
-    order, sorted_key = rows.ref_index()  # reference rows by (image, n-gram)
-    # document frequency: images whose references hold the n-gram = distinct (image, n-gram) keys per n-gram
-    distinct = sorted_key[np.append(True, sorted_key[1:] != sorted_key[:-1])] if len(sorted_key) else sorted_key
-    df = np.bincount(distinct % width, minlength=width).astype(np.float64)
-    log_df = np.log(np.maximum(1.0, df))
-    ref_len_log = np.log(float(n_images))
-
-    ref_w = ref_rows.count * (ref_len_log - log_df[ref_rows.ngram])
-    cand_w = cand_rows.count * (ref_len_log - log_df[cand_rows.ngram])
-    n_ref_sent = int(n_refs.sum())
-    ref_norm = norms(ref_rows, ref_w, n_ref_sent, n)
-    cand_norm = norms(cand_rows, cand_w, n_images, n)
-
-    # every (candidate n-gram, reference row with that n-gram in the same image): the only terms of the dot products.
-    # Candidate rows come by n-gram id, so each (reference, order) sum adds its terms in the order `pair_similarities`
-    # (and the toolkit's sorted-id equivalent) does: the same floats.
-    cand_key = cand_rows.sentence * np.int64(width) + cand_rows.ngram
-    lo = np.searchsorted(sorted_key, cand_key, "left")
-    hits = np.searchsorted(sorted_key, cand_key, "right") - lo
-    ref_row = order[ranges(lo, hits)]
-    cand_row = np.repeat(np.arange(len(cand_key), dtype=np.int64), hits)
-    vh, vr = cand_w[cand_row], ref_w[ref_row]
-    slot = ref_rows.sentence[ref_row] * n + ref_rows.order[ref_row] - 1
-    # (float64 even with no match at all: bincount of nothing is an int array)
-    val = np.bincount(slot, weights=np.minimum(vh, vr) * vr, minlength=n_ref_sent * n)[: n_ref_sent * n]
-    val = val.astype(np.float64, copy=False).reshape(n_ref_sent, n)
-    denom = cand_norm[ref_image] * ref_norm
+    n_ref_sent, id_bits = len(rows.ref_lengths), rows.id_bits
+    log_images = np.log(float(n_images))
+    val = np.zeros((n_ref_sent, n))  # [R, n] sum over shared n-grams of min(candidate, reference) * reference
+    ref_norm = np.zeros((n_ref_sent, n))
+    cand_norm = np.zeros((n_images, n))
+    for k, order in enumerate(rows.orders[:n]):
+        # document frequency: the images whose references hold the n-gram (one group per image and n-gram);
+        # this order's ids are first..first + width - 1
+        first, width = rows.offsets[k], rows.offsets[k + 1] - rows.offsets[k]
+        df = np.bincount((order.group_key & ((1 << id_bits) - 1)) - first, minlength=width).astype(np.float64)
+        log_df = np.log(np.maximum(1.0, df))
+        ref_w = order.ref_count * (log_images - log_df[order.ref_ngram - first])
+        cand_image, cand_ngram = order.cand_key >> id_bits, order.cand_key & ((1 << id_bits) - 1)
+        # (a candidate n-gram that no reference holds has df 0: the toolkit's defaultdict)
+        cand_w = order.cand_count * (log_images - log_df[cand_ngram - first])
+        ref_norm[:, k] = np.bincount(order.ref_sentence, weights=ref_w * ref_w, minlength=n_ref_sent)
+        cand_norm[:, k] = np.bincount(cand_image, weights=cand_w * cand_w, minlength=n_images)
+        # each candidate n-gram against the rows of its group: the references of its image that hold it
+        found = np.flatnonzero(order.cand_group >= 0)
+        group = order.cand_group[found]
+        hits = order.group_start[group + 1] - order.group_start[group]
+        ref_row = ranges(order.group_start[group], hits)
+        vh, vr = np.repeat(cand_w[found], hits), ref_w[ref_row]
+        val[:, k] = np.bincount(order.ref_sentence[ref_row], weights=np.minimum(vh, vr) * vr, minlength=n_ref_sent)
+    denom = np.sqrt(cand_norm)[rows.ref_image] * np.sqrt(ref_norm)
     ok = denom != 0
     val[ok] = val[ok] / denom[ok]
-    delta = (bigram_lengths(cand_rows.lengths)[ref_image] - bigram_lengths(ref_rows.lengths)).astype(np.float64)
-    val *= (np.e ** (-(delta ** 2) / (2 * sigma ** 2)))[:, None]
-    summed = np.stack([np.bincount(ref_image, weights=val[:, k], minlength=n_images) for k in range(n)], axis=1)
-    scores = summed.mean(axis=1) / n_refs * 10.0
+    val *= length_penalty(bigram_lengths(rows.cand_lengths)[rows.ref_image], bigram_lengths(rows.ref_lengths),
+                          sigma)[:, None]
+    summed = np.stack([np.bincount(rows.ref_image, weights=val[:, k], minlength=n_images) for k in range(n)], axis=1)
+    scores = summed.mean(axis=1) / rows.n_refs * 10.0
     return float(np.mean(scores)), scores

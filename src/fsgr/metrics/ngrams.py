@@ -8,7 +8,7 @@ tuple is ever hashed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import count, repeat
 
 import numpy as np
@@ -17,18 +17,38 @@ MAX_N = 4
 _WORD_BITS = 21  # up to 2,097,152 distinct words; key = prefix_id << 21 | word_id stays inside int64
 
 
-def _group(key: np.ndarray):
-    """Sort-based grouping (numpy's hash-based unique is slower here): (sorted distinct keys, inverse, first, count)."""
-    order = np.argsort(key, kind="stable")
-    sk = key[order]
-    new = np.empty(len(sk), dtype=bool)
+def _first_of_runs(sorted_values: np.ndarray) -> np.ndarray:
+    """[N] bool: True where a sorted value differs from the one before (the first of each run of equal values)."""
+    new = np.empty(len(sorted_values), dtype=bool)
     new[:1] = True
-    new[1:] = sk[1:] != sk[:-1]
-    starts = np.flatnonzero(new)
-    inverse = np.empty(len(key), dtype=np.int64)
-    inverse[order] = np.cumsum(new) - 1
-    count = np.diff(np.append(starts, len(sk)))
-    return sk[starts], inverse, order[starts], count
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=new[1:])
+    return new
+
+
+def dense_ranks(key: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rank of each key among the distinct keys, the distinct keys sorted) of non-negative int64 keys below `bound`.
+
+    The positions ride in the low bits of the keys, so numpy's fast sort of plain integers (vectorised, unstable:
+    the keys are all distinct then) does an argsort's work; keys too wide for that take an argsort."""
+    n = len(key)
+    pos_bits = max(n - 1, 1).bit_length()
+    if max(bound - 1, 1).bit_length() + pos_bits <= 63:
+        packed = np.sort((key << pos_bits) | np.arange(n, dtype=np.int64))
+        order, sorted_key = packed & ((1 << pos_bits) - 1), packed >> pos_bits
+    else:
+        order = np.argsort(key, kind="stable")
+        sorted_key = key[order]
+    new = _first_of_runs(sorted_key)
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[order] = np.cumsum(new) - 1
+    return ranks, sorted_key[new]
+
+
+def count_runs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct values of `key` sorted, how often each occurs)."""
+    sorted_key = np.sort(key)
+    starts = np.flatnonzero(_first_of_runs(sorted_key))
+    return sorted_key[starts], np.diff(starts, append=len(sorted_key))
 
 
 _BREAK = "\x00"  # between sentences, to split them all at once: not white space, so a word of its own
@@ -48,13 +68,6 @@ def _split(sentences: list[str], reserved=()) -> tuple[list, str | None]:
             flat.append(None)
         flat.extend(sentence.split())
     return flat, None
-
-
-def _stable_argsort(values: np.ndarray, bound: int) -> np.ndarray:
-    """Stable argsort of non-negative integers below `bound` (numpy sorts uint16 stably by radix: much faster)."""
-    if bound <= 1 << 16:
-        return np.argsort(values.astype(np.uint16), kind="stable")
-    return np.argsort(values, kind="stable")
 
 
 @dataclass
@@ -93,33 +106,26 @@ class NgramVocab:
         self._lookup.setdefault(_BREAK, _BREAK_ID)
         self.keys: list[np.ndarray] = []  # level k (n = k + 2): sorted keys of the known n-grams
         self.offsets: list[int] = [0, len(self.word_ids)]  # first id of each level (n = 1, 2, ...)
-        word_arr, lengths = self._word_array(flat, len(sentences), None)
-        level_ids = word_arr
+        words, lengths = self._word_array(flat, len(sentences), None)
         rem = self._remaining(lengths)
-        sent_of_pos = np.repeat(np.arange(len(sentences), dtype=np.int64), lengths)
-        all_ids, all_sent = [word_arr], [sent_of_pos]  # per order n = 1, 2, ...
-        # Word positions sorted by the id of the (n-1)-gram starting there: the n-gram keys taken in this order
-        # are already sorted by their prefix, which makes their stable sort (timsort) several times faster.
-        by_prefix = _stable_argsort(word_arr, len(self.word_ids))
+        # per order n = 1, 2, ...: where each n-gram starts, and its id (an n-gram is the pair (id of its first n-1
+        # words, last word); ids are ranks among the level's distinct pairs, after the ids of the lower orders)
+        self.positions: list[np.ndarray] = [np.arange(len(words), dtype=np.int64)]
+        self.ids: list[np.ndarray] = [words]
+        level_ids = words
         for order in range(2, n + 1):
-            starts = by_prefix[rem[by_prefix] >= order]  # where an n-gram starts, by prefix id
-            key = (level_ids[starts] << _WORD_BITS) | word_arr[starts + order - 1]
-            sort = np.argsort(key, kind="stable")
-            by_prefix, key = starts[sort], key[sort]
-            new = np.empty(len(key), dtype=bool)
-            new[:1] = True
-            new[1:] = key[1:] != key[:-1]
-            self.keys.append(key[new])
-            next_ids = np.full(len(word_arr), -1, dtype=np.int64)
-            next_ids[by_prefix] = self.offsets[-1] + np.cumsum(new) - 1  # rank among the distinct keys
-            self.offsets.append(self.offsets[-1] + len(self.keys[-1]))
             pos = np.flatnonzero(rem >= order)
-            ids = next_ids[pos]
-            level_ids = next_ids
-            all_ids.append(ids)
-            all_sent.append(sent_of_pos[pos])
-        self._own = (all_ids, all_sent, lengths)
-        self.words = word_arr  # [W] word id of every word of the sentences, in order (ROUGE-L's LCS uses them)
+            key = (level_ids[pos] << _WORD_BITS) | words[pos + order - 1]
+            ranks, distinct_keys = dense_ranks(key, self.offsets[-1] << _WORD_BITS)
+            ids = self.offsets[-1] + ranks
+            self.keys.append(distinct_keys)
+            self.offsets.append(self.offsets[-1] + len(distinct_keys))
+            level_ids = np.full(len(words), -1, dtype=np.int64)
+            level_ids[pos] = ids
+            self.positions.append(pos)
+            self.ids.append(ids)
+        self.words = words  # [W] word id of every word of the sentences, in order (ROUGE-L's LCS uses them)
+        self.lengths = lengths  # [S] words per sentence
         self.size = self.offsets[-1]
 
     def _word_array(self, flat: list, n_sentences: int, private: dict[str, int] | None):
@@ -151,12 +157,6 @@ class NgramVocab:
         ends = np.repeat(np.cumsum(lengths), lengths)
         return ends - np.arange(total, dtype=np.int64)
 
-    @staticmethod
-    def _keys(prefix_ids: np.ndarray, word_arr: np.ndarray, order: int, valid: np.ndarray) -> np.ndarray:
-        """Keys of the n-grams starting at the valid positions: (id of the first order-1 words, last word)."""
-        pos = np.flatnonzero(valid)
-        return (prefix_ids[pos] << _WORD_BITS) | word_arr[pos + order - 1]
-
     def encode(self, sentences: list[str]) -> NgramRows:
         flat, _ = _split(sentences, reserved=self.word_ids)
         private_words: dict[str, int] = {}
@@ -179,7 +179,7 @@ class NgramVocab:
             ids = np.empty(len(key), dtype=np.int64)
             ids[hit] = self.offsets[order - 1] + idx[hit]
             if not hit.all():
-                miss_keys, inverse, _, _ = _group(key[~hit])
+                inverse, miss_keys = dense_ranks(key[~hit], next_private << _WORD_BITS)
                 ids[~hit] = next_private + inverse
                 next_private += len(miss_keys)
             next_ids = np.full(len(word_arr), -1, dtype=np.int64)
@@ -191,8 +191,8 @@ class NgramVocab:
 
     def own_rows(self) -> NgramRows:
         """The rows of the sentences the vocabulary was built from (no second lookup)."""
-        all_ids, all_sent, lengths = self._own
-        return self._rows(all_ids, all_sent, lengths, self.size)
+        sentence_of_word = np.repeat(np.arange(len(self.lengths), dtype=np.int64), self.lengths)
+        return self._rows(self.ids, [sentence_of_word[pos] for pos in self.positions], self.lengths, self.size)
 
     def _rows(self, all_ids, all_sent, lengths, id_count) -> NgramRows:
         ngram = np.concatenate(all_ids)
@@ -206,53 +206,81 @@ class NgramVocab:
         if private.any():
             orders = np.repeat(np.arange(1, len(all_ids) + 1), [len(ids) for ids in all_ids])
             order_of[ngram[private]] = orders[private]
-        # (stable = timsort: the keys come as four runs, one per order, already sorted by sentence and only
-        # shuffled inside each sentence, which it sorts several times faster than the default quicksort)
-        key = sentence * limit
-        key += ngram
-        key.sort(kind="stable")
-        new = np.empty(len(key), dtype=bool)
-        new[:1] = True
-        new[1:] = key[1:] != key[:-1]
-        starts = np.flatnonzero(new)
-        counts = np.diff(starts, append=len(key))
-        sentence, ngram = np.divmod(key[starts], limit)
+        id_bits = int(limit).bit_length()
+        if len(lengths).bit_length() + id_bits > 63:
+            raise ValueError(f"too many sentences and n-grams for the n-gram index: {len(lengths)}, {int(limit)}")
+        keys, counts = count_runs((sentence << id_bits) | ngram)
+        sentence, ngram = keys >> id_bits, keys & ((1 << id_bits) - 1)
         return NgramRows(sentence=sentence, ngram=ngram, order=order_of[ngram], count=counts, lengths=lengths,
                          id_limit=int(limit))
+
+
+@dataclass
+class OrderCounts:
+    """The n-grams of one order in an evaluation: counted in each reference and in each candidate, and grouped by
+    (image, n-gram) over the image's references. A key is image << id_bits | n-gram id."""
+
+    ref_sentence: np.ndarray  # [G] int64: the reference sentence of each row (one n-gram in one reference)
+    ref_count: np.ndarray  # [G] int64: its count there
+    ref_ngram: np.ndarray  # [G] int64: its n-gram id
+    group_key: np.ndarray  # [D] int64: each distinct (image, n-gram) of the references, sorted
+    group_start: np.ndarray  # [D + 1] int64: its rows are group_start[d]..group_start[d + 1] - 1
+    group_max: np.ndarray  # [D] int64: its highest count in one reference (BLEU's clipping)
+    cand_key: np.ndarray  # [C] int64: each distinct (image, n-gram) of the candidates, sorted
+    cand_count: np.ndarray  # [C] int64: its count in the candidate
+    cand_group: np.ndarray  # [C] int64: the group with the same key, or -1 when no reference of the image has it
 
 
 @dataclass
 class CorpusRows:
     """The n-grams of one evaluation: references (grouped by image, in order) and one candidate per image."""
 
-    ref: NgramRows
-    cand: NgramRows
+    orders: list[OrderCounts]  # n = 1..MAX_N
+    ref_lengths: np.ndarray  # [R] words per reference
+    cand_lengths: np.ndarray  # [I] words per candidate
     n_refs: np.ndarray  # [I] references per image
     ref_image: np.ndarray  # [R] image of each reference sentence
-    width: int  # every n-gram id is below this
-    words: np.ndarray | None = None  # [W] word ids of the references' words then the candidates', in order
-    _ref_index: tuple | None = field(default=None, repr=False)
-
-    def ref_index(self) -> tuple[np.ndarray, np.ndarray]:
-        """(order, sorted keys) of the reference rows by key = image * width + n-gram id, computed once: BLEU's
-        clipping maxima, CIDEr-D's document frequencies and its candidate-reference matches all read it."""
-        if self._ref_index is None:
-            key = self.ref_image[self.ref.sentence] * np.int64(self.width) + self.ref.ngram
-            # (stable = timsort: rows come sorted by sentence and n-gram, so the keys are a few sorted runs per image)
-            order = np.argsort(key, kind="stable")
-            self._ref_index = (order, key[order])
-        return self._ref_index
+    id_bits: int  # every n-gram id is below 1 << id_bits
+    offsets: list[int]  # the ids of order k + 1 are offsets[k]..offsets[k + 1] - 1
+    words: np.ndarray  # [W] word ids of the references' words then the candidates', in order
 
 
 def encode_corpus(refs: list[list[str]], cands: list[str], n: int = MAX_N) -> CorpusRows:
     if len(refs) != len(cands):
         raise ValueError(f"{len(refs)} reference lists for {len(cands)} candidates")
     ref_sentences = [r for rs in refs for r in rs]
-    sentences = ref_sentences + list(cands)
-    vocab = NgramVocab(sentences, n)
-    rows = vocab.own_rows()
-    n_ref = len(ref_sentences)
-    n_refs = np.fromiter((len(rs) for rs in refs), dtype=np.int64, count=len(refs))
-    return CorpusRows(ref=rows.subset(0, n_ref), cand=rows.subset(n_ref, len(sentences)), n_refs=n_refs,
-                      ref_image=np.repeat(np.arange(len(refs), dtype=np.int64), n_refs), width=rows.id_limit,
+    vocab = NgramVocab(ref_sentences + list(cands), n)
+    n_images, n_ref = len(refs), len(ref_sentences)
+    n_refs = np.fromiter(map(len, refs), dtype=np.int64, count=n_images)
+    ref_image = np.repeat(np.arange(n_images, dtype=np.int64), n_refs)
+    first_ref = np.cumsum(n_refs) - n_refs
+    sentence_of_word = np.repeat(np.arange(len(vocab.lengths), dtype=np.int64), vocab.lengths)
+    n_ref_words = int(vocab.lengths[:n_ref].sum())
+    id_bits = max(vocab.size, 1).bit_length()
+    ref_bits = max(int(n_refs.max(initial=1)) - 1, 1).bit_length()  # a reference's index within its image
+    if max(n_images, 1).bit_length() + id_bits + ref_bits > 63:
+        raise ValueError(f"too many images and n-grams for the n-gram index: {n_images}, {vocab.size}")
+    id_mask, ref_mask = (1 << id_bits) - 1, (1 << ref_bits) - 1
+    orders = []
+    for pos, ids in zip(vocab.positions, vocab.ids):
+        cut = int(np.searchsorted(pos, n_ref_words))  # references' n-grams first, then the candidates'
+        sentence = sentence_of_word[pos[:cut]]
+        image = ref_image[sentence]
+        # one sort by (image, n-gram, reference): runs are the rows, runs of the high bits the (image, n-gram) groups
+        row_key, ref_count = count_runs((((image << id_bits) | ids[:cut]) << ref_bits) | (sentence - first_ref[image]))
+        row_group = row_key >> ref_bits
+        starts = np.flatnonzero(_first_of_runs(row_group))
+        group_key = row_group[starts]
+        cand_key, cand_count = count_runs(((sentence_of_word[pos[cut:]] - n_ref) << id_bits) | ids[cut:])
+        found = np.searchsorted(group_key, cand_key)
+        found_clip = np.minimum(found, max(len(group_key) - 1, 0))
+        hit = (found < len(group_key)) & (group_key[found_clip] == cand_key) if len(group_key) else \
+            np.zeros(len(cand_key), dtype=bool)
+        orders.append(OrderCounts(
+            ref_sentence=first_ref[row_group >> id_bits] + (row_key & ref_mask), ref_count=ref_count,
+            ref_ngram=row_group & id_mask, group_key=group_key, group_start=np.append(starts, len(row_key)),
+            group_max=np.maximum.reduceat(ref_count, starts) if len(starts) else np.zeros(0, dtype=np.int64),
+            cand_key=cand_key, cand_count=cand_count, cand_group=np.where(hit, found_clip, -1)))
+    return CorpusRows(orders=orders, ref_lengths=vocab.lengths[:n_ref], cand_lengths=vocab.lengths[n_ref:],
+                      n_refs=n_refs, ref_image=ref_image, id_bits=id_bits, offsets=vocab.offsets,
                       words=vocab.words)

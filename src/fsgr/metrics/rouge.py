@@ -94,7 +94,7 @@ def _odd_spacing(sentences: list[str], n_words: np.ndarray) -> np.ndarray:
 
 def _rouge_l_vectorised(refs: list[list[str]], cands: list[str], rows, beta: float = BETA) -> np.ndarray:
     n_images = len(cands)
-    ref_len, cand_len = rows.ref.lengths, rows.cand.lengths
+    ref_len, cand_len = rows.ref_lengths, rows.cand_lengths
     n_ref = len(ref_len)
     # images done in Python: a caption whose split(" ") differs from split() (empty, doubled or outer spaces,
     # tabs), or a candidate too long for one 64-bit word
