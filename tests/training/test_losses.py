@@ -1,11 +1,9 @@
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from fsgr.training.losses import nll_sum, scst_beam_loss, scst_sample_loss, supcon_loss
-from fsgr.training.schedules import LrSchedule, scst_schedule, xe_schedule
+from fsgr.training.schedules import scst_schedule, xe_schedule
 from fsgr.recipe_config import ScstConfig, TrainConfig
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fsgr.errors import DataError
+from fsgr.errors import DataError, format_ids
 
 
 def add_arguments(parser) -> None:
@@ -42,7 +42,7 @@ def system_names(paths: list[str], names: str | None) -> list[str]:
 
 
 def main(args) -> int:
-    from fsgr.commands.score import (DOMAINS, _ids, print_diagnostics, print_table, print_unavailable, read_domains,
+    from fsgr.commands.score import (DOMAINS, print_diagnostics, print_table, print_unavailable, read_domains,
                                      read_file_names, read_preds, read_refs, result_keys, write_json)
     from fsgr.evaluation.extras import build_extra_metrics, split_metrics
     from fsgr.metrics.compare import compare_systems
@@ -62,10 +62,10 @@ def main(args) -> int:
         preds = read_preds(path)
         no_refs = [i for i in preds if i not in refs]
         if no_refs:
-            raise DataError(f"{path}: predictions for images without references in {args.refs}: {_ids(no_refs)}")
+            raise DataError(f"{path}: predictions for images without references in {args.refs}: {format_ids(no_refs)}")
         no_preds = [i for i in refs if i not in preds]
         if no_preds:
-            raise DataError(f"{path}: no prediction for images of {args.refs}: {_ids(no_preds)} "
+            raise DataError(f"{path}: no prediction for images of {args.refs}: {format_ids(no_preds)} "
                             "(every system must caption the same images)")
         systems[label] = preds
     extra_metrics = build_extra_metrics(extra_names, args, refs, read_file_names(args.refs))

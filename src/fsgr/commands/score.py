@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from fsgr.errors import DataError
+from fsgr.errors import DataError, format_ids
 
 
 def add_arguments(parser) -> None:
@@ -68,10 +68,6 @@ def _load_once(path: str, mtime_ns: int, size: int):
         raise DataError(f"{path}: JSON nested too deeply to be captions") from None
 
 
-def _ids(ids) -> str:
-    ids = list(ids)
-    shown = ", ".join(repr(i) for i in ids[:10])
-    return shown + (f" (and {len(ids) - 10} more)" if len(ids) > 10 else "")
 
 
 def _image_id(path: str, where: str, entry) -> object:
@@ -99,12 +95,12 @@ def read_refs(path: str) -> dict:
             empty.append(image_id)
         refs.setdefault(image_id, []).append(caption)
     if missing:
-        raise DataError(f"{path}: annotations without 'image_id' and 'caption' fields: {_ids(missing)}")
+        raise DataError(f"{path}: annotations without 'image_id' and 'caption' fields: {format_ids(missing)}")
     if not_text:
         raise DataError(f"{path}: reference captions that are not strings (numbers, null, lists) for images "
-                        f"{_ids(dict.fromkeys(not_text))}")
+                        f"{format_ids(dict.fromkeys(not_text))}")
     if empty:
-        raise DataError(f"{path}: empty reference captions for images {_ids(dict.fromkeys(empty))}")
+        raise DataError(f"{path}: empty reference captions for images {format_ids(dict.fromkeys(empty))}")
     if not refs:
         raise DataError(f"{path}: no annotations")
     return refs
@@ -129,11 +125,11 @@ def read_preds(path: str) -> dict:
             not_text.append(image_id)
         preds[image_id] = entry["caption"]
     if missing:
-        raise DataError(f"{path}: entries without 'image_id' and 'caption' fields: {_ids(missing)}")
+        raise DataError(f"{path}: entries without 'image_id' and 'caption' fields: {format_ids(missing)}")
     if repeated:
-        raise DataError(f"{path}: images predicted more than once: {_ids(dict.fromkeys(repeated))}")
+        raise DataError(f"{path}: images predicted more than once: {format_ids(dict.fromkeys(repeated))}")
     if not_text:
-        raise DataError(f"{path}: captions that are not strings for images {_ids(not_text)}")
+        raise DataError(f"{path}: captions that are not strings for images {format_ids(not_text)}")
     if not preds:
         raise DataError(f"{path}: no predictions")
     return preds
@@ -157,7 +153,7 @@ def read_domains(path: str) -> dict | None:
             continue
         domains[im["id"]] = domain
     if bad:
-        raise DataError(f"{path}: nocaps images without an 'id' and a domain among {', '.join(DOMAINS)}: {_ids(bad)}")
+        raise DataError(f"{path}: nocaps images without an 'id' and a domain among {', '.join(DOMAINS)}: {format_ids(bad)}")
     return domains
 
 
@@ -183,7 +179,7 @@ def score_file(refs: dict, preds: dict, names: list[str], extra_metrics=(), doma
     if domains is not None:
         missing = [i for i in refs if i not in domains]
         if missing:
-            raise DataError(f"images of the references without a nocaps domain: {_ids(missing)}")
+            raise DataError(f"images of the references without a nocaps domain: {format_ids(missing)}")
         for domain in DOMAINS:
             sub = {i: refs[i] for i in refs if domains[i] == domain}
             if sub:
@@ -259,15 +255,15 @@ def main(args) -> int:
         kind = {int: "integers", str: "strings"}
         raise DataError(f"{args.preds}: image ids are {' and '.join(kind[t] for t in pred_types)} here but "
                         f"{' and '.join(kind[t] for t in ref_types)} in {args.refs}: the types differ "
-                        f"(e.g. {_ids(no_refs[:3])})")
+                        f"(e.g. {format_ids(no_refs[:3])})")
     if no_refs:
-        raise DataError(f"{args.preds}: predictions for images without references in {args.refs}: {_ids(no_refs)}")
+        raise DataError(f"{args.preds}: predictions for images without references in {args.refs}: {format_ids(no_refs)}")
     if args.subset:
         refs = {i: refs[i] for i in preds}
     else:
         no_preds = [i for i in refs if i not in preds]
         if no_preds:
-            raise DataError(f"{args.preds}: no prediction for images of {args.refs}: {_ids(no_preds)} "
+            raise DataError(f"{args.preds}: no prediction for images of {args.refs}: {format_ids(no_preds)} "
                             "(use --subset to score only the predicted images)")
     extra_metrics = build_extra_metrics(extra_names, args, refs, read_file_names(args.refs))
     scored = score_file(refs, preds, names, extra_metrics, read_domains(args.refs))

@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from fsgr.data.images import load_image
-from fsgr.errors import DataError
-from fsgr.metrics.score import format_ids
+from fsgr.errors import DataError, format_ids
 from fsgr.models.clip import load_clip
 from fsgr.models.tokenizer import tokenize
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fsgr.errors import DataError
+from fsgr.errors import DataError, format_ids
 from fsgr.metrics.chair import Synonyms, chair, ground_truth
 from fsgr.metrics.java import MetricUnavailable
 from fsgr.metrics.resample import PerImage
-from fsgr.metrics.score import ALL_METRICS, format_ids, parse_metrics, tokenize_groups
+from fsgr.metrics.score import ALL_METRICS, parse_metrics, tokenize_groups
 from fsgr.metrics.tokenizer import ptb_tokenize
 
 EXTRA_KEYS = {"clipscore": ("CLIPScore",), "refclipscore": ("RefCLIPScore",), "chair": ("CHAIR-i", "CHAIR-s")}

@@ -14,16 +14,13 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from fsgr.errors import DataError
+from fsgr.errors import DataError, format_ids
 from fsgr.files import atomic_write_text
 
 COCO_NAME = re.compile(r"COCO_(train|val|test)(\d{4})_0*(\d+)$")
 SERVER_SPLITS = ("val2014", "test2014")
 
 
-def _ids(ids) -> str:
-    ids = list(ids)
-    return ", ".join(map(str, ids[:10])) + (f" (and {len(ids) - 10} more)" if len(ids) > 10 else "")
 
 
 def coco_split_and_id(path: str) -> tuple[str, int]:
@@ -51,7 +48,7 @@ def coco_results(captions: Mapping[str, str]) -> tuple[str, list[dict]]:
         seen[r["image_id"]] = seen.get(r["image_id"], 0) + 1
     twice = [i for i, n in seen.items() if n > 1]
     if twice:
-        raise DataError(f"COCO image ids captioned more than once: {_ids(twice)}")
+        raise DataError(f"COCO image ids captioned more than once: {format_ids(twice)}")
     return split, sorted(rows, key=lambda r: r["image_id"])
 
 
@@ -76,11 +73,11 @@ def nocaps_results(captions: Mapping[str, str], image_info: str | Path) -> list[
             continue
         rows[ids[name]] = {"image_id": ids[name], "caption": caption}
     if unknown:
-        raise DataError(f"{image_info}: images not in this nocaps split: {_ids(unknown)}")
+        raise DataError(f"{image_info}: images not in this nocaps split: {format_ids(unknown)}")
     missing = [name for name, i in ids.items() if i not in rows]
     if missing:
         raise DataError(f"{image_info}: nocaps images without a caption (the server needs all {len(ids)}): "
-                        f"{_ids(missing)}")
+                        f"{format_ids(missing)}")
     return [rows[i] for i in sorted(rows)]
 
 

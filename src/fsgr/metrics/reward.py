@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from fsgr.errors import DataError
+from fsgr.errors import DataError, format_ids
 from fsgr.metrics.cider import SIGMA, bigram_lengths, document_frequency, norms, pair_similarities, ranges
 from fsgr.metrics.ngrams import MAX_N, NgramVocab
 from fsgr.metrics.tokenizer import ptb_tokenize
@@ -38,7 +38,7 @@ class CiderDReward:
             raise DataError("CiderDReward: no reference captions given")
         empty = [i for i, rs in refs.items() if len(rs) == 0]
         if empty:
-            raise DataError(f"CiderDReward: images without reference captions: {_ids(empty)}")
+            raise DataError(f"CiderDReward: images without reference captions: {format_ids(empty)}")
         self.sigma, self.n = sigma, n
         self.image_ids = list(refs)
         self.index = {image_id: k for k, image_id in enumerate(self.image_ids)}
@@ -73,7 +73,7 @@ class CiderDReward:
             images = np.fromiter((self.index[i] for i in image_ids), dtype=np.int64, count=len(image_ids))
         except KeyError:
             missing = [i for i in image_ids if i not in self.index]
-            raise DataError(f"CiderDReward: no training references for image ids {_ids(missing)}") from None
+            raise DataError(f"CiderDReward: no training references for image ids {format_ids(missing)}") from None
         batch = len(candidates)
         if batch == 0:
             return np.zeros(0, dtype=np.float64)
@@ -95,6 +95,3 @@ class CiderDReward:
         return summed / self.n / pair_n * 10.0
 
 
-def _ids(ids: list) -> str:
-    shown = ", ".join(str(i) for i in ids[:10])
-    return shown + (f" (and {len(ids) - 10} more)" if len(ids) > 10 else "")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 
-from fsgr.errors import DataError
+from fsgr.errors import DataError, format_ids
 from fsgr.metrics.bleu import bleu_from_stats, bleu_image_stats
 from fsgr.metrics.cider import corpus_cider_d
 from fsgr.metrics.java import MetricUnavailable
@@ -39,13 +39,6 @@ class Scores(dict):
     def __init__(self, values=(), unavailable: Mapping[str, str] | None = None):
         super().__init__(values)
         self.unavailable: dict[str, str] = dict(unavailable or {})
-
-
-def format_ids(ids: Iterable) -> str:
-    """The first 10 ids (repr) and how many more: how messages name images."""
-    ids = list(ids)
-    shown = ", ".join(repr(i) for i in ids[:10])
-    return shown + (f" (and {len(ids) - 10} more)" if len(ids) > 10 else "")
 
 
 def parse_metrics(metrics: str | Iterable[str] | None) -> list[str]:
