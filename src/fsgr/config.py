@@ -68,7 +68,7 @@ VALUE_RULES = {
     "scst.num_samples": _at_least(1), "scst.max_len": _at_least(1), "scst.lr": _at_least(0.0),
     "scst.lr_gamma": _above(0.0), "scst.batch_images": _at_least(1), "scst.max_epochs": _at_least(1),
     "eval.beam_size": _at_least(1), "eval.max_len": _at_least(1), "eval.batch_images": _at_least(1),
-    "eval.max_images": _at_least(1),
+    "eval.max_images": _at_least(1), "eval.java_timeout": _above(0.0),
     "data.min_freq": _at_least(1), "data.max_len": _at_least(3), "data.image_size": _at_least(1),
     "data.workers": _at_least(0), "data.prefetch_factor": _at_least(1),
     "model.dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"), "model.encoder.heads": _at_least(1),

@@ -71,6 +71,8 @@ class EvalConfig:
     metrics: str = "bleu,meteor,rouge,cider"   # the final test and `fsgr evaluate`
     val_metrics: Optional[str] = None   # every validation (model selection: must hold cider); None = metrics.
     #                                     A Java metric that fails at validation is reported unavailable, not fatal
+    java_timeout: Optional[float] = None   # seconds one METEOR/SPICE run may take before it is killed (a hung JVM
+    #                                        at validation then costs this, not the jars' own 30/60 minutes)
     val_loss: bool = True           # XE(+contrastive) loss on val captions, eval mode
     max_images: Optional[int] = None   # evaluate only the first N images of the split (smoke tests)
     test_at_end: bool = True        # score the best-val checkpoint on test once training ends (never for selection)

@@ -36,3 +36,27 @@ def test_java_cause_prefers_the_exception_line():
     trace = "Exception in thread main java.lang.RuntimeException: x\n\tat a.b(C.java:1)\nCaused by: java.io.IOException: disk\n\tat d.e(F.java:2)\n"
     assert java_cause(trace) == "Caused by: java.io.IOException: disk"
     assert java_cause("plain failure\nlast words") == "last words"
+
+
+HANGING_JAVA = r"""
+import sys, time
+sys.stdin.readline()
+time.sleep(120)   # a JVM that stops answering
+"""
+
+
+def test_java_timeout_bounds_a_hung_meteor_and_tolerance_reports_it(monkeypatch, tmp_path):
+    """`score_tokenized(java_timeout=)` kills a METEOR run that stops answering; with tolerate_failures the other
+    metrics are kept and METEOR is unavailable with the reason, without tolerance it raises."""
+    from fsgr.metrics.score import score_tokenized
+
+    script = tmp_path / "hanging_java.py"
+    script.write_text(HANGING_JAVA)
+    monkeypatch.setattr(meteor, "meteor_command", lambda: ([sys.executable, str(script), "-", "-"], str(tmp_path)))
+    refs = [["a dog runs"], ["a cat sits"]]
+    scores = score_tokenized([1, 2], refs, ["a dog runs", "a cat"], ["bleu", "meteor", "cider"],
+                             tolerate_failures=True, java_timeout=1.5)
+    assert "METEOR" not in scores and {"BLEU-4", "CIDEr"} <= set(scores)
+    assert scores.unavailable["METEOR"].startswith("failed: METEOR") and "timed out" in scores.unavailable["METEOR"]
+    with pytest.raises(MetricError, match="timed out"):
+        score_tokenized([1, 2], refs, ["a dog runs", "a cat"], ["meteor"], java_timeout=1.5)

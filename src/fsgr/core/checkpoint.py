@@ -33,7 +33,7 @@ REQUIRED_KEYS = ("config", "vocab_itos", "model")
 # Config keys that may change between a run and its resumption (they do not change the numbers of a step).
 # keys that cannot change a finished run's numbers: where it lives, loader plumbing, a step cap it did not hit
 SAME_RUN_CHANGES = ("run.", "data.workers", "data.pin_memory", "data.persistent_workers", "data.prefetch_factor",
-                    "train.max_steps", "train.log_every")
+                    "train.max_steps", "train.log_every", "eval.java_timeout")
 # ... and what a resume may change besides: how long it goes on, where the caption cache lives, evaluation, compile
 RESUMABLE_CHANGES = SAME_RUN_CHANGES + ("train.max_epochs", "scst.max_epochs", "data.cache_dir", "eval.",
                                         "train.compile")

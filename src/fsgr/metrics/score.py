@@ -13,7 +13,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from fsgr.errors import DataError, format_ids
 from fsgr.metrics.bleu import bleu_from_stats, bleu_image_stats
 from fsgr.metrics.cider import corpus_cider_d
-from fsgr.metrics.java import MetricUnavailable
+from fsgr.metrics.java import MetricError, MetricUnavailable
 from fsgr.metrics.meteor import corpus_meteor
 from fsgr.metrics.ngrams import encode_corpus
 from fsgr.metrics.resample import PerImage
@@ -102,11 +102,17 @@ def score(refs: Mapping[Hashable, Sequence[str]], preds: Mapping[Hashable, str],
 
 
 def score_tokenized(image_ids: list, ref_tok: list[list[str]], cand_tok: list[str],
-                    metrics: Iterable[str], per_image: dict | None = None) -> Scores:
+                    metrics: Iterable[str], per_image: dict | None = None, tolerate_failures: bool = False,
+                    java_timeout: float | None = None) -> Scores:
     """The metrics of already PTB-tokenised text (what pycocoevalcap's scorers receive).
 
     `per_image`, when given, is filled with metric name -> `fsgr.metrics.resample.PerImage`: the per-image
-    statistics the corpus values are made of (what `fsgr.metrics.compare` resamples)."""
+    statistics the corpus values are made of (what `fsgr.metrics.compare` resamples). `tolerate_failures`: a Java
+    metric whose process fails (crash, time-out, broken pipe) goes to `.unavailable` with its reason instead of
+    raising (validation during training: an evaluation fault must not cost the epoch). `java_timeout`: seconds a
+    METEOR or SPICE run may take before it is killed (None: their own limits, 30 and 60 minutes)."""
+    limit = {} if java_timeout is None else {"timeout": float(java_timeout)}
+    failures = (MetricUnavailable, MetricError, OSError) if tolerate_failures else (MetricUnavailable,)
 
     names = parse_metrics(list(metrics))
     out = Scores()
@@ -121,11 +127,11 @@ def score_tokenized(image_ids: list, ref_tok: list[list[str]], cand_tok: list[st
             per_image["bleu"] = PerImage.bleu(stats)
     if "meteor" in names:
         try:
-            out["METEOR"], values = corpus_meteor(ref_tok, cand_tok, image_ids=image_ids)
+            out["METEOR"], values = corpus_meteor(ref_tok, cand_tok, image_ids=image_ids, **limit)
             if per_image is not None:
                 per_image["meteor"] = PerImage.mean("METEOR", values, exact=False)
-        except MetricUnavailable as exc:
-            out.unavailable["METEOR"] = str(exc)
+        except failures as exc:
+            out.unavailable["METEOR"] = _reason(exc)
     if "rouge" in names:
         out["ROUGE-L"], values = corpus_rouge_l(ref_tok, cand_tok, rows=rows)
         if per_image is not None:
@@ -136,10 +142,15 @@ def score_tokenized(image_ids: list, ref_tok: list[list[str]], cand_tok: list[st
             per_image["cider"] = PerImage.mean("CIDEr", values, exact=False)
     if "spice" in names:
         try:
-            out["SPICE"], values = corpus_spice(image_ids, ref_tok, cand_tok)
+            out["SPICE"], values = corpus_spice(image_ids, ref_tok, cand_tok, **limit)
             if per_image is not None:
                 per_image["spice"] = PerImage.mean("SPICE", values)
-        except MetricUnavailable as exc:
-            out.unavailable["SPICE"] = str(exc)
+        except failures as exc:
+            out.unavailable["SPICE"] = _reason(exc)
     ordered = Scores({k: out[k] for k in KEY_ORDER if k in out}, out.unavailable)
     return ordered
+
+
+def _reason(exc: Exception) -> str:
+    """Why a metric has no value: MetricUnavailable's own reason, or "failed: ..." for a process that failed."""
+    return str(exc) if isinstance(exc, MetricUnavailable) else f"failed: {' '.join(str(exc).split())}"

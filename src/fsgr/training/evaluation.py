@@ -20,16 +20,12 @@ from fsgr.core.device import autocast
 from fsgr.data.datasets import CaptionDataset, EvalDataset, collate_captions, collate_eval, make_loader
 from fsgr.errors import FsgrError
 from fsgr.files import atomic_write_text
-from fsgr.metrics.java import MetricError
-from fsgr.metrics.score import KEY_ORDER, METRIC_KEYS, Scores, parse_metrics, score_tokenized, tokenize_groups
+from fsgr.metrics.score import parse_metrics, score_tokenized, tokenize_groups
 from fsgr.metrics.signature import signature
 from fsgr.metrics.tokenizer import ptb_tokenize
 from fsgr.models.decoding import DecodeSettings, decode_images
 from fsgr.training.distributed import DistInfo, all_gather_objects, all_reduce_sum, broadcast_object
 from fsgr.training.losses import nll_sum, patch_contrastive_loss
-
-
-JAVA_METRICS = ("meteor", "spice")   # subprocesses that can crash, hang or lack their models
 
 
 class TokenizedReferences:
@@ -42,33 +38,17 @@ class TokenizedReferences:
 
 
 def score_predictions(refs: TokenizedReferences, preds: dict[int, str], metrics: str,
-                      tolerate_failures: bool = False):
+                      tolerate_failures: bool = False, java_timeout: float | None = None):
     """`fsgr.metrics.Scores` of `preds` (one caption per image of `refs`). tolerate_failures: a Java metric whose
-    process fails (crash, time-out, pipe error) goes to `.unavailable` with its reason instead of raising."""
+    process fails (crash, time-out, pipe error) goes to `.unavailable` with its reason instead of raising;
+    java_timeout: seconds a METEOR/SPICE run may take (see `fsgr.metrics.score.score_tokenized`)."""
     missing = [i for i in refs.image_ids if i not in preds]
     if missing or len(preds) != len(refs.image_ids):
         raise FsgrError(f"evaluation: {len(preds)} predictions for {len(refs.image_ids)} images "
                         f"(missing e.g. {missing[:5]})")
     cands = ptb_tokenize([preds[i] for i in refs.image_ids])
-    names = parse_metrics(metrics)
-    if not tolerate_failures:
-        return score_tokenized(refs.image_ids, refs.tokens, cands, names)
-    out = Scores()
-    in_process = [n for n in names if n not in JAVA_METRICS]
-    if in_process:
-        part = score_tokenized(refs.image_ids, refs.tokens, cands, in_process)
-        out.update(part)
-        out.unavailable.update(part.unavailable)
-    for name in (n for n in names if n in JAVA_METRICS):
-        try:
-            part = score_tokenized(refs.image_ids, refs.tokens, cands, [name])
-        except (MetricError, OSError) as exc:   # the process crashed, ran past its time limit, broke a pipe
-            for key in METRIC_KEYS[name]:
-                out.unavailable[key] = f"failed: {' '.join(str(exc).split())}"
-            continue
-        out.update(part)
-        out.unavailable.update(part.unavailable)
-    return Scores({k: out[k] for k in KEY_ORDER if k in out}, out.unavailable)
+    return score_tokenized(refs.image_ids, refs.tokens, cands, parse_metrics(metrics),
+                           tolerate_failures=tolerate_failures, java_timeout=java_timeout)
 
 
 def eval_loader(dataset, cfg, collate_fn):
@@ -120,7 +100,8 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
 
         if references is None or references.image_ids != [int(r.image_id) for r in records]:
             references = TokenizedReferences(records)
-        scored = score_predictions(references, merged, metrics or cfg.eval.metrics, tolerate_metric_failures)
+        scored = score_predictions(references, merged, metrics or cfg.eval.metrics, tolerate_metric_failures,
+                                   cfg.eval.java_timeout)
         # metrics that cannot run here (no Java for METEOR/SPICE) are absent, with the reason: never a silent 0
         scores = {"scores": {k: float(v) for k, v in scored.items()},
                   "unavailable": {k: str(v) for k, v in dict(getattr(scored, "unavailable", {}) or {}).items()},
