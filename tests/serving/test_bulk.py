@@ -47,6 +47,12 @@ def test_rows_errors_and_the_plain_modes_captions(tiny_checkpoint, folder, tmp_p
     assert cli_main(["caption", "--checkpoint", str(tiny_checkpoint), *[r["path"] for r in good]]) == 0
     plain = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
     assert plain == [[r["path"], r["caption"]] for r in good]
+    # with the broken file among them: named on stderr, the others still printed in order, exit status 1
+    assert cli_main(["caption", "--checkpoint", str(tiny_checkpoint), "--workers", "1", "--batch-size", "3",
+                     *[r["path"] for r in rows]]) == 1
+    captured = capsys.readouterr()
+    assert [line.split("\t") for line in captured.out.splitlines()] == plain
+    assert f"{bad[0]['path']}: {bad[0]['error']}" in captured.err and "1 of 13 image(s) failed" in captured.err
 
 
 def test_resume_after_a_cut_off_file(tiny_checkpoint, folder, tmp_path, capsys):

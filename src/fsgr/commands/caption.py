@@ -26,11 +26,11 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images decoded together (default: the checkpoint's eval.batch_images)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (checkpoints and safetensors)")
+    parser.add_argument("--workers", type=int, default=2, help="image-decoding worker processes (0: in the main one)")
     bulk = parser.add_argument_group("bulk captioning")
     bulk.add_argument("--out", default=None, metavar="FILE.jsonl", help="write one JSON line per image here")
     bulk.add_argument("--resume", action="store_true", help="continue --out: skip the images already written")
     bulk.add_argument("--shard", default=None, metavar="I/N", help="caption only shard I of N (0 <= I < N)")
-    bulk.add_argument("--workers", type=int, default=2, help="image-decoding worker processes (0: in the main one)")
     bulk.add_argument("--no-progress", action="store_true", help="no progress bar")
     server = parser.add_argument_group("evaluation servers' results files (written when every image was captioned)")
     server.add_argument("--coco-results", default=None, metavar="NAME", help="also write captions_{val2014|test2014}_"
@@ -86,7 +86,8 @@ def main(args) -> int:
         args.batch_size = captioner.cfg.eval.batch_images
     settings = captioner.settings(**decoding_overrides(args))
     if not args.out:
-        return _print_captions(captioner, paths, settings, args)
+        return _print_captions(bulk.caption_rows(captioner, paths, settings, args.batch_size, args.workers,
+                                                 progress=False), args)
     from pathlib import Path
 
     out = Path(args.out)
@@ -104,35 +105,24 @@ def main(args) -> int:
     return 0
 
 
-def _print_captions(captioner, paths, settings, args) -> int:
-    """The plain mode: `path<TAB>caption` on stdout, bad files on stderr, in input order."""
+def _print_captions(rows, args) -> int:
+    """The plain mode: `path<TAB>caption` on stdout, bad files on stderr, in input order, as the rows come (the bulk
+    mode's decoding: images read in worker processes, a batch at a time in memory)."""
     import sys
 
-    import torch
-
-    from fsgr.errors import DataError
-
     done: dict[str, str] = {}
-    good: list[tuple[str, torch.Tensor]] = []
     failed = 0
-    for path in paths:
-        try:
-            good.append((path, captioner.preprocess(path)))
-        except DataError as exc:
+    for row in rows:
+        if "error" in row:
             failed += 1
-            msg = str(exc)
-            print(msg if msg.startswith(path) else f"{path}: {msg}", file=sys.stderr)
-    for start in range(0, len(good), args.batch_size):
-        chunk = good[start:start + args.batch_size]
-        captions = captioner.generate(torch.stack([t for _, t in chunk]), settings)
-        for (path, _), caption in zip(chunk, captions):
-            print(f"{_field(path)}\t{caption.text}", flush=True)
-            done[path] = caption.text
-    if not failed:
-        write_server_files(args, done)
+            print(f"{row['path']}: {row['error']}", file=sys.stderr)
+            continue
+        print(f"{_field(row['path'])}\t{row['caption']}", flush=True)
+        done[row["path"]] = row["caption"]
     if failed:
-        print(f"fsgr caption: {failed} of {len(paths)} image(s) failed", file=sys.stderr)
+        print(f"fsgr caption: {failed} of {failed + len(done)} image(s) failed", file=sys.stderr)
         return 1
+    write_server_files(args, done)
     return 0
 
 
