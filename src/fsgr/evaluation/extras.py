@@ -60,11 +60,18 @@ class ChairMetric:
     def __init__(self, instances: Mapping[Hashable, set[str]], refs: Mapping[Hashable, Sequence[str]]) -> None:
         self.name, self.keys = "chair", EXTRA_KEYS["chair"]
         self.instances, self.refs, self.synonyms = instances, refs, Synonyms.load()
+        self._truth: tuple[list, list] | None = None  # (image ids, their ground-truth objects): every system's
+
+    def ground_truth(self, image_ids) -> list:
+        """The objects of each image (instances and reference captions), computed once for the images every compared
+        system is scored on (the references' tokenisation is the expensive part)."""
+        if self._truth is None or self._truth[0] != list(image_ids):
+            ref_tok = [[t.split() for t in group] for group in tokenize_groups([self.refs[i] for i in image_ids])]
+            self._truth = (list(image_ids), ground_truth(image_ids, self.instances, ref_tok, self.synonyms))
+        return self._truth[1]
 
     def __call__(self, image_ids, captions):
-
-        ref_tok = [[t.split() for t in group] for group in tokenize_groups([self.refs[i] for i in image_ids])]
-        truth = ground_truth(image_ids, self.instances, ref_tok, self.synonyms)
+        truth = self.ground_truth(image_ids)
         result = chair([t.split() for t in ptb_tokenize(list(captions))], truth, self.synonyms)
         hallucinated = np.asarray(result["hallucinated"], dtype=np.float64)
         return ({"CHAIR-i": result["CHAIR-i"], "CHAIR-s": result["CHAIR-s"]},
