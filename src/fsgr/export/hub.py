@@ -1,6 +1,6 @@
 """`fsgr export --format safetensors`: a Hub-style folder that `fsgr.Captioner.from_pretrained(DIR)` loads.
 
-    config.json        model_type "fsgr", the resolved config, special ids, decoding settings (fsgr.export.onnx)
+    config.json        model_type "fsgr", the resolved config, special ids, decoding settings (fsgr.export.metadata)
     model.safetensors  the model state (CLIP weights and codebook included), no optimiser, no pickle
     vocab.json         the vocabulary (itos), concepts.json the codebook's concept names
     README.md          a model card: what it is, how to load it
@@ -10,10 +10,10 @@ The folder can be pushed to a model hub as it is (`huggingface-cli upload user/n
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from fsgr.errors import CheckpointError, ConfigError
+from fsgr.errors import ConfigError
+from fsgr.export.metadata import read_metadata, write_metadata
 
 WEIGHTS = "model.safetensors"
 
@@ -45,15 +45,12 @@ def _safetensors():
 
 
 def export_safetensors(captioner, out: Path) -> list[Path]:
-    from fsgr.export.onnx import write_metadata
-
     st = _safetensors()
     out.mkdir(parents=True, exist_ok=True)
     # independent contiguous copies: safetensors refuses tensors that share storage
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in captioner.model.state_dict().items()}
     st.save_file(state, str(out / WEIGHTS), metadata={"format": "pt", "model_type": "fsgr"})
-    write_metadata(captioner, out, fmt="safetensors")
-    meta = json.loads((out / "config.json").read_text())
+    meta = write_metadata(captioner, out, fmt="safetensors")
     (out / "README.md").write_text(CARD.format(size=meta["image_size"], resize=meta["resize"],
                                                vocab=meta["vocab_size"],
                                                concepts=len(captioner.codebook_names or []) or "unnamed",
@@ -63,14 +60,5 @@ def export_safetensors(captioner, out: Path) -> list[Path]:
 
 def read_pretrained(folder: Path) -> tuple[dict, list[str], list[str], dict]:
     """-> (resolved config dict, vocabulary itos, codebook names, state dict)."""
-    missing = [n for n in ("config.json", WEIGHTS, "vocab.json") if not (folder / n).is_file()]
-    if missing:
-        raise CheckpointError(f"{folder}: not an fsgr safetensors folder (missing {', '.join(missing)})")
-    meta = json.loads((folder / "config.json").read_text())
-    if meta.get("model_type") != "fsgr" or "config" not in meta:
-        raise CheckpointError(f"{folder / 'config.json'}: not an fsgr model config (model_type "
-                              f"{meta.get('model_type')!r})")
-    names = folder / "concepts.json"
-    return (meta["config"], json.loads((folder / "vocab.json").read_text()),
-            json.loads(names.read_text()) if names.is_file() else [],
-            _safetensors().load_file(str(folder / WEIGHTS)))
+    meta, itos, names = read_metadata(folder, [WEIGHTS], "an fsgr safetensors folder")
+    return meta["config"], itos, names, _safetensors().load_file(str(folder / WEIGHTS))

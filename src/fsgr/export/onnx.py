@@ -15,13 +15,13 @@ search, greedy and the decoding controls then run unchanged (fsgr.models.decodin
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from fsgr.errors import ConfigError
+from fsgr.export.metadata import write_metadata
 
 OPSET = 18
 
@@ -126,23 +126,3 @@ def export_onnx(captioner, out: Path) -> list[Path]:
     write_metadata(captioner, out, fmt="onnx")
     return [out / name for name in ("encoder.onnx", "cross.onnx", "decoder_step.onnx", "config.json", "vocab.json",
                                     "concepts.json")]
-
-
-def write_metadata(captioner, out: Path, fmt: str) -> None:
-    """config.json (the resolved config, the decoding settings, the special ids), vocab.json, concepts.json."""
-    from dataclasses import asdict
-
-    from fsgr.config import to_dict
-
-    model = captioner.model
-    attn = model.decoder.layers[0].self_attention.attn
-    meta = {"model_type": "fsgr", "format": fmt, "architectures": ["FSGRCaptioner"],
-            "image_size": captioner.image_size, "resize": captioner.resize,
-            "vocab_size": len(captioner.vocab.itos), "pad_id": model.pad_id, "bos_id": model.bos_id,
-            "eos_id": model.eos_id, "decoder_max_len": model.decoder.max_len,
-            "decoder_layers": len(model.decoder.layers),
-            "heads": attn.heads, "d_head": attn.d_head, "decoding": asdict(captioner.settings()),
-            "config": to_dict(captioner.cfg)}
-    (out / "config.json").write_text(json.dumps(meta, indent=2))
-    (out / "vocab.json").write_text(json.dumps(captioner.vocab.itos))
-    (out / "concepts.json").write_text(json.dumps(captioner.codebook_names or []))

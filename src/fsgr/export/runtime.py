@@ -7,7 +7,6 @@ the PyTorch decoder's `init_cache` / `step` contract, so every decoding control 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +16,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from fsgr.errors import CheckpointError, ConfigError
+from fsgr.errors import ConfigError
+from fsgr.export.metadata import read_metadata
 from fsgr.inference import CaptionerBase
 
 GRAPHS = ("encoder.onnx", "cross.onnx", "decoder_step.onnx")
@@ -76,14 +76,9 @@ class OnnxCaptioner(CaptionerBase):
         from fsgr.data.vocab import Vocab
 
         folder = Path(folder)
-        missing = [n for n in (*GRAPHS, "config.json", "vocab.json") if not (folder / n).is_file()]
-        if missing:
-            raise CheckpointError(f"{folder}: not an fsgr ONNX export (missing {', '.join(missing)})")
-        self.meta = json.loads((folder / "config.json").read_text())
+        self.meta, itos, self.codebook_names = read_metadata(folder, GRAPHS, "an fsgr ONNX export")
         self.cfg = from_dict(Config, self.meta["config"])
-        self.vocab = Vocab(json.loads((folder / "vocab.json").read_text()), source=str(folder / "vocab.json"))
-        names = folder / "concepts.json"
-        self.codebook_names = json.loads(names.read_text()) if names.is_file() else []
+        self.vocab = Vocab(itos, source=str(folder / "vocab.json"))
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
