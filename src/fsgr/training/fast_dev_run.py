@@ -58,12 +58,13 @@ def _timed_steps(trainer, scst: bool, steps: int) -> tuple[list[float], int]:
     per_epoch = setup.steps_per_epoch(loader)
     micro = 1 if scst else cfg.train.grad_accum
     trainer.model.train()
+    trainer.state.phase = "scst" if scst else "xe"
     it = iter(loader)
     times = []
     for _ in range(min(steps, per_epoch)):
         started = time.perf_counter()
         batches = [next(it) for _ in range(micro)]
-        trainer._scst_step(batches[0]) if scst else trainer._xe_step(batches)
+        trainer._train_step(batches, per_epoch)    # the real step: losses, backward, optimiser, memory update
         _sync(trainer.device)
         times.append(time.perf_counter() - started)
     return times, per_epoch
