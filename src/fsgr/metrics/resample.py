@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fsgr.metrics.bleu import SMALL, TINY
+from fsgr.metrics.bleu import bleu_from_stats
 from fsgr.metrics.ngrams import MAX_N
 
 
@@ -51,13 +51,10 @@ def _ratio(sums: np.ndarray, n_images: int) -> np.ndarray:
     return np.divide(sums[:, 0:1], den, out=np.zeros_like(den), where=den != 0)
 
 
-def _bleu(sums: np.ndarray, n_images: int, n: int = MAX_N) -> np.ndarray:
-    """`fsgr.metrics.bleu.bleu_from_stats` for a batch of summed statistics [B, 2n + 2]."""
-    precision = (sums[:, :n] + TINY) / (sums[:, n:2 * n] + SMALL)
-    bleus = np.cumprod(precision, axis=1) ** (1.0 / np.arange(1, n + 1))
-    ratio = (sums[:, 2 * n] + TINY) / (sums[:, 2 * n + 1] + SMALL)
-    penalty = np.where(ratio < 1, np.exp(1 - 1 / ratio), 1.0)
-    return bleus * penalty[:, None]
+def _bleu(sums: np.ndarray, n_images: int) -> np.ndarray:
+    """`fsgr.metrics.bleu.bleu_from_stats` of each row of summed statistics [B, 2n + 2] (the very formula, so a
+    sample's BLEU is what scoring those images gives)."""
+    return np.array([bleu_from_stats(row) for row in sums], dtype=np.float64).reshape(len(sums), -1)
 
 
 def resample_counts(n_images: int, samples: int, seed: int) -> np.ndarray:
