@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fsgr.metrics.ngrams import MAX_N, CorpusRows, NgramRows, count_runs, encode_corpus
+from fsgr.metrics.ngrams import MAX_N, CorpusRows, NgramRows, count_runs, encode_corpus, find_sorted
 
 SIGMA = 6.0
 
@@ -49,10 +49,8 @@ def pair_similarities(cand_rows: NgramRows, cand_w: np.ndarray, cand_norm: np.nd
     key = pair_cand[row_pair] * np.int64(width) + ref_rows.ngram[rows]
     val = np.zeros(n_pairs * n)
     if len(cand_key) and len(key):
-        pos = np.searchsorted(cand_key, key)
-        pos_clip = np.minimum(pos, len(cand_key) - 1)
-        hit = (pos < len(cand_key)) & (cand_key[pos_clip] == key)
-        vh = cand_w[pos_clip[hit]]
+        pos, hit = find_sorted(cand_key, key)
+        vh = cand_w[pos[hit]]
         vr = ref_w[rows[hit]]
         slot = row_pair[hit] * n + ref_rows.order[rows[hit]] - 1
         # float64 always: bincount of an empty `slot` (no n-gram matched, e.g. "zzz") returns int64 and the

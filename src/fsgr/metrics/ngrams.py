@@ -1,9 +1,10 @@
-"""n-gram counting shared by BLEU, CIDEr-D and the SCST reward: every sentence becomes rows of (sentence, n-gram id,
-order, count) in flat numpy arrays, so the metrics are array operations instead of per-n-gram Python loops.
+"""n-gram counting shared by BLEU, CIDEr-D and the SCST reward, in flat numpy arrays, so the metrics are array
+operations instead of per-n-gram Python loops.
 
 Sentences are split on white space (`str.split()`), as pycocoevalcap's `precook` does. Words get integer ids; an
 n-gram's id is looked up level by level from the pair (id of its first n-1 words, id of its last word), so no word
-tuple is ever hashed.
+tuple is ever hashed. `NgramVocab.own_rows` / `encode` give rows of (sentence, n-gram id, order, count) (the
+reward); `encode_corpus` counts each order of one evaluation by (image, n-gram, reference) (scoring).
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ def dense_ranks(key: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
     return ranks, sorted_key[new]
 
 
+def find_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(where each key is in `sorted_keys` (a valid index even when it is absent), whether it is there)."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=bool)
+    index = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return index, sorted_keys[index] == keys
+
+
 def count_runs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(the distinct values of `key` sorted, how often each occurs)."""
     sorted_key = np.sort(key)
@@ -80,12 +89,6 @@ class NgramRows:
     count: np.ndarray  # [R] int64: term frequency of the n-gram in the sentence
     lengths: np.ndarray  # [S] int64: words per sentence
     id_limit: int  # every id in `ngram` is below this
-
-    def subset(self, first: int, stop: int) -> "NgramRows":
-        """The rows of sentences first..stop-1, renumbered from 0."""
-        lo, hi = np.searchsorted(self.sentence, [first, stop])
-        return NgramRows(self.sentence[lo:hi] - first, self.ngram[lo:hi], self.order[lo:hi], self.count[lo:hi],
-                         self.lengths[first:stop], self.id_limit)
 
 
 class NgramVocab:
@@ -172,10 +175,7 @@ class NgramVocab:
             valid = rem >= order
             pos = np.flatnonzero(valid)
             key = (level_ids[pos] << _WORD_BITS) | word_arr[pos + order - 1]
-            known = self.keys[order - 2]
-            idx = np.searchsorted(known, key)
-            idx_clip = np.minimum(idx, max(len(known) - 1, 0))
-            hit = (idx < len(known)) & (known[idx_clip] == key) if len(known) else np.zeros(len(key), bool)
+            idx, hit = find_sorted(self.keys[order - 2], key)
             ids = np.empty(len(key), dtype=np.int64)
             ids[hit] = self.offsets[order - 1] + idx[hit]
             if not hit.all():
@@ -272,15 +272,12 @@ def encode_corpus(refs: list[list[str]], cands: list[str], n: int = MAX_N) -> Co
         starts = np.flatnonzero(_first_of_runs(row_group))
         group_key = row_group[starts]
         cand_key, cand_count = count_runs(((sentence_of_word[pos[cut:]] - n_ref) << id_bits) | ids[cut:])
-        found = np.searchsorted(group_key, cand_key)
-        found_clip = np.minimum(found, max(len(group_key) - 1, 0))
-        hit = (found < len(group_key)) & (group_key[found_clip] == cand_key) if len(group_key) else \
-            np.zeros(len(cand_key), dtype=bool)
+        group, hit = find_sorted(group_key, cand_key)
         orders.append(OrderCounts(
             ref_sentence=first_ref[row_group >> id_bits] + (row_key & ref_mask), ref_count=ref_count,
             ref_ngram=row_group & id_mask, group_key=group_key, group_start=np.append(starts, len(row_key)),
             group_max=np.maximum.reduceat(ref_count, starts) if len(starts) else np.zeros(0, dtype=np.int64),
-            cand_key=cand_key, cand_count=cand_count, cand_group=np.where(hit, found_clip, -1)))
+            cand_key=cand_key, cand_count=cand_count, cand_group=np.where(hit, group, -1)))
     return CorpusRows(orders=orders, ref_lengths=vocab.lengths[:n_ref], cand_lengths=vocab.lengths[n_ref:],
                       n_refs=n_refs, ref_image=ref_image, id_bits=id_bits, offsets=vocab.offsets,
                       words=vocab.words)

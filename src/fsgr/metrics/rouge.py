@@ -13,6 +13,8 @@ import re
 
 import numpy as np
 
+from fsgr.metrics.ngrams import find_sorted
+
 BETA = 1.2
 
 
@@ -123,12 +125,10 @@ def _rouge_l_vectorised(refs: list[list[str]], cands: list[str], rows, beta: flo
     ref_of_word = np.repeat(np.arange(n_ref, dtype=np.int64), ref_len)
     word_pos = np.arange(n_ref_words, dtype=np.int64) - np.repeat(np.cumsum(ref_len) - ref_len, ref_len)
     look = rows.ref_image[ref_of_word] * vocab + ref_words
-    idx = np.searchsorted(mask_key, look)
-    idx_clip = np.minimum(idx, max(len(mask_key) - 1, 0))
-    hit = (idx < len(mask_key)) & (mask_key[idx_clip] == look) if len(mask_key) else np.zeros(len(look), bool)
+    idx, hit = find_sorted(mask_key, look)
     width = int(ref_len.max()) if n_ref else 0
     match = np.zeros((n_ref, max(width, 1)), dtype=np.uint64)
-    match[ref_of_word[hit], word_pos[hit]] = mask[idx_clip[hit]]
+    match[ref_of_word[hit], word_pos[hit]] = mask[idx[hit]]
 
     m = cand_len[rows.ref_image]
     full = np.left_shift(np.uint64(1), np.minimum(m, MAX_WORDS).astype(np.uint64)) - np.uint64(1)
