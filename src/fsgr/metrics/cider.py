@@ -57,12 +57,8 @@ def pair_similarities(cand_rows: NgramRows, cand_w: np.ndarray, cand_norm: np.nd
         # in-place float ops below would then fail to cast
         val = np.bincount(slot, weights=np.minimum(vh, vr) * vr,
                           minlength=n_pairs * n)[: n_pairs * n].astype(np.float64, copy=False)
-    val = val.reshape(n_pairs, n)
-    denom = cand_norm[pair_cand] * ref_norm[pair_ref]
-    ok = denom != 0
-    val[ok] = val[ok] / denom[ok]
-    val *= length_penalty(cand_len[pair_cand], ref_len[pair_ref], sigma)[:, None]
-    return val
+    return normalised(val.reshape(n_pairs, n), cand_norm[pair_cand], ref_norm[pair_ref], cand_len[pair_cand],
+                      ref_len[pair_ref], sigma)
 
 
 def document_frequency(image: np.ndarray, ngram: np.ndarray, width: int) -> np.ndarray:
@@ -76,10 +72,16 @@ def bigram_lengths(word_lengths: np.ndarray) -> np.ndarray:
     return np.maximum(word_lengths - 1, 0)
 
 
-def length_penalty(cand_len: np.ndarray, ref_len: np.ndarray, sigma: float = SIGMA) -> np.ndarray:
-    """The toolkit's Gaussian penalty on the difference of the (bigram) lengths."""
+def normalised(val: np.ndarray, cand_norm: np.ndarray, ref_norm: np.ndarray, cand_len: np.ndarray,
+               ref_len: np.ndarray, sigma: float = SIGMA) -> np.ndarray:
+    """The rest of the toolkit's `sim` for [P, n] dot products of (candidate, reference) pairs: divided by the two
+    norms where both are non-zero, times the Gaussian penalty on the difference of their (bigram) lengths."""
+    denom = cand_norm * ref_norm
+    ok = denom != 0
+    val[ok] = val[ok] / denom[ok]
     delta = (cand_len - ref_len).astype(np.float64)
-    return np.e ** (-(delta ** 2) / (2 * sigma ** 2))
+    val *= (np.e ** (-(delta ** 2) / (2 * sigma ** 2)))[:, None]
+    return val
 
 
 def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA, n: int = MAX_N,
@@ -92,8 +94,8 @@ def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA
     n_ref_sent, id_bits = len(rows.ref_lengths), rows.id_bits
     log_images = np.log(float(n_images))
     val = np.zeros((n_ref_sent, n))  # [R, n] sum over shared n-grams of min(candidate, reference) * reference
-    ref_norm = np.zeros((n_ref_sent, n))
-    cand_norm = np.zeros((n_images, n))
+    ref_norm_sq = np.zeros((n_ref_sent, n))
+    cand_norm_sq = np.zeros((n_images, n))
     for k, order in enumerate(rows.orders[:n]):
         # document frequency: the images whose references hold the n-gram (one group per image and n-gram);
         # this order's ids are first..first + width - 1
@@ -104,8 +106,8 @@ def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA
         cand_image, cand_ngram = order.cand_key >> id_bits, order.cand_key & ((1 << id_bits) - 1)
         # (a candidate n-gram that no reference holds has df 0: the toolkit's defaultdict)
         cand_w = order.cand_count * (log_images - log_df[cand_ngram - first])
-        ref_norm[:, k] = np.bincount(order.ref_sentence, weights=ref_w * ref_w, minlength=n_ref_sent)
-        cand_norm[:, k] = np.bincount(cand_image, weights=cand_w * cand_w, minlength=n_images)
+        ref_norm_sq[:, k] = np.bincount(order.ref_sentence, weights=ref_w * ref_w, minlength=n_ref_sent)
+        cand_norm_sq[:, k] = np.bincount(cand_image, weights=cand_w * cand_w, minlength=n_images)
         # each candidate n-gram against the rows of its group: the references of its image that hold it
         found = np.flatnonzero(order.cand_group >= 0)
         group = order.cand_group[found]
@@ -113,11 +115,8 @@ def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA
         ref_row = ranges(order.group_start[group], hits)
         vh, vr = np.repeat(cand_w[found], hits), ref_w[ref_row]
         val[:, k] = np.bincount(order.ref_sentence[ref_row], weights=np.minimum(vh, vr) * vr, minlength=n_ref_sent)
-    denom = np.sqrt(cand_norm)[rows.ref_image] * np.sqrt(ref_norm)
-    ok = denom != 0
-    val[ok] = val[ok] / denom[ok]
-    val *= length_penalty(bigram_lengths(rows.cand_lengths)[rows.ref_image], bigram_lengths(rows.ref_lengths),
-                          sigma)[:, None]
+    val = normalised(val, np.sqrt(cand_norm_sq)[rows.ref_image], np.sqrt(ref_norm_sq),
+                     bigram_lengths(rows.cand_lengths)[rows.ref_image], bigram_lengths(rows.ref_lengths), sigma)
     summed = np.stack([np.bincount(rows.ref_image, weights=val[:, k], minlength=n_images) for k in range(n)], axis=1)
     scores = summed.mean(axis=1) / rows.n_refs * 10.0
     return float(np.mean(scores)), scores
