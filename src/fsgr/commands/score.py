@@ -68,12 +68,10 @@ def _load_once(path: str, mtime_ns: int, size: int):
         raise DataError(f"{path}: JSON nested too deeply to be captions") from None
 
 
-
-
-def _image_id(path: str, where: str, entry) -> object:
+def _image_id(path: str, entry: dict, where: str, k: int) -> object:
     image_id = entry["image_id"]
-    if isinstance(image_id, bool) or not isinstance(image_id, (int, str)):
-        raise DataError(f"{path}: {where}: image_id must be an integer or a string, got {image_id!r}")
+    if type(image_id) is not int and type(image_id) is not str:  # (JSON true/false are no ids)
+        raise DataError(f"{path}: {where} #{k}: image_id must be an integer or a string, got {image_id!r}")
     return image_id
 
 
@@ -87,13 +85,17 @@ def read_refs(path: str) -> dict:
         if not isinstance(ann, dict) or "image_id" not in ann or "caption" not in ann:
             missing.append(ann.get("image_id", f"#{k}") if isinstance(ann, dict) else f"#{k}")
             continue
-        image_id = _image_id(path, f"annotation #{k}", ann)
+        image_id = _image_id(path, ann, "annotation", k)
         caption = ann["caption"]
-        if not isinstance(caption, str):
+        if type(caption) is not str:
             not_text.append(image_id)
         elif not caption.strip():
             empty.append(image_id)
-        refs.setdefault(image_id, []).append(caption)
+        group = refs.get(image_id)
+        if group is None:
+            refs[image_id] = [caption]
+        else:
+            group.append(caption)
     if missing:
         raise DataError(f"{path}: annotations without 'image_id' and 'caption' fields: {format_ids(missing)}")
     if not_text:
@@ -118,10 +120,10 @@ def read_preds(path: str) -> dict:
         if not isinstance(entry, dict) or "image_id" not in entry or "caption" not in entry:
             missing.append(entry.get("image_id", f"#{k}") if isinstance(entry, dict) else f"#{k}")
             continue
-        image_id = _image_id(path, f"entry #{k}", entry)
+        image_id = _image_id(path, entry, "entry", k)
         if image_id in preds:
             repeated.append(image_id)
-        if not isinstance(entry["caption"], str):
+        if type(entry["caption"]) is not str:
             not_text.append(image_id)
         preds[image_id] = entry["caption"]
     if missing:
