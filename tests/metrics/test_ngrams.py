@@ -133,3 +133,19 @@ def test_encode_corpus_counts_each_order_per_reference_image_and_candidate(flick
             assert group < 0 or order.group_key[group] == key
 
 
+
+
+def test_dense_ranks_and_count_runs_against_numpy_unique():
+    """Both ways of ranking (positions packed under the keys, or an argsort when the keys are too wide for that)."""
+    from fsgr.metrics.ngrams import count_runs, dense_ranks, find_sorted
+
+    rng = np.random.default_rng(0)
+    for keys, bound in ((rng.integers(0, 50, 1000), 50), (rng.integers(0, 1 << 40, 500) * 7, 7 << 40),
+                        (rng.integers(0, 1 << 60, 300), 1 << 60), (np.zeros(0, dtype=np.int64), 1)):
+        distinct, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        ranks, got = dense_ranks(keys, bound)
+        assert np.array_equal(got, distinct) and np.array_equal(ranks, inverse.ravel())
+        run_keys, run_counts = count_runs(keys)
+        assert np.array_equal(run_keys, distinct) and np.array_equal(run_counts, counts)
+        index, found = find_sorted(distinct, np.concatenate([keys, [bound + 1]]))
+        assert found[:-1].all() and not found[-1] and np.array_equal(distinct[index[:-1]], keys)
