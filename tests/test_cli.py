@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from fsgr.cli import VERBS, build_parser, main
 
 
@@ -28,3 +30,22 @@ def test_user_error_is_one_line_without_traceback(tmp_path, capsys):
     assert rc == 2
     assert err.count("\n") == 1 and "absent.yaml" in err and "Traceback" not in err
 
+
+
+def test_a_verb_builds_only_its_parser_and_says_the_same_help(capsys):
+    """`fsgr VERB ...` builds that verb's parser alone (no other command module imported); its help is the full
+    parser's, and an unknown verb still gets the full parser's error."""
+    code = ("import sys; from fsgr.cli import main\n"
+            "try:\n    main(['score', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('fsgr.commands.') and m != 'fsgr.commands.checks'),"
+            " file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stderr.strip() == "['fsgr.commands.score']"
+    try:
+        build_parser().parse_args(["score", "--help"])
+    except SystemExit:
+        pass
+    assert proc.stdout == capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["scor"])
+    assert info.value.code == 2 and "invalid choice: 'scor'" in capsys.readouterr().err

@@ -1,7 +1,9 @@
 """The `fsgr` command line: one entry point, one module per verb under `fsgr.commands`.
 
-Each verb module defines `add_arguments(parser)` and `main(args) -> int`. Modules are imported only when their verb
-runs, so `fsgr score` never pays for torch. Errors are one line and a non-zero exit; `--debug` shows the traceback.
+Each verb module defines `add_arguments(parser)` and `main(args) -> int`. A command line naming a verb imports that
+verb's module alone (`fsgr --help` imports them all; none imports torch at import time), and heavy dependencies load
+inside `main`, so `fsgr score` never pays for torch. Errors are one line and a non-zero exit; `--debug` shows the
+traceback.
 """
 
 from __future__ import annotations
@@ -33,11 +35,15 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every verb, or of verb `only` alone (what a command line naming it needs: the other verbs'
+    modules are then not imported)."""
     parser = argparse.ArgumentParser(prog="fsgr", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, (module_name, help_text) in VERBS.items():
+        if only is not None and verb != only:
+            continue
         p = sub.add_parser(verb, help=help_text, description=help_text)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
         p.set_defaults(_module=module_name)
@@ -58,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
-        parser = build_parser()
+        verb = next((word for word in argv if not word.startswith("-")), None)
+        parser = build_parser(verb if verb in VERBS else None)
         args, extra = parser.parse_known_args(argv)
         # argparse ends a `CONFIG [key=value ...]` positional at the first flag, so `fsgr train CONFIG --resume
         # train.max_steps=80` would leave the override unrecognised: key=value words after flags are overrides too
