@@ -4,7 +4,8 @@ The bytes go to a hidden temporary file in the target's folder, are flushed and 
 renamed over the target (then the folder is fsynced, so the rename itself survives a crash). A reader sees the old file
 or the new one, never a torn one. On any failure the temporary file is removed and the old file is left as it was; a
 full disk (or quota) is reported as one line naming the file. Also here: the read-only check that an output path can
-be written (`why_not_writable`) and the one-line reason a weights file did not load (`why_unloadable`). Imports
+be written (`why_not_writable`), the check that an input is a file (`existing_file`) and the one-line reason a
+weights file did not load (`why_unloadable`). Imports
 nothing from the rest of fsgr but the errors, and no torch.
 """
 
@@ -64,6 +65,16 @@ def why_not_writable(path: PathLike, folder: bool = False) -> Optional[str]:
     if not os.access(parent, os.W_OK | os.X_OK) and not path.exists():
         return f"cannot create anything in {parent} (permission denied)"
     return None
+
+
+def existing_file(path: PathLike, what: str, error: type[FsgrError], missing: str) -> Path:
+    """`path` as a Path when it is a file; else `error`, naming it: "PATH: is a directory, not WHAT" or
+    "PATH: MISSING"."""
+    if Path(path).is_dir():
+        raise error(f"{path}: is a directory, not {what}")
+    if not Path(path).is_file():
+        raise error(f"{path}: {missing}")
+    return Path(path)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from fsgr.errors import DataError, format_ids
+from fsgr.files import atomic_write_text, existing_file
 
 
 def add_arguments(parser) -> None:
@@ -46,12 +47,7 @@ def add_metric_arguments(parser) -> None:
 
 
 def _load(path: str):
-    p = Path(path)
-    if p.is_dir():
-        raise DataError(f"{path}: is a directory, not a JSON file")
-    if not p.is_file():
-        raise DataError(f"{path}: no such file")
-    stat = p.stat()
+    stat = existing_file(path, "a JSON file", DataError, "no such file").stat()
     return _load_once(path, stat.st_mtime_ns, stat.st_size)
 
 
@@ -228,8 +224,6 @@ def print_diagnostics(diagnostics: dict[str, dict]) -> None:
 
 
 def write_json(path: str, data: dict) -> None:
-    from fsgr.files import atomic_write_text
-
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 

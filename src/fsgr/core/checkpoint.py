@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from fsgr.errors import CheckpointError
-from fsgr.files import atomic_write, why_unloadable
+from fsgr.files import atomic_write, existing_file, why_unloadable
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -85,11 +85,7 @@ def _numpy_globals() -> list:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+    path = existing_file(Path(path), "a checkpoint file", CheckpointError, "checkpoint not found")
     try:
         with torch.serialization.safe_globals(_numpy_globals()):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)

@@ -22,6 +22,7 @@ from fsgr.data.problems import Problem, report
 from fsgr.data.records import ImageRecord
 from fsgr.data.synthetic import incomplete_reason
 from fsgr.errors import DataError
+from fsgr.files import existing_file
 
 SPLITS = ("train", "val", "test")
 # Karpathy's split names -> ours ("restval" is trained on, as M2/FSGR do with use_restval=True)
@@ -46,10 +47,7 @@ FullCoco = Literal["auto", "require", "off"]
 
 
 def _read_json(path: Path):
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, not an annotation JSON file")
-    if not path.is_file():
-        raise DataError(f"{path}: annotation file not found")
+    existing_file(path, "an annotation JSON file", DataError, "annotation file not found")
     try:
         with open(path, "rb") as f:
             return json.load(f)

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 from fsgr.data.text import tokenize_captions
 from fsgr.errors import DataError
-from fsgr.files import atomic_write_text
+from fsgr.files import atomic_write_text, existing_file
 
 SPECIALS = ("<unk>", "<pad>", "<bos>", "<eos>")
 FORMAT = "fsgr-vocab-1"
@@ -111,11 +111,7 @@ class Vocab:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocab":
         """A vocab JSON written by `save`, or an M2/FSGR `vocab.pkl` (read without importing M2's classes)."""
-        path = Path(path)
-        if path.is_dir():
-            raise DataError(f"{path}: is a directory, not a vocabulary file")
-        if not path.is_file():
-            raise DataError(f"{path}: vocabulary file not found")
+        path = existing_file(Path(path), "a vocabulary file", DataError, "vocabulary file not found")
         raw = path.read_bytes()
         if raw[:1] == b"\x80":  # pickle protocol >= 2
             return _load_m2_pickle(raw, str(path))

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsgr.errors import CheckpointError
-from fsgr.files import atomic_write, why_unloadable
+from fsgr.files import atomic_write, existing_file, why_unloadable
 from fsgr.models.config import ClipConfig
 from fsgr.models.tokenizer import tokenize  # noqa: F401  (re-exported: fsgr.models.clip.tokenize is the contract)
 
@@ -337,11 +337,7 @@ def load_clip(path: Union[str, Path]) -> CLIP:
     """Read a CLIP: OpenAI TorchScript archive, state dict with OpenAI keys (optionally wrapped in 'state_dict' or
     'model', optionally 'module.'-prefixed), HuggingFace CLIPModel weights, or a file from `save_clip`. Sizes are inferred
     from the weights; loading is strict; values are fp32 on the CPU. The model is returned in eval mode."""
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a CLIP checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: CLIP checkpoint not found")
+    path = existing_file(Path(path), "a CLIP checkpoint file", CheckpointError, "CLIP checkpoint not found")
     raw, hints = _read_checkpoint(path)
     sd = _normalise_keys(raw, path)
     cfg = clip_config_from_state_dict(sd, hints)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from fsgr.errors import CheckpointError, DataError
-from fsgr.files import atomic_write, why_unloadable
+from fsgr.files import atomic_write, existing_file, why_unloadable
 from fsgr.models.clip import tokenize, weights_fingerprint
 
 FORMAT, VERSION = "fsgr-codebook", 1
@@ -131,11 +131,8 @@ def save_codebook(codebook: Codebook, path: Union[str, Path]) -> None:
 def load_codebook(path: Union[str, Path], expected_size: Optional[int] = None,
                   expected_fingerprint: Optional[str] = None, expected_dim: Optional[int] = None) -> Codebook:
     """Read a codebook file (ours, or a reference bare (C, E) tensor) and check it against what the model expects."""
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a codebook file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: codebook file not found (make one with `fsgr codebook`)")
+    path = existing_file(Path(path), "a codebook file", CheckpointError,
+                         "codebook file not found (make one with `fsgr codebook`)")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
