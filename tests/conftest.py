@@ -1,5 +1,8 @@
+import gzip
 import os
+import re
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -24,3 +27,36 @@ def real_data() -> Path:
     """Small real data shipped with the tests (tests/real_data, sources and licences in its README.md): Flickr8k
     captions of 2,000 images, two COCO photos, M2's vocab.pkl."""
     return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def flickr(real_data):
+    """Flickr8k (the first 2,000 images): image name -> its 5 real human captions (already PTB-tokenised)."""
+    caps = OrderedDict()
+    for line in gzip.decompress((real_data / "flickr8k_captions_2000.txt.gz").read_bytes()).decode("utf-8").splitlines():
+        if not line.strip():
+            continue
+        m = re.match(r"^(\S+)#(\d+)\s+(.*)$", line)
+        caps.setdefault(m.group(1), []).append(m.group(3))
+    return caps
+
+
+class _OpensOnUnpickling:
+    """Unpickling this calls open(target, 'w'): a stand-in for any code a hostile .pt would run."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+@pytest.fixture(scope="session")
+def write_hostile_checkpoint():
+    """(path, target) -> writes a checkpoint-shaped .pt at `path` whose unpickling would create `target`."""
+    def write(path, target):
+        import torch
+
+        torch.save({"format_version": 1, "config": {}, "vocab_itos": [], "model": {}, "x": _OpensOnUnpickling(target)},
+                   path)
+    return write

@@ -26,16 +26,8 @@ def _training_helpers():
     return module
 
 
-class _Payload:
-    def __init__(self, target):
-        self.target = str(target)
-
-    def __reduce__(self):
-        return (open, (self.target, "w"))
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, write_hostile_checkpoint):
     """A tiny trained run (1 step) plus crafted files; returns the placeholder values."""
     from fsgr.config import load_config
     from fsgr.training import train
@@ -49,8 +41,7 @@ def world(tmp_path_factory):
     ckpt = tmp / "run" / "checkpoints" / "last.pt"
     img = tmp / "img.png"
     Image.new("RGB", (40, 30), (200, 10, 10)).save(img)
-    torch.save({"format_version": 1, "config": {}, "vocab_itos": [], "model": {}, "x": _Payload(tmp / "pwned")},
-               tmp / "evil.pt")
+    write_hostile_checkpoint(tmp / "evil.pt", tmp / "pwned")
     no_config = torch.load(ckpt, weights_only=True)
     del no_config["config"]
     from fsgr.core.checkpoint import atomic_save

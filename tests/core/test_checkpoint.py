@@ -27,20 +27,10 @@ def test_atomic_save_leaves_no_temporary_and_round_trips(tmp_path):
     assert ck.load_checkpoint(path)["x"].tolist() == [0, 1, 2, 3]
 
 
-class _Payload:
-    """Unpickling this calls open(target, 'w'): a stand-in for any code a hostile .pt would run."""
-
-    def __init__(self, target):
-        self.target = str(target)
-
-    def __reduce__(self):
-        return (open, (self.target, "w"))
-
-
-def test_a_pickled_payload_never_runs(tmp_path):
+def test_a_pickled_payload_never_runs(tmp_path, write_hostile_checkpoint):
     target = tmp_path / "pwned.txt"
     evil = tmp_path / "evil.pt"
-    torch.save({"format_version": 1, "config": {}, "vocab_itos": [], "model": {}, "x": _Payload(target)}, evil)
+    write_hostile_checkpoint(evil, target)
     with pytest.raises(CheckpointError) as info:
         ck.load_checkpoint(evil)
     assert not target.exists()

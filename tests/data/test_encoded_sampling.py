@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import re
-
 import numpy as np
 import pytest
 
@@ -17,17 +14,11 @@ from fsgr.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
-def flickr_records(real_data):
+def flickr_records(flickr):
     """300 Flickr8k images with their 5 real captions each (the text as the annotators' file has it)."""
-    caps: dict[str, list[str]] = {}
-    text = gzip.decompress((real_data / "flickr8k_captions_2000.txt.gz").read_bytes()).decode("utf-8")
-    for line in text.splitlines():
-        m = re.match(r"^(\S+)#(\d+)\s+(.*)$", line)
-        if m:
-            caps.setdefault(m.group(1), []).append(m.group(3))
-    names = list(caps)[:300]
-    return [ImageRecord(image_id=i, path=f"/img/{n}", split="train", captions=tuple(caps[n]),
-                        annotation_ids=tuple(range(10 * i, 10 * i + len(caps[n])))) for i, n in enumerate(names)]
+    names = list(flickr)[:300]
+    return [ImageRecord(image_id=i, path=f"/img/{n}", split="train", captions=tuple(flickr[n]),
+                        annotation_ids=tuple(range(10 * i, 10 * i + len(flickr[n])))) for i, n in enumerate(names)]
 
 
 def test_tokenised_once_then_loaded_from_the_cache(flickr_records, tmp_path):

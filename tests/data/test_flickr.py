@@ -1,9 +1,7 @@
 """Karpathy-format Flickr8k / Flickr30k files (`dataset_flickr8k.json`, `dataset_flickr30k.json`: no cocoid, no
 filepath, image id = imgid) read, check and train like COCO; their standard split counts are checked."""
 
-import gzip
 import json
-import re
 
 import pytest
 from PIL import Image
@@ -15,15 +13,10 @@ from fsgr.errors import DataError
 
 
 @pytest.fixture
-def flickr_file(tmp_path, real_data):
+def flickr_file(tmp_path, flickr):
     """5 real Flickr8k images' captions (raw, as in Karpathy's file), tiny JPEGs under their Flickr names."""
-    caps = {}
-    text = gzip.decompress((real_data / "flickr8k_captions_2000.txt.gz").read_bytes()).decode("utf-8")
-    for line in text.splitlines():
-        m = re.match(r"^(\S+)#(\d+)\s+(.*)$", line)
-        if m:
-            caps.setdefault(m.group(1), []).append(m.group(3))
-    names = list(caps)[:5]
+    names = list(flickr)[:5]
+    caps = {name: flickr[name] for name in names}
     images, sentid = [], 0
     for k, name in enumerate(names):
         Image.new("RGB", (40, 30), (10 * k, 100, 200)).save(tmp_path / name)

@@ -1,26 +1,7 @@
-import gzip
-import re
 import shutil
-from collections import OrderedDict
 
 import pytest
 from ptb_cases import detokenize
-
-
-def _flickr(real_data):
-    caps = OrderedDict()
-    for line in gzip.decompress((real_data / "flickr8k_captions_2000.txt.gz").read_bytes()).decode("utf-8").splitlines():
-        if not line.strip():
-            continue
-        m = re.match(r"^(\S+)#(\d+)\s+(.*)$", line)
-        caps.setdefault(m.group(1), []).append(m.group(3))
-    return caps
-
-
-@pytest.fixture(scope="session")
-def flickr(real_data):
-    """Flickr8k (the first 2,000 images): image name -> its 5 real human captions (already PTB-tokenised)."""
-    return _flickr(real_data)
 
 
 @pytest.fixture(scope="session")
