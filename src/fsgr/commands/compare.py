@@ -42,7 +42,7 @@ def system_names(paths: list[str], names: str | None) -> list[str]:
 
 
 def main(args) -> int:
-    from fsgr.commands.score import (DOMAINS, print_diagnostics, print_table, print_unavailable, read_domains,
+    from fsgr.commands.score import (print_diagnostics, print_table, print_unavailable, read_domains,
                                      read_file_names, read_preds, read_refs, result_keys, write_json)
     from fsgr.evaluation.extras import build_extra_metrics, split_metrics
     from fsgr.metrics.compare import compare_systems
@@ -73,13 +73,12 @@ def main(args) -> int:
     result = compare_systems(refs, systems, names, args.bootstrap, args.seed, diagnostics=True,
                              train_refs=train_refs, top=args.top, extra_metrics=extra_metrics)
     domains = read_domains(args.refs)
-    if domains is not None:
-        from fsgr.commands.score import score_file
+    if domains is not None:  # (the whole set is scored once per system above: only the domains here)
+        from fsgr.commands.score import score_domains
 
-        per_system = {label: score_file(refs, preds, names, extra_metrics, domains)["domains"]
-                      for label, preds in systems.items()}
-        result["domains"] = {d: {label: dict(per_system[label][d]) for label in systems}
-                             for d in DOMAINS if d in per_system[labels[0]]}
+        result["domains"] = {domain: {label: dict(scores) for label, scores in by_system.items()}
+                             for domain, by_system in score_domains(refs, systems, names, extra_metrics,
+                                                                    domains).items()}
 
     print(f"{len(refs)} images, {sum(len(r) for r in refs.values())} references, {len(systems)} systems")
     keys = result_keys(names, extra_metrics)

@@ -164,24 +164,32 @@ def read_file_names(path: str) -> dict:
 
 
 def score_file(refs: dict, preds: dict, names: list[str], extra_metrics=(), domains: dict | None = None) -> dict:
-    """{"overall": Scores, "domains": {domain: Scores}} with each nocaps domain scored as its own corpus."""
+    """{"overall": ScoredSystem, "domains": {domain: Scores}} with each nocaps domain scored as its own corpus."""
     from fsgr.metrics.compare import score_system
     from fsgr.metrics.score import tokenize_refs
 
-    def one(sub_refs):
-        image_ids, ref_tok = tokenize_refs(sub_refs)
-        return score_system(image_ids, ref_tok, preds, names, extra_metrics)
+    image_ids, ref_tok = tokenize_refs(refs)
+    overall = score_system(image_ids, ref_tok, preds, names, extra_metrics)
+    per_domain = score_domains(refs, {"": preds}, names, extra_metrics, domains) if domains is not None else {}
+    return {"overall": overall, "domains": {domain: by_system[""] for domain, by_system in per_domain.items()}}
 
-    overall = one(refs)
-    out = {"overall": overall, "domains": {}}
-    if domains is not None:
-        missing = [i for i in refs if i not in domains]
-        if missing:
-            raise DataError(f"images of the references without a nocaps domain: {format_ids(missing)}")
-        for domain in DOMAINS:
-            sub = {i: refs[i] for i in refs if domains[i] == domain}
-            if sub:
-                out["domains"][domain] = one(sub).scores
+
+def score_domains(refs: dict, systems: dict[str, dict], names: list[str], extra_metrics, domains: dict) -> dict:
+    """domain -> system -> Scores: each nocaps domain scored as its own corpus (as the nocaps evaluation does), its
+    references tokenised once for all the systems."""
+    from fsgr.metrics.compare import score_system
+    from fsgr.metrics.score import tokenize_refs
+
+    missing = [i for i in refs if i not in domains]
+    if missing:
+        raise DataError(f"images of the references without a nocaps domain: {format_ids(missing)}")
+    out = {}
+    for domain in DOMAINS:
+        sub = {i: refs[i] for i in refs if domains[i] == domain}
+        if sub:
+            image_ids, ref_tok = tokenize_refs(sub)
+            out[domain] = {label: score_system(image_ids, ref_tok, preds, names, extra_metrics).scores
+                           for label, preds in systems.items()}
     return out
 
 
