@@ -38,6 +38,7 @@ def test_signature_hashes_content_not_order():
     assert sig.startswith("fsgr:") and "images:2|refs:3" in sig and sig.endswith("|beam:5")
     assert "cider-d:n=4,sigma=6" in sig and "tok:ptb" in sig
     assert short_hash({2: ["a cat", "a kitten"], 1: ["a dog"]}) == short_hash(refs)
+    assert short_hash({1: ["a \ud800"]}) != short_hash({1: ["a "]})  # a lone surrogate (JSON "\\ud800") hashes
     assert short_hash({1: "dog", 2: "cat"}) != short_hash({1: "dog", 2: "cats"})
 
 

@@ -147,7 +147,15 @@ def test_plain_path_equals_the_slow_paths_on_hard_cases():
                      "a  dog", "caf\u00e9 dog.", "\u212aelvin dog", "a-", "a,.", "a. dog"]:
         assert plain[rejected] is None, rejected
     assert plain["A dog, running fast."] == "a dog running fast"
+    # the first line of a batch has no newline before its final word; a word after a hyphen is no abbreviation
+    assert T._plain_lines(["Art.", "St.", "a t-shirt.", "an x-st."]) == [None, None, "a t-shirt", "an x-st"]
     assert plain["an X-ray."] == "an x-ray"
+
+
+def test_lone_surrogates_are_deleted_not_a_crash():
+    """JSON's "\\ud800" escape gives Python a lone surrogate (the toolkit cannot even write it to its temp file)."""
+    captions = ["a \ud800 dog.", "x\udfff.", "a dog."]
+    assert ptb_tokenize(captions) == _per_caption(captions) == ["a dog", "x", "a dog"]
 
 
 def test_plain_path_batch_alignment_after_text_that_lower_cases_longer():

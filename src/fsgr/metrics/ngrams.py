@@ -9,6 +9,7 @@ reward); `encode_corpus` counts each order of one evaluation by (image, n-gram, 
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from itertools import count, repeat
 
@@ -98,10 +99,12 @@ class NgramVocab:
     def __init__(self, sentences: list[str], n: int = MAX_N) -> None:
         self.n = n
         flat, marker = _split(sentences)
-        # ids in order of first occurrence (dict/zip/map keep the per-word work in C)
-        distinct = dict.fromkeys(flat)
-        distinct.pop(marker, None)
-        self.word_ids: dict[str, int] = dict(zip(distinct, count()))
+        # word ids in order of first occurrence, given as each word is met (one pass, the per-word work in C)
+        first_seen: defaultdict[str | None, int] = defaultdict(count().__next__)
+        first_seen[marker] = _BREAK_ID
+        words = np.fromiter(map(first_seen.__getitem__, flat), dtype=np.int64, count=len(flat))
+        del first_seen[marker]
+        self.word_ids: dict[str, int] = dict(first_seen)
         if len(self.word_ids) >= 1 << _WORD_BITS:
             raise ValueError(f"too many distinct words for the n-gram index: {len(self.word_ids)}")
         # word -> id, and both sentence markers -> _BREAK_ID (`encode` never uses _BREAK if it is a word here)
@@ -109,7 +112,7 @@ class NgramVocab:
         self._lookup.setdefault(_BREAK, _BREAK_ID)
         self.keys: list[np.ndarray] = []  # level k (n = k + 2): sorted keys of the known n-grams
         self.offsets: list[int] = [0, len(self.word_ids)]  # first id of each level (n = 1, 2, ...)
-        words, lengths = self._word_array(flat, len(sentences), None)
+        words, lengths = self._without_breaks(words, len(sentences))
         rem = self._remaining(lengths)
         # per order n = 1, 2, ...: where each n-gram starts, and its id (an n-gram is the pair (id of its first n-1
         # words, last word); ids are ranks among the level's distinct pairs, after the ids of the lower orders)
@@ -131,22 +134,24 @@ class NgramVocab:
         self.lengths = lengths  # [S] words per sentence
         self.size = self.offsets[-1]
 
-    def _word_array(self, flat: list, n_sentences: int, private: dict[str, int] | None):
+    def _word_array(self, flat: list, n_sentences: int, private: dict[str, int]):
         """(word ids of `_split`'s words without the markers, words per sentence); unknown words get ids in
-        `private` after the vocabulary's (or a KeyError when `private` is None)."""
-        if private is None:
-            arr = np.fromiter(map(self._lookup.__getitem__, flat), dtype=np.int64, count=len(flat))
-        else:
-            arr = np.fromiter(map(self._lookup.get, flat, repeat(-1)), dtype=np.int64, count=len(flat))
-            if (arr == -1).any():
-                unknown = [flat[i] for i in np.flatnonzero(arr == -1)]
-                table = self.word_ids
-                for w in unknown:
-                    if w not in private:
-                        private[w] = len(table) + len(private)
-                arr[arr == -1] = [private[w] for w in unknown]
-                if len(table) + len(private) >= 1 << _WORD_BITS:
-                    raise ValueError("too many distinct words for the n-gram index")
+        `private` after the vocabulary's."""
+        arr = np.fromiter(map(self._lookup.get, flat, repeat(-1)), dtype=np.int64, count=len(flat))
+        if (arr == -1).any():
+            unknown = [flat[i] for i in np.flatnonzero(arr == -1)]
+            table = self.word_ids
+            for w in unknown:
+                if w not in private:
+                    private[w] = len(table) + len(private)
+            arr[arr == -1] = [private[w] for w in unknown]
+            if len(table) + len(private) >= 1 << _WORD_BITS:
+                raise ValueError("too many distinct words for the n-gram index")
+        return self._without_breaks(arr, n_sentences)
+
+    @staticmethod
+    def _without_breaks(arr: np.ndarray, n_sentences: int) -> tuple[np.ndarray, np.ndarray]:
+        """(word ids without the sentence markers, words per sentence)."""
         if n_sentences == 0:
             return arr, np.zeros(0, dtype=np.int64)
         is_break = arr == _BREAK_ID

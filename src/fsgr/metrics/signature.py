@@ -32,7 +32,7 @@ def short_hash(obj) -> str:
     if isinstance(obj, Mapping):
         obj = sorted([str(k), v] for k, v in obj.items())
     data = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:8]
+    return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()[:8]  # (JSON may hold lone surrogates)
 
 
 def signature(refs: Mapping[Hashable, Sequence[str]] | None, preds: Mapping | None,

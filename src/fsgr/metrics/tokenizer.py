@@ -28,6 +28,8 @@ import sys
 import unicodedata
 from functools import lru_cache
 
+import numpy as np
+
 # pycocoevalcap/tokenizer/ptbtokenizer.py: the tokens it removes after tokenising.
 PUNCTUATIONS = frozenset(["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-",
                           ".", "?", "!", ",", ":", "-", "--", "...", ";"])
@@ -492,12 +494,71 @@ def _fast_line(text: str) -> str | None:
 # or apostrophes, so of `_fast_line`'s checks only two remain: no assimilation ("cannot", "gonna", ...) anywhere,
 # and the word before the final period is no abbreviation or single letter. `_fast_line` then just lower-cases
 # and drops the commas and the final period.
-# `_PLAIN_RUN` matches a run of plain lines, each ended by a newline (possessive: the pattern is deterministic, so
-# it accepts what the backtracking one would, without keeping backtracking state across a whole corpus).
-_PLAIN_RUN = re.compile(r"(?:[A-Za-z]++(?:(?:-|,? )[A-Za-z]++)*+\.?+\n)*+")
-# the last word of each line that ends in a period, searched in the reversed text: there the pattern starts with a
-# literal, which `re` finds fast (forwards it would try a match at every character)
-_FINAL_WORD_REVERSED = re.compile(r"\n\.([A-Za-z-]+)(?![^ \n])")
+# As a grammar a plain line is `[A-Za-z]+((-|,? )[A-Za-z]+)*\.?\n`. That is a condition on each pair of adjacent
+# bytes' classes, checked in numpy over the whole batch: a space comes after a letter or comma and before a letter, a
+# comma or hyphen after a letter and before a space or letter respectively, a period after a letter and before the
+# newline, a newline after a letter or period (so no line is empty); nothing else but letters. A pair that breaks
+# this marks the line of its second byte.
+_LETTER, _SPACE, _COMMA, _HYPHEN, _PERIOD, _NEWLINE, _OTHER = range(7)
+_BYTE_CLASS = bytearray([_OTHER] * 256)  # a bytes.translate table (non-ASCII text: UTF-8 bytes >= 0x80, other)
+for _ch in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
+    _BYTE_CLASS[ord(_ch)] = _LETTER
+for _ch, _cls in ((" ", _SPACE), (",", _COMMA), ("-", _HYPHEN), (".", _PERIOD), ("\n", _NEWLINE)):
+    _BYTE_CLASS[ord(_ch)] = _cls
+_BEFORE = {_LETTER: range(7), _SPACE: (_LETTER, _COMMA), _COMMA: (_LETTER,), _HYPHEN: (_LETTER,),
+           _PERIOD: (_LETTER,), _NEWLINE: (_LETTER, _PERIOD)}  # class -> the classes that may come right before it
+_AFTER = {_LETTER: range(7), _SPACE: (_LETTER,), _COMMA: (_SPACE,), _HYPHEN: (_LETTER,), _PERIOD: (_NEWLINE,),
+          _NEWLINE: range(7)}  # class -> the classes that may come right after it
+_BAD_PAIR = bytes(0 if a in _AFTER and b in _BEFORE and b in _AFTER[a] and a in _BEFORE[b] else 1
+                  for a in range(8) for b in range(8)) + bytes([1] * 192)  # translate table of a << 3 | b
+_MAX_DOT_WORD = 8  # final words are compared packed into 8 bytes (`_dot_words` has none longer: checked there)
+
+
+def _pack_words(data: np.ndarray, ends: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """[K] uint64: the lower-cased ASCII letters data[end - length:end] of each word (at most 8), one byte each."""
+    packed = np.zeros(len(ends), dtype=np.uint64)
+    for k in range(1, _MAX_DOT_WORD + 1):
+        byte = data[np.maximum(ends - k, 0)].astype(np.uint64) | np.uint64(0x20)
+        packed |= np.where(lengths >= k, byte << np.uint64(8 * (k - 1)), np.uint64(0))
+    return packed
+
+
+@lru_cache(maxsize=1)
+def _packed_dot_words() -> np.ndarray:
+    words = sorted(_dot_words())
+    if max(map(len, words)) > _MAX_DOT_WORD:
+        raise AssertionError(f"an abbreviation longer than {_MAX_DOT_WORD} letters: {max(words, key=len)}")
+    data = np.frombuffer(" ".join(words).encode("ascii"), dtype=np.uint8)
+    lengths = np.array([len(w) for w in words], dtype=np.int64)
+    return np.sort(_pack_words(data, np.cumsum(lengths + 1) - 1, lengths))
+
+
+def _not_plain(text: str) -> np.ndarray:
+    """The line numbers (maybe repeated) of the lines of `text` (each ended by a newline) that are not plain, or
+    whose final word before a period is an abbreviation or a single letter."""
+    data = text.encode("utf-8", "surrogatepass")  # (a newline byte is a newline in UTF-8; a lone surrogate is
+    # three bytes >= 0x80, like any other non-ASCII character)
+    cls = np.frombuffer(bytes([_NEWLINE]) + data.translate(_BYTE_CLASS), dtype=np.uint8)  # (as if after a newline)
+    pairs = (cls[:-1] << 3) | cls[1:]
+    bad = np.flatnonzero(np.frombuffer(pairs.tobytes().translate(_BAD_PAIR), dtype=np.uint8))
+    cls = cls[1:]
+    # the word before each period that ends a line (in a plain line the period is the only one): the letters
+    # right before it, after a space or newline (a word after a hyphen is no abbreviation)
+    periods = np.flatnonzero(cls == _PERIOD)
+    periods = periods[cls[np.minimum(periods + 1, len(cls) - 1)] == _NEWLINE]
+    lengths = np.zeros(len(periods), dtype=np.int64)
+    in_word = np.ones(len(periods), dtype=bool)
+    for k in range(1, _MAX_DOT_WORD + 2):
+        in_word &= (periods >= k) & (cls[np.maximum(periods - k, 0)] == _LETTER)
+        lengths += in_word
+    before = cls[np.maximum(periods - lengths - 1, 0)]
+    short = (lengths <= _MAX_DOT_WORD) & ((periods == lengths) | (before != _HYPHEN))
+    ends, lengths = periods[short], lengths[short]
+    dot_words = _packed_dot_words()
+    packed = _pack_words(np.frombuffer(data, dtype=np.uint8), ends, lengths)
+    at = np.minimum(np.searchsorted(dot_words, packed), len(dot_words) - 1)
+    newlines = np.flatnonzero(cls == _NEWLINE)
+    return np.searchsorted(newlines, np.concatenate([bad, ends[dot_words[at] == packed]]))
 
 
 def _line_numbers(text: str, positions: list[int]) -> list[int]:
@@ -511,31 +572,15 @@ def _line_numbers(text: str, positions: list[int]) -> list[int]:
 
 
 def _plain_lines(cleaned: list[str]) -> list[str | None]:
-    """`_fast_line` of each plain caption (see `_PLAIN_RUN`), None for the others. Everything is done on the
-    newline-joined batch (a few scans in C) instead of caption by caption: only the exceptions are visited."""
+    """`_fast_line` of each plain caption (see `_BAD_PAIR`), None for the others. Everything is done on the
+    newline-joined batch (a few vectorised scans) instead of caption by caption: only the exceptions are visited."""
     if not cleaned:
         return []
     text = "\n".join(cleaned) + "\n"
-    special: list[int] = []  # captions that are not plain: a regex stop each
-    pos = line = 0
-    while True:
-        end = _PLAIN_RUN.match(text, pos).end()
-        line += text.count("\n", pos, end)
-        if end == len(text):
-            break
-        special.append(line)
-        pos = text.index("\n", end) + 1
-        line += 1
     lowered = text.lower()  # (lower-casing never adds or removes a newline; a plain caption is ASCII, so its line
     # is what lower-casing it alone gives, even when other captions change length)
-    hits = [m for sub in _ASSIMILATIONS for m in _find_all(lowered, sub)]
-    # the word before a final period: rarely an abbreviation or a single letter (then the full lexer decides)
-    reversed_text = lowered[::-1]
-    reversed_dot_words = {w[::-1] for w in _dot_words()}
-    for word in reversed_dot_words.intersection(_FINAL_WORD_REVERSED.findall(reversed_text)):
-        hits += [len(lowered) - i - 2 - len(word) for i in _find_all(reversed_text, "\n." + word)
-                 if reversed_text[i + 2 + len(word): i + 3 + len(word)] in ("", " ", "\n")]
-    special += _line_numbers(lowered, hits)
+    special = _not_plain(text).tolist()
+    special += _line_numbers(lowered, [m for sub in _ASSIMILATIONS for m in _find_all(lowered, sub)])
     # line k is caption k lower-cased without commas and final period: its output when it is plain
     out: list[str | None] = lowered.replace(",", "").replace(".\n", "\n").split("\n")[: len(cleaned)]
     for k in special:
