@@ -1,12 +1,21 @@
 """The n-gram table behind BLEU, CIDEr-D and the reward against a plain Counter of word tuples (pycocoevalcap's
-`precook`): every (sentence, n-gram) count, the id of every n-gram, and new sentences mapped onto a vocabulary."""
+`precook`): every (sentence, n-gram) count, the id of every n-gram, and new sentences mapped onto a vocabulary.
+The evaluation's table exists twice, in numpy (the reference) and in C (`_ngrams.c`): both are checked here."""
 
 import random
 from collections import Counter
 
 import numpy as np
+import pytest
 
+from fsgr.metrics import ngrams
+from fsgr.metrics.bleu import corpus_bleu
+from fsgr.metrics.cider import corpus_cider_d
 from fsgr.metrics.ngrams import _WORD_BITS, NgramVocab, encode_corpus
+from fsgr.metrics.rouge import corpus_rouge_l
+
+TABLES = [False, pytest.param(True, marks=pytest.mark.skipif(
+    ngrams._native is None, reason=f"the compiled n-gram table is not built: {ngrams._NATIVE_MISSING}"))]
 
 
 def _precook(sentence, n=4):
@@ -98,15 +107,33 @@ def test_more_than_65536_distinct_words():
     assert _decode(vocab.own_rows(), _vocab_ngrams(vocab), len(sentences)) == [_precook(s) for s in sentences]
 
 
-def test_encode_corpus_counts_each_order_per_reference_image_and_candidate(flickr):
+def _first_seen_ngrams(sentences, offsets, n=4):
+    """The C table's ids: each order's n-grams numbered in order of first occurrence, from offsets[k - 1]."""
+    ngram_of = {}
+    for k in range(1, n + 1):
+        seen = {}
+        for sentence in sentences:
+            words = sentence.split()
+            for i in range(len(words) - k + 1):
+                seen.setdefault(tuple(words[i:i + k]), offsets[k - 1] + len(seen))
+        ngram_of.update({i: g for g, i in seen.items()})
+        assert offsets[k] == offsets[k - 1] + len(seen)
+    return ngram_of
+
+
+@pytest.mark.parametrize("native", TABLES)
+def test_encode_corpus_counts_each_order_per_reference_image_and_candidate(flickr, native):
     names = list(flickr)[:50]
     refs = [flickr[n][1:] for n in names] + [["a a a a", "a a", "b"], ["x"]]
     cands = [flickr[n][0] for n in names] + ["a a a b", ""]
-    rows = encode_corpus(refs, cands)
+    rows = encode_corpus(refs, cands, native=native)
     assert rows.n_refs.tolist() == [4] * 50 + [3, 1]
     assert rows.ref_lengths.tolist() == [len(r.split()) for rs in refs for r in rs]
     assert rows.cand_lengths.tolist() == [len(c.split()) for c in cands]
-    ngram_of = _vocab_ngrams(NgramVocab([r for rs in refs for r in rs] + cands))  # the same ids
+    sentences = [r for rs in refs for r in rs] + cands
+    ngram_of = _first_seen_ngrams(sentences, rows.offsets) if native else _vocab_ngrams(NgramVocab(sentences))
+    words = [w for s in sentences for w in s.split()]
+    assert [ngram_of[i] for i in rows.words.tolist()] == [(w,) for w in words]
     ref_sentences = [_precook(r) for rs in refs for r in rs]
     ref_image = [i for i, rs in enumerate(refs) for _ in rs]
     for k, order in enumerate(rows.orders, start=1):
@@ -123,6 +150,12 @@ def test_encode_corpus_counts_each_order_per_reference_image_and_candidate(flick
                 if len(ng) == k:
                     expected[ref_image[s], ng] = max(expected.get((ref_image[s], ng), 0), c)
         assert groups == expected
+        for d, key in enumerate(order.group_key.tolist()):  # a group's rows: its references of its image, in order
+            span = range(order.group_start[d], order.group_start[d + 1])
+            assert all(order.ref_ngram[r] == key & mask for r in span)
+            assert [ref_image[order.ref_sentence[r]] for r in span] == [key >> rows.id_bits] * len(span)
+            refs_of_group = order.ref_sentence[span.start:span.stop].tolist()
+            assert refs_of_group == sorted(set(refs_of_group))
         if k == 1:  # by hand: "a" is 4 times in the first reference of image 50
             assert groups[50, ("a",)] == 4 and groups[50, ("b",)] == 1 and (51, ("x",)) in groups
         cand = {(key >> rows.id_bits, ngram_of[key & mask]): c
@@ -149,3 +182,51 @@ def test_dense_ranks_and_count_runs_against_numpy_unique():
         assert np.array_equal(run_keys, distinct) and np.array_equal(run_counts, counts)
         index, found = find_sorted(distinct, np.concatenate([keys, [bound + 1]]))
         assert found[:-1].all() and not found[-1] and np.array_equal(distinct[index[:-1]], keys)
+
+
+def _hard_corpus(flickr):
+    """Real captions, plus what str.split() has to get right: other ASCII white space, empty and one-word
+    candidates, repeated words, a candidate longer than ROUGE-L's 63-word fast path, words sharing prefixes."""
+    names = list(flickr)[:300]
+    refs = [flickr[n][1:] for n in names]
+    cands = [flickr[n][0] for n in names]
+    refs += [["a a a a", "a  a", "b\ta\x1cb"], ["x"], ["the dog " * 40, "dog the"], ["ab a b", "a ba"], [" x y "]]
+    cands += ["a a a b", "", "the dog " * 35, "a b ab", "x\x0by\x1fx y"]
+    return refs, cands
+
+
+@pytest.mark.skipif(ngrams._native is None, reason=f"the compiled n-gram table is not built: {ngrams._NATIVE_MISSING}")
+def test_compiled_and_numpy_tables_give_the_same_scores(flickr):
+    refs, cands = _hard_corpus(flickr)
+    by_table = {}
+    for native in (False, True):
+        rows = encode_corpus(refs, cands, native=native)
+        by_table[native] = (corpus_bleu(refs, cands, rows=rows), corpus_rouge_l(refs, cands, rows=rows),
+                            corpus_cider_d(refs, cands, rows=rows))
+        assert rows.offsets[-1] < 1 << rows.id_bits
+    (bleu_a, rouge_a, cider_a), (bleu_b, rouge_b, cider_b) = by_table[False], by_table[True]
+    assert bleu_a == bleu_b and rouge_a[0] == rouge_b[0] and np.array_equal(rouge_a[1], rouge_b[1])
+    # (CIDEr-D sums per reference in each table's row order: the same terms, added in another order)
+    assert cider_a[0] == pytest.approx(cider_b[0], abs=1e-12)
+    np.testing.assert_allclose(cider_a[1], cider_b[1], rtol=0, atol=1e-12)
+    assert cider_a[0] > 0.1 and bleu_a[0] > 0.3  # a real corpus, not zeros everywhere
+    empty = [encode_corpus([], [], native=native) for native in (False, True)]
+    assert [len(t.orders[0].group_key) for t in empty] == [0, 0] and [len(t.words) for t in empty] == [0, 0]
+
+
+def test_non_ascii_text_takes_the_numpy_table():
+    refs, cands = [["caf\u00e9 au lait", "a\u00a0b"]], ["caf\u00e9\u2003au"]  # (U+2003 and U+00A0 split words)
+    rows = encode_corpus(refs, cands)
+    assert rows.ref_lengths.tolist() == [3, 2] and rows.cand_lengths.tolist() == [2]
+    assert np.array_equal(encode_corpus(refs, cands, native=False).words, rows.words)
+    if ngrams._native is not None:
+        with pytest.raises(ValueError, match="ASCII"):
+            encode_corpus(refs, cands, native=True)
+
+
+def test_asking_for_the_compiled_table_where_it_is_not_built_fails_loudly(monkeypatch):
+    monkeypatch.setattr(ngrams, "_native", None)
+    monkeypatch.setattr(ngrams, "_NATIVE_MISSING", "No module named 'fsgr.metrics._ngrams'")
+    with pytest.raises(RuntimeError, match="not built here: No module named"):
+        encode_corpus([["a dog"]], ["a dog"], native=True)
+    assert encode_corpus([["a dog"]], ["a dog"]).cand_lengths.tolist() == [2]  # (None: the numpy table)

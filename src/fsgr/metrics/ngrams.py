@@ -15,6 +15,13 @@ from itertools import count, repeat
 
 import numpy as np
 
+try:  # the n-gram table in C (see _ngrams.c), compiled when the package is installed
+    from fsgr.metrics import _ngrams as _native
+
+    _NATIVE_MISSING = ""
+except ImportError as exc:  # a checkout that was not built, or a failed optional build: the numpy table
+    _native, _NATIVE_MISSING = None, str(exc)
+
 MAX_N = 4
 _WORD_BITS = 21  # up to 2,097,152 distinct words; key = prefix_id << 21 | word_id stays inside int64
 
@@ -228,10 +235,10 @@ class OrderCounts:
     ref_sentence: np.ndarray  # [G] int64: the reference sentence of each row (one n-gram in one reference)
     ref_count: np.ndarray  # [G] int64: its count there
     ref_ngram: np.ndarray  # [G] int64: its n-gram id
-    group_key: np.ndarray  # [D] int64: each distinct (image, n-gram) of the references, sorted
+    group_key: np.ndarray  # [D] int64: each distinct (image, n-gram) of the references, grouped by image
     group_start: np.ndarray  # [D + 1] int64: its rows are group_start[d]..group_start[d + 1] - 1
     group_max: np.ndarray  # [D] int64: its highest count in one reference (BLEU's clipping)
-    cand_key: np.ndarray  # [C] int64: each distinct (image, n-gram) of the candidates, sorted
+    cand_key: np.ndarray  # [C] int64: each distinct (image, n-gram) of the candidates, grouped by image
     cand_count: np.ndarray  # [C] int64: its count in the candidate
     cand_group: np.ndarray  # [C] int64: the group with the same key, or -1 when no reference of the image has it
 
@@ -250,13 +257,44 @@ class CorpusRows:
     words: np.ndarray  # [W] word ids of the references' words then the candidates', in order
 
 
-def encode_corpus(refs: list[list[str]], cands: list[str], n: int = MAX_N) -> CorpusRows:
+def encode_corpus(refs: list[list[str]], cands: list[str], n: int = MAX_N, native: bool | None = None) -> CorpusRows:
+    """The n-gram table of tokenised references (a list per image) and candidates (one per image).
+
+    `native`: None takes the C table (`fsgr.metrics._ngrams`, compiled at install) for ASCII text when it is built,
+    else this module's numpy table, the reference; True or False insists on one (True raises when it is not
+    built). Both give the same n-grams, counts, groups and matches; only the order of ids and groups differs."""
     if len(refs) != len(cands):
         raise ValueError(f"{len(refs)} reference lists for {len(cands)} candidates")
+    if native and _native is None:
+        raise RuntimeError(f"the compiled n-gram table is not built here: {_NATIVE_MISSING}")
     ref_sentences = [r for rs in refs for r in rs]
-    vocab = NgramVocab(ref_sentences + list(cands), n)
-    n_images, n_ref = len(refs), len(ref_sentences)
-    n_refs = np.fromiter(map(len, refs), dtype=np.int64, count=n_images)
+    sentences = ref_sentences + list(cands)
+    n_refs = np.fromiter(map(len, refs), dtype=np.int64, count=len(refs))
+    if native is not False and _native is not None:
+        text = "".join(sentences)
+        if text.isascii():
+            return _native_table(text, sentences, n_refs, n)
+        if native:
+            raise ValueError("the compiled n-gram table reads ASCII text only (str.split() splits non-ASCII text at "
+                             "Unicode white space)")
+    return _numpy_table(sentences, n_refs, n)
+
+
+def _native_table(text: str, sentences: list[str], n_refs: np.ndarray, n: int) -> CorpusRows:
+    char_lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
+    words, lengths, offsets, id_bits, orders = _native.corpus_table(text.encode("ascii"), char_lengths, n_refs, n)
+    lengths = np.frombuffer(lengths, dtype=np.int64)
+    n_ref = int(n_refs.sum())
+    return CorpusRows(
+        orders=[OrderCounts(*(np.frombuffer(a, dtype=np.int64) for a in arrays)) for arrays in orders],
+        ref_lengths=lengths[:n_ref], cand_lengths=lengths[n_ref:], n_refs=n_refs,
+        ref_image=np.repeat(np.arange(len(n_refs), dtype=np.int64), n_refs), id_bits=id_bits, offsets=offsets,
+        words=np.frombuffer(words, dtype=np.int64))
+
+
+def _numpy_table(sentences: list[str], n_refs: np.ndarray, n: int) -> CorpusRows:
+    vocab = NgramVocab(sentences, n)
+    n_images, n_ref = len(n_refs), int(n_refs.sum())
     ref_image = np.repeat(np.arange(n_images, dtype=np.int64), n_refs)
     first_ref = np.cumsum(n_refs) - n_refs
     sentence_of_word = np.repeat(np.arange(len(vocab.lengths), dtype=np.int64), vocab.lengths)

@@ -1,0 +1,336 @@
+/* The n-gram table of one evaluation (`fsgr.metrics.ngrams.encode_corpus`) in C, for ASCII text.
+ *
+ * The numpy implementation in ngrams.py is the reference: this computes the same table (the same n-grams, counts,
+ * groups and matches; tests/metrics/test_ngrams.py checks both against Counters and against each other) with hash
+ * tables and direct indexing instead of sorts. Its layout differs in two ways that no metric reads: n-gram ids are
+ * given in order of first occurrence (not sorted), and within an image the groups come in order of first occurrence.
+ *
+ * corpus_table(text, char_lengths, n_refs, n) -> (words, lengths, offsets, id_bits, orders)
+ *   text          ASCII bytes: every sentence, references first (grouped by image), then one candidate per image
+ *   char_lengths  int64 buffer [S]: characters of each sentence in `text`
+ *   n_refs        int64 buffer [I]: references per image
+ *   n             the highest n-gram order
+ * Words are what str.split() gives (ASCII white space: \t \n \v \f \r, \x1c-\x1f and the space). The int64 arrays
+ * come back as bytearrays: words [W] (the word id of every word, in order), lengths [S] (words per sentence), and
+ * per order the nine arrays of `OrderCounts` (ref_sentence, ref_count, ref_ngram, group_key, group_start,
+ * group_max, cand_key, cand_count, cand_group). The ids of order k + 1 are offsets[k]..offsets[k + 1] - 1; a key
+ * is image << id_bits | id.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N_ARRAYS 9
+
+static int is_space(unsigned char c) { return c == ' ' || (c >= 9 && c <= 13) || (c >= 28 && c <= 31); }
+
+static uint64_t mix(uint64_t x) {  /* splitmix64's finaliser: a well spread hash of a 64-bit key */
+    x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27; x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static size_t table_size(Py_ssize_t entries) {  /* a power of two, at least twice `entries` */
+    size_t size = 1024;
+    while (size < 2 * (size_t)entries) size <<= 1;
+    return size;
+}
+
+static int bit_length(int64_t v) { int b = 0; while (v) { b++; v >>= 1; } return b; }
+
+/* An int64 array handed to Python as a bytearray (numpy wraps it without a copy). */
+typedef struct { PyObject *obj; int64_t *at; } Array;
+
+static int array_new(Array *a, Py_ssize_t count) {
+    a->obj = PyByteArray_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(int64_t));
+    a->at = a->obj ? (int64_t *)PyByteArray_AS_STRING(a->obj) : NULL;
+    return a->obj != NULL;
+}
+
+static int array_cut(Array *a, Py_ssize_t count) {
+    if (PyByteArray_Resize(a->obj, count * (Py_ssize_t)sizeof(int64_t)) < 0) return 0;
+    a->at = (int64_t *)PyByteArray_AS_STRING(a->obj);
+    return 1;
+}
+
+/* Fresh memory costs a page fault per 4 KiB on first touch (slow on virtual machines): the tables are int32 and
+ * sized to what they hold, and the work arrays are allocated once for all orders. */
+
+/* Word ids in order of first occurrence: open addressing over the words' bytes in `text`, growing as needed. */
+static int intern_words(const unsigned char *text, const int64_t *char_lengths, Py_ssize_t n_sentences,
+                        int64_t *words, int64_t *lengths, Py_ssize_t *n_words, int32_t *n_distinct) {
+    size_t size = 1 << 14, mask = size - 1, capacity = size / 2;
+    int32_t *table = malloc(size * sizeof(int32_t));
+    int64_t *starts = malloc(capacity * sizeof(int64_t));
+    int32_t *lens = malloc(capacity * sizeof(int32_t));
+    uint64_t *hashes = malloc(capacity * sizeof(uint64_t));
+    int status = -1;
+    if (!table || !starts || !lens || !hashes) { PyErr_NoMemory(); goto done; }
+    memset(table, 0xff, size * sizeof(int32_t));  /* -1: an empty slot */
+    Py_ssize_t pos = 0, count = 0;
+    int32_t next_id = 0;
+    for (Py_ssize_t s = 0; s < n_sentences; s++) {
+        Py_ssize_t i = pos, end = pos + char_lengths[s];
+        int64_t in_sentence = 0;
+        for (;;) {
+            while (i < end && is_space(text[i])) i++;
+            if (i >= end) break;
+            Py_ssize_t j = i;
+            uint64_t h = 1469598103934665603ULL;  /* FNV-1a, then mixed */
+            while (j < end && !is_space(text[j])) h = (h ^ text[j++]) * 1099511628211ULL;
+            int32_t len = (int32_t)(j - i);
+            h = mix(h ^ (uint64_t)len);
+            size_t slot = h & mask;
+            int32_t id;
+            while ((id = table[slot]) >= 0 && !(hashes[id] == h && lens[id] == len &&
+                                                memcmp(text + starts[id], text + i, (size_t)len) == 0))
+                slot = (slot + 1) & mask;
+            if (id < 0) {
+                if ((size_t)next_id == capacity) {  /* half full: double the table and rehash */
+                    size_t new_size = size * 2;
+                    int32_t *new_table = malloc(new_size * sizeof(int32_t));
+                    int64_t *new_starts = realloc(starts, 2 * capacity * sizeof(int64_t));
+                    if (new_starts) starts = new_starts;
+                    int32_t *new_lens = realloc(lens, 2 * capacity * sizeof(int32_t));
+                    if (new_lens) lens = new_lens;
+                    uint64_t *new_hashes = realloc(hashes, 2 * capacity * sizeof(uint64_t));
+                    if (new_hashes) hashes = new_hashes;
+                    if (!new_table || !new_starts || !new_lens || !new_hashes) {
+                        free(new_table); PyErr_NoMemory(); goto done;
+                    }
+                    memset(new_table, 0xff, new_size * sizeof(int32_t));
+                    for (int32_t w = 0; w < next_id; w++) {
+                        size_t at = hashes[w] & (new_size - 1);
+                        while (new_table[at] >= 0) at = (at + 1) & (new_size - 1);
+                        new_table[at] = w;
+                    }
+                    free(table);
+                    table = new_table; size = new_size; mask = size - 1; capacity *= 2;
+                    slot = h & mask;
+                    while (table[slot] >= 0) slot = (slot + 1) & mask;
+                }
+                id = next_id++;
+                table[slot] = id; starts[id] = i; lens[id] = len; hashes[id] = h;
+            }
+            words[count++] = id;
+            in_sentence++;
+            i = j;
+        }
+        lengths[s] = in_sentence;
+        pos = end;
+    }
+    *n_words = count;
+    *n_distinct = next_id;
+    status = 0;
+done:
+    free(table); free(starts); free(lens); free(hashes);
+    return status;
+}
+
+/* The ids of order k at each word position (-1 where fewer than k words are left in the sentence): the pair
+ * (id of the (k-1)-gram at the position, the k-th word) looked up in `table` (int32 slots, `size` of them, ids
+ * from `first`); new pairs get the next ids, their keys kept in `keys` (by id - first). */
+static void next_level(const int32_t *prev, const int32_t *words, const int64_t *word_start, const int64_t *lengths,
+                       Py_ssize_t n_sentences, int k, int32_t *level, int32_t *table, size_t size, uint64_t *keys,
+                       int32_t first, int32_t *next_id) {
+    size_t mask = size - 1;
+    memset(table, 0xff, size * sizeof(int32_t));
+    for (Py_ssize_t s = 0; s < n_sentences; s++) {
+        int64_t last = word_start[s] + lengths[s] - k;  /* the last position with k words left */
+        for (int64_t p = word_start[s]; p < word_start[s] + lengths[s]; p++) {
+            if (p > last) { level[p] = -1; continue; }
+            uint64_t key = ((uint64_t)(uint32_t)prev[p] << 32) | (uint32_t)words[p + k - 1];
+            size_t slot = mix(key) & mask;
+            int32_t id;
+            while ((id = table[slot]) >= 0 && keys[id - first] != key) slot = (slot + 1) & mask;
+            if (id < 0) {
+                id = (*next_id)++;
+                table[slot] = id; keys[id - first] = key;
+            }
+            level[p] = id;
+        }
+    }
+}
+
+/* Work arrays of `count_order`, allocated once for every order. */
+typedef struct { int32_t *stamp, *slot, *cand_stamp, *cand_slot, *rows_of, *last_ref, *last_row; } Work;
+
+/* One order's rows, groups and candidate matches, image by image (see OrderCounts in ngrams.py). `stamp` and
+ * `slot` (`cand_stamp`, `cand_slot` for the candidates) are indexed by id - first: which image last saw the id,
+ * and its group (candidate entry) there. */
+static PyObject *count_order(const int32_t *level, const int64_t *word_start, const int64_t *lengths,
+                             const int64_t *n_refs, Py_ssize_t n_images, Py_ssize_t n_ref_sentences, int k,
+                             int32_t first, int32_t width, int id_bits, Work *w) {
+    Py_ssize_t ref_ngrams = 0, cand_ngrams = 0;
+    for (Py_ssize_t s = 0; s < n_ref_sentences + n_images; s++) {
+        Py_ssize_t here = lengths[s] >= k ? lengths[s] - k + 1 : 0;
+        if (s < n_ref_sentences) ref_ngrams += here; else cand_ngrams += here;
+    }
+    Array a[N_ARRAYS] = {{0}};
+    enum { REF_SENTENCE, REF_COUNT, REF_NGRAM, GROUP_KEY, GROUP_START, GROUP_MAX, CAND_KEY, CAND_COUNT, CAND_GROUP };
+    Py_ssize_t sizes[N_ARRAYS] = {ref_ngrams, ref_ngrams, ref_ngrams, ref_ngrams, ref_ngrams + 1, ref_ngrams,
+                                  cand_ngrams, cand_ngrams, cand_ngrams};
+    PyObject *result = NULL;
+    for (int j = 0; j < N_ARRAYS; j++)
+        if (!array_new(&a[j], sizes[j])) goto done;
+    memset(w->stamp, 0xff, ((size_t)width + 1) * sizeof(int32_t));
+    memset(w->cand_stamp, 0xff, ((size_t)width + 1) * sizeof(int32_t));
+    int32_t *stamp = w->stamp, *slot = w->slot, *rows_of = w->rows_of, *last_ref = w->last_ref;
+    int32_t *last_row = w->last_row, *cand_stamp = w->cand_stamp, *cand_slot = w->cand_slot;
+    Py_ssize_t n_groups = 0, n_rows = 0, n_cands = 0, ref = 0;
+    for (Py_ssize_t image = 0; image < n_images; image++) {
+        Py_ssize_t first_ref = ref, end_ref = ref + n_refs[image], first_group = n_groups;
+        /* the image's groups (distinct n-grams of its references) and how many references hold each */
+        for (Py_ssize_t r = first_ref; r < end_ref; r++)
+            for (int64_t p = word_start[r]; p <= word_start[r] + lengths[r] - k; p++) {
+                int32_t id = level[p] - first;
+                if (stamp[id] != image) {
+                    stamp[id] = (int32_t)image; slot[id] = (int32_t)n_groups;
+                    rows_of[n_groups] = 0; last_ref[n_groups] = -1;
+                    a[GROUP_KEY].at[n_groups] = ((int64_t)image << id_bits) | level[p];
+                    n_groups++;
+                }
+                int32_t g = slot[id];
+                if (last_ref[g] != r) { last_ref[g] = (int32_t)r; rows_of[g]++; }
+            }
+        for (Py_ssize_t g = first_group; g < n_groups; g++) {
+            a[GROUP_START].at[g] = n_rows;
+            n_rows += rows_of[g];
+            rows_of[g] = 0;  /* from here: the rows filled so far */
+            last_ref[g] = -1;
+            a[GROUP_MAX].at[g] = 0;
+        }
+        /* the rows: one per (group, reference), a group's references in order */
+        for (Py_ssize_t r = first_ref; r < end_ref; r++)
+            for (int64_t p = word_start[r]; p <= word_start[r] + lengths[r] - k; p++) {
+                int32_t g = slot[level[p] - first];
+                if (last_ref[g] != r) {
+                    int64_t row = a[GROUP_START].at[g] + rows_of[g]++;
+                    last_ref[g] = (int32_t)r; last_row[g] = (int32_t)row;
+                    a[REF_SENTENCE].at[row] = r; a[REF_NGRAM].at[row] = level[p]; a[REF_COUNT].at[row] = 0;
+                }
+                int64_t count = ++a[REF_COUNT].at[last_row[g]];
+                if (count > a[GROUP_MAX].at[g]) a[GROUP_MAX].at[g] = count;
+            }
+        /* the candidate's n-grams, each with the group of the same n-gram in this image, if any */
+        Py_ssize_t c = n_ref_sentences + image;
+        for (int64_t p = word_start[c]; p <= word_start[c] + lengths[c] - k; p++) {
+            int32_t id = level[p] - first;
+            if (cand_stamp[id] != image) {
+                cand_stamp[id] = (int32_t)image; cand_slot[id] = (int32_t)n_cands;
+                a[CAND_KEY].at[n_cands] = ((int64_t)image << id_bits) | level[p];
+                a[CAND_COUNT].at[n_cands] = 0;
+                a[CAND_GROUP].at[n_cands] = stamp[id] == image ? slot[id] : -1;
+                n_cands++;
+            }
+            a[CAND_COUNT].at[cand_slot[id]]++;
+        }
+        ref = end_ref;
+    }
+    a[GROUP_START].at[n_groups] = n_rows;
+    Py_ssize_t final[N_ARRAYS] = {n_rows, n_rows, n_rows, n_groups, n_groups + 1, n_groups, n_cands, n_cands, n_cands};
+    for (int j = 0; j < N_ARRAYS; j++)
+        if (!array_cut(&a[j], final[j])) goto done;
+    result = PyTuple_New(N_ARRAYS);
+    if (result)
+        for (int j = 0; j < N_ARRAYS; j++) { PyTuple_SET_ITEM(result, j, a[j].obj); a[j].obj = NULL; }
+done:
+    for (int j = 0; j < N_ARRAYS; j++) Py_XDECREF(a[j].obj);
+    return result;
+}
+
+static PyObject *corpus_table(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer text, char_lengths, n_refs;
+    int n;
+    if (!PyArg_ParseTuple(args, "y*y*y*i", &text, &char_lengths, &n_refs, &n)) return NULL;
+    PyObject *result = NULL, *orders = NULL, *offsets = NULL;
+    Array words = {0}, lengths = {0};
+    int64_t *word_start = NULL;
+    int32_t *levels = NULL, *table = NULL;
+    uint64_t *keys = NULL;
+    Work w = {0};
+    Py_ssize_t n_sentences = char_lengths.len / (Py_ssize_t)sizeof(int64_t);
+    Py_ssize_t n_images = n_refs.len / (Py_ssize_t)sizeof(int64_t), n_words = 0, n_ref_sentences = 0;
+    const int64_t *refs_per_image = n_refs.buf;
+    for (Py_ssize_t i = 0; i < n_images; i++) n_ref_sentences += refs_per_image[i];
+    if (n < 1 || n > 8 || n_ref_sentences + n_images != n_sentences || text.len >= INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "corpus_table: %zd sentences for %zd references and %zd candidates (n=%d)",
+                     n_sentences, n_ref_sentences, n_images, n);
+        goto done;
+    }
+    if (!array_new(&words, text.len / 2 + 1) || !array_new(&lengths, n_sentences)) goto done;
+    int32_t n_distinct = 0;
+    if (intern_words(text.buf, char_lengths.buf, n_sentences, words.at, lengths.at, &n_words, &n_distinct) < 0)
+        goto done;
+    if (!array_cut(&words, n_words)) goto done;
+    word_start = malloc((n_sentences + 1) * sizeof(int64_t));
+    levels = malloc(((size_t)n * (size_t)n_words + 1) * sizeof(int32_t));  /* [n, W]: the ids of each order */
+    size_t size = table_size(n_words);
+    table = malloc(size * sizeof(int32_t));
+    keys = malloc(((size_t)n_words + 1) * sizeof(uint64_t));
+    if (!word_start || !levels || !table || !keys) { PyErr_NoMemory(); goto done; }
+    word_start[0] = 0;
+    for (Py_ssize_t s = 0; s < n_sentences; s++) word_start[s + 1] = word_start[s] + lengths.at[s];
+    for (Py_ssize_t p = 0; p < n_words; p++) levels[p] = (int32_t)words.at[p];
+    int64_t bounds[9] = {0, n_distinct};
+    int32_t next_id = n_distinct;
+    for (int k = 2; k <= n; k++) {
+        if ((int64_t)next_id + n_words >= INT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "too many n-grams for the n-gram index");
+            goto done;
+        }
+        next_level(levels + (size_t)(k - 2) * n_words, levels, word_start, lengths.at, n_sentences, k,
+                   levels + (size_t)(k - 1) * n_words, table, size, keys, next_id, &next_id);
+        bounds[k] = next_id;
+    }
+    offsets = PyList_New(n + 1);
+    if (!offsets) goto done;
+    for (int k = 0; k <= n; k++) {
+        PyObject *v = PyLong_FromLongLong(bounds[k]);
+        if (!v) goto done;
+        PyList_SET_ITEM(offsets, k, v);
+    }
+    int id_bits = bit_length(next_id > 1 ? next_id : 1);
+    if (bit_length(n_images > 1 ? n_images : 1) + id_bits > 63) {
+        PyErr_Format(PyExc_ValueError, "too many images and n-grams for the n-gram index: %zd, %lld", n_images,
+                     (long long)next_id);
+        goto done;
+    }
+    Py_ssize_t most = 0;  /* the widest order (distinct ids) and the most reference n-grams of one order */
+    for (int k = 1; k <= n; k++) if (bounds[k] - bounds[k - 1] > most) most = bounds[k] - bounds[k - 1];
+    if (n_words > most) most = n_words;
+    int32_t **arrays[] = {&w.stamp, &w.slot, &w.cand_stamp, &w.cand_slot, &w.rows_of, &w.last_ref, &w.last_row};
+    for (size_t j = 0; j < sizeof(arrays) / sizeof(arrays[0]); j++) {
+        *arrays[j] = malloc(((size_t)most + 1) * sizeof(int32_t));
+        if (!*arrays[j]) { PyErr_NoMemory(); goto done; }
+    }
+    orders = PyList_New(n);
+    if (!orders) goto done;
+    for (int k = 1; k <= n; k++) {
+        PyObject *order = count_order(levels + (size_t)(k - 1) * n_words, word_start, lengths.at, refs_per_image,
+                                      n_images, n_ref_sentences, k, (int32_t)bounds[k - 1],
+                                      (int32_t)(bounds[k] - bounds[k - 1]), id_bits, &w);
+        if (!order) goto done;
+        PyList_SET_ITEM(orders, k - 1, order);
+    }
+    result = Py_BuildValue("(OOOiO)", words.obj, lengths.obj, offsets, id_bits, orders);
+done:
+    Py_XDECREF(words.obj); Py_XDECREF(lengths.obj); Py_XDECREF(offsets); Py_XDECREF(orders);
+    free(word_start); free(levels); free(table); free(keys);
+    free(w.stamp); free(w.slot); free(w.cand_stamp); free(w.cand_slot); free(w.rows_of); free(w.last_ref);
+    free(w.last_row);
+    PyBuffer_Release(&text); PyBuffer_Release(&char_lengths); PyBuffer_Release(&n_refs);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"corpus_table", corpus_table, METH_VARARGS, "The n-gram table of one evaluation (see ngrams.encode_corpus)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ngrams", NULL, -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__ngrams(void) { return PyModule_Create(&module); }
