@@ -12,10 +12,10 @@ from fsgr.metrics import ngrams
 from fsgr.metrics.bleu import corpus_bleu
 from fsgr.metrics.cider import corpus_cider_d
 from fsgr.metrics.ngrams import _WORD_BITS, NgramVocab, encode_corpus
-from fsgr.metrics.rouge import corpus_rouge_l
+from fsgr.metrics.rouge import _odd_spacing, corpus_rouge_l
 
 TABLES = [False, pytest.param(True, marks=pytest.mark.skipif(
-    ngrams._native is None, reason=f"the compiled n-gram table is not built: {ngrams._NATIVE_MISSING}"))]
+    ngrams.NATIVE is None, reason=f"the compiled n-gram table is not built: {ngrams.NATIVE_MISSING}"))]
 
 
 def _precook(sentence, n=4):
@@ -195,7 +195,7 @@ def _hard_corpus(flickr):
     return refs, cands
 
 
-@pytest.mark.skipif(ngrams._native is None, reason=f"the compiled n-gram table is not built: {ngrams._NATIVE_MISSING}")
+@pytest.mark.skipif(ngrams.NATIVE is None, reason=f"the compiled n-gram table is not built: {ngrams.NATIVE_MISSING}")
 def test_compiled_and_numpy_tables_give_the_same_scores(flickr):
     refs, cands = _hard_corpus(flickr)
     by_table = {}
@@ -204,6 +204,11 @@ def test_compiled_and_numpy_tables_give_the_same_scores(flickr):
         by_table[native] = (corpus_bleu(refs, cands, rows=rows), corpus_rouge_l(refs, cands, rows=rows),
                             corpus_cider_d(refs, cands, rows=rows))
         assert rows.offsets[-1] < 1 << rows.id_bits
+        if native:  # ROUGE-L's spacing check, made as the C table splits
+            sentences = [r for rs in refs for r in rs] + cands
+            n_words = np.array([len(x.split()) for x in sentences])
+            assert np.array_equal(rows.odd_spacing, _odd_spacing(sentences, n_words))
+            assert rows.odd_spacing.sum() >= 7
     (bleu_a, rouge_a, cider_a), (bleu_b, rouge_b, cider_b) = by_table[False], by_table[True]
     assert bleu_a == bleu_b and rouge_a[0] == rouge_b[0] and np.array_equal(rouge_a[1], rouge_b[1])
     # (CIDEr-D sums per reference in each table's row order: the same terms, added in another order)
@@ -219,14 +224,14 @@ def test_non_ascii_text_takes_the_numpy_table():
     rows = encode_corpus(refs, cands)
     assert rows.ref_lengths.tolist() == [3, 2] and rows.cand_lengths.tolist() == [2]
     assert np.array_equal(encode_corpus(refs, cands, native=False).words, rows.words)
-    if ngrams._native is not None:
+    if ngrams.NATIVE is not None:
         with pytest.raises(ValueError, match="ASCII"):
             encode_corpus(refs, cands, native=True)
 
 
 def test_asking_for_the_compiled_table_where_it_is_not_built_fails_loudly(monkeypatch):
-    monkeypatch.setattr(ngrams, "_native", None)
-    monkeypatch.setattr(ngrams, "_NATIVE_MISSING", "No module named 'fsgr.metrics._ngrams'")
+    monkeypatch.setattr(ngrams, "NATIVE", None)
+    monkeypatch.setattr(ngrams, "NATIVE_MISSING", "No module named 'fsgr.metrics._ngrams'")
     with pytest.raises(RuntimeError, match="not built here: No module named"):
         encode_corpus([["a dog"]], ["a dog"], native=True)
     assert encode_corpus([["a dog"]], ["a dog"]).cand_lengths.tolist() == [2]  # (None: the numpy table)

@@ -1,36 +1,59 @@
-"""The vectorised ROUGE-L (all LCS at once in uint64 words) equals the per-image Python one bit for bit, including
-the cases it hands back to Python (odd spacing, other white space, candidates over 63 words)."""
+"""The vectorised ROUGE-L (all LCS at once: the dynamic programme in C, or uint64 words in numpy; on either n-gram
+table) equals the per-image Python one bit for bit, including the cases it hands back to Python (odd spacing, other
+white space, and for numpy candidates over 63 words)."""
 
 import random
 
 import numpy as np
+import pytest
 
+from fsgr.metrics import ngrams, rouge
 from fsgr.metrics.ngrams import encode_corpus
-from fsgr.metrics import rouge
 from fsgr.metrics.rouge import corpus_rouge_l
 
+NOT_BUILT = pytest.mark.skipif(ngrams.NATIVE is None, reason=f"not built: {ngrams.NATIVE_MISSING}")
+WAYS = [pytest.param((True, True), marks=NOT_BUILT, id="C-table-C-lcs"),
+        pytest.param((False, True), marks=NOT_BUILT, id="numpy-table-C-lcs"),
+        pytest.param((None, False), id="numpy-lcs")]
 
-def test_vectorised_equals_python_on_random_and_odd_text():
+
+@pytest.fixture(params=WAYS)
+def table(request, monkeypatch):
+    """The `native` argument for encode_corpus, with ROUGE-L's LCS in C or in numpy."""
+    native, c_lcs = request.param
+    if not c_lcs:
+        monkeypatch.setattr(rouge, "NATIVE", None)
+    return native
+
+
+def test_vectorised_equals_python_on_random_and_odd_text(table):
     rng = random.Random(0)
     words = "a b c d e f the dog".split()
     refs, cands = [], []
     for _ in range(1500):
         cands.append(" ".join(rng.choice(words) for _ in range(rng.randint(0, 70))))
         refs.append([" ".join(rng.choice(words) for _ in range(rng.randint(1, 80))) for _ in range(rng.randint(1, 5))])
-    cands[:6] = ["", " a b", "a  b", "a\tb c", "a b\xa0c", "a b "]
+    cands[:6] = ["", " a b", "a  b", "a\tb c", "a b\x0bc", "a b "]
     refs[6][0], refs[7][0], refs[8][0] = "a  b c", "x\ty", "d e\x1ff"
-    rows = encode_corpus(refs, cands)
+    rows = encode_corpus(refs, cands, native=table)
     python_mean, python = corpus_rouge_l(refs, cands)
     vector_mean, vector = corpus_rouge_l(refs, cands, rows=rows)
     assert np.array_equal(python, vector) and python_mean == vector_mean
     assert (python[:6] >= 0).all() and python.max() > 0.5  # the hard cases were scored, and not all 0
 
 
-def test_vectorised_equals_python_on_real_captions(flickr):
+def test_non_ascii_white_space_is_split_like_python(table):
+    refs, cands = [["a b\xa0c", "a\u2003b c"], ["b c"]], ["a b\xa0c", "b\u3000c"]
+    native = None if table else table  # (the C table takes ASCII only: with None, numpy's takes this text)
+    assert np.array_equal(corpus_rouge_l(refs, cands)[1], corpus_rouge_l(refs, cands, rows=encode_corpus(
+        refs, cands, native=native))[1])
+
+
+def test_vectorised_equals_python_on_real_captions(flickr, table):
     names = list(flickr)[:500]
     refs = [[c.lower() for c in flickr[n][1:]] for n in names]
     cands = [flickr[n][0].lower() for n in names]
-    rows = encode_corpus(refs, cands)
+    rows = encode_corpus(refs, cands, native=table)
     assert np.array_equal(corpus_rouge_l(refs, cands)[1], corpus_rouge_l(refs, cands, rows=rows)[1])
 
 

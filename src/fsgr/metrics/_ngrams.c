@@ -5,7 +5,7 @@
  * tables and direct indexing instead of sorts. Its layout differs in two ways that no metric reads: n-gram ids are
  * given in order of first occurrence (not sorted), and within an image the groups come in order of first occurrence.
  *
- * corpus_table(text, char_lengths, n_refs, n) -> (words, lengths, offsets, id_bits, orders)
+ * corpus_table(text, char_lengths, n_refs, n) -> (words, lengths, odd_spacing, offsets, id_bits, orders)
  *   text          ASCII bytes: every sentence, references first (grouped by image), then one candidate per image
  *   char_lengths  int64 buffer [S]: characters of each sentence in `text`
  *   n_refs        int64 buffer [I]: references per image
@@ -13,7 +13,8 @@
  * Words are what str.split() gives (ASCII white space: \t \n \v \f \r, \x1c-\x1f and the space). The int64 arrays
  * come back as bytearrays: words [W] (the word id of every word, in order), lengths [S] (words per sentence), and
  * per order the nine arrays of `OrderCounts` (ref_sentence, ref_count, ref_ngram, group_key, group_start,
- * group_max, cand_key, cand_count, cand_group). The ids of order k + 1 are offsets[k]..offsets[k + 1] - 1; a key
+ * group_max, cand_key, cand_count, cand_group); odd_spacing is one byte per sentence, 1 where its split(" ")
+ * (ROUGE-L's tokens) differs from split(). The ids of order k + 1 are offsets[k]..offsets[k + 1] - 1; a key
  * is image << id_bits | id.
  */
 #define PY_SSIZE_T_CLEAN
@@ -60,7 +61,8 @@ static int array_cut(Array *a, Py_ssize_t count) {
 
 /* Word ids in order of first occurrence: open addressing over the words' bytes in `text`, growing as needed. */
 static int intern_words(const unsigned char *text, const int64_t *char_lengths, Py_ssize_t n_sentences,
-                        int64_t *words, int64_t *lengths, Py_ssize_t *n_words, int32_t *n_distinct) {
+                        int64_t *words, int64_t *lengths, char *odd_spacing, Py_ssize_t *n_words,
+                        int32_t *n_distinct) {
     size_t size = 1 << 14, mask = size - 1, capacity = size / 2;
     int32_t *table = malloc(size * sizeof(int32_t));
     int64_t *starts = malloc(capacity * sizeof(int64_t));
@@ -74,6 +76,11 @@ static int intern_words(const unsigned char *text, const int64_t *char_lengths, 
     for (Py_ssize_t s = 0; s < n_sentences; s++) {
         Py_ssize_t i = pos, end = pos + char_lengths[s];
         int64_t in_sentence = 0;
+        /* split(" ") differs from split(): empty, outer or doubled white space, or white space other than ' ' */
+        char odd = end == pos || is_space(text[pos]) || is_space(text[end - 1]);
+        for (Py_ssize_t c = pos; c < end && !odd; c++)
+            odd = is_space(text[c]) && (text[c] != ' ' || is_space(text[c + 1]));
+        odd_spacing[s] = odd;
         for (;;) {
             while (i < end && is_space(text[i])) i++;
             if (i >= end) break;
@@ -248,6 +255,7 @@ static PyObject *corpus_table(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*y*y*i", &text, &char_lengths, &n_refs, &n)) return NULL;
     PyObject *result = NULL, *orders = NULL, *offsets = NULL;
     Array words = {0}, lengths = {0};
+    PyObject *odd_spacing = NULL;
     int64_t *word_start = NULL;
     int32_t *levels = NULL, *table = NULL;
     uint64_t *keys = NULL;
@@ -262,8 +270,11 @@ static PyObject *corpus_table(PyObject *self, PyObject *args) {
         goto done;
     }
     if (!array_new(&words, text.len / 2 + 1) || !array_new(&lengths, n_sentences)) goto done;
+    odd_spacing = PyByteArray_FromStringAndSize(NULL, n_sentences);
+    if (!odd_spacing) goto done;
     int32_t n_distinct = 0;
-    if (intern_words(text.buf, char_lengths.buf, n_sentences, words.at, lengths.at, &n_words, &n_distinct) < 0)
+    if (intern_words(text.buf, char_lengths.buf, n_sentences, words.at, lengths.at,
+                     PyByteArray_AS_STRING(odd_spacing), &n_words, &n_distinct) < 0)
         goto done;
     if (!array_cut(&words, n_words)) goto done;
     word_start = malloc((n_sentences + 1) * sizeof(int64_t));
@@ -316,9 +327,10 @@ static PyObject *corpus_table(PyObject *self, PyObject *args) {
         if (!order) goto done;
         PyList_SET_ITEM(orders, k - 1, order);
     }
-    result = Py_BuildValue("(OOOiO)", words.obj, lengths.obj, offsets, id_bits, orders);
+    result = Py_BuildValue("(OOOOiO)", words.obj, lengths.obj, odd_spacing, offsets, id_bits, orders);
 done:
-    Py_XDECREF(words.obj); Py_XDECREF(lengths.obj); Py_XDECREF(offsets); Py_XDECREF(orders);
+    Py_XDECREF(words.obj); Py_XDECREF(lengths.obj); Py_XDECREF(odd_spacing); Py_XDECREF(offsets);
+    Py_XDECREF(orders);
     free(word_start); free(levels); free(table); free(keys);
     free(w.stamp); free(w.slot); free(w.cand_stamp); free(w.cand_slot); free(w.rows_of); free(w.last_ref);
     free(w.last_row);
@@ -326,8 +338,63 @@ done:
     return result;
 }
 
+/* lcs_lengths(words, ref_lengths, cand_lengths, n_refs) -> bytearray of int64 [R]: the length of the longest
+ * common subsequence of each reference and its image's candidate (word ids: every reference's words in order,
+ * then every candidate's; the textbook dynamic programme, one row at a time). */
+static PyObject *lcs_lengths(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer words, ref_lengths, cand_lengths, n_refs;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*", &words, &ref_lengths, &cand_lengths, &n_refs)) return NULL;
+    const int64_t *w = words.buf, *ref_len = ref_lengths.buf, *cand_len = cand_lengths.buf, *refs = n_refs.buf;
+    Py_ssize_t n_words = words.len / 8, n_ref = ref_lengths.len / 8, n_images = cand_lengths.len / 8;
+    Py_ssize_t total = 0, ref_words = 0, cand_words = 0, longest = 0;
+    for (Py_ssize_t i = 0; i < n_images; i++) {
+        total += refs[i]; cand_words += cand_len[i];
+        if (cand_len[i] > longest) longest = cand_len[i];
+    }
+    for (Py_ssize_t r = 0; r < n_ref; r++) ref_words += ref_len[r];
+    Array out = {0};
+    PyObject *result = NULL;
+    int32_t *row = NULL;
+    if (n_refs.len / 8 != n_images || total != n_ref || ref_words + cand_words != n_words) {
+        PyErr_SetString(PyExc_ValueError, "lcs_lengths: the lengths do not add up to the words");
+        goto done;
+    }
+    row = calloc((size_t)longest + 1, sizeof(int32_t));
+    if (!row) { PyErr_NoMemory(); goto done; }
+    if (!array_new(&out, n_ref)) goto done;
+    const int64_t *ref = w, *cand = w + ref_words;
+    Py_ssize_t r = 0;
+    for (Py_ssize_t i = 0; i < n_images; i++) {
+        Py_ssize_t m = cand_len[i];
+        for (int64_t j = 0; j < refs[i]; j++, r++) {
+            memset(row, 0, ((size_t)m + 1) * sizeof(int32_t));  /* row[c]: LCS of the reference so far, cand[:c] */
+            for (int64_t a = 0; a < ref_len[r]; a++) {
+                int32_t diagonal = 0;
+                for (Py_ssize_t c = 1; c <= m; c++) {
+                    int32_t above = row[c];
+                    row[c] = ref[a] == cand[c - 1] ? diagonal + 1 : (above > row[c - 1] ? above : row[c - 1]);
+                    diagonal = above;
+                }
+            }
+            out.at[r] = row[m];
+            ref += ref_len[r];
+        }
+        cand += m;
+    }
+    result = out.obj;
+    out.obj = NULL;
+done:
+    Py_XDECREF(out.obj);
+    free(row);
+    PyBuffer_Release(&words); PyBuffer_Release(&ref_lengths); PyBuffer_Release(&cand_lengths);
+    PyBuffer_Release(&n_refs);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"corpus_table", corpus_table, METH_VARARGS, "The n-gram table of one evaluation (see ngrams.encode_corpus)."},
+    {"lcs_lengths", lcs_lengths, METH_VARARGS, "Each reference's LCS length with its image's candidate."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -15,12 +15,12 @@ from itertools import count, repeat
 
 import numpy as np
 
-try:  # the n-gram table in C (see _ngrams.c), compiled when the package is installed
-    from fsgr.metrics import _ngrams as _native
+try:  # the n-gram table and ROUGE-L's LCS in C (see _ngrams.c), compiled when the package is installed
+    from fsgr.metrics import _ngrams as NATIVE
 
-    _NATIVE_MISSING = ""
-except ImportError as exc:  # a checkout that was not built, or a failed optional build: the numpy table
-    _native, _NATIVE_MISSING = None, str(exc)
+    NATIVE_MISSING = ""
+except ImportError as exc:  # a checkout that was not built, or a failed optional build: numpy (the reference)
+    NATIVE, NATIVE_MISSING = None, str(exc)
 
 MAX_N = 4
 _WORD_BITS = 21  # up to 2,097,152 distinct words; key = prefix_id << 21 | word_id stays inside int64
@@ -255,6 +255,7 @@ class CorpusRows:
     id_bits: int  # every n-gram id is below 1 << id_bits
     offsets: list[int]  # the ids of order k + 1 are offsets[k]..offsets[k + 1] - 1
     words: np.ndarray  # [W] word ids of the references' words then the candidates', in order
+    odd_spacing: np.ndarray | None = None  # [S] bool, references then candidates: split(" ") is not split()
 
 
 def encode_corpus(refs: list[list[str]], cands: list[str], n: int = MAX_N, native: bool | None = None) -> CorpusRows:
@@ -265,12 +266,12 @@ def encode_corpus(refs: list[list[str]], cands: list[str], n: int = MAX_N, nativ
     built). Both give the same n-grams, counts, groups and matches; only the order of ids and groups differs."""
     if len(refs) != len(cands):
         raise ValueError(f"{len(refs)} reference lists for {len(cands)} candidates")
-    if native and _native is None:
-        raise RuntimeError(f"the compiled n-gram table is not built here: {_NATIVE_MISSING}")
+    if native and NATIVE is None:
+        raise RuntimeError(f"the compiled n-gram table is not built here: {NATIVE_MISSING}")
     ref_sentences = [r for rs in refs for r in rs]
     sentences = ref_sentences + list(cands)
     n_refs = np.fromiter(map(len, refs), dtype=np.int64, count=len(refs))
-    if native is not False and _native is not None:
+    if native is not False and NATIVE is not None:
         text = "".join(sentences)
         if text.isascii():
             return _native_table(text, sentences, n_refs, n)
@@ -282,14 +283,15 @@ def encode_corpus(refs: list[list[str]], cands: list[str], n: int = MAX_N, nativ
 
 def _native_table(text: str, sentences: list[str], n_refs: np.ndarray, n: int) -> CorpusRows:
     char_lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
-    words, lengths, offsets, id_bits, orders = _native.corpus_table(text.encode("ascii"), char_lengths, n_refs, n)
+    words, lengths, odd_spacing, offsets, id_bits, orders = NATIVE.corpus_table(text.encode("ascii"), char_lengths,
+                                                                                n_refs, n)
     lengths = np.frombuffer(lengths, dtype=np.int64)
     n_ref = int(n_refs.sum())
     return CorpusRows(
         orders=[OrderCounts(*(np.frombuffer(a, dtype=np.int64) for a in arrays)) for arrays in orders],
         ref_lengths=lengths[:n_ref], cand_lengths=lengths[n_ref:], n_refs=n_refs,
         ref_image=np.repeat(np.arange(len(n_refs), dtype=np.int64), n_refs), id_bits=id_bits, offsets=offsets,
-        words=np.frombuffer(words, dtype=np.int64))
+        words=np.frombuffer(words, dtype=np.int64), odd_spacing=np.frombuffer(odd_spacing, dtype=bool))
 
 
 def _numpy_table(sentences: list[str], n_refs: np.ndarray, n: int) -> CorpusRows:

@@ -1,10 +1,11 @@
 """ROUGE-L (beta 1.2) exactly as pycocoevalcap's Rouge: per image, the best LCS precision and the best LCS recall
 over the references (taken separately), combined as an F-measure; the corpus score is the mean over images.
 
-Tokens come from `str.split(" ")`, as in the toolkit (so an empty caption is one empty token). The longest common
-subsequence uses Hyyrö's bit-parallel algorithm: with the n-gram table's word ids (`rows`), all (candidate,
-reference) pairs at once in numpy uint64 words (candidates up to 63 words); otherwise, and for captions whose
-`split(" ")` is not their `split()` (empty, doubled spaces), one Python integer operation per reference word.
+Tokens come from `str.split(" ")`, as in the toolkit (so an empty caption is one empty token). With the n-gram
+table's word ids (`rows`) every (candidate, reference) pair's longest common subsequence is found at once: by the
+dynamic programme in C where `fsgr.metrics._ngrams` is built, else by Hyyrö's bit-parallel algorithm in numpy
+uint64 words (candidates up to 63 words). Otherwise, and for captions whose `split(" ")` is not their `split()`
+(empty, doubled spaces), the bit-parallel algorithm runs in Python, one integer operation per reference word.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 
 import numpy as np
 
-from fsgr.metrics.ngrams import find_sorted
+from fsgr.metrics.ngrams import NATIVE, find_sorted
 
 BETA = 1.2
 
@@ -99,12 +100,36 @@ def _rouge_l_vectorised(refs: list[list[str]], cands: list[str], rows, beta: flo
     ref_len, cand_len = rows.ref_lengths, rows.cand_lengths
     n_ref = len(ref_len)
     # images done in Python: a caption whose split(" ") differs from split() (empty, doubled or outer spaces,
-    # tabs), or a candidate too long for one 64-bit word
-    odd = cand_len > MAX_WORDS
-    odd |= _odd_spacing(cands, cand_len)
-    odd |= np.bincount(rows.ref_image, weights=_odd_spacing([r for rs in refs for r in rs], ref_len),
-                       minlength=n_images) > 0
+    # tabs): the C table marks them as it splits, otherwise they are searched here
+    if rows.odd_spacing is not None:
+        odd_refs, odd = rows.odd_spacing[:n_ref], rows.odd_spacing[n_ref:].copy()
+    else:
+        odd_refs, odd = _odd_spacing([r for rs in refs for r in rs], ref_len), _odd_spacing(cands, cand_len)
+    odd |= np.bincount(rows.ref_image, weights=odd_refs, minlength=n_images) > 0
+    if NATIVE is not None:  # the dynamic programme in C, any length
+        lcs = np.frombuffer(NATIVE.lcs_lengths(rows.words, ref_len, cand_len, rows.n_refs), dtype=np.int64)
+    else:
+        odd |= cand_len > MAX_WORDS  # (one 64-bit word per candidate)
+        lcs = _bit_parallel_lcs(rows)
+    m = cand_len[rows.ref_image]
+    prec = lcs / np.maximum(m, 1).astype(np.float64)
+    rec = lcs / np.maximum(ref_len, 1).astype(np.float64)
+    starts = np.concatenate(([0], np.cumsum(rows.n_refs)[:-1])).astype(np.int64)
+    prec_max = np.maximum.reduceat(prec, starts) if n_ref else np.zeros(n_images)
+    rec_max = np.maximum.reduceat(rec, starts) if n_ref else np.zeros(n_images)
+    ok = (prec_max != 0) & (rec_max != 0)
+    scores = np.zeros(n_images)
+    scores[ok] = ((1 + beta ** 2) * prec_max[ok] * rec_max[ok]) / (rec_max[ok] + beta ** 2 * prec_max[ok])
+    for i in np.flatnonzero(odd).tolist():
+        scores[i] = rouge_l_image(cands[i], refs[i], beta)
+    return scores
 
+
+def _bit_parallel_lcs(rows) -> np.ndarray:
+    """[R] each reference's LCS with its image's candidate, all at once in uint64 words (Hyyro's algorithm; a
+    candidate's positions past MAX_WORDS are left out: the caller scores those images in Python)."""
+    ref_len, cand_len = rows.ref_lengths, rows.cand_lengths
+    n_images, n_ref = len(cand_len), len(ref_len)
     words = rows.words
     n_ref_words = int(ref_len.sum())
     ref_words, cand_words = words[:n_ref_words], words[n_ref_words:]
@@ -136,16 +161,4 @@ def _rouge_l_vectorised(refs: list[list[str]], cands: list[str], rows, beta: flo
     for t in range(width):
         u = v & match[:, t]
         v = ((v + u) | (v - u)) & full
-    lcs = m - popcount(v)
-    safe_m = np.maximum(m, 1)
-    prec = lcs / safe_m.astype(np.float64)
-    rec = lcs / np.maximum(ref_len, 1).astype(np.float64)
-    starts = np.concatenate(([0], np.cumsum(rows.n_refs)[:-1])).astype(np.int64)
-    prec_max = np.maximum.reduceat(prec, starts) if n_ref else np.zeros(n_images)
-    rec_max = np.maximum.reduceat(rec, starts) if n_ref else np.zeros(n_images)
-    ok = (prec_max != 0) & (rec_max != 0)
-    scores = np.zeros(n_images)
-    scores[ok] = ((1 + beta ** 2) * prec_max[ok] * rec_max[ok]) / (rec_max[ok] + beta ** 2 * prec_max[ok])
-    for i in np.flatnonzero(odd).tolist():
-        scores[i] = rouge_l_image(cands[i], refs[i], beta)
-    return scores
+    return m - popcount(v)
