@@ -4,19 +4,21 @@ The bytes go to a hidden temporary file in the target's folder, are flushed and 
 renamed over the target (then the folder is fsynced, so the rename itself survives a crash). A reader sees the old file
 or the new one, never a torn one. On any failure the temporary file is removed and the old file is left as it was; a
 full disk (or quota) is reported as one line naming the file. Also here: the read-only check that an output path can
-be written (`why_not_writable`), the check that an input is a file (`existing_file`) and the one-line reason a
-weights file did not load (`why_unloadable`). Imports
-nothing from the rest of fsgr but the errors, and no torch.
+be written (`why_not_writable`), the check that an input is a file (`existing_file`), the one-line reason a
+weights file did not load (`why_unloadable`) and JSON parsing (`parse_json`). Imports nothing from the rest of fsgr
+but the errors, and no torch.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
-import secrets
 from pathlib import Path
 from typing import BinaryIO, Callable, Optional, Union
+
+import orjson
 
 from fsgr.errors import FsgrError
 
@@ -29,7 +31,7 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> Path:
     """Replace `path` with what `write(binary_file)` writes, atomically (see the module docstring). Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
     try:
         with open(tmp, "xb") as f:
             write(f)
@@ -114,3 +116,15 @@ def why_unloadable(exc: BaseException) -> str:
                 f"values, so nothing in it was run")
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return f"{type(exc).__name__}: {first[:200]}"
+
+
+def parse_json(data: bytes):
+    """`json.loads` of UTF-8 bytes, by orjson: 2-5x faster (COCO's annotation files are 100+ MB). What orjson
+    refuses goes to the standard library, whose value or error (`json.JSONDecodeError` with line and column,
+    `UnicodeDecodeError`, `RecursionError`) is the answer: NaN and Infinity, lone surrogates (`"\\ud800"`),
+    nesting past orjson's 1,024 levels, and every malformed file. One difference is left: an integer past 64 bits
+    comes back as a float (no caption or annotation file holds one; an id so read is refused as no integer)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data.decode("utf-8"))

@@ -39,6 +39,18 @@ def test_signature_hashes_content_not_order():
     assert "cider-d:n=4,sigma=6" in sig and "tok:ptb" in sig
     assert short_hash({2: ["a cat", "a kitten"], 1: ["a dog"]}) == short_hash(refs)
     assert short_hash({1: ["a \ud800"]}) != short_hash({1: ["a "]})  # a lone surrogate (JSON "\\ud800") hashes
+
+
+def test_signature_hash_bytes_are_the_standard_librarys_json():
+    """orjson writes what json.dumps(ensure_ascii=False, compact) writes, for every character a caption can hold."""
+    import hashlib
+    import json
+
+    every = "".join(chr(c) for c in range(0x30000) if not 0xD800 <= c < 0xE000)
+    for obj in ({"1": [every, "a \"dog\"\\"], 2: every[:300]}, {"x": []}, {}):
+        pairs = sorted([str(k), v] for k, v in obj.items())
+        expected = json.dumps(pairs, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        assert short_hash(obj) == hashlib.sha256(expected).hexdigest()[:8]
     assert short_hash({1: "dog", 2: "cat"}) != short_hash({1: "dog", 2: "cats"})
 
 

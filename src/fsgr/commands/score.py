@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from fsgr.errors import DataError, format_ids
-from fsgr.files import atomic_write_text, existing_file
+from fsgr.files import atomic_write_text, existing_file, parse_json
 
 
 def add_arguments(parser) -> None:
@@ -53,9 +53,8 @@ def _load(path: str):
 
 @functools.lru_cache(maxsize=4)  # read_refs and read_domains read the same file: parse it once
 def _load_once(path: str, mtime_ns: int, size: int):
-    p = Path(path)
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        return parse_json(Path(path).read_bytes())
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:

@@ -22,7 +22,7 @@ from fsgr.data.problems import Problem, report
 from fsgr.data.records import ImageRecord
 from fsgr.data.synthetic import incomplete_reason
 from fsgr.errors import DataError
-from fsgr.files import existing_file
+from fsgr.files import existing_file, parse_json
 
 SPLITS = ("train", "val", "test")
 # Karpathy's split names -> ours ("restval" is trained on, as M2/FSGR do with use_restval=True)
@@ -49,8 +49,7 @@ FullCoco = Literal["auto", "require", "off"]
 def _read_json(path: Path):
     existing_file(path, "an annotation JSON file", DataError, "annotation file not found")
     try:
-        with open(path, "rb") as f:
-            return json.load(f)
+        return parse_json(Path(path).read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
     except RecursionError:

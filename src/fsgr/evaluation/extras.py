@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from fsgr.errors import DataError, format_ids
+from fsgr.files import parse_json
 from fsgr.metrics.chair import Synonyms, chair, ground_truth
 from fsgr.metrics.java import MetricUnavailable
 from fsgr.metrics.resample import PerImage
@@ -86,7 +87,7 @@ def read_instances(path: str, image_ids: Sequence[Hashable]) -> dict[Hashable, s
     if not p.is_file():
         raise DataError(f"{path}: no such file")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = parse_json(p.read_bytes())
         names = {c["id"]: c["name"] for c in data["categories"]}
         known = {im["id"] for im in data["images"]}
         classes: dict[Hashable, set[str]] = {i: set() for i in known}

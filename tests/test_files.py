@@ -1,0 +1,36 @@
+"""`fsgr.files.parse_json`: orjson's speed, the standard library's answers (values and errors)."""
+
+import json
+
+import pytest
+
+from fsgr.files import parse_json
+
+
+@pytest.mark.parametrize("text", [
+    '{"annotations": [{"image_id": 1, "caption": "a dog"}], "info": null}',
+    '[1, -0, 1.5e-300, 123456789012345678, "caf\\u00e9 \\ud83d\\ude00", true, false, {}, []]',
+    '{"a": 1, "a": 2}',                       # (the last duplicate wins in both)
+    '"\\u0000\\u001f\\"\\\\"',
+])
+def test_parse_json_gives_what_json_loads_gives(text):
+    assert parse_json(text.encode("utf-8")) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ['[NaN, Infinity, -Infinity]', '["a \\ud800 b"]'])
+def test_what_orjson_refuses_is_read_by_the_standard_library(text):
+    got = parse_json(text.encode("utf-8"))
+    assert repr(got) == repr(json.loads(text))
+
+
+def test_nesting_past_what_json_reads_is_a_recursion_error():
+    with pytest.raises(RecursionError):
+        parse_json(b"[" * 2000 + b"]" * 2000)
+
+
+def test_bad_files_raise_the_standard_librarys_errors():
+    with pytest.raises(json.JSONDecodeError) as info:
+        parse_json(b'{"a": 1,\n "b": }')
+    assert (info.value.lineno, info.value.colno) == (2, 7)
+    with pytest.raises(UnicodeDecodeError):
+        parse_json(b'{"a": "\xff"}')
