@@ -1,6 +1,6 @@
 """The n-gram table behind BLEU, CIDEr-D and the reward against a plain Counter of word tuples (pycocoevalcap's
 `precook`): every (sentence, n-gram) count, the id of every n-gram, and new sentences mapped onto a vocabulary.
-The evaluation's table exists twice, in numpy (the reference) and in C (`_ngrams.c`): both are checked here."""
+The evaluation's table exists twice, in numpy (the reference) and in C (`_speedups.c`): both are checked here."""
 
 import random
 from collections import Counter
@@ -8,14 +8,14 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from fsgr.metrics import ngrams
+from fsgr.metrics import speedups
 from fsgr.metrics.bleu import corpus_bleu
 from fsgr.metrics.cider import corpus_cider_d
 from fsgr.metrics.ngrams import _WORD_BITS, NgramVocab, encode_corpus
 from fsgr.metrics.rouge import _odd_spacing, corpus_rouge_l
 
-TABLES = [False, pytest.param(True, marks=pytest.mark.skipif(
-    ngrams.NATIVE is None, reason=f"the compiled n-gram table is not built: {ngrams.NATIVE_MISSING}"))]
+NOT_BUILT = pytest.mark.skipif(speedups.compiled is None, reason=f"not built: {speedups.missing}")
+TABLES = [False, pytest.param(True, marks=NOT_BUILT)]
 
 
 def _precook(sentence, n=4):
@@ -195,7 +195,7 @@ def _hard_corpus(flickr):
     return refs, cands
 
 
-@pytest.mark.skipif(ngrams.NATIVE is None, reason=f"the compiled n-gram table is not built: {ngrams.NATIVE_MISSING}")
+@NOT_BUILT
 def test_compiled_and_numpy_tables_give_the_same_scores(flickr):
     refs, cands = _hard_corpus(flickr)
     by_table = {}
@@ -224,14 +224,14 @@ def test_non_ascii_text_takes_the_numpy_table():
     rows = encode_corpus(refs, cands)
     assert rows.ref_lengths.tolist() == [3, 2] and rows.cand_lengths.tolist() == [2]
     assert np.array_equal(encode_corpus(refs, cands, native=False).words, rows.words)
-    if ngrams.NATIVE is not None:
+    if speedups.compiled is not None:
         with pytest.raises(ValueError, match="ASCII"):
             encode_corpus(refs, cands, native=True)
 
 
 def test_asking_for_the_compiled_table_where_it_is_not_built_fails_loudly(monkeypatch):
-    monkeypatch.setattr(ngrams, "NATIVE", None)
-    monkeypatch.setattr(ngrams, "NATIVE_MISSING", "No module named 'fsgr.metrics._ngrams'")
+    monkeypatch.setattr(speedups, "compiled", None)
+    monkeypatch.setattr(speedups, "missing", "No module named 'fsgr.metrics._speedups'")
     with pytest.raises(RuntimeError, match="not built here: No module named"):
         encode_corpus([["a dog"]], ["a dog"], native=True)
     assert encode_corpus([["a dog"]], ["a dog"]).cand_lengths.tolist() == [2]  # (None: the numpy table)

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from fsgr.metrics import speedups
 from fsgr.metrics import tokenizer as T
 from fsgr.metrics.tokenizer import ptb_tokenize
 
@@ -103,6 +104,15 @@ _PLAIN_EDGES = [
 ]
 
 
+@pytest.fixture(params=[pytest.param("compiled", marks=pytest.mark.skipif(
+    speedups.compiled is None, reason=f"not built: {speedups.missing}")), "numpy"])
+def plain_path(request, monkeypatch):
+    """The plain-caption path in C (`_speedups.c`), and in numpy (the reference: nothing compiled)."""
+    if request.param == "numpy":
+        monkeypatch.setattr(speedups, "compiled", None)
+    return request.param
+
+
 def _per_caption(captions):
     """Each caption through `_fast_line`, else the full lexer (with the next caption as context)."""
     out = []
@@ -126,6 +136,7 @@ def _check_plain(captions):
     return used
 
 
+@pytest.mark.usefixtures("plain_path")
 def test_plain_path_equals_the_slow_paths_on_real_captions(flickr):
     tokenised = [c for n in list(flickr)[:800] for c in flickr[n]]  # ("a dog ." is not plain: the full paths)
     raw = [detokenize(c) for c in tokenised]
@@ -137,6 +148,7 @@ def test_plain_path_equals_the_slow_paths_on_real_captions(flickr):
     assert sum(p is not None for p in plain) > 0.95 * len(every)
 
 
+@pytest.mark.usefixtures("plain_path")
 def test_plain_path_equals_the_slow_paths_on_hard_cases():
     captions = all_cases() + _PLAIN_EDGES + perturbed(HAND_WRITTEN * 3) + _PLAIN_EDGES[::-1]
     captions = [T._clean(c) for c in captions]
@@ -152,12 +164,14 @@ def test_plain_path_equals_the_slow_paths_on_hard_cases():
     assert plain["an X-ray."] == "an x-ray"
 
 
+@pytest.mark.usefixtures("plain_path")
 def test_lone_surrogates_are_deleted_not_a_crash():
     """JSON's "\\ud800" escape gives Python a lone surrogate (the toolkit cannot even write it to its temp file)."""
     captions = ["a \ud800 dog.", "x\udfff.", "a dog."]
     assert ptb_tokenize(captions) == _per_caption(captions) == ["a dog", "x", "a dog"]
 
 
+@pytest.mark.usefixtures("plain_path")
 def test_plain_path_batch_alignment_after_text_that_lower_cases_longer():
     """"\u0130".lower() is two characters: the batch search for assimilations must still flag the right caption."""
     captions = ["\u0130\u0130\u0130\u0130 x", "a dog", "we cannot see", "\u0130 dog", "i gotta go.", "a cat."]
@@ -166,6 +180,7 @@ def test_plain_path_batch_alignment_after_text_that_lower_cases_longer():
     assert T._plain_lines(captions)[4:] == [None, "a cat"]
 
 
+@pytest.mark.usefixtures("plain_path")
 def test_plain_path_on_random_plain_looking_text():
     import random
 
@@ -199,3 +214,13 @@ def test_ascii_rules_lex_ascii_text_like_the_full_rules(monkeypatch):
     full = T._get_rules(False)
     monkeypatch.setattr(T, "_get_rules", lambda ascii_only=False: full)
     assert [T._lex(c, len(c)) for c in captions] == ascii_tokens
+
+
+@pytest.mark.skipif(speedups.compiled is None, reason=f"not built: {speedups.missing}")
+def test_compiled_plain_path_equals_the_numpy_one(flickr, monkeypatch):
+    every = [detokenize(c) for n in flickr for c in flickr[n]] + [T._clean(c) for c in all_cases()]
+    every += _PLAIN_EDGES + ["Art.", "a b-c.", "an abcdefgh.", "an abcdefghi.", "x", "A.", "I cannot"]
+    compiled = T._plain_lines(every)
+    monkeypatch.setattr(speedups, "compiled", None)
+    assert compiled == T._plain_lines(every)
+    assert sum(line is not None for line in compiled) > 0.9 * len(every)

@@ -7,23 +7,22 @@ import random
 import numpy as np
 import pytest
 
-from fsgr.metrics import ngrams, rouge
+from fsgr.metrics import rouge, speedups
 from fsgr.metrics.ngrams import encode_corpus
 from fsgr.metrics.rouge import corpus_rouge_l
 
-NOT_BUILT = pytest.mark.skipif(ngrams.NATIVE is None, reason=f"not built: {ngrams.NATIVE_MISSING}")
-WAYS = [pytest.param((True, True), marks=NOT_BUILT, id="C-table-C-lcs"),
-        pytest.param((False, True), marks=NOT_BUILT, id="numpy-table-C-lcs"),
-        pytest.param((None, False), id="numpy-lcs")]
+NOT_BUILT = pytest.mark.skipif(speedups.compiled is None, reason=f"not built: {speedups.missing}")
+WAYS = [pytest.param(True, marks=NOT_BUILT, id="C-table-C-lcs"),
+        pytest.param(False, marks=NOT_BUILT, id="numpy-table-C-lcs"),
+        pytest.param(None, id="numpy")]
 
 
 @pytest.fixture(params=WAYS)
 def table(request, monkeypatch):
-    """The `native` argument for encode_corpus, with ROUGE-L's LCS in C or in numpy."""
-    native, c_lcs = request.param
-    if not c_lcs:
-        monkeypatch.setattr(rouge, "NATIVE", None)
-    return native
+    """The `native` argument for encode_corpus (LCS in C), or None with nothing compiled (numpy everywhere)."""
+    if request.param is None:
+        monkeypatch.setattr(speedups, "compiled", None)
+    return request.param
 
 
 def test_vectorised_equals_python_on_random_and_odd_text(table):

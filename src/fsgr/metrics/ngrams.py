@@ -15,12 +15,7 @@ from itertools import count, repeat
 
 import numpy as np
 
-try:  # the n-gram table and ROUGE-L's LCS in C (see _ngrams.c), compiled when the package is installed
-    from fsgr.metrics import _ngrams as NATIVE
-
-    NATIVE_MISSING = ""
-except ImportError as exc:  # a checkout that was not built, or a failed optional build: numpy (the reference)
-    NATIVE, NATIVE_MISSING = None, str(exc)
+from fsgr.metrics import speedups
 
 MAX_N = 4
 _WORD_BITS = 21  # up to 2,097,152 distinct words; key = prefix_id << 21 | word_id stays inside int64
@@ -261,17 +256,17 @@ class CorpusRows:
 def encode_corpus(refs: list[list[str]], cands: list[str], n: int = MAX_N, native: bool | None = None) -> CorpusRows:
     """The n-gram table of tokenised references (a list per image) and candidates (one per image).
 
-    `native`: None takes the C table (`fsgr.metrics._ngrams`, compiled at install) for ASCII text when it is built,
+    `native`: None takes the C table (`fsgr.metrics.speedups`, compiled at install) for ASCII text when it is built,
     else this module's numpy table, the reference; True or False insists on one (True raises when it is not
     built). Both give the same n-grams, counts, groups and matches; only the order of ids and groups differs."""
     if len(refs) != len(cands):
         raise ValueError(f"{len(refs)} reference lists for {len(cands)} candidates")
-    if native and NATIVE is None:
-        raise RuntimeError(f"the compiled n-gram table is not built here: {NATIVE_MISSING}")
+    if native and speedups.compiled is None:
+        raise RuntimeError(f"the compiled n-gram table is not built here: {speedups.missing}")
     ref_sentences = [r for rs in refs for r in rs]
     sentences = ref_sentences + list(cands)
     n_refs = np.fromiter(map(len, refs), dtype=np.int64, count=len(refs))
-    if native is not False and NATIVE is not None:
+    if native is not False and speedups.compiled is not None:
         text = "".join(sentences)
         if text.isascii():
             return _native_table(text, sentences, n_refs, n)
@@ -283,8 +278,8 @@ def encode_corpus(refs: list[list[str]], cands: list[str], n: int = MAX_N, nativ
 
 def _native_table(text: str, sentences: list[str], n_refs: np.ndarray, n: int) -> CorpusRows:
     char_lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
-    words, lengths, odd_spacing, offsets, id_bits, orders = NATIVE.corpus_table(text.encode("ascii"), char_lengths,
-                                                                                n_refs, n)
+    table = speedups.compiled.corpus_table(text.encode("ascii"), char_lengths, n_refs, n)
+    words, lengths, odd_spacing, offsets, id_bits, orders = table
     lengths = np.frombuffer(lengths, dtype=np.int64)
     n_ref = int(n_refs.sum())
     return CorpusRows(

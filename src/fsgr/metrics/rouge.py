@@ -3,7 +3,7 @@ over the references (taken separately), combined as an F-measure; the corpus sco
 
 Tokens come from `str.split(" ")`, as in the toolkit (so an empty caption is one empty token). With the n-gram
 table's word ids (`rows`) every (candidate, reference) pair's longest common subsequence is found at once: by the
-dynamic programme in C where `fsgr.metrics._ngrams` is built, else by Hyyrö's bit-parallel algorithm in numpy
+dynamic programme in C where `fsgr.metrics.speedups` is built, else by Hyyrö's bit-parallel algorithm in numpy
 uint64 words (candidates up to 63 words). Otherwise, and for captions whose `split(" ")` is not their `split()`
 (empty, doubled spaces), the bit-parallel algorithm runs in Python, one integer operation per reference word.
 """
@@ -14,7 +14,8 @@ import re
 
 import numpy as np
 
-from fsgr.metrics.ngrams import NATIVE, find_sorted
+from fsgr.metrics import speedups
+from fsgr.metrics.ngrams import find_sorted
 
 BETA = 1.2
 
@@ -106,8 +107,9 @@ def _rouge_l_vectorised(refs: list[list[str]], cands: list[str], rows, beta: flo
     else:
         odd_refs, odd = _odd_spacing([r for rs in refs for r in rs], ref_len), _odd_spacing(cands, cand_len)
     odd |= np.bincount(rows.ref_image, weights=odd_refs, minlength=n_images) > 0
-    if NATIVE is not None:  # the dynamic programme in C, any length
-        lcs = np.frombuffer(NATIVE.lcs_lengths(rows.words, ref_len, cand_len, rows.n_refs), dtype=np.int64)
+    if speedups.compiled is not None:  # the dynamic programme in C, any length
+        lcs = speedups.compiled.lcs_lengths(rows.words, ref_len, cand_len, rows.n_refs)
+        lcs = np.frombuffer(lcs, dtype=np.int64)
     else:
         odd |= cand_len > MAX_WORDS  # (one 64-bit word per candidate)
         lcs = _bit_parallel_lcs(rows)

@@ -161,12 +161,14 @@ static void next_level(const int32_t *prev, const int32_t *words, const int64_t 
     }
 }
 
-/* Work arrays of `count_order`, allocated once for every order. */
-typedef struct { int32_t *stamp, *slot, *cand_stamp, *cand_slot, *rows_of, *last_ref, *last_row; } Work;
+/* Work arrays of `count_order`, allocated once for every order: per id - first, which image last saw the id and
+ * its group there (and the same for the candidates); per group, its rows and the reference and row filled last.
+ * Each is one struct, so that a look-up touches one cache line. */
+typedef struct { int32_t image, group, cand_image, cand; } Seen;
+typedef struct { int32_t rows, last_ref; int64_t last_row; } Group;
+typedef struct { Seen *seen; Group *groups; } Work;
 
-/* One order's rows, groups and candidate matches, image by image (see OrderCounts in ngrams.py). `stamp` and
- * `slot` (`cand_stamp`, `cand_slot` for the candidates) are indexed by id - first: which image last saw the id,
- * and its group (candidate entry) there. */
+/* One order's rows, groups and candidate matches, image by image (see OrderCounts in ngrams.py). */
 static PyObject *count_order(const int32_t *level, const int64_t *word_start, const int64_t *lengths,
                              const int64_t *n_refs, Py_ssize_t n_images, Py_ssize_t n_ref_sentences, int k,
                              int32_t first, int32_t width, int id_bits, Work *w) {
@@ -182,57 +184,59 @@ static PyObject *count_order(const int32_t *level, const int64_t *word_start, co
     PyObject *result = NULL;
     for (int j = 0; j < N_ARRAYS; j++)
         if (!array_new(&a[j], sizes[j])) goto done;
-    memset(w->stamp, 0xff, ((size_t)width + 1) * sizeof(int32_t));
-    memset(w->cand_stamp, 0xff, ((size_t)width + 1) * sizeof(int32_t));
-    int32_t *stamp = w->stamp, *slot = w->slot, *rows_of = w->rows_of, *last_ref = w->last_ref;
-    int32_t *last_row = w->last_row, *cand_stamp = w->cand_stamp, *cand_slot = w->cand_slot;
+    memset(w->seen, 0xff, ((size_t)width + 1) * sizeof(Seen));
+    Seen *seen = w->seen;
+    Group *groups = w->groups;
+    int64_t *ref_sentence = a[REF_SENTENCE].at, *ref_count = a[REF_COUNT].at, *ref_ngram = a[REF_NGRAM].at;
+    int64_t *group_key = a[GROUP_KEY].at, *group_start = a[GROUP_START].at, *group_max = a[GROUP_MAX].at;
     Py_ssize_t n_groups = 0, n_rows = 0, n_cands = 0, ref = 0;
     for (Py_ssize_t image = 0; image < n_images; image++) {
         Py_ssize_t first_ref = ref, end_ref = ref + n_refs[image], first_group = n_groups;
         /* the image's groups (distinct n-grams of its references) and how many references hold each */
         for (Py_ssize_t r = first_ref; r < end_ref; r++)
             for (int64_t p = word_start[r]; p <= word_start[r] + lengths[r] - k; p++) {
-                int32_t id = level[p] - first;
-                if (stamp[id] != image) {
-                    stamp[id] = (int32_t)image; slot[id] = (int32_t)n_groups;
-                    rows_of[n_groups] = 0; last_ref[n_groups] = -1;
-                    a[GROUP_KEY].at[n_groups] = ((int64_t)image << id_bits) | level[p];
+                Seen *id = &seen[level[p] - first];
+                if (id->image != image) {
+                    id->image = (int32_t)image; id->group = (int32_t)n_groups;
+                    groups[n_groups].rows = 0; groups[n_groups].last_ref = -1;
+                    group_key[n_groups] = ((int64_t)image << id_bits) | level[p];
                     n_groups++;
                 }
-                int32_t g = slot[id];
-                if (last_ref[g] != r) { last_ref[g] = (int32_t)r; rows_of[g]++; }
+                Group *g = &groups[id->group];
+                if (g->last_ref != r) { g->last_ref = (int32_t)r; g->rows++; }
             }
         for (Py_ssize_t g = first_group; g < n_groups; g++) {
-            a[GROUP_START].at[g] = n_rows;
-            n_rows += rows_of[g];
-            rows_of[g] = 0;  /* from here: the rows filled so far */
-            last_ref[g] = -1;
-            a[GROUP_MAX].at[g] = 0;
+            group_start[g] = n_rows;
+            n_rows += groups[g].rows;
+            groups[g].rows = 0;  /* from here: the rows filled so far */
+            groups[g].last_ref = -1;
+            group_max[g] = 0;
         }
         /* the rows: one per (group, reference), a group's references in order */
         for (Py_ssize_t r = first_ref; r < end_ref; r++)
             for (int64_t p = word_start[r]; p <= word_start[r] + lengths[r] - k; p++) {
-                int32_t g = slot[level[p] - first];
-                if (last_ref[g] != r) {
-                    int64_t row = a[GROUP_START].at[g] + rows_of[g]++;
-                    last_ref[g] = (int32_t)r; last_row[g] = (int32_t)row;
-                    a[REF_SENTENCE].at[row] = r; a[REF_NGRAM].at[row] = level[p]; a[REF_COUNT].at[row] = 0;
+                int32_t gi = seen[level[p] - first].group;
+                Group *g = &groups[gi];
+                if (g->last_ref != r) {
+                    int64_t row = group_start[gi] + g->rows++;
+                    g->last_ref = (int32_t)r; g->last_row = row;
+                    ref_sentence[row] = r; ref_ngram[row] = level[p]; ref_count[row] = 0;
                 }
-                int64_t count = ++a[REF_COUNT].at[last_row[g]];
-                if (count > a[GROUP_MAX].at[g]) a[GROUP_MAX].at[g] = count;
+                int64_t count = ++ref_count[g->last_row];
+                if (count > group_max[gi]) group_max[gi] = count;
             }
         /* the candidate's n-grams, each with the group of the same n-gram in this image, if any */
         Py_ssize_t c = n_ref_sentences + image;
         for (int64_t p = word_start[c]; p <= word_start[c] + lengths[c] - k; p++) {
-            int32_t id = level[p] - first;
-            if (cand_stamp[id] != image) {
-                cand_stamp[id] = (int32_t)image; cand_slot[id] = (int32_t)n_cands;
+            Seen *id = &seen[level[p] - first];
+            if (id->cand_image != image) {
+                id->cand_image = (int32_t)image; id->cand = (int32_t)n_cands;
                 a[CAND_KEY].at[n_cands] = ((int64_t)image << id_bits) | level[p];
                 a[CAND_COUNT].at[n_cands] = 0;
-                a[CAND_GROUP].at[n_cands] = stamp[id] == image ? slot[id] : -1;
+                a[CAND_GROUP].at[n_cands] = id->image == image ? id->group : -1;
                 n_cands++;
             }
-            a[CAND_COUNT].at[cand_slot[id]]++;
+            a[CAND_COUNT].at[id->cand]++;
         }
         ref = end_ref;
     }
@@ -313,11 +317,9 @@ static PyObject *corpus_table(PyObject *self, PyObject *args) {
     Py_ssize_t most = 0;  /* the widest order (distinct ids) and the most reference n-grams of one order */
     for (int k = 1; k <= n; k++) if (bounds[k] - bounds[k - 1] > most) most = bounds[k] - bounds[k - 1];
     if (n_words > most) most = n_words;
-    int32_t **arrays[] = {&w.stamp, &w.slot, &w.cand_stamp, &w.cand_slot, &w.rows_of, &w.last_ref, &w.last_row};
-    for (size_t j = 0; j < sizeof(arrays) / sizeof(arrays[0]); j++) {
-        *arrays[j] = malloc(((size_t)most + 1) * sizeof(int32_t));
-        if (!*arrays[j]) { PyErr_NoMemory(); goto done; }
-    }
+    w.seen = malloc(((size_t)most + 1) * sizeof(Seen));
+    w.groups = malloc(((size_t)most + 1) * sizeof(Group));
+    if (!w.seen || !w.groups) { PyErr_NoMemory(); goto done; }
     orders = PyList_New(n);
     if (!orders) goto done;
     for (int k = 1; k <= n; k++) {
@@ -332,8 +334,7 @@ done:
     Py_XDECREF(words.obj); Py_XDECREF(lengths.obj); Py_XDECREF(odd_spacing); Py_XDECREF(offsets);
     Py_XDECREF(orders);
     free(word_start); free(levels); free(table); free(keys);
-    free(w.stamp); free(w.slot); free(w.cand_stamp); free(w.cand_slot); free(w.rows_of); free(w.last_ref);
-    free(w.last_row);
+    free(w.seen); free(w.groups);
     PyBuffer_Release(&text); PyBuffer_Release(&char_lengths); PyBuffer_Release(&n_refs);
     return result;
 }
@@ -392,12 +393,108 @@ done:
     return result;
 }
 
+/* plain_captions(captions, byte_class, bad_pair, dot_words, assimilations) -> list of str or None: the tokenizer's
+ * plain-caption path (`fsgr.metrics.tokenizer._plain_lines`, whose numpy version is the reference) caption by
+ * caption: None for a caption that is not ASCII, breaks a pair rule (`byte_class`, `bad_pair`: the tokenizer's
+ * tables), ends in "<word>." with the word (lower-cased, packed as `_pack_words` does) among the sorted uint64
+ * `dot_words`, or holds one of the `assimilations` (lower-case bytes); else the caption lower-cased without its
+ * commas and final period. */
+static PyObject *plain_captions(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *captions, *assimilations;
+    Py_buffer classes, bad, dots;
+    if (!PyArg_ParseTuple(args, "O!y*y*y*O!", &PyList_Type, &captions, &classes, &bad, &dots, &PyTuple_Type,
+                          &assimilations))
+        return NULL;
+    PyObject *out = NULL;
+    const unsigned char *byte_class = classes.buf, *bad_pair = bad.buf;
+    const uint64_t *dot_words = dots.buf;
+    Py_ssize_t n_dots = dots.len / 8, n_assim = PyTuple_GET_SIZE(assimilations);
+    if (classes.len != 256 || bad.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "plain_captions: the class and pair tables have 256 entries");
+        goto done;
+    }
+    char starts_assimilation[256] = {0};  /* the first letters of the assimilations: where a search can start */
+    for (Py_ssize_t j = 0; j < n_assim; j++) {
+        PyObject *sub = PyTuple_GET_ITEM(assimilations, j);
+        if (!PyBytes_Check(sub) || PyBytes_GET_SIZE(sub) == 0) {
+            PyErr_SetString(PyExc_TypeError, "plain_captions: assimilations are non-empty bytes");
+            goto done;
+        }
+        starts_assimilation[(unsigned char)PyBytes_AS_STRING(sub)[0]] = 1;
+    }
+    const unsigned char newline = byte_class['\n'], letter = byte_class['a'], period = byte_class['.'];
+    const unsigned char hyphen = byte_class['-'];
+    Py_ssize_t n = PyList_GET_SIZE(captions);
+    out = PyList_New(n);
+    if (!out) goto done;
+    unsigned char *low = NULL;
+    Py_ssize_t low_size = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *caption = PyList_GET_ITEM(captions, i), *line = Py_None;
+        if (!PyUnicode_Check(caption) || !PyUnicode_IS_ASCII(caption)) goto set;
+        const unsigned char *b = PyUnicode_1BYTE_DATA(caption);
+        Py_ssize_t len = PyUnicode_GET_LENGTH(caption);
+        unsigned char before = newline;  /* a caption is a line: as if after a newline, before one */
+        for (Py_ssize_t c = 0; c <= len; c++) {
+            unsigned char cls = c < len ? byte_class[b[c]] : newline;
+            if (bad_pair[(before << 3) | cls]) goto set;
+            before = cls;
+        }
+        if (len > low_size) {
+            unsigned char *grown = realloc(low, (size_t)len);
+            if (!grown) { PyErr_NoMemory(); Py_CLEAR(out); goto done_low; }
+            low = grown; low_size = len;
+        }
+        for (Py_ssize_t c = 0; c < len; c++) low[c] = byte_class[b[c]] == letter ? (b[c] | 0x20) : b[c];
+        for (Py_ssize_t c = 0; c < len; c++) {
+            if (!starts_assimilation[low[c]]) continue;
+            for (Py_ssize_t j = 0; j < n_assim; j++) {
+                PyObject *sub = PyTuple_GET_ITEM(assimilations, j);
+                Py_ssize_t m = PyBytes_GET_SIZE(sub);
+                if (c + m <= len && memcmp(low + c, PyBytes_AS_STRING(sub), (size_t)m) == 0) goto set;
+            }
+        }
+        Py_ssize_t end = len;
+        if (len && byte_class[b[len - 1]] == period) {  /* the word before the final period */
+            end = len - 1;
+            Py_ssize_t start = end;
+            while (start > 0 && byte_class[b[start - 1]] == letter && end - start <= 8) start--;
+            Py_ssize_t word = end - start;
+            if (word <= 8 && (start == 0 || byte_class[b[start - 1]] != hyphen)) {
+                uint64_t packed = 0;
+                for (Py_ssize_t k = 1; k <= word; k++) packed |= (uint64_t)(b[end - k] | 0x20) << (8 * (k - 1));
+                Py_ssize_t lo = 0, hi = n_dots;
+                while (lo < hi) { Py_ssize_t mid = (lo + hi) / 2; if (dot_words[mid] < packed) lo = mid + 1; else hi = mid; }
+                if (lo < n_dots && dot_words[lo] == packed) goto set;
+            }
+        }
+        Py_ssize_t kept = 0;
+        for (Py_ssize_t c = 0; c < end; c++) if (low[c] != ',') kept++;
+        line = PyUnicode_New(kept, 127);
+        if (!line) { Py_CLEAR(out); goto done_low; }
+        unsigned char *dst = PyUnicode_1BYTE_DATA(line);
+        for (Py_ssize_t c = 0; c < end; c++) if (low[c] != ',') *dst++ = low[c];
+        PyList_SET_ITEM(out, i, line);
+        continue;
+    set:
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(out, i, Py_None);
+    }
+done_low:
+    free(low);
+done:
+    PyBuffer_Release(&classes); PyBuffer_Release(&bad); PyBuffer_Release(&dots);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"plain_captions", plain_captions, METH_VARARGS, "The tokenizer's plain captions, tokenised (else None)."},
     {"corpus_table", corpus_table, METH_VARARGS, "The n-gram table of one evaluation (see ngrams.encode_corpus)."},
     {"lcs_lengths", lcs_lengths, METH_VARARGS, "Each reference's LCS length with its image's candidate."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ngrams", NULL, -1, methods, NULL, NULL, NULL, NULL};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__ngrams(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
