@@ -192,6 +192,8 @@ def _hard_corpus(flickr):
     cands = [flickr[n][0] for n in names]
     refs += [["a a a a", "a  a", "b\ta\x1cb"], ["x"], ["the dog " * 40, "dog the"], ["ab a b", "a ba"], [" x y "]]
     cands += ["a a a b", "", "the dog " * 35, "a b ab", "x\x0by\x1fx y"]
+    refs += [[chr(97 + k % 26)] for k in range(60)]  # one-letter sentences: more words than half the characters
+    cands += [chr(98 + k % 25) for k in range(60)]
     return refs, cands
 
 

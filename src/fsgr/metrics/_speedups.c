@@ -1,21 +1,24 @@
-/* The n-gram table of one evaluation (`fsgr.metrics.ngrams.encode_corpus`) in C, for ASCII text.
- *
- * The numpy implementation in ngrams.py is the reference: this computes the same table (the same n-grams, counts,
- * groups and matches; tests/metrics/test_ngrams.py checks both against Counters and against each other) with hash
- * tables and direct indexing instead of sorts. Its layout differs in two ways that no metric reads: n-gram ids are
- * given in order of first occurrence (not sorted), and within an image the groups come in order of first occurrence.
+/* The metrics' hot loops in C (reached through `fsgr.metrics.speedups`). Each has a numpy or Python version that is
+ * the reference and runs where this module is not built; the tests check each against it.
  *
  * corpus_table(text, char_lengths, n_refs, n) -> (words, lengths, odd_spacing, offsets, id_bits, orders)
+ *   The n-gram table of one evaluation (`fsgr.metrics.ngrams.encode_corpus`) for ASCII text: the same n-grams,
+ *   counts, groups and matches as the numpy table, found with hash tables and direct indexing instead of sorts. Its
+ *   layout differs in two ways that no metric reads: n-gram ids are given in order of first occurrence (not sorted),
+ *   and within an image the groups come in order of first occurrence.
  *   text          ASCII bytes: every sentence, references first (grouped by image), then one candidate per image
  *   char_lengths  int64 buffer [S]: characters of each sentence in `text`
  *   n_refs        int64 buffer [I]: references per image
  *   n             the highest n-gram order
- * Words are what str.split() gives (ASCII white space: \t \n \v \f \r, \x1c-\x1f and the space). The int64 arrays
- * come back as bytearrays: words [W] (the word id of every word, in order), lengths [S] (words per sentence), and
- * per order the nine arrays of `OrderCounts` (ref_sentence, ref_count, ref_ngram, group_key, group_start,
- * group_max, cand_key, cand_count, cand_group); odd_spacing is one byte per sentence, 1 where its split(" ")
- * (ROUGE-L's tokens) differs from split(). The ids of order k + 1 are offsets[k]..offsets[k + 1] - 1; a key
- * is image << id_bits | id.
+ *   Words are what str.split() gives (ASCII white space: \t \n \v \f \r, \x1c-\x1f and the space). The int64
+ *   arrays come back as bytearrays: words [W] (the word id of every word, in order), lengths [S] (words per
+ *   sentence), and per order the nine arrays of `OrderCounts` (ref_sentence, ref_count, ref_ngram, group_key,
+ *   group_start, group_max, cand_key, cand_count, cand_group) as (block, offsets, counts): array j is
+ *   block[offsets[j]:offsets[j] + counts[j]] (in int64 elements); odd_spacing is one byte per sentence, 1 where its
+ *   split(" ") (ROUGE-L's tokens) differs from split(). The ids of order k + 1 are offsets[k]..offsets[k + 1] - 1;
+ *   a key is image << id_bits | id.
+ * lcs_lengths(words, ref_lengths, cand_lengths, n_refs): ROUGE-L's longest common subsequences (below).
+ * plain_captions(captions, ...): the PTB tokenizer's plain captions (below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -23,7 +26,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #define N_ARRAYS 9
+
+/* Fresh memory costs a page fault per 4 KiB page at first touch, and on a virtual machine a fault costs several
+ * microseconds: without huge pages the faults of one scoring run (~20,000) took longer than its work. So the big
+ * arrays ask the kernel for 2 MiB pages (transparent huge pages, where the kernel allows them "on madvise"). The
+ * advice is only a hint: where it is refused (another kernel setting, another system) nothing changes but speed. */
+static void *advise_huge(void *p, size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const uintptr_t huge = (uintptr_t)1 << 21;
+    uintptr_t start = ((uintptr_t)p + huge - 1) & ~(huge - 1), end = ((uintptr_t)p + bytes) & ~(huge - 1);
+    if (p && end > start) (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
+#else
+    (void)bytes;
+#endif
+    return p;
+}
+
+static void *big_malloc(size_t bytes) { return advise_huge(malloc(bytes), bytes); }
 
 static int is_space(unsigned char c) { return c == ' ' || (c >= 9 && c <= 13) || (c >= 28 && c <= 31); }
 
@@ -46,7 +70,7 @@ typedef struct { PyObject *obj; int64_t *at; } Array;
 
 static int array_new(Array *a, Py_ssize_t count) {
     a->obj = PyByteArray_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(int64_t));
-    a->at = a->obj ? (int64_t *)PyByteArray_AS_STRING(a->obj) : NULL;
+    a->at = a->obj ? advise_huge(PyByteArray_AS_STRING(a->obj), (size_t)count * sizeof(int64_t)) : NULL;
     return a->obj != NULL;
 }
 
@@ -56,21 +80,25 @@ static int array_cut(Array *a, Py_ssize_t count) {
     return 1;
 }
 
-/* Fresh memory costs a page fault per 4 KiB on first touch (slow on virtual machines): the tables are int32 and
- * sized to what they hold, and the work arrays are allocated once for all orders. */
+/* (For the same reason the tables are int32 and sized to what they hold, and the work arrays are allocated once for
+ * all orders.) */
 
-/* Word ids in order of first occurrence: open addressing over the words' bytes in `text`, growing as needed. */
+/* Word ids in order of first occurrence: open addressing, the slots holding 32 bits of each word's hash beside its
+ * id and the distinct words copied to a small arena, so that a look-up rarely leaves the cache; grows as needed. */
+typedef struct { uint32_t tag; int32_t id; } Slot;
+
 static int intern_words(const unsigned char *text, const int64_t *char_lengths, Py_ssize_t n_sentences,
                         int64_t *words, int64_t *lengths, char *odd_spacing, Py_ssize_t *n_words,
                         int32_t *n_distinct) {
-    size_t size = 1 << 14, mask = size - 1, capacity = size / 2;
-    int32_t *table = malloc(size * sizeof(int32_t));
-    int64_t *starts = malloc(capacity * sizeof(int64_t));
+    size_t size = 1 << 14, mask = size - 1, capacity = size / 2, arena_size = 1 << 16, arena_used = 0;
+    Slot *table = malloc(size * sizeof(Slot));
+    int64_t *at = malloc(capacity * sizeof(int64_t));  /* per id: where its bytes are in the arena */
     int32_t *lens = malloc(capacity * sizeof(int32_t));
     uint64_t *hashes = malloc(capacity * sizeof(uint64_t));
+    unsigned char *arena = malloc(arena_size);
     int status = -1;
-    if (!table || !starts || !lens || !hashes) { PyErr_NoMemory(); goto done; }
-    memset(table, 0xff, size * sizeof(int32_t));  /* -1: an empty slot */
+    if (!table || !at || !lens || !hashes || !arena) { PyErr_NoMemory(); goto done; }
+    memset(table, 0xff, size * sizeof(Slot));  /* id -1: an empty slot */
     Py_ssize_t pos = 0, count = 0;
     int32_t next_id = 0;
     for (Py_ssize_t s = 0; s < n_sentences; s++) {
@@ -89,37 +117,47 @@ static int intern_words(const unsigned char *text, const int64_t *char_lengths, 
             while (j < end && !is_space(text[j])) h = (h ^ text[j++]) * 1099511628211ULL;
             int32_t len = (int32_t)(j - i);
             h = mix(h ^ (uint64_t)len);
+            uint32_t tag = (uint32_t)(h >> 32);
             size_t slot = h & mask;
             int32_t id;
-            while ((id = table[slot]) >= 0 && !(hashes[id] == h && lens[id] == len &&
-                                                memcmp(text + starts[id], text + i, (size_t)len) == 0))
+            while ((id = table[slot].id) >= 0 && !(table[slot].tag == tag && lens[id] == len &&
+                                                   memcmp(arena + at[id], text + i, (size_t)len) == 0))
                 slot = (slot + 1) & mask;
             if (id < 0) {
                 if ((size_t)next_id == capacity) {  /* half full: double the table and rehash */
                     size_t new_size = size * 2;
-                    int32_t *new_table = malloc(new_size * sizeof(int32_t));
-                    int64_t *new_starts = realloc(starts, 2 * capacity * sizeof(int64_t));
-                    if (new_starts) starts = new_starts;
+                    Slot *new_table = malloc(new_size * sizeof(Slot));
+                    int64_t *new_at = realloc(at, 2 * capacity * sizeof(int64_t));
+                    if (new_at) at = new_at;
                     int32_t *new_lens = realloc(lens, 2 * capacity * sizeof(int32_t));
                     if (new_lens) lens = new_lens;
                     uint64_t *new_hashes = realloc(hashes, 2 * capacity * sizeof(uint64_t));
                     if (new_hashes) hashes = new_hashes;
-                    if (!new_table || !new_starts || !new_lens || !new_hashes) {
+                    if (!new_table || !new_at || !new_lens || !new_hashes) {
                         free(new_table); PyErr_NoMemory(); goto done;
                     }
-                    memset(new_table, 0xff, new_size * sizeof(int32_t));
+                    memset(new_table, 0xff, new_size * sizeof(Slot));
                     for (int32_t w = 0; w < next_id; w++) {
-                        size_t at = hashes[w] & (new_size - 1);
-                        while (new_table[at] >= 0) at = (at + 1) & (new_size - 1);
-                        new_table[at] = w;
+                        size_t k = hashes[w] & (new_size - 1);
+                        while (new_table[k].id >= 0) k = (k + 1) & (new_size - 1);
+                        new_table[k].tag = (uint32_t)(hashes[w] >> 32); new_table[k].id = w;
                     }
                     free(table);
                     table = new_table; size = new_size; mask = size - 1; capacity *= 2;
                     slot = h & mask;
-                    while (table[slot] >= 0) slot = (slot + 1) & mask;
+                    while (table[slot].id >= 0) slot = (slot + 1) & mask;
                 }
+                if (arena_used + (size_t)len > arena_size) {
+                    while (arena_used + (size_t)len > arena_size) arena_size *= 2;
+                    unsigned char *grown = realloc(arena, arena_size);
+                    if (!grown) { PyErr_NoMemory(); goto done; }
+                    arena = grown;
+                }
+                memcpy(arena + arena_used, text + i, (size_t)len);
                 id = next_id++;
-                table[slot] = id; starts[id] = i; lens[id] = len; hashes[id] = h;
+                table[slot].tag = tag; table[slot].id = id;
+                at[id] = (int64_t)arena_used; lens[id] = len; hashes[id] = h;
+                arena_used += (size_t)len;
             }
             words[count++] = id;
             in_sentence++;
@@ -132,7 +170,7 @@ static int intern_words(const unsigned char *text, const int64_t *char_lengths, 
     *n_distinct = next_id;
     status = 0;
 done:
-    free(table); free(starts); free(lens); free(hashes);
+    free(table); free(at); free(lens); free(hashes); free(arena);
     return status;
 }
 
@@ -177,18 +215,24 @@ static PyObject *count_order(const int32_t *level, const int64_t *word_start, co
         Py_ssize_t here = lengths[s] >= k ? lengths[s] - k + 1 : 0;
         if (s < n_ref_sentences) ref_ngrams += here; else cand_ngrams += here;
     }
-    Array a[N_ARRAYS] = {{0}};
+    /* the nine arrays, each at its largest, in one block (one allocation's huge pages; the unused tails are never
+     * touched, so never given memory) */
     enum { REF_SENTENCE, REF_COUNT, REF_NGRAM, GROUP_KEY, GROUP_START, GROUP_MAX, CAND_KEY, CAND_COUNT, CAND_GROUP };
     Py_ssize_t sizes[N_ARRAYS] = {ref_ngrams, ref_ngrams, ref_ngrams, ref_ngrams, ref_ngrams + 1, ref_ngrams,
                                   cand_ngrams, cand_ngrams, cand_ngrams};
-    PyObject *result = NULL;
-    for (int j = 0; j < N_ARRAYS; j++)
-        if (!array_new(&a[j], sizes[j])) goto done;
+    Py_ssize_t offset[N_ARRAYS], total = 0;
+    for (int j = 0; j < N_ARRAYS; j++) { offset[j] = total; total += sizes[j]; }
+    Array block = {0};
+    PyObject *result = NULL, *offsets = NULL, *counts = NULL;
+    if (!array_new(&block, total)) goto done;
+    int64_t *a[N_ARRAYS];
+    for (int j = 0; j < N_ARRAYS; j++) a[j] = block.at + offset[j];
     memset(w->seen, 0xff, ((size_t)width + 1) * sizeof(Seen));
     Seen *seen = w->seen;
     Group *groups = w->groups;
-    int64_t *ref_sentence = a[REF_SENTENCE].at, *ref_count = a[REF_COUNT].at, *ref_ngram = a[REF_NGRAM].at;
-    int64_t *group_key = a[GROUP_KEY].at, *group_start = a[GROUP_START].at, *group_max = a[GROUP_MAX].at;
+    int64_t *ref_sentence = a[REF_SENTENCE], *ref_count = a[REF_COUNT], *ref_ngram = a[REF_NGRAM];
+    int64_t *group_key = a[GROUP_KEY], *group_start = a[GROUP_START], *group_max = a[GROUP_MAX];
+    int64_t *cand_key = a[CAND_KEY], *cand_count = a[CAND_COUNT], *cand_group = a[CAND_GROUP];
     Py_ssize_t n_groups = 0, n_rows = 0, n_cands = 0, ref = 0;
     for (Py_ssize_t image = 0; image < n_images; image++) {
         Py_ssize_t first_ref = ref, end_ref = ref + n_refs[image], first_group = n_groups;
@@ -231,24 +275,29 @@ static PyObject *count_order(const int32_t *level, const int64_t *word_start, co
             Seen *id = &seen[level[p] - first];
             if (id->cand_image != image) {
                 id->cand_image = (int32_t)image; id->cand = (int32_t)n_cands;
-                a[CAND_KEY].at[n_cands] = ((int64_t)image << id_bits) | level[p];
-                a[CAND_COUNT].at[n_cands] = 0;
-                a[CAND_GROUP].at[n_cands] = id->image == image ? id->group : -1;
+                cand_key[n_cands] = ((int64_t)image << id_bits) | level[p];
+                cand_count[n_cands] = 0;
+                cand_group[n_cands] = id->image == image ? id->group : -1;
                 n_cands++;
             }
-            a[CAND_COUNT].at[id->cand]++;
+            cand_count[id->cand]++;
         }
         ref = end_ref;
     }
-    a[GROUP_START].at[n_groups] = n_rows;
-    Py_ssize_t final[N_ARRAYS] = {n_rows, n_rows, n_rows, n_groups, n_groups + 1, n_groups, n_cands, n_cands, n_cands};
-    for (int j = 0; j < N_ARRAYS; j++)
-        if (!array_cut(&a[j], final[j])) goto done;
-    result = PyTuple_New(N_ARRAYS);
-    if (result)
-        for (int j = 0; j < N_ARRAYS; j++) { PyTuple_SET_ITEM(result, j, a[j].obj); a[j].obj = NULL; }
+    group_start[n_groups] = n_rows;
+    Py_ssize_t used[N_ARRAYS] = {n_rows, n_rows, n_rows, n_groups, n_groups + 1, n_groups, n_cands, n_cands, n_cands};
+    offsets = PyTuple_New(N_ARRAYS);
+    counts = PyTuple_New(N_ARRAYS);
+    if (!offsets || !counts) goto done;
+    for (int j = 0; j < N_ARRAYS; j++) {
+        PyObject *o = PyLong_FromSsize_t(offset[j]), *c = PyLong_FromSsize_t(used[j]);
+        if (!o || !c) { Py_XDECREF(o); Py_XDECREF(c); goto done; }
+        PyTuple_SET_ITEM(offsets, j, o);
+        PyTuple_SET_ITEM(counts, j, c);
+    }
+    result = PyTuple_Pack(3, block.obj, offsets, counts);  /* (block, where each array starts, its length) */
 done:
-    for (int j = 0; j < N_ARRAYS; j++) Py_XDECREF(a[j].obj);
+    Py_XDECREF(block.obj); Py_XDECREF(offsets); Py_XDECREF(counts);
     return result;
 }
 
@@ -273,7 +322,8 @@ static PyObject *corpus_table(PyObject *self, PyObject *args) {
                      n_sentences, n_ref_sentences, n_images, n);
         goto done;
     }
-    if (!array_new(&words, text.len / 2 + 1) || !array_new(&lengths, n_sentences)) goto done;
+    /* (a sentence of c characters holds at most (c + 1) / 2 words) */
+    if (!array_new(&words, (text.len + n_sentences) / 2 + 1) || !array_new(&lengths, n_sentences)) goto done;
     odd_spacing = PyByteArray_FromStringAndSize(NULL, n_sentences);
     if (!odd_spacing) goto done;
     int32_t n_distinct = 0;
@@ -282,10 +332,10 @@ static PyObject *corpus_table(PyObject *self, PyObject *args) {
         goto done;
     if (!array_cut(&words, n_words)) goto done;
     word_start = malloc((n_sentences + 1) * sizeof(int64_t));
-    levels = malloc(((size_t)n * (size_t)n_words + 1) * sizeof(int32_t));  /* [n, W]: the ids of each order */
+    levels = big_malloc(((size_t)n * (size_t)n_words + 1) * sizeof(int32_t));  /* [n, W]: the ids of each order */
     size_t size = table_size(n_words);
-    table = malloc(size * sizeof(int32_t));
-    keys = malloc(((size_t)n_words + 1) * sizeof(uint64_t));
+    table = big_malloc(size * sizeof(int32_t));
+    keys = big_malloc(((size_t)n_words + 1) * sizeof(uint64_t));
     if (!word_start || !levels || !table || !keys) { PyErr_NoMemory(); goto done; }
     word_start[0] = 0;
     for (Py_ssize_t s = 0; s < n_sentences; s++) word_start[s + 1] = word_start[s] + lengths.at[s];
@@ -317,8 +367,8 @@ static PyObject *corpus_table(PyObject *self, PyObject *args) {
     Py_ssize_t most = 0;  /* the widest order (distinct ids) and the most reference n-grams of one order */
     for (int k = 1; k <= n; k++) if (bounds[k] - bounds[k - 1] > most) most = bounds[k] - bounds[k - 1];
     if (n_words > most) most = n_words;
-    w.seen = malloc(((size_t)most + 1) * sizeof(Seen));
-    w.groups = malloc(((size_t)most + 1) * sizeof(Group));
+    w.seen = big_malloc(((size_t)most + 1) * sizeof(Seen));
+    w.groups = big_malloc(((size_t)most + 1) * sizeof(Group));
     if (!w.seen || !w.groups) { PyErr_NoMemory(); goto done; }
     orders = PyList_New(n);
     if (!orders) goto done;

@@ -283,10 +283,15 @@ def _native_table(text: str, sentences: list[str], n_refs: np.ndarray, n: int) -
     lengths = np.frombuffer(lengths, dtype=np.int64)
     n_ref = int(n_refs.sum())
     return CorpusRows(
-        orders=[OrderCounts(*(np.frombuffer(a, dtype=np.int64) for a in arrays)) for arrays in orders],
+        orders=[OrderCounts(*_views(*order)) for order in orders],
         ref_lengths=lengths[:n_ref], cand_lengths=lengths[n_ref:], n_refs=n_refs,
         ref_image=np.repeat(np.arange(len(n_refs), dtype=np.int64), n_refs), id_bits=id_bits, offsets=offsets,
         words=np.frombuffer(words, dtype=np.int64), odd_spacing=np.frombuffer(odd_spacing, dtype=bool))
+
+
+def _views(block: bytearray, offsets: tuple[int, ...], counts: tuple[int, ...]) -> list[np.ndarray]:
+    data = np.frombuffer(block, dtype=np.int64)
+    return [data[o:o + c] for o, c in zip(offsets, counts)]
 
 
 def _numpy_table(sentences: list[str], n_refs: np.ndarray, n: int) -> CorpusRows:
