@@ -66,6 +66,12 @@ def test_cli_reports_unavailable_spice(files, capsys):
     ("empty_ref", "empty reference"),
     ("missing_pred", "no prediction"),
     ("not_results", "not COCO results"),
+    # the references: each way an annotation can be wrong (read a column at a time first, then one by one)
+    ("refs_missing_field", "annotations without 'image_id' and 'caption' fields: "),
+    ("refs_not_a_dict", "annotations without 'image_id' and 'caption' fields: '#7'"),
+    ("refs_not_text", "reference captions that are not strings"),
+    ("refs_bool_id", "annotation #7: image_id must be an integer or a string, got True"),
+    ("refs_none", "no annotations"),
 ])
 def test_cli_bad_input_is_one_line(files, capsys, case, needle):
     tmp, refs, preds, ann, res = files
@@ -85,6 +91,19 @@ def test_cli_bad_input_is_one_line(files, capsys, case, needle):
         preds = write(tmp / "bad.json", res[1:])
     elif case == "not_results":
         preds = write(tmp / "bad.json", {"results": res})
+    elif case.startswith("refs_"):
+        bad = [dict(a) for a in ann]
+        if case == "refs_missing_field":
+            del bad[7]["caption"]
+        elif case == "refs_not_a_dict":
+            bad[7] = [bad[7]["image_id"], bad[7]["caption"]]
+        elif case == "refs_not_text":
+            bad[7]["caption"] = 42
+        elif case == "refs_bool_id":
+            bad[7]["image_id"] = True
+        else:
+            bad = []
+        refs = write(tmp / "badrefs.json", {"annotations": bad})
     rc = main(["score", "--refs", refs, "--preds", preds, "--metrics", "cider"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and needle in err
@@ -97,6 +116,8 @@ def test_cli_bad_input_is_one_line(files, capsys, case, needle):
         assert str(ann[5]["image_id"]) in err
     if case == "missing_pred":
         assert str(res[0]["image_id"]) in err
+    if case == "refs_missing_field":
+        assert err.endswith(f"fields: {ann[7]['image_id']!r}")
 
 
 def test_cli_subset_scores_only_predicted_images(files, capsys):

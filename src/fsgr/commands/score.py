@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 from fsgr.errors import DataError, format_ids
@@ -74,9 +75,32 @@ def read_refs(path: str) -> dict:
     data = _load(path)
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
         raise DataError(f"{path}: not COCO captions format (expected an object with an 'annotations' list)")
+    refs = _grouped_captions(data["annotations"])
+    return refs if refs else _checked_refs(path, data["annotations"])
+
+
+def _grouped_captions(annotations: list) -> dict | None:
+    """image id -> captions, when every annotation is a dict with an integer or string image id and a non-empty
+    caption string (checked a column at a time: the usual file); None otherwise, for `_checked_refs` to say why."""
+    try:
+        ids = [ann["image_id"] for ann in annotations]
+        captions = [ann["caption"] for ann in annotations]
+    except (KeyError, TypeError):  # (not a dict, or a field missing)
+        return None
+    if not {int, str}.issuperset(map(type, ids)) or set(map(type, captions)) != {str} or \
+            not all(map(str.strip, captions)):
+        return None
+    refs: defaultdict = defaultdict(list)
+    for image_id, caption in zip(ids, captions):
+        refs[image_id].append(caption)
+    return dict(refs)
+
+
+def _checked_refs(path: str, annotations: list) -> dict:
+    """The captions of each image, annotation by annotation, or a DataError naming what is wrong and where."""
     refs: dict = {}
     missing, empty, not_text = [], [], []
-    for k, ann in enumerate(data["annotations"]):
+    for k, ann in enumerate(annotations):
         if not isinstance(ann, dict) or "image_id" not in ann or "caption" not in ann:
             missing.append(ann.get("image_id", f"#{k}") if isinstance(ann, dict) else f"#{k}")
             continue

@@ -199,21 +199,31 @@ static void next_level(const int32_t *prev, const int32_t *words, const int64_t 
     }
 }
 
-/* Work arrays of `count_order`, allocated once for every order: per id - first, which image last saw the id and
- * its group there (and the same for the candidates); per group, its rows and the reference and row filled last.
- * Each is one struct, so that a look-up touches one cache line. */
-typedef struct { int32_t image, group, cand_image, cand; } Seen;
+/* Work arrays of `count_order`, allocated once for every order: a small hash table per image (id -> its group and
+ * candidate entry there; sized for the image, so it stays in the cache), and per group its rows and the reference
+ * and row filled last. */
+typedef struct { int32_t id, group, cand, unused; } Local;
 typedef struct { int32_t rows, last_ref; int64_t last_row; } Group;
-typedef struct { Seen *seen; Group *groups; } Work;
+typedef struct { Local *local; Group *groups; } Work;
+
+/* The image's entry for `id` (inserted with no group and no candidate entry if new). */
+static Local *local_entry(Local *table, size_t mask, int32_t id) {
+    size_t slot = ((uint32_t)id * 2654435761u) & mask;
+    while (table[slot].id != id && table[slot].id >= 0) slot = (slot + 1) & mask;
+    if (table[slot].id < 0) { table[slot].id = id; table[slot].group = -1; table[slot].cand = -1; }
+    return &table[slot];
+}
+
+/* The n-grams of order k in sentence s (0 where it is shorter). */
+static Py_ssize_t ngrams_in(const int64_t *lengths, Py_ssize_t s, int k) { return lengths[s] >= k ? lengths[s] - k + 1 : 0; }
 
 /* One order's rows, groups and candidate matches, image by image (see OrderCounts in ngrams.py). */
 static PyObject *count_order(const int32_t *level, const int64_t *word_start, const int64_t *lengths,
                              const int64_t *n_refs, Py_ssize_t n_images, Py_ssize_t n_ref_sentences, int k,
-                             int32_t first, int32_t width, int id_bits, Work *w) {
+                             int id_bits, Work *w) {
     Py_ssize_t ref_ngrams = 0, cand_ngrams = 0;
     for (Py_ssize_t s = 0; s < n_ref_sentences + n_images; s++) {
-        Py_ssize_t here = lengths[s] >= k ? lengths[s] - k + 1 : 0;
-        if (s < n_ref_sentences) ref_ngrams += here; else cand_ngrams += here;
+        if (s < n_ref_sentences) ref_ngrams += ngrams_in(lengths, s, k); else cand_ngrams += ngrams_in(lengths, s, k);
     }
     /* the nine arrays, each at its largest, in one block (one allocation's huge pages; the unused tails are never
      * touched, so never given memory) */
@@ -227,8 +237,6 @@ static PyObject *count_order(const int32_t *level, const int64_t *word_start, co
     if (!array_new(&block, total)) goto done;
     int64_t *a[N_ARRAYS];
     for (int j = 0; j < N_ARRAYS; j++) a[j] = block.at + offset[j];
-    memset(w->seen, 0xff, ((size_t)width + 1) * sizeof(Seen));
-    Seen *seen = w->seen;
     Group *groups = w->groups;
     int64_t *ref_sentence = a[REF_SENTENCE], *ref_count = a[REF_COUNT], *ref_ngram = a[REF_NGRAM];
     int64_t *group_key = a[GROUP_KEY], *group_start = a[GROUP_START], *group_max = a[GROUP_MAX];
@@ -236,17 +244,23 @@ static PyObject *count_order(const int32_t *level, const int64_t *word_start, co
     Py_ssize_t n_groups = 0, n_rows = 0, n_cands = 0, ref = 0;
     for (Py_ssize_t image = 0; image < n_images; image++) {
         Py_ssize_t first_ref = ref, end_ref = ref + n_refs[image], first_group = n_groups;
+        Py_ssize_t c = n_ref_sentences + image, here = ngrams_in(lengths, c, k);
+        for (Py_ssize_t r = first_ref; r < end_ref; r++) here += ngrams_in(lengths, r, k);
+        size_t size = 16;
+        while (size < 2 * (size_t)here) size <<= 1;
+        memset(w->local, 0xff, size * sizeof(Local));
+        size_t mask = size - 1;
         /* the image's groups (distinct n-grams of its references) and how many references hold each */
         for (Py_ssize_t r = first_ref; r < end_ref; r++)
             for (int64_t p = word_start[r]; p <= word_start[r] + lengths[r] - k; p++) {
-                Seen *id = &seen[level[p] - first];
-                if (id->image != image) {
-                    id->image = (int32_t)image; id->group = (int32_t)n_groups;
+                Local *e = local_entry(w->local, mask, level[p]);
+                if (e->group < 0) {
+                    e->group = (int32_t)n_groups;
                     groups[n_groups].rows = 0; groups[n_groups].last_ref = -1;
                     group_key[n_groups] = ((int64_t)image << id_bits) | level[p];
                     n_groups++;
                 }
-                Group *g = &groups[id->group];
+                Group *g = &groups[e->group];
                 if (g->last_ref != r) { g->last_ref = (int32_t)r; g->rows++; }
             }
         for (Py_ssize_t g = first_group; g < n_groups; g++) {
@@ -259,7 +273,7 @@ static PyObject *count_order(const int32_t *level, const int64_t *word_start, co
         /* the rows: one per (group, reference), a group's references in order */
         for (Py_ssize_t r = first_ref; r < end_ref; r++)
             for (int64_t p = word_start[r]; p <= word_start[r] + lengths[r] - k; p++) {
-                int32_t gi = seen[level[p] - first].group;
+                int32_t gi = local_entry(w->local, mask, level[p])->group;
                 Group *g = &groups[gi];
                 if (g->last_ref != r) {
                     int64_t row = group_start[gi] + g->rows++;
@@ -270,17 +284,16 @@ static PyObject *count_order(const int32_t *level, const int64_t *word_start, co
                 if (count > group_max[gi]) group_max[gi] = count;
             }
         /* the candidate's n-grams, each with the group of the same n-gram in this image, if any */
-        Py_ssize_t c = n_ref_sentences + image;
         for (int64_t p = word_start[c]; p <= word_start[c] + lengths[c] - k; p++) {
-            Seen *id = &seen[level[p] - first];
-            if (id->cand_image != image) {
-                id->cand_image = (int32_t)image; id->cand = (int32_t)n_cands;
+            Local *e = local_entry(w->local, mask, level[p]);
+            if (e->cand < 0) {
+                e->cand = (int32_t)n_cands;
                 cand_key[n_cands] = ((int64_t)image << id_bits) | level[p];
                 cand_count[n_cands] = 0;
-                cand_group[n_cands] = id->image == image ? id->group : -1;
+                cand_group[n_cands] = e->group;
                 n_cands++;
             }
-            cand_count[id->cand]++;
+            cand_count[e->cand]++;
         }
         ref = end_ref;
     }
@@ -364,18 +377,20 @@ static PyObject *corpus_table(PyObject *self, PyObject *args) {
                      (long long)next_id);
         goto done;
     }
-    Py_ssize_t most = 0;  /* the widest order (distinct ids) and the most reference n-grams of one order */
-    for (int k = 1; k <= n; k++) if (bounds[k] - bounds[k - 1] > most) most = bounds[k] - bounds[k - 1];
-    if (n_words > most) most = n_words;
-    w.seen = big_malloc(((size_t)most + 1) * sizeof(Seen));
-    w.groups = big_malloc(((size_t)most + 1) * sizeof(Group));
-    if (!w.seen || !w.groups) { PyErr_NoMemory(); goto done; }
+    Py_ssize_t most_groups = n_words + 1, most_local = 16, ref = 0;  /* (per image: n-grams of one order, at most) */
+    for (Py_ssize_t i = 0; i < n_images; i++) {
+        Py_ssize_t here = lengths.at[n_ref_sentences + i];
+        for (int64_t j = 0; j < refs_per_image[i]; j++) here += lengths.at[ref++];
+        while (most_local < 2 * here) most_local <<= 1;
+    }
+    w.local = malloc((size_t)most_local * sizeof(Local));
+    w.groups = big_malloc((size_t)most_groups * sizeof(Group));
+    if (!w.local || !w.groups) { PyErr_NoMemory(); goto done; }
     orders = PyList_New(n);
     if (!orders) goto done;
     for (int k = 1; k <= n; k++) {
         PyObject *order = count_order(levels + (size_t)(k - 1) * n_words, word_start, lengths.at, refs_per_image,
-                                      n_images, n_ref_sentences, k, (int32_t)bounds[k - 1],
-                                      (int32_t)(bounds[k] - bounds[k - 1]), id_bits, &w);
+                                      n_images, n_ref_sentences, k, id_bits, &w);
         if (!order) goto done;
         PyList_SET_ITEM(orders, k - 1, order);
     }
@@ -384,7 +399,7 @@ done:
     Py_XDECREF(words.obj); Py_XDECREF(lengths.obj); Py_XDECREF(odd_spacing); Py_XDECREF(offsets);
     Py_XDECREF(orders);
     free(word_start); free(levels); free(table); free(keys);
-    free(w.seen); free(w.groups);
+    free(w.local); free(w.groups);
     PyBuffer_Release(&text); PyBuffer_Release(&char_lengths); PyBuffer_Release(&n_refs);
     return result;
 }
