@@ -5,12 +5,15 @@ penalty exp(-delta^2 / (2 sigma^2)) with sigma = 6, averaged over n and referenc
 Two quirks of the toolkit are kept because they are the official numbers: the "length" in the penalty is the
 number of bigrams (len - 1), not of words; and the document frequencies and log(#images) come from the references
 being scored (`corpus_cider_d`) — or, for the SCST reward, from the training references (`fsgr.metrics.reward`).
+`corpus_cider_d` runs in C where `fsgr.metrics.speedups` is built: the numpy code below in the same order, with
+numpy's log and power passed in, so the same floats to the last bit (tested).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from fsgr.metrics import speedups
 from fsgr.metrics.ngrams import MAX_N, CorpusRows, NgramRows, count_runs, encode_corpus, find_sorted
 
 SIGMA = 6.0
@@ -79,9 +82,14 @@ def normalised(val: np.ndarray, cand_norm: np.ndarray, ref_norm: np.ndarray, can
     denom = cand_norm * ref_norm
     ok = denom != 0
     val[ok] = val[ok] / denom[ok]
-    delta = (cand_len - ref_len).astype(np.float64)
-    val *= (np.e ** (-(delta ** 2) / (2 * sigma ** 2)))[:, None]
+    val *= length_penalty(cand_len, ref_len, sigma)[:, None]
     return val
+
+
+def length_penalty(cand_len: np.ndarray, ref_len: np.ndarray, sigma: float = SIGMA) -> np.ndarray:
+    """The Gaussian penalty on the difference of (bigram) lengths, exp(-delta^2 / (2 sigma^2)), as np.e ** x."""
+    delta = (cand_len - ref_len).astype(np.float64)
+    return np.e ** (-(delta ** 2) / (2 * sigma ** 2))
 
 
 def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA, n: int = MAX_N,
@@ -91,6 +99,16 @@ def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA
     n_images = len(rows.n_refs)
     if n_images == 0:
         return 0.0, np.zeros(0)
+    if speedups.compiled is not None:  # the same operations in C, in the same order (numpy's log and power)
+        arrays = [tuple(np.ascontiguousarray(a, dtype=np.int64) for a in (
+            o.group_key, o.ref_sentence, o.ref_count, o.ref_ngram, o.group_start, o.cand_key, o.cand_count,
+            o.cand_group)) for o in rows.orders[:n]]
+        log_counts = np.log(np.maximum(np.arange(n_images + 1, dtype=np.float64), 1.0))
+        penalty = length_penalty(bigram_lengths(rows.cand_lengths)[rows.ref_image], bigram_lengths(rows.ref_lengths),
+                                 sigma)
+        scores = np.frombuffer(speedups.compiled.cider_d(arrays, list(rows.offsets), rows.id_bits, log_counts,
+                                                         penalty, rows.n_refs), dtype=np.float64)
+        return float(np.mean(scores)), scores
     n_ref_sent, id_bits = len(rows.ref_lengths), rows.id_bits
     log_images = np.log(float(n_images))
     val = np.zeros((n_ref_sent, n))  # [R, n] sum over shared n-grams of min(candidate, reference) * reference
