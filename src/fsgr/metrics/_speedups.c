@@ -51,7 +51,9 @@ static void *advise_huge(void *p, size_t bytes) {
 
 static void *big_malloc(size_t bytes) { return advise_huge(malloc(bytes), bytes); }
 
-static int is_space(unsigned char c) { return c == ' ' || (c >= 9 && c <= 13) || (c >= 28 && c <= 31); }
+/* str.split()'s ASCII white space: \t \n \v \f \r, \x1c-\x1f and the space */
+static const unsigned char SPACE[256] = {[9] = 1, [10] = 1, [11] = 1, [12] = 1, [13] = 1, [28] = 1, [29] = 1,
+                                         [30] = 1, [31] = 1, [32] = 1};
 
 static uint64_t mix(uint64_t x) {  /* splitmix64's finaliser: a well spread hash of a 64-bit key */
     x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ULL;
@@ -107,16 +109,15 @@ static int intern_words(const unsigned char *text, const int64_t *char_lengths, 
         Py_ssize_t i = pos, end = pos + char_lengths[s];
         int64_t in_sentence = 0;
         /* split(" ") differs from split(): empty, outer or doubled white space, or white space other than ' ' */
-        char odd = end == pos || is_space(text[pos]) || is_space(text[end - 1]);
-        for (Py_ssize_t c = pos; c < end && !odd; c++)
-            odd = is_space(text[c]) && (text[c] != ' ' || is_space(text[c + 1]));
-        odd_spacing[s] = odd;
+        char odd = end == pos;
         for (;;) {
-            while (i < end && is_space(text[i])) i++;
-            if (i >= end) break;
+            Py_ssize_t run = i;
+            while (i < end && SPACE[text[i]]) odd |= text[i++] != ' ';
+            if (i >= end) { odd |= i > run; break; }  /* (white space at the end) */
+            odd |= i - run > 1 || (i > run && run == pos);  /* (doubled, or at the start) */
             Py_ssize_t j = i;
             uint64_t h = 1469598103934665603ULL;  /* FNV-1a, then mixed */
-            while (j < end && !is_space(text[j])) h = (h ^ text[j++]) * 1099511628211ULL;
+            while (j < end && !SPACE[text[j]]) h = (h ^ text[j++]) * 1099511628211ULL;
             int32_t len = (int32_t)(j - i);
             h = mix(h ^ (uint64_t)len);
             uint32_t tag = (uint32_t)(h >> 32);
@@ -166,6 +167,7 @@ static int intern_words(const unsigned char *text, const int64_t *char_lengths, 
             i = j;
         }
         lengths[s] = in_sentence;
+        odd_spacing[s] = odd;
         pos = end;
     }
     *n_words = count;
@@ -208,9 +210,9 @@ typedef struct { int32_t id, group, cand, unused; } Local;
 typedef struct { int32_t rows, last_ref; int64_t last_row; } Group;
 typedef struct { Local *local; Group *groups; } Work;
 
-/* The image's entry for `id` (inserted with no group and no candidate entry if new). */
-static Local *local_entry(Local *table, size_t mask, int32_t id) {
-    size_t slot = ((uint32_t)id * 2654435761u) & mask;
+/* The image's entry for `id` (inserted with no group and no candidate entry if new); `shift`: 32 - log2(size). */
+static Local *local_entry(Local *table, size_t mask, int shift, int32_t id) {
+    size_t slot = ((uint32_t)id * 2654435761u) >> shift;  /* (Knuth's multiplicative hash: the high bits) */
     while (table[slot].id != id && table[slot].id >= 0) slot = (slot + 1) & mask;
     if (table[slot].id < 0) { table[slot].id = id; table[slot].group = -1; table[slot].cand = -1; }
     return &table[slot];
@@ -249,13 +251,14 @@ static PyObject *count_order(const int32_t *level, const int64_t *word_start, co
         Py_ssize_t c = n_ref_sentences + image, here = ngrams_in(lengths, c, k);
         for (Py_ssize_t r = first_ref; r < end_ref; r++) here += ngrams_in(lengths, r, k);
         size_t size = 16;
-        while (size < 2 * (size_t)here) size <<= 1;
+        int shift = 28;
+        while (size < 2 * (size_t)here) { size <<= 1; shift--; }
         memset(w->local, 0xff, size * sizeof(Local));
         size_t mask = size - 1;
         /* the image's groups (distinct n-grams of its references) and how many references hold each */
         for (Py_ssize_t r = first_ref; r < end_ref; r++)
             for (int64_t p = word_start[r]; p <= word_start[r] + lengths[r] - k; p++) {
-                Local *e = local_entry(w->local, mask, level[p]);
+                Local *e = local_entry(w->local, mask, shift, level[p]);
                 if (e->group < 0) {
                     e->group = (int32_t)n_groups;
                     groups[n_groups].rows = 0; groups[n_groups].last_ref = -1;
@@ -275,7 +278,7 @@ static PyObject *count_order(const int32_t *level, const int64_t *word_start, co
         /* the rows: one per (group, reference), a group's references in order */
         for (Py_ssize_t r = first_ref; r < end_ref; r++)
             for (int64_t p = word_start[r]; p <= word_start[r] + lengths[r] - k; p++) {
-                int32_t gi = local_entry(w->local, mask, level[p])->group;
+                int32_t gi = local_entry(w->local, mask, shift, level[p])->group;
                 Group *g = &groups[gi];
                 if (g->last_ref != r) {
                     int64_t row = group_start[gi] + g->rows++;
@@ -287,7 +290,7 @@ static PyObject *count_order(const int32_t *level, const int64_t *word_start, co
             }
         /* the candidate's n-grams, each with the group of the same n-gram in this image, if any */
         for (int64_t p = word_start[c]; p <= word_start[c] + lengths[c] - k; p++) {
-            Local *e = local_entry(w->local, mask, level[p]);
+            Local *e = local_entry(w->local, mask, shift, level[p]);
             if (e->cand < 0) {
                 e->cand = (int32_t)n_cands;
                 cand_key[n_cands] = ((int64_t)image << id_bits) | level[p];
