@@ -129,6 +129,9 @@ def main() -> None:
         ours["meteor"] = time.perf_counter() - t
         out["max_abs_diff"]["METEOR"] = abs(our_meteor - base_meteor)
     out["scores"] = {"BLEU-4": our_bleu[3], "ROUGE-L": our_rouge, "CIDEr": our_cider}
+    from fsgr.metrics import speedups
+
+    out["speedups_compiled"] = speedups.compiled is not None  # (the C loops, or the numpy/Python ones)
     out["seconds_pycocoevalcap"] = {k: round(v, 3) for k, v in base.items()}
     out["seconds_ours"] = {k: round(v, 3) for k, v in ours.items()}
     core = ("tokenize", "bleu", "rouge", "cider")

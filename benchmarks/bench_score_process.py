@@ -8,7 +8,8 @@ Python process from start-up to the scores (JSON, tokenisation, BLEU, ROUGE-L, C
 
 - pycocoevalcap 1.2: read the two JSON files, `PTBTokenizer` (the Stanford jar), `Bleu(4)`, `Rouge()`, `Cider()`,
   the way its `COCOEvalCap.evaluate` runs them (without METEOR and SPICE);
-- ours: `python -m fsgr score --refs R --preds P --metrics bleu,rouge,cider`.
+- ours: `python -m fsgr score --refs R --preds P --metrics bleu,rouge,cider` (`--no-compiled`: with the C extension
+  blocked, the numpy/Python paths; `speedups_compiled` in the line says which ran).
 
 The two alternate `--runs` times (the machine is shared: the minimum of each side is reported, and every run).
 Both sides run byte-compiled, as pip installs a package: pycocoevalcap's modules were compiled at its install, and
@@ -80,6 +81,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10**9)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--no-compiled", action="store_true",
+                        help="ours without the C extension (fsgr.metrics._speedups blocked): the numpy/Python paths")
     args = parser.parse_args()
     if not DATA.is_file():
         raise SystemExit(f"{DATA}: not found (this benchmark needs the Flickr8k captions beside the repository)")
@@ -94,7 +97,10 @@ def main() -> None:
         refs_path.write_text(json.dumps({"annotations": [{"image_id": ids[n], "id": j, "caption": c}
                                                          for n in refs for j, c in enumerate(refs[n])]}))
         preds_path.write_text(json.dumps([{"image_id": ids[n], "caption": preds[n]} for n in refs]))
-        ours_cmd = [sys.executable, "-m", "fsgr", "score", "--refs", str(refs_path), "--preds", str(preds_path),
+        # (blocking the extension: an import of a module whose sys.modules entry is None raises ImportError)
+        start = ["-c", "import sys; sys.modules['fsgr.metrics._speedups'] = None; from fsgr.cli import main; "
+                       "sys.exit(main(sys.argv[1:]))"] if args.no_compiled else ["-m", "fsgr"]
+        ours_cmd = [sys.executable, *start, "score", "--refs", str(refs_path), "--preds", str(preds_path),
                     "--metrics", "bleu,rouge,cider", "--json", str(Path(tmp) / "ours.json")]
         base_cmd = [sys.executable, "-c", BASELINE, str(refs_path), str(preds_path)]
         base_times, our_times, base_cpu, our_cpu = [], [], [], []
@@ -116,7 +122,12 @@ def main() -> None:
     out["speedup_whole_process_cpu"] = round(min(base_cpu) / min(our_cpu), 1)
 
     sys.path.insert(0, str(ROOT / "src"))
+    if args.no_compiled:
+        sys.modules["fsgr.metrics._speedups"] = None
+    from fsgr.metrics import speedups
     from fsgr.metrics.compare import compare_systems
+
+    out["speedups_compiled"] = speedups.compiled is not None
 
     cut = {n: " ".join(c.split()[:-2]) for n, c in preds.items()}
     t = time.perf_counter()

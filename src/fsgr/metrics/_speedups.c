@@ -502,7 +502,11 @@ static PyObject *plain_captions(PyObject *self, PyObject *args) {
     Py_ssize_t low_size = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *caption = PyList_GET_ITEM(captions, i), *line = Py_None;
-        if (!PyUnicode_Check(caption) || !PyUnicode_IS_ASCII(caption)) goto set;
+        if (!PyUnicode_Check(caption)) goto set;
+#if PY_VERSION_HEX < 0x030C0000  /* (before 3.12 a str made by the old C API may need its canonical form first) */
+        if (PyUnicode_READY(caption) < 0) { Py_CLEAR(out); goto done_low; }
+#endif
+        if (!PyUnicode_IS_ASCII(caption)) goto set;
         const unsigned char *b = PyUnicode_1BYTE_DATA(caption);
         Py_ssize_t len = PyUnicode_GET_LENGTH(caption);
         unsigned char before = newline;  /* a caption is a line: as if after a newline, before one */

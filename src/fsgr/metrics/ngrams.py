@@ -4,7 +4,9 @@ operations instead of per-n-gram Python loops.
 Sentences are split on white space (`str.split()`), as pycocoevalcap's `precook` does. Words get integer ids; an
 n-gram's id is looked up level by level from the pair (id of its first n-1 words, id of its last word), so no word
 tuple is ever hashed. `NgramVocab.own_rows` / `encode` give rows of (sentence, n-gram id, order, count) (the
-reward); `encode_corpus` counts each order of one evaluation by (image, n-gram, reference) (scoring).
+reward); `encode_corpus` counts each order of one evaluation by (image, n-gram, reference) (scoring): in C where
+the package's extension is built (`_speedups.c`, for ASCII text), else with this module's numpy code, the
+reference that the tests hold the C table to.
 """
 
 from __future__ import annotations
