@@ -11,6 +11,7 @@ from fsgr.cli import main
 from fsgr.errors import DataError
 from fsgr.metrics import score
 from fsgr.metrics import java as java_mod
+from fsgr.metrics import speedups
 
 
 def write(path, data):
@@ -164,3 +165,23 @@ def test_cli_subprocess(files):
     bad = subprocess.run([sys.executable, "-m", "fsgr", "score", "--refs", refs, "--preds", str(tmp / "nope.json")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "nope.json" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.skipif(speedups.compiled is None, reason=f"the C extension is not built: {speedups.missing}")
+def test_cli_scores_the_same_without_the_c_extension(files, tmp_path):
+    """`fsgr score` where the extension could not be built (its import blocked): the numpy/Python paths throughout,
+    the same scores and signature."""
+    tmp, refs, preds, _, _ = files
+    outs = {}
+    for blocked in (False, True):
+        out = tmp_path / f"scores-{blocked}.json"
+        start = "import sys; sys.modules['fsgr.metrics._speedups'] = None; " if blocked else "import sys; "
+        code = start + (f"from fsgr.metrics import speedups; assert (speedups.compiled is None) is {blocked}; "
+                        "from fsgr.cli import main; sys.exit(main(sys.argv[1:]))")
+        proc = subprocess.run([sys.executable, "-c", code, "score", "--refs", refs, "--preds", preds, "--metrics",
+                               "bleu,rouge,cider", "--json", str(out)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        outs[blocked] = json.loads(out.read_text())
+    with_c, without = outs[False], outs[True]
+    assert with_c.pop("CIDEr") == pytest.approx(without.pop("CIDEr"), abs=1e-12)  # (rows added in another order)
+    assert with_c == without and 0 < without["BLEU-4"] < 1
