@@ -1,3 +1,3 @@
-from fsgr.cli import main
+from fsgr.cli import run
 
-raise SystemExit(main())
+run()

@@ -51,6 +51,27 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# Verbs whose process ends as soon as their output is out: they leave the interpreter's clean-up nothing to do (their
+# files are written and fsynced, no child process or writer is left open), and freeing a scored corpus object by
+# object is ~25 ms of a ~0.4 s `fsgr score` (mypy leaves the same way, for the same reason).
+FAST_EXIT_VERBS = frozenset({"score", "compare"})
+
+
+def run() -> None:
+    """The `fsgr` console script and `python -m fsgr`: `main()`, then the exit; after the verbs in FAST_EXIT_VERBS
+    without the interpreter's teardown (stdout and stderr flushed first). Tests call `main()`, which returns."""
+    argv = sys.argv[1:]
+    rc = main(argv)
+    if next((word for word in argv if not word.startswith("-")), None) not in FAST_EXIT_VERBS:
+        sys.exit(rc)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:  # the reader went away (`fsgr score ... | head`): as main() has it, not an error
+        rc = 0
+    os._exit(rc)
+
+
 def _verb_module(name: str):
     return importlib.import_module(f"fsgr.commands.{name}")
 

@@ -167,6 +167,25 @@ def test_cli_subprocess(files):
     assert bad.returncode != 0 and "nope.json" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_score_leaves_without_the_interpreters_teardown(files):
+    """The console script's `run()`: after `fsgr score` (and compare) the process ends once stdout and stderr are
+    flushed (an atexit handler does not run), with main()'s exit code and all of its output; other verbs exit
+    normally."""
+    tmp, refs, preds, _, _ = files
+    code = "import atexit, sys; atexit.register(print, 'TEARDOWN'); from fsgr.cli import run; run()"
+
+    def fsgr(*argv):
+        return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+
+    good = fsgr("score", "--refs", refs, "--preds", preds, "--metrics", "bleu", "--json", str(tmp / "fast.json"))
+    assert good.returncode == 0 and "BLEU-4" in good.stdout and "signature: fsgr:" in good.stdout
+    assert "TEARDOWN" not in good.stdout and json.loads((tmp / "fast.json").read_text())["BLEU-4"] > 0
+    bad = fsgr("score", "--refs", refs, "--preds", str(tmp / "nope.json"))
+    assert bad.returncode == 2 and "nope.json" in bad.stderr and "TEARDOWN" not in bad.stdout
+    no_verb = fsgr()  # (prints the help, exit 2, through the ordinary exit)
+    assert no_verb.returncode == 2 and no_verb.stdout.rstrip().endswith("TEARDOWN")
+
+
 @pytest.mark.skipif(speedups.compiled is None, reason=f"the C extension is not built: {speedups.missing}")
 def test_cli_scores_the_same_without_the_c_extension(files, tmp_path):
     """`fsgr score` where the extension could not be built (its import blocked): the numpy/Python paths throughout,
