@@ -168,11 +168,13 @@ def test_cli_subprocess(files):
 
 
 def test_score_leaves_without_the_interpreters_teardown(files):
-    """The console script's `run()`: after `fsgr score` (and compare) the process ends once stdout and stderr are
-    flushed (an atexit handler does not run), with main()'s exit code and all of its output; other verbs exit
-    normally."""
+    """The console script's `run()`: `fsgr score` (and compare) runs without the garbage collector and the process
+    ends once stdout and stderr are flushed (an atexit handler does not run), with main()'s exit code and all of
+    its output; other verbs exit normally."""
     tmp, refs, preds, _, _ = files
-    code = "import atexit, sys; atexit.register(print, 'TEARDOWN'); from fsgr.cli import run; run()"
+    code = ("import atexit, gc, sys; atexit.register(print, 'TEARDOWN'); import fsgr.commands.score as verb; "
+            "scores = verb.main; verb.main = lambda args: print('collector on:', gc.isenabled()) or scores(args); "
+            "from fsgr.cli import run; run()")
 
     def fsgr(*argv):
         return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
@@ -180,6 +182,7 @@ def test_score_leaves_without_the_interpreters_teardown(files):
     good = fsgr("score", "--refs", refs, "--preds", preds, "--metrics", "bleu", "--json", str(tmp / "fast.json"))
     assert good.returncode == 0 and "BLEU-4" in good.stdout and "signature: fsgr:" in good.stdout
     assert "TEARDOWN" not in good.stdout and json.loads((tmp / "fast.json").read_text())["BLEU-4"] > 0
+    assert "collector on: False" in good.stdout
     bad = fsgr("score", "--refs", refs, "--preds", str(tmp / "nope.json"))
     assert bad.returncode == 2 and "nope.json" in bad.stderr and "TEARDOWN" not in bad.stdout
     no_verb = fsgr()  # (prints the help, exit 2, through the ordinary exit)
