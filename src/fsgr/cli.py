@@ -64,7 +64,7 @@ def run() -> None:
     without the garbage collector and exit without the interpreter's teardown (stdout and stderr flushed first).
     Tests call `main()`, which returns."""
     argv = sys.argv[1:]
-    fast = next((word for word in argv if not word.startswith("-")), None) in FAST_EXIT_VERBS
+    fast = _verb_of(argv) in FAST_EXIT_VERBS
     if fast:
         gc.disable()
     rc = main(argv)
@@ -76,6 +76,11 @@ def run() -> None:
     except BrokenPipeError:  # the reader went away (`fsgr score ... | head`): as main() has it, not an error
         rc = 0
     os._exit(rc)
+
+
+def _verb_of(argv: list[str]) -> str | None:
+    """The verb a command line names: its first word that is not a flag."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def _verb_module(name: str):
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
-        verb = next((word for word in argv if not word.startswith("-")), None)
+        verb = _verb_of(argv)
         parser = build_parser(verb if verb in VERBS else None)
         args, extra = parser.parse_known_args(argv)
         # argparse ends a `CONFIG [key=value ...]` positional at the first flag, so `fsgr train CONFIG --resume
