@@ -177,6 +177,10 @@ def test_bad_input_is_one_line(chair_files, capsys, tmp_path):
     assert main(["score", "--refs", refs, "--preds", preds, "--metrics", "chair", "--instances", other]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "other.json" in err and "2" in err.split("image ids")[-1]
+    for instances, why in ((tmp / "none.json", "none.json: no such file"), (tmp, "is a directory, not a COCO")):
+        assert main(["score", "--refs", refs, "--preds", preds, "--metrics", "chair", "--instances",
+                     str(instances)]) == 2
+        assert why in capsys.readouterr().err
     assert main(["score", "--refs", refs, "--preds", preds, "--metrics", "clipscore", "--clip", "x.pt"]) == 2
     assert "without --images" in capsys.readouterr().err
     assert main(["score", "--refs", refs, "--preds", preds, "--metrics", "clipscore"]) == 1

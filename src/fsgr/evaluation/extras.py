@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Hashable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from fsgr.errors import DataError, format_ids
-from fsgr.files import parse_json
+from fsgr.files import existing_file, parse_json
 from fsgr.metrics.chair import Synonyms, chair, ground_truth
 from fsgr.metrics.java import MetricUnavailable
 from fsgr.metrics.resample import PerImage
@@ -83,9 +82,7 @@ class ChairMetric:
 def read_instances(path: str, image_ids: Sequence[Hashable]) -> dict[Hashable, set[str]]:
     """COCO instance annotations -> image id -> category names. DataError naming the file and the ids when the
     file does not cover the images being scored."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{path}: no such file")
+    p = existing_file(path, "a COCO instances JSON file", DataError, "no such file")
     try:
         data = parse_json(p.read_bytes())
         names = {c["id"]: c["name"] for c in data["categories"]}
