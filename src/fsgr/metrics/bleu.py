@@ -45,7 +45,7 @@ def bleu_image_stats(refs: list[list[str]], cands: list[str], n: int = MAX_N,
     ref_len = rows.ref_lengths
     key = np.abs(ref_len - testlen[rows.ref_image]) * np.int64(1 << 32) + ref_len
     if len(key):
-        stats[:, 2 * n + 1] = np.minimum.reduceat(key, np.cumsum(rows.n_refs) - rows.n_refs) & np.int64((1 << 32) - 1)
+        stats[:, 2 * n + 1] = np.minimum.reduceat(key, rows.first_ref) & np.int64((1 << 32) - 1)
     return stats
 
 

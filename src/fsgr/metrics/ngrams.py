@@ -254,6 +254,11 @@ class CorpusRows:
     words: np.ndarray  # [W] word ids of the references' words then the candidates', in order
     odd_spacing: np.ndarray | None = None  # [S] bool, references then candidates: split(" ") is not split()
 
+    @property
+    def first_ref(self) -> np.ndarray:
+        """[I] the index of each image's first reference sentence (where its run of references starts)."""
+        return np.cumsum(self.n_refs) - self.n_refs
+
 
 def encode_corpus(refs: list[list[str]], cands: list[str], n: int = MAX_N, native: bool | None = None) -> CorpusRows:
     """The n-gram table of tokenised references (a list per image) and candidates (one per image).

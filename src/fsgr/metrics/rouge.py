@@ -116,9 +116,8 @@ def _rouge_l_vectorised(refs: list[list[str]], cands: list[str], rows, beta: flo
     m = cand_len[rows.ref_image]
     prec = lcs / np.maximum(m, 1).astype(np.float64)
     rec = lcs / np.maximum(ref_len, 1).astype(np.float64)
-    starts = np.concatenate(([0], np.cumsum(rows.n_refs)[:-1])).astype(np.int64)
-    prec_max = np.maximum.reduceat(prec, starts) if n_ref else np.zeros(n_images)
-    rec_max = np.maximum.reduceat(rec, starts) if n_ref else np.zeros(n_images)
+    prec_max = np.maximum.reduceat(prec, rows.first_ref) if n_ref else np.zeros(n_images)
+    rec_max = np.maximum.reduceat(rec, rows.first_ref) if n_ref else np.zeros(n_images)
     ok = (prec_max != 0) & (rec_max != 0)
     scores = np.zeros(n_images)
     scores[ok] = ((1 + beta ** 2) * prec_max[ok] * rec_max[ok]) / (rec_max[ok] + beta ** 2 * prec_max[ok])
