@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml src/fsgr/metrics/_speedups.c
 	# the metrics' C extension (optional in pyproject.toml, for machines without a compiler): here it must build
 	@$(BIN)/python -c "import fsgr.metrics._speedups" 2>/dev/null || \
 	  if command -v cc >/dev/null; then echo "make: fsgr/metrics/_speedups.c did not build: run .venv/bin/pip install -e . to see why"; exit 1; \
-	  else echo "make: no C compiler: the metrics use the numpy n-gram table (the same scores, slower)"; fi
+	  else echo "make: no C compiler: the metrics run their numpy/Python versions (the same scores, slower)"; fi
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -119,7 +119,7 @@ def main() -> None:
     out["seconds_pycocoevalcap_process"] = [round(t, 3) for t in base_times]
     out["seconds_fsgr_score_process"] = [round(t, 3) for t in our_times]
     out["speedup_whole_process"] = round(min(base_times) / min(our_times), 1)
-    # (the two sides run minutes apart on a machine whose speed drifts by ~30%: the medians' ratio is the steadier)
+    # (the two sides run minutes apart on a machine whose speed drifts by 30-50%: the medians' ratio is the steadier)
     out["speedup_whole_process_median"] = round(statistics.median(base_times) / statistics.median(our_times), 1)
     out["cpu_seconds_pycocoevalcap_process"] = [round(t, 3) for t in base_cpu]
     out["cpu_seconds_fsgr_score_process"] = [round(t, 3) for t in our_cpu]
