@@ -130,6 +130,31 @@ def generated(n: int = 320, seed: int = 1234) -> list[str]:
     return out
 
 
+# Words (plain, abbreviations, single letters, clitics, numbers, URL and assimilation pieces) between the punctuation
+# the fast path takes beside words: double quotes, ; : ! ? , and periods, attached or on their own.
+_QUOTED_WORDS = ["dog", "Dog", "A", "a", "I", "the", "Mr", "mr", "etc", "art", "St", "no", "don't", "dog's", "it's",
+                 "can't", "aren't", "red-headed", "T-shirt", "x-ray", "3-year-old", "5", "42", "555", "1234", "x",
+                 "US", "ok", "OK", "cannot", "www", "com", "http", "co", "Co", "Inc", "Pty", "Ltd", "vs", "al", "e",
+                 "D", "p", "o", "O", "P", "Yahoo", "n", "s", "Jan", "Mass", "Ill", "Ave", "sq", "ft", "ca", "un"]
+_QUOTED_PUNCT = ['"', ";", ":", "!", "?", ".", ","]
+
+
+def quoted(n: int = 3000, seed: int = 11) -> list[str]:
+    """Captions of words and the punctuation of the tokenizer's fast path, in every arrangement (most take it)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 7)):
+            word = rng.choice(_QUOTED_PUNCT) if rng.random() < 0.2 else rng.choice(_QUOTED_WORDS)
+            before = '"' if rng.random() < 0.2 else ""
+            after = (rng.choice(_QUOTED_PUNCT) if rng.random() < 0.5 else "") + ('"' if rng.random() < 0.2 else "") \
+                + (rng.choice(_QUOTED_PUNCT) if rng.random() < 0.2 else "")
+            parts.append(before + word + after + rng.choice([" ", " ", " ", "", "  ", "\t"]))
+        out.append("".join(parts))
+    return out
+
+
 def all_cases() -> list[str]:
     return HAND_WRITTEN + generated()
 

@@ -8,7 +8,7 @@ from fsgr.metrics import speedups
 from fsgr.metrics import tokenizer as T
 from fsgr.metrics.tokenizer import ptb_tokenize
 
-from ptb_cases import HAND_WRITTEN, all_cases, detokenize, perturbed
+from ptb_cases import HAND_WRITTEN, all_cases, detokenize, perturbed, quoted
 
 # Java line terminators the toolkit leaves in a caption (it shifts every later caption: we treat them as spaces)
 _SHIFTING = re.compile("[\r\u2028\u2029\u000b\u000c\u0085]")
@@ -23,11 +23,12 @@ def _jar_tokenize(captions):
 
 @pytest.fixture(scope="session")
 def jar_run(java, flickr):
-    """One jar run: the hard cases, 2,500 real captions in raw and tokenised form, 4,000 roughed-up ones."""
+    """One jar run: the hard cases, 2,500 real captions in raw and tokenised form, 4,000 roughed-up ones, 3,000
+    of quotes and punctuation."""
     cases = [c for c in all_cases() if not _SHIFTING.search(c)]
     real = [c for n in list(flickr)[:500] for c in flickr[n]]
     rough = perturbed([c for n in list(flickr)[500:1300] for c in flickr[n]])
-    captions = cases + real + [detokenize(c) for c in real] + rough
+    captions = cases + real + [detokenize(c) for c in real] + rough + quoted()
     return captions, _jar_tokenize(captions)
 
 
@@ -36,7 +37,7 @@ def test_hard_cases_equal_the_jar(jar_run):
     got = ptb_tokenize(captions)
     bad = [(c, e, g) for c, e, g in zip(captions, expected, got) if e != g]
     assert not bad, f"{len(bad)} of {len(captions)} differ, e.g. {bad[:3]}"
-    assert len(captions) > 6800
+    assert len(captions) > 9800
 
 
 def test_case_set_is_hard(jar_run):
@@ -68,6 +69,22 @@ def test_fast_path_agrees_with_full_lexer(flickr):
             assert fast == T._finish(T._lex(c, len(c))), c
             checked += 1
     assert checked > 0.9 * len(captions)
+
+
+def test_fast_path_takes_quotes_and_dropped_punctuation():
+    """Double quotes and ; : ! ? beside words: the fast path's output is the full lexer's, whatever the next line."""
+    captions = quoted(6000, seed=3)
+    fast = {c: T._fast_line(c) for c in captions}
+    taken = [c for c in captions if fast[c] is not None]
+    for c in taken:
+        for following in ("The end", "a dog", '"Quote', "5 cats", "Mr. X"):
+            assert fast[c] == T._finish(T._lex(c + "\n" + following, len(c))), (c, following)
+    assert len(taken) > 0.25 * len(captions)
+    assert T._fast_line('A sign that says " no diving ".') == "a sign that says no diving"
+    assert T._fast_line('The dog\'s "toy"; it is red!') == "the dog 's toy it is red"
+    # still the full lexer: an abbreviation behind a quote, a period before ; (one token "word."), a smiley, "!!"
+    for slow in ['a "Mr. Smith"', "the end.; more", "a dog ;)", "wow!! ok", '"etc."', "10:30 am"]:
+        assert fast.get(slow, T._fast_line(slow)) is None, slow
 
 
 def test_line_terminators_inside_a_caption_are_spaces():

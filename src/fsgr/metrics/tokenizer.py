@@ -436,12 +436,19 @@ def _lex(text: str, stop: int) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Fast path for the common caption: ASCII words (hyphenated, with digits, with a lower-case 's or n't), commas and
-# periods followed by white space or the end. Every rule that can match there gives just these tokens, except the
-# cases sent to the full lexer below (assimilations, abbreviations and single letters before a period, n't after
-# an n or a non-letter, numbers on both sides of a space: fractions and phone numbers). Checked against the jar.
+# periods followed by white space or the end, and the punctuation the toolkit drops anyway: a double quote before or
+# after a word or on its own, one of ; : ! ? right after a word or a quote or on its own. Every rule that can match there gives
+# just these tokens, except the cases sent to the full lexer below (assimilations, abbreviations and single letters
+# before a period, n't after an n or a non-letter, numbers on both sides of a space: fractions and phone numbers).
+# Why the new punctuation is safe: a double quote is a token of its own under every rule (no rule but DBLQUOT starts
+# with it or runs across it) and both of its forms (`` and '') are dropped; ; : ! ? after a word and before white
+# space or a quote cannot continue the word (WORD needs a letter after ! or ?, EMAIL an @, the URLs a dot or //), nor
+# start a smiley (that needs a mouth character next), and are single tokens the toolkit drops. A period is never
+# followed by ; or : here (`word.;` is one token, "word."). Checked against the jar.
 
-_FAST = re.compile(r"[ \t]*(?:(?:[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?:'s|n't)?[.,]?|[.,])(?:[ \t]+|$))*")
-_FAST_NT_OK = re.compile(r"(?:^|[ \t])[a-z]*[a-mo-z]n't")
+_FAST = re.compile(r'[ \t]*(?:(?:"?[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?:\'s|n\'t)?(?:[.,;:!?]"?|"[.,;:!?]?)?|"?[.,;:!?]|")'
+                   r'(?:[ \t]+|$))*')
+_FAST_NT_OK = re.compile(r"(?:^|[ \t\"])[a-z]*[a-mo-z]n't")
 _DIGIT_SPACE_DIGIT = re.compile(r"[0-9][ \t]+[0-9]")
 _ASSIMILATIONS = {"cannot": 3, "gonna": 2, "gotta": 2, "lemme": 2, "gimme": 2, "wanna": 2}
 _DOT_WORDS = None
@@ -462,7 +469,7 @@ def _dot_words() -> frozenset[str]:
     return _DOT_WORDS
 
 
-_DROP_PUNCT = str.maketrans({".": " ", ",": " "})
+_DROP_PUNCT = str.maketrans({ch: " " for ch in '.,;:!?"'})
 
 
 def _fast_line(text: str) -> str | None:
@@ -477,7 +484,7 @@ def _fast_line(text: str) -> str | None:
         dot_words = _dot_words()
         end = low.find(".")
         while end != -1:
-            start = max(low.rfind(" ", 0, end), low.rfind("\t", 0, end)) + 1
+            start = max(low.rfind(" ", 0, end), low.rfind("\t", 0, end), low.rfind('"', 0, end)) + 1
             if start < end and low[start:end] in dot_words:
                 return None
             end = low.find(".", end + 1)
@@ -487,7 +494,8 @@ def _fast_line(text: str) -> str | None:
         if "n't" in low and low.count("n't") != len(_FAST_NT_OK.findall(low)):
             return None
         low = low.replace("n't", " n't").replace("'s", " 's")
-    # In a fast caption periods and commas only end a word or stand alone: dropping them is the toolkit's filter.
+    # In a fast caption the punctuation only ends or opens a word or stands alone: dropping it is the toolkit's
+    # filter.
     return " ".join(low.translate(_DROP_PUNCT).split())
 
 
