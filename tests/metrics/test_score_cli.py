@@ -1,6 +1,7 @@
 """`fsgr score` and `fsgr.metrics.score` on good and bad input."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -170,19 +171,28 @@ def test_cli_subprocess(files):
 def test_score_leaves_without_the_interpreters_teardown(files):
     """The console script's `run()`: `fsgr score` (and compare) runs without the garbage collector and the process
     ends once stdout and stderr are flushed (an atexit handler does not run), with main()'s exit code and all of
-    its output; other verbs exit normally."""
+    its output; other verbs exit normally. `fsgr score` runs numpy's OpenBLAS without its worker threads (they would
+    busy-wait on the other core), unless the user set their number."""
     tmp, refs, preds, _, _ = files
-    code = ("import atexit, gc, sys; atexit.register(print, 'TEARDOWN'); import fsgr.commands.score as verb; "
-            "scores = verb.main; verb.main = lambda args: print('collector on:', gc.isenabled()) or scores(args); "
-            "from fsgr.cli import run; run()")
+    code = ("import atexit, gc, os, sys; atexit.register(print, 'TEARDOWN'); import fsgr.commands.score as verb; "
+            "scores = verb.main; verb.main = lambda args: print('collector on:', gc.isenabled()) or scores(args) or "
+            "print('threads:', len(os.listdir('/proc/self/task')) if os.path.isdir('/proc/self/task') else 1, "
+            "os.environ.get('OPENBLAS_NUM_THREADS')); from fsgr.cli import run; run()")
 
-    def fsgr(*argv):
-        return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    def fsgr(*argv, blas_threads=None):
+        # (OpenBLAS also reads OMP_NUM_THREADS, which the test session sets)
+        env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+        env.update({} if blas_threads is None else {"OPENBLAS_NUM_THREADS": blas_threads})
+        return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120,
+                              env=env)
 
     good = fsgr("score", "--refs", refs, "--preds", preds, "--metrics", "bleu", "--json", str(tmp / "fast.json"))
     assert good.returncode == 0 and "BLEU-4" in good.stdout and "signature: fsgr:" in good.stdout
     assert "TEARDOWN" not in good.stdout and json.loads((tmp / "fast.json").read_text())["BLEU-4"] > 0
     assert "collector on: False" in good.stdout
+    assert "threads: 1 1" in good.stdout  # (numpy was imported: no OpenBLAS thread beside the main one)
+    chosen = fsgr("score", "--refs", refs, "--preds", preds, "--metrics", "bleu", blas_threads="2")
+    assert chosen.returncode == 0 and chosen.stdout.rstrip().endswith(" 2")
     bad = fsgr("score", "--refs", refs, "--preds", str(tmp / "nope.json"))
     assert bad.returncode == 2 and "nope.json" in bad.stderr and "TEARDOWN" not in bad.stdout
     no_verb = fsgr()  # (prints the help, exit 2, through the ordinary exit)
