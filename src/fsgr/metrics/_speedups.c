@@ -576,24 +576,28 @@ static PyObject *plain_captions(PyObject *self, PyObject *args) {
         if (!PyUnicode_IS_ASCII(caption)) goto set;
         const unsigned char *b = PyUnicode_1BYTE_DATA(caption);
         Py_ssize_t len = PyUnicode_GET_LENGTH(caption);
-        unsigned char before = newline;  /* a caption is a line: as if after a newline, before one */
-        for (Py_ssize_t c = 0; c <= len; c++) {
-            unsigned char cls = c < len ? byte_class[b[c]] : newline;
-            if (bad_pair[(before << 3) | cls]) goto set;
-            before = cls;
-        }
         if (len > low_size) {
             unsigned char *grown = realloc(low, (size_t)len);
             if (!grown) { PyErr_NoMemory(); Py_CLEAR(out); goto done_low; }
             low = grown; low_size = len;
         }
-        for (Py_ssize_t c = 0; c < len; c++) low[c] = byte_class[b[c]] == letter ? (b[c] | 0x20) : b[c];
+        /* one pass: the pair check, the lower-cased copy and its commas */
+        unsigned char before = newline;  /* a caption is a line: as if after a newline, before one */
+        Py_ssize_t commas = 0;
+        for (Py_ssize_t c = 0; c < len; c++) {
+            unsigned char cls = byte_class[b[c]];
+            if (bad_pair[(before << 3) | cls]) goto set;
+            before = cls;
+            low[c] = cls == letter ? (b[c] | 0x20) : b[c];
+            commas += low[c] == ',';
+        }
+        if (bad_pair[(before << 3) | newline]) goto set;
         for (Py_ssize_t c = 0; c < len; c++) {
             if (!starts_assimilation[low[c]]) continue;
             for (Py_ssize_t j = 0; j < n_assim; j++) {
-                PyObject *sub = PyTuple_GET_ITEM(assimilations, j);
-                Py_ssize_t m = PyBytes_GET_SIZE(sub);
-                if (c + m <= len && memcmp(low + c, PyBytes_AS_STRING(sub), (size_t)m) == 0) goto set;
+                const char *sub = PyBytes_AS_STRING(PyTuple_GET_ITEM(assimilations, j));
+                Py_ssize_t m = PyBytes_GET_SIZE(PyTuple_GET_ITEM(assimilations, j));
+                if (sub[0] == (char)low[c] && c + m <= len && memcmp(low + c, sub, (size_t)m) == 0) goto set;
             }
         }
         Py_ssize_t end = len;
@@ -610,9 +614,7 @@ static PyObject *plain_captions(PyObject *self, PyObject *args) {
                 if (lo < n_dots && dot_words[lo] == packed) goto set;
             }
         }
-        Py_ssize_t kept = 0;
-        for (Py_ssize_t c = 0; c < end; c++) if (low[c] != ',') kept++;
-        line = PyUnicode_New(kept, 127);
+        line = PyUnicode_New(end - commas, 127);  /* (a final period is no comma) */
         if (!line) { Py_CLEAR(out); goto done_low; }
         unsigned char *dst = PyUnicode_1BYTE_DATA(line);
         for (Py_ssize_t c = 0; c < end; c++) if (low[c] != ',') *dst++ = low[c];
