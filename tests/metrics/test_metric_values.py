@@ -80,6 +80,17 @@ def test_synthetic_edge_cases_equal_toolkit():
     assert corpus_rouge_l(ref_tok, cand_tok)[1][0] == 0
 
 
+def test_length_penalty_is_the_toolkits_pow():
+    """CIDEr-D's Gaussian length penalty to the last bit as the toolkit computes it: `np.e ** x` on Python floats
+    (the C library's pow; numpy's vectorised power differs from it for some exponents on some CPUs)."""
+    from fsgr.metrics.cider import SIGMA, length_penalty
+
+    deltas = np.arange(-80, 81)
+    toolkit_penalty = [np.e ** (-(float(d) ** 2) / (2 * SIGMA ** 2)) for d in deltas.tolist()]
+    assert length_penalty(deltas, np.zeros_like(deltas)).tolist() == toolkit_penalty
+    assert length_penalty(np.zeros(0, np.int64), np.zeros(0, np.int64)).shape == (0,)
+
+
 def test_single_image_single_reference():
     check_equal([["a dog runs on the grass"]], ["a dog runs"])
     check_equal([["a dog runs on the grass", "a dog"]], ["a cat sleeps"])

@@ -636,7 +636,7 @@ done:
  * operations in the same order, so the same floats). `orders`: per order a tuple of the int64 arrays (group_key,
  * ref_sentence, ref_count, ref_ngram, group_start, cand_key, cand_count, cand_group); `log_counts` [I + 1]:
  * numpy's log of max(1, c) for c = 0..I (numpy's log and libm's differ in the last bit now and then: numpy's are
- * the toolkit's); `penalty` [R]: each reference's Gaussian length penalty (numpy's power, for the same reason). */
+ * the toolkit's); `penalty` [R]: each reference's Gaussian length penalty (`length_penalty`: the toolkit's pow). */
 static PyObject *cider_d(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *orders, *offsets;
