@@ -78,15 +78,22 @@ def _classes(ascii_only: bool = False) -> dict[str, str]:
 # case-sensitive, as in JFlex. Alternatives are ordered longest-first where Python's leftmost-first matching would
 # otherwise stop short of JFlex's longest match.
 
+_MACRO = re.compile(r"\{([A-Z][A-Z0-9]*)\}")
+
+
+def _expand(pattern: str, macros: dict[str, str]) -> str:
+    """`pattern` with each `{NAME}` of a defined macro replaced by `(?:its expansion)` (expansions hold none)."""
+    return _MACRO.sub(lambda ref: "(?:" + macros[ref[1]] + ")" if ref[1] in macros else ref[0], pattern)
+
+
 def _macros(ascii_only: bool = False) -> dict[str, str]:
     """The macros; `ascii_only` leaves the non-ASCII members out of the big Unicode classes (see `_get_rules`)."""
     c = _classes(ascii_only)
     m: dict[str, str] = {}
 
     def d(name, pattern):
-        for key, val in m.items():
-            pattern = pattern.replace("{" + key + "}", "(?:" + val + ")")
-        if re.search(r"\{[A-Z][A-Z0-9]*\}", pattern):
+        pattern = _expand(pattern, m)
+        if _MACRO.search(pattern):
             raise AssertionError(f"unexpanded macro in {name}: {pattern}")
         m[name] = pattern
 
@@ -259,9 +266,7 @@ def _rules(ascii_only: bool):
     m = _macros(ascii_only)
 
     def x(p):
-        for key, val in m.items():
-            p = p.replace("{" + key + "}", "(?:" + val + ")")
-        return p
+        return _expand(p, m)
 
     ident = ("emit", None)
     rules = [
