@@ -233,6 +233,22 @@ def test_ascii_rules_lex_ascii_text_like_the_full_rules(monkeypatch):
     assert [T._lex(c, len(c)) for c in captions] == ascii_tokens
 
 
+def test_ascii_only_patterns_match_ascii_text_as_the_originals():
+    """`_ascii_only` (what the ASCII rules are compiled from) keeps every match on ASCII text: each pattern against
+    every ASCII string of one or two characters; the ASCII rules hold no non-ASCII character."""
+    patterns = ["[a\u00e9-\u00ff]", "[^ \u00a0]", "[\u00a0-\u00ff]?x", "x\u00ad*y", "[^\u00a0\u2000]",
+                "[ -\u00ff]", "a|\u2028|b", "[\\-\u00a0\\]]", "[\u00bc\u00bd]", "[-\u2010_]+", "\\.[\u00a0 ]?"]
+    chars = [chr(c) for c in range(128)]
+    texts = chars + [a + b for a in chars for b in chars]
+    for pattern in patterns:
+        original, cut = re.compile(pattern), re.compile(T._ascii_only(pattern))
+        assert not any(ord(ch) > 127 for ch in cut.pattern), pattern
+        assert [bool(original.fullmatch(t)) for t in texts] == [bool(cut.fullmatch(t)) for t in texts], pattern
+    assert all(p.pattern.isascii() for p, _, _ in T._get_rules(ascii_only=True))
+    with pytest.raises(AssertionError, match="escape"):
+        T._ascii_only("[\\u00e9]")
+
+
 @pytest.mark.skipif(speedups.compiled is None, reason=f"not built: {speedups.missing}")
 def test_compiled_plain_path_equals_the_numpy_one(flickr, monkeypatch):
     every = [detokenize(c) for n in flickr for c in flickr[n]] + [T._clean(c) for c in all_cases()]
