@@ -38,7 +38,7 @@ PUNCTUATIONS = frozenset(["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB
 
 # Java line terminators that the toolkit does not replace (they would split a caption in two): spaces for us.
 _EXTRA_NEWLINE_CHARS = "\r\u2028\u2029\u000b\u000c\u0085"
-_EXTRA_NEWLINES = re.compile(f"[{_EXTRA_NEWLINE_CHARS}]")
+_EXTRA_NEWLINES = str.maketrans(dict.fromkeys(_EXTRA_NEWLINE_CHARS, " "))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -260,10 +260,12 @@ def _macros(ascii_only: bool = False) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------------------------
 # Token transforms (the rule actions)
 
-_LEFT_SINGLE = re.compile("[\u0091\u2018\u201b\u2039]")
-_RIGHT_SINGLE = re.compile("[\u0092\u2019\u203a]")
-_LEFT_DOUBLE = re.compile("[\u0093\u201c\u00ab]")
-_RIGHT_DOUBLE = re.compile("[\u0094\u201d\u00bb]")
+# the Unicode quotes in LaTeX form: left single, right single, left double, right double (a translate table: these
+# few characters are no reason to compile regular expressions at import)
+_UNICODE_QUOTES = str.maketrans({**dict.fromkeys("\u0091\u2018\u201b\u2039", "`"),
+                                 **dict.fromkeys("\u0092\u2019\u203a", "'"),
+                                 **dict.fromkeys("\u0093\u201c\u00ab", "``"),
+                                 **dict.fromkeys("\u0094\u201d\u00bb", "''")})
 _APOS_ENT = re.compile("&apos;|'")
 _QUOT_ENT = re.compile("\"|&quot;")
 
@@ -275,10 +277,7 @@ def _latex_quotes(tok: str, probably_left: bool) -> str:
     else:
         tok = _APOS_ENT.sub("'", tok)
         tok = _QUOT_ENT.sub("''", tok)
-    tok = _LEFT_SINGLE.sub("`", tok)
-    tok = _RIGHT_SINGLE.sub("'", tok)
-    tok = _LEFT_DOUBLE.sub("``", tok)
-    return _RIGHT_DOUBLE.sub("''", tok)
+    return tok.translate(_UNICODE_QUOTES)
 
 
 def _no_soft_hyphens(tok: str) -> str:
@@ -490,14 +489,14 @@ def _lex(text: str, stop: int) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------
 # Fast path for the common caption: ASCII words (hyphenated, with digits, with a lower-case 's or n't), commas and
 # periods followed by white space or the end, and the punctuation the toolkit drops anyway: a double quote before or
-# after a word or on its own, one of ; : ! ? right after a word or a quote or on its own. Every rule that can match there gives
-# just these tokens, except the cases sent to the full lexer below (assimilations, abbreviations and single letters
-# before a period, n't after an n or a non-letter, numbers on both sides of a space: fractions and phone numbers).
-# Why the new punctuation is safe: a double quote is a token of its own under every rule (no rule but DBLQUOT starts
-# with it or runs across it) and both of its forms (`` and '') are dropped; ; : ! ? after a word and before white
-# space or a quote cannot continue the word (WORD needs a letter after ! or ?, EMAIL an @, the URLs a dot or //), nor
-# start a smiley (that needs a mouth character next), and are single tokens the toolkit drops. A period is never
-# followed by ; or : here (`word.;` is one token, "word."). Checked against the jar.
+# after a word or on its own, one of ; : ! ? right after a word or a quote or on its own. Every rule that can match
+# there gives just these tokens, except the cases sent to the full lexer below (assimilations, abbreviations and
+# single letters before a period, n't after an n or a non-letter, numbers on both sides of a space: fractions and
+# phone numbers). Why the dropped punctuation is safe: a double quote is a token of its own under every rule (no rule but
+# DBLQUOT starts with it or runs across it) and both of its forms (`` and '') are dropped; ; : ! ? after a word and
+# before white space or a quote cannot continue the word (WORD needs a letter after ! or ?, EMAIL an @, the URLs a dot
+# or //), nor start a smiley (that needs a mouth character next), and are single tokens the toolkit drops. A period is
+# never followed by ; or : here (`word.;` is one token, "word."). Checked against the jar.
 
 _FAST = re.compile(r'[ \t]*(?:(?:"?[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?:\'s|n\'t)?(?:[.,;:!?]"?|"[.,;:!?]?)?|"?[.,;:!?]|")'
                    r'(?:[ \t]+|$))*')
@@ -674,7 +673,7 @@ def _finish(tokens: list[str]) -> str:
 def _clean(text: str) -> str:
     if not isinstance(text, str):
         raise TypeError(f"captions must be str, got {type(text).__name__}")
-    return _EXTRA_NEWLINES.sub(" ", text.replace("\n", " "))
+    return text.replace("\n", " ").translate(_EXTRA_NEWLINES)
 
 
 def _clean_all(texts: list[str]) -> list[str]:
