@@ -498,8 +498,8 @@ def _lex(text: str, stop: int) -> list[str]:
 # or //), nor start a smiley (that needs a mouth character next), and are single tokens the toolkit drops. A period is
 # never followed by ; or : here (`word.;` is one token, "word."). Checked against the jar.
 
-_FAST = re.compile(r'[ \t]*(?:(?:"?[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?:\'s|n\'t)?(?:[.,;:!?]"?|"[.,;:!?]?)?|"?[.,;:!?]|")'
-                   r'(?:[ \t]+|$))*')
+_FAST = re.compile(r'[ \t]*(?:(?:"?[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?:\'s|n\'t)?(?:[.,;:!?]"?|"[.,;:!?]?)?'
+                   r'|"?[.,;:!?]|")(?:[ \t]+|$))*')
 _FAST_NT_OK = re.compile(r"(?:^|[ \t\"])[a-z]*[a-mo-z]n't")
 _DIGIT_SPACE_DIGIT = re.compile(r"[0-9][ \t]+[0-9]")
 _ASSIMILATIONS = {"cannot": 3, "gonna": 2, "gotta": 2, "lemme": 2, "gimme": 2, "wanna": 2}
