@@ -492,11 +492,11 @@ def _lex(text: str, stop: int) -> list[str]:
 # after a word or on its own, one of ; : ! ? right after a word or a quote or on its own. Every rule that can match
 # there gives just these tokens, except the cases sent to the full lexer below (assimilations, abbreviations and
 # single letters before a period, n't after an n or a non-letter, numbers on both sides of a space: fractions and
-# phone numbers). Why the dropped punctuation is safe: a double quote is a token of its own under every rule (no rule but
-# DBLQUOT starts with it or runs across it) and both of its forms (`` and '') are dropped; ; : ! ? after a word and
-# before white space or a quote cannot continue the word (WORD needs a letter after ! or ?, EMAIL an @, the URLs a dot
-# or //), nor start a smiley (that needs a mouth character next), and are single tokens the toolkit drops. A period is
-# never followed by ; or : here (`word.;` is one token, "word."). Checked against the jar.
+# phone numbers). Why the dropped punctuation is safe: a double quote is a token of its own under every rule (no rule
+# but DBLQUOT starts with it or runs across it) and both of its forms (`` and '') are dropped; ; : ! ? after a word
+# and before white space or a quote cannot continue the word (WORD needs a letter after ! or ?, EMAIL an @, the URLs a
+# dot or //), nor start a smiley (that needs a mouth character next), and are single tokens the toolkit drops. A
+# period is never followed by ; or : here (`word.;` is one token, "word."). Checked against the jar.
 
 _FAST = re.compile(r'[ \t]*(?:(?:"?[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?:\'s|n\'t)?(?:[.,;:!?]"?|"[.,;:!?]?)?'
                    r'|"?[.,;:!?]|")(?:[ \t]+|$))*')
