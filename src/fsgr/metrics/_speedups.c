@@ -5,15 +5,16 @@
  *   The n-gram table of one evaluation (`fsgr.metrics.ngrams.encode_corpus`) for ASCII text: the same n-grams,
  *   counts, groups and matches as the numpy table, found with hash tables and direct indexing instead of sorts. Its
  *   layout differs in two ways that no metric reads: n-gram ids are given in order of first occurrence (not sorted),
- *   and within an image the groups come in order of first occurrence.
+ *   and within an image the groups come in order of first occurrence. (The candidates' n-grams and `ref_order` are
+ *   in the same order in both: the toolkit's, in which CIDEr-D adds.)
  *   text          ASCII bytes: every sentence, references first (grouped by image), then one candidate per image
  *   char_lengths  int64 buffer [S]: characters of each sentence in `text`
  *   n_refs        int64 buffer [I]: references per image
  *   n             the highest n-gram order
  *   Words are what str.split() gives (ASCII white space: \t \n \v \f \r, \x1c-\x1f and the space). The int64
  *   arrays come back as bytearrays: words [W] (the word id of every word, in order), lengths [S] (words per
- *   sentence), and per order the nine arrays of `OrderCounts` (ref_sentence, ref_count, ref_ngram, group_key,
- *   group_start, group_max, cand_key, cand_count, cand_group) as (block, offsets, counts): array j is
+ *   sentence), and per order the ten arrays of `OrderCounts` (ref_sentence, ref_count, ref_ngram, group_key,
+ *   group_start, group_max, cand_key, cand_count, cand_group, ref_order) as (block, offsets, counts): array j is
  *   block[offsets[j]:offsets[j] + counts[j]] (in int64 elements); odd_spacing is one byte per sentence, 1 where its
  *   split(" ") (ROUGE-L's tokens) differs from split(). The ids of order k + 1 are offsets[k]..offsets[k + 1] - 1;
  *   a key is image << id_bits | id.
@@ -40,7 +41,7 @@
 #define FSGR_THREADS 0
 #endif
 
-#define N_ARRAYS 9
+#define N_ARRAYS 10
 
 /* Fresh memory costs a page fault per 4 KiB page at first touch, and on a virtual machine a fault costs several
  * microseconds: without huge pages the faults of one scoring run (~20,000) took longer than its work. So the big
@@ -229,9 +230,10 @@ static Local *local_entry(Local *table, size_t mask, int shift, int32_t id) {
 /* The n-grams of order k in sentence s (0 where it is shorter). */
 static Py_ssize_t ngrams_in(const int64_t *lengths, Py_ssize_t s, int k) { return lengths[s] >= k ? lengths[s] - k + 1 : 0; }
 
-enum { REF_SENTENCE, REF_COUNT, REF_NGRAM, GROUP_KEY, GROUP_START, GROUP_MAX, CAND_KEY, CAND_COUNT, CAND_GROUP };
+enum { REF_SENTENCE, REF_COUNT, REF_NGRAM, GROUP_KEY, GROUP_START, GROUP_MAX, CAND_KEY, CAND_COUNT, CAND_GROUP,
+       REF_ORDER };
 
-/* One order's nine arrays (see OrderCounts in ngrams.py), each at its largest, in one block (one allocation's huge
+/* One order's ten arrays (see OrderCounts in ngrams.py), each at its largest, in one block (one allocation's huge
  * pages; the unused tails are never touched, so never given memory): `offset` where each starts, `used` its length
  * once filled. */
 typedef struct { Array block; Py_ssize_t offset[N_ARRAYS], used[N_ARRAYS]; } OrderTable;
@@ -244,7 +246,7 @@ static int order_alloc(OrderTable *t, const int64_t *lengths, Py_ssize_t n_ref_s
         if (s < n_ref_sentences) ref_ngrams += ngrams_in(lengths, s, k); else cand_ngrams += ngrams_in(lengths, s, k);
     }
     Py_ssize_t sizes[N_ARRAYS] = {ref_ngrams, ref_ngrams, ref_ngrams, ref_ngrams, ref_ngrams + 1, ref_ngrams,
-                                  cand_ngrams, cand_ngrams, cand_ngrams};
+                                  cand_ngrams, cand_ngrams, cand_ngrams, ref_ngrams};
     Py_ssize_t total = 0;
     for (int j = 0; j < N_ARRAYS; j++) { t->offset[j] = total; total += sizes[j]; }
     return array_new(&t->block, total);
@@ -271,7 +273,8 @@ static void count_order(const Corpus *corpus, int k, OrderTable *t, Work *w) {
     int64_t *ref_sentence = a[REF_SENTENCE], *ref_count = a[REF_COUNT], *ref_ngram = a[REF_NGRAM];
     int64_t *group_key = a[GROUP_KEY], *group_start = a[GROUP_START], *group_max = a[GROUP_MAX];
     int64_t *cand_key = a[CAND_KEY], *cand_count = a[CAND_COUNT], *cand_group = a[CAND_GROUP];
-    Py_ssize_t n_groups = 0, n_rows = 0, n_cands = 0, ref = 0;
+    int64_t *ref_order = a[REF_ORDER];
+    Py_ssize_t n_groups = 0, n_rows = 0, n_cands = 0, ref = 0, n_ordered = 0;
     for (Py_ssize_t image = 0; image < n_images; image++) {
         Py_ssize_t first_ref = ref, end_ref = ref + n_refs[image], first_group = n_groups;
         Py_ssize_t c = n_ref_sentences + image, here = ngrams_in(lengths, c, k);
@@ -301,7 +304,8 @@ static void count_order(const Corpus *corpus, int k, OrderTable *t, Work *w) {
             groups[g].last_ref = -1;
             group_max[g] = 0;
         }
-        /* the rows: one per (group, reference), a group's references in order */
+        /* the rows: one per (group, reference), a group's references in order; `ref_order` lists them as they are
+         * made, reference by reference, each one's n-grams as they first occur in it (the toolkit's order) */
         for (Py_ssize_t r = first_ref; r < end_ref; r++)
             for (int64_t p = word_start[r]; p <= word_start[r] + lengths[r] - k; p++) {
                 int32_t gi = local_entry(w->local, mask, shift, level[p])->group;
@@ -310,6 +314,7 @@ static void count_order(const Corpus *corpus, int k, OrderTable *t, Work *w) {
                     int64_t row = group_start[gi] + g->rows++;
                     g->last_ref = (int32_t)r; g->last_row = row;
                     ref_sentence[row] = r; ref_ngram[row] = level[p]; ref_count[row] = 0;
+                    ref_order[n_ordered++] = row;
                 }
                 int64_t count = ++ref_count[g->last_row];
                 if (count > group_max[gi]) group_max[gi] = count;
@@ -329,7 +334,8 @@ static void count_order(const Corpus *corpus, int k, OrderTable *t, Work *w) {
         ref = end_ref;
     }
     group_start[n_groups] = n_rows;
-    Py_ssize_t used[N_ARRAYS] = {n_rows, n_rows, n_rows, n_groups, n_groups + 1, n_groups, n_cands, n_cands, n_cands};
+    Py_ssize_t used[N_ARRAYS] = {n_rows, n_rows, n_rows, n_groups, n_groups + 1, n_groups, n_cands, n_cands, n_cands,
+                                 n_rows};
     memcpy(t->used, used, sizeof used);
 }
 
@@ -634,7 +640,7 @@ done:
 /* cider_d(orders, offsets, id_bits, log_counts, penalty, n_refs) -> bytearray of float64 [I]: each image's CIDEr-D
  * from the n-gram table (`fsgr.metrics.cider.corpus_cider_d`, whose numpy version is the reference: the same
  * operations in the same order, so the same floats). `orders`: per order a tuple of the int64 arrays (group_key,
- * ref_sentence, ref_count, ref_ngram, group_start, cand_key, cand_count, cand_group); `log_counts` [I + 1]:
+ * ref_sentence, ref_count, ref_ngram, group_start, cand_key, cand_count, cand_group, ref_order); `log_counts` [I + 1]:
  * numpy's log of max(1, c) for c = 0..I (numpy's log and libm's differ in the last bit now and then: numpy's are
  * the toolkit's); `penalty` [R]: each reference's Gaussian length penalty (`length_penalty`: the toolkit's pow). */
 static PyObject *cider_d(PyObject *self, PyObject *args) {
@@ -651,7 +657,7 @@ static PyObject *cider_d(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     double *val = NULL, *ref_sq = NULL, *cand_sq = NULL, *log_df = NULL, *ref_w = NULL, *summed = NULL;
     int64_t *ref_image = NULL, *df = NULL;
-    Py_buffer b[8];
+    Py_buffer b[9];
     int held = 0;
     Array out = {0};
     Py_ssize_t total_refs = 0;
@@ -671,13 +677,18 @@ static PyObject *cider_d(PyObject *self, PyObject *args) {
     const double log_images = log_of[n_images];
     const int64_t mask = ((int64_t)1 << id_bits) - 1;
     for (Py_ssize_t k = 0; k < n; k++) {
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(orders, k), "y*y*y*y*y*y*y*y*", &b[0], &b[1], &b[2], &b[3], &b[4],
-                              &b[5], &b[6], &b[7]))
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(orders, k), "y*y*y*y*y*y*y*y*y*", &b[0], &b[1], &b[2], &b[3], &b[4],
+                              &b[5], &b[6], &b[7], &b[8]))
             goto done;
         held = 1;
         const int64_t *group_key = b[0].buf, *ref_sentence = b[1].buf, *ref_count = b[2].buf, *ref_ngram = b[3].buf;
         const int64_t *group_start = b[4].buf, *cand_key = b[5].buf, *cand_count = b[6].buf, *cand_group = b[7].buf;
+        const int64_t *ref_order = b[8].buf;
         Py_ssize_t n_groups = b[0].len / 8, n_rows = b[1].len / 8, n_cands = b[5].len / 8;
+        if (b[8].len / 8 != n_rows) {
+            PyErr_SetString(PyExc_ValueError, "cider_d: ref_order does not list every row");
+            goto done;
+        }
         int64_t first = PyLong_AsLongLong(PyList_GET_ITEM(offsets, k));
         int64_t width = PyLong_AsLongLong(PyList_GET_ITEM(offsets, k + 1)) - first;
         if (PyErr_Occurred()) goto done;
@@ -692,8 +703,10 @@ static PyObject *cider_d(PyObject *self, PyObject *args) {
         memset(df, 0, ((size_t)width + 1) * sizeof(int64_t));
         for (Py_ssize_t g = 0; g < n_groups; g++) df[(group_key[g] & mask) - first]++;
         for (int64_t t = 0; t < width; t++) log_df[t] = log_of[df[t]];
-        for (Py_ssize_t row = 0; row < n_rows; row++) {
+        for (Py_ssize_t row = 0; row < n_rows; row++)
             ref_w[row] = (double)ref_count[row] * (log_images - log_df[ref_ngram[row] - first]);
+        for (Py_ssize_t j = 0; j < n_rows; j++) {  /* (each reference's norm summed in the toolkit's order) */
+            int64_t row = ref_order[j];
             ref_sq[ref_sentence[row] * n + k] += ref_w[row] * ref_w[row];
         }
         for (Py_ssize_t c = 0; c < n_cands; c++) {  /* (an n-gram no reference holds has df 0: weight log #images) */
@@ -705,7 +718,7 @@ static PyObject *cider_d(PyObject *self, PyObject *args) {
                 val[ref_sentence[row] * n + k] += (w < vr ? w : vr) * vr;
             }
         }
-        for (int j = 0; j < 8; j++) PyBuffer_Release(&b[j]);
+        for (int j = 0; j < 9; j++) PyBuffer_Release(&b[j]);
         held = 0;
     }
     /* divided by both norms where neither is 0, times the length penalty; summed per image and order, the orders'
@@ -728,7 +741,7 @@ static PyObject *cider_d(PyObject *self, PyObject *args) {
     result = out.obj;
     out.obj = NULL;
 done:
-    if (held) for (int j = 0; j < 8; j++) PyBuffer_Release(&b[j]);
+    if (held) for (int j = 0; j < 9; j++) PyBuffer_Release(&b[j]);
     Py_XDECREF(out.obj);
     free(val); free(ref_sq); free(cand_sq); free(summed); free(log_df); free(ref_w); free(ref_image); free(df);
     PyBuffer_Release(&log_counts); PyBuffer_Release(&penalties); PyBuffer_Release(&n_refs);

@@ -107,7 +107,7 @@ def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA
     if speedups.compiled is not None:  # the same operations in C, in the same order (numpy's log and power)
         arrays = [tuple(np.ascontiguousarray(a, dtype=np.int64) for a in (
             o.group_key, o.ref_sentence, o.ref_count, o.ref_ngram, o.group_start, o.cand_key, o.cand_count,
-            o.cand_group)) for o in rows.orders[:n]]
+            o.cand_group, o.ref_order)) for o in rows.orders[:n]]
         log_counts = np.log(np.maximum(np.arange(n_images + 1, dtype=np.float64), 1.0))
         penalty = length_penalty(bigram_lengths(rows.cand_lengths)[rows.ref_image], bigram_lengths(rows.ref_lengths),
                                  sigma)
@@ -129,7 +129,9 @@ def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA
         cand_image, cand_ngram = order.cand_key >> id_bits, order.cand_key & ((1 << id_bits) - 1)
         # (a candidate n-gram that no reference holds has df 0: the toolkit's defaultdict)
         cand_w = order.cand_count * (log_images - log_df[cand_ngram - first])
-        ref_norm_sq[:, k] = np.bincount(order.ref_sentence, weights=ref_w * ref_w, minlength=n_ref_sent)
+        # (bincount adds in array order: each reference's norm in the toolkit's order, and so each product below)
+        ref_norm_sq[:, k] = np.bincount(order.ref_sentence[order.ref_order], weights=(ref_w * ref_w)[order.ref_order],
+                                        minlength=n_ref_sent)
         cand_norm_sq[:, k] = np.bincount(cand_image, weights=cand_w * cand_w, minlength=n_images)
         # each candidate n-gram against the rows of its group: the references of its image that hold it
         found = np.flatnonzero(order.cand_group >= 0)

@@ -65,6 +65,14 @@ def count_runs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sorted_key[starts], np.diff(starts, append=len(sorted_key))
 
 
+def count_runs_first(key: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`count_runs` plus the first `position` of each distinct value (`position` increasing along `key`)."""
+    by_key = np.argsort(key, kind="stable")  # (stable: a run's first element is its first position)
+    sorted_key = key[by_key]
+    starts = np.flatnonzero(_first_of_runs(sorted_key))
+    return sorted_key[starts], np.diff(starts, append=len(sorted_key)), position[by_key[starts]]
+
+
 _BREAK = "\x00"  # between sentences, to split them all at once: not white space, so a word of its own
 _BREAK_ID = -2
 
@@ -227,7 +235,9 @@ class NgramVocab:
 @dataclass
 class OrderCounts:
     """The n-grams of one order in an evaluation: counted in each reference and in each candidate, and grouped by
-    (image, n-gram) over the image's references. A key is image << id_bits | n-gram id."""
+    (image, n-gram) over the image's references. A key is image << id_bits | n-gram id. The candidates' n-grams and
+    `ref_order` follow the toolkit's order (its `precook`'s: each sentence's n-grams as they first occur in it), in
+    which CIDEr-D adds up its norms and products, so that its sums are the toolkit's to the last bit."""
 
     ref_sentence: np.ndarray  # [G] int64: the reference sentence of each row (one n-gram in one reference)
     ref_count: np.ndarray  # [G] int64: its count there
@@ -235,9 +245,10 @@ class OrderCounts:
     group_key: np.ndarray  # [D] int64: each distinct (image, n-gram) of the references, grouped by image
     group_start: np.ndarray  # [D + 1] int64: its rows are group_start[d]..group_start[d + 1] - 1
     group_max: np.ndarray  # [D] int64: its highest count in one reference (BLEU's clipping)
-    cand_key: np.ndarray  # [C] int64: each distinct (image, n-gram) of the candidates, grouped by image
+    cand_key: np.ndarray  # [C] int64: each distinct (image, n-gram) of the candidates, by image, in the toolkit's order
     cand_count: np.ndarray  # [C] int64: its count in the candidate
     cand_group: np.ndarray  # [C] int64: the group with the same key, or -1 when no reference of the image has it
+    ref_order: np.ndarray  # [G] int64: the rows reference by reference, each in the toolkit's order
 
 
 @dataclass
@@ -318,18 +329,24 @@ def _numpy_table(sentences: list[str], n_refs: np.ndarray, n: int) -> CorpusRows
         cut = int(np.searchsorted(pos, n_ref_words))  # references' n-grams first, then the candidates'
         sentence = sentence_of_word[pos[:cut]]
         image = ref_image[sentence]
-        # one sort by (image, n-gram, reference): runs are the rows, runs of the high bits the (image, n-gram) groups
-        row_key, ref_count = count_runs((((image << id_bits) | ids[:cut]) << ref_bits) | (sentence - first_ref[image]))
+        # one sort by (image, n-gram, reference): runs are the rows, runs of the high bits the (image, n-gram) groups;
+        # a row's first position orders it as the toolkit meets it (positions run sentence by sentence)
+        row_key, ref_count, row_first = count_runs_first(
+            (((image << id_bits) | ids[:cut]) << ref_bits) | (sentence - first_ref[image]), pos[:cut])
         row_group = row_key >> ref_bits
         starts = np.flatnonzero(_first_of_runs(row_group))
         group_key = row_group[starts]
-        cand_key, cand_count = count_runs(((sentence_of_word[pos[cut:]] - n_ref) << id_bits) | ids[cut:])
+        cand_key, cand_count, cand_first = count_runs_first(
+            ((sentence_of_word[pos[cut:]] - n_ref) << id_bits) | ids[cut:], pos[cut:])
+        in_order = np.argsort(cand_first)
+        cand_key, cand_count = cand_key[in_order], cand_count[in_order]
         group, hit = find_sorted(group_key, cand_key)
         orders.append(OrderCounts(
             ref_sentence=first_ref[row_group >> id_bits] + (row_key & ref_mask), ref_count=ref_count,
             ref_ngram=row_group & id_mask, group_key=group_key, group_start=np.append(starts, len(row_key)),
             group_max=np.maximum.reduceat(ref_count, starts) if len(starts) else np.zeros(0, dtype=np.int64),
-            cand_key=cand_key, cand_count=cand_count, cand_group=np.where(hit, group, -1)))
+            cand_key=cand_key, cand_count=cand_count, cand_group=np.where(hit, group, -1),
+            ref_order=np.argsort(row_first)))
     return CorpusRows(orders=orders, ref_lengths=vocab.lengths[:n_ref], cand_lengths=vocab.lengths[n_ref:],
                       n_refs=n_refs, ref_image=ref_image, id_bits=id_bits, offsets=vocab.offsets,
                       words=vocab.words)
