@@ -104,7 +104,7 @@ def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA
     n_images = len(rows.n_refs)
     if n_images == 0:
         return 0.0, np.zeros(0)
-    if speedups.compiled is not None:  # the same operations in C, in the same order (numpy's log and power)
+    if speedups.compiled is not None:  # the same operations in C, in the same order (numpy's log, the toolkit's pow)
         arrays = [tuple(np.ascontiguousarray(a, dtype=np.int64) for a in (
             o.group_key, o.ref_sentence, o.ref_count, o.ref_ngram, o.group_start, o.cand_key, o.cand_count,
             o.cand_group, o.ref_order)) for o in rows.orders[:n]]
