@@ -21,8 +21,6 @@ COCO_NAME = re.compile(r"COCO_(train|val|test)(\d{4})_0*(\d+)$")
 SERVER_SPLITS = ("val2014", "test2014")
 
 
-
-
 def coco_split_and_id(path: str) -> tuple[str, int]:
     """("val2014" | "test2014" | ..., integer image id) from a COCO file name; DataError when it is none."""
     m = COCO_NAME.search(Path(path).stem)

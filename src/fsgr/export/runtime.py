@@ -96,4 +96,3 @@ class OnnxCaptioner(CaptionerBase):
         memory, memory_pos, map_ids = self.encoder.run(None, {"images": images.float().cpu().numpy()})
         return SimpleNamespace(memory=torch.from_numpy(memory), memory_pos=torch.from_numpy(memory_pos),
                                map_ids=torch.from_numpy(map_ids))
-

@@ -93,5 +93,3 @@ class CiderDReward:
                                 self.ref_row_start, pair_cand, pair_ref, cand_rows.id_limit, self.sigma, self.n)
         summed = np.bincount(pair_cand, weights=val.sum(axis=1), minlength=batch)
         return summed / self.n / pair_n * 10.0
-
-
