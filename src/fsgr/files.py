@@ -72,11 +72,12 @@ def why_not_writable(path: PathLike, folder: bool = False) -> Optional[str]:
 def existing_file(path: PathLike, what: str, error: type[FsgrError], missing: str) -> Path:
     """`path` as a Path when it is a file; else `error`, naming it: "PATH: is a directory, not WHAT" or
     "PATH: MISSING"."""
-    if Path(path).is_dir():
+    file = Path(path)
+    if file.is_dir():
         raise error(f"{path}: is a directory, not {what}")
-    if not Path(path).is_file():
+    if not file.is_file():
         raise error(f"{path}: {missing}")
-    return Path(path)
+    return file
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:

@@ -110,11 +110,7 @@ def _checked_refs(path: str, annotations: list) -> dict:
             not_text.append(image_id)
         elif not caption.strip():
             empty.append(image_id)
-        group = refs.get(image_id)
-        if group is None:
-            refs[image_id] = [caption]
-        else:
-            group.append(caption)
+        refs.setdefault(image_id, []).append(caption)
     if missing:
         raise DataError(f"{path}: annotations without 'image_id' and 'caption' fields: {format_ids(missing)}")
     if not_text:
