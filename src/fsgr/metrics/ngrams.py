@@ -251,6 +251,16 @@ class OrderCounts:
     ref_order: np.ndarray  # [G] int64: the rows reference by reference, each in the toolkit's order
 
 
+def reference_images(n_refs: np.ndarray) -> np.ndarray:
+    """[R] the image of each reference sentence, from the references per image [I] (grouped by image, in order)."""
+    return np.repeat(np.arange(len(n_refs), dtype=np.int64), n_refs)
+
+
+def first_references(n_refs: np.ndarray) -> np.ndarray:
+    """[I] the index of each image's first reference sentence (where its run of references starts)."""
+    return np.cumsum(n_refs) - n_refs
+
+
 @dataclass
 class CorpusRows:
     """The n-grams of one evaluation: references (grouped by image, in order) and one candidate per image."""
@@ -259,16 +269,20 @@ class CorpusRows:
     ref_lengths: np.ndarray  # [R] words per reference
     cand_lengths: np.ndarray  # [I] words per candidate
     n_refs: np.ndarray  # [I] references per image
-    ref_image: np.ndarray  # [R] image of each reference sentence
     id_bits: int  # every n-gram id is below 1 << id_bits
     offsets: list[int]  # the ids of order k + 1 are offsets[k]..offsets[k + 1] - 1
     words: np.ndarray  # [W] word ids of the references' words then the candidates', in order
     odd_spacing: np.ndarray | None = None  # [S] bool, references then candidates: split(" ") is not split()
 
     @property
+    def ref_image(self) -> np.ndarray:
+        """[R] the image of each reference sentence."""
+        return reference_images(self.n_refs)
+
+    @property
     def first_ref(self) -> np.ndarray:
         """[I] the index of each image's first reference sentence (where its run of references starts)."""
-        return np.cumsum(self.n_refs) - self.n_refs
+        return first_references(self.n_refs)
 
 
 def encode_corpus(refs: list[list[str]], cands: list[str], n: int = MAX_N, native: bool | None = None) -> CorpusRows:
@@ -302,8 +316,7 @@ def _native_table(text: str, sentences: list[str], n_refs: np.ndarray, n: int) -
     n_ref = int(n_refs.sum())
     return CorpusRows(
         orders=[OrderCounts(*_views(*order)) for order in orders],
-        ref_lengths=lengths[:n_ref], cand_lengths=lengths[n_ref:], n_refs=n_refs,
-        ref_image=np.repeat(np.arange(len(n_refs), dtype=np.int64), n_refs), id_bits=id_bits, offsets=offsets,
+        ref_lengths=lengths[:n_ref], cand_lengths=lengths[n_ref:], n_refs=n_refs, id_bits=id_bits, offsets=offsets,
         words=np.frombuffer(words, dtype=np.int64), odd_spacing=np.frombuffer(odd_spacing, dtype=bool))
 
 
@@ -315,8 +328,7 @@ def _views(block: bytearray, offsets: tuple[int, ...], counts: tuple[int, ...]) 
 def _numpy_table(sentences: list[str], n_refs: np.ndarray, n: int) -> CorpusRows:
     vocab = NgramVocab(sentences, n)
     n_images, n_ref = len(n_refs), int(n_refs.sum())
-    ref_image = np.repeat(np.arange(n_images, dtype=np.int64), n_refs)
-    first_ref = np.cumsum(n_refs) - n_refs
+    ref_image, first_ref = reference_images(n_refs), first_references(n_refs)
     sentence_of_word = np.repeat(np.arange(len(vocab.lengths), dtype=np.int64), vocab.lengths)
     n_ref_words = int(vocab.lengths[:n_ref].sum())
     id_bits = max(vocab.size, 1).bit_length()
@@ -348,5 +360,5 @@ def _numpy_table(sentences: list[str], n_refs: np.ndarray, n: int) -> CorpusRows
             cand_key=cand_key, cand_count=cand_count, cand_group=np.where(hit, group, -1),
             ref_order=np.argsort(row_first)))
     return CorpusRows(orders=orders, ref_lengths=vocab.lengths[:n_ref], cand_lengths=vocab.lengths[n_ref:],
-                      n_refs=n_refs, ref_image=ref_image, id_bits=id_bits, offsets=vocab.offsets,
+                      n_refs=n_refs, id_bits=id_bits, offsets=vocab.offsets,
                       words=vocab.words)

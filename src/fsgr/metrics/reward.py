@@ -20,7 +20,7 @@ import numpy as np
 
 from fsgr.errors import DataError, format_ids
 from fsgr.metrics.cider import SIGMA, bigram_lengths, document_frequency, norms, pair_similarities, ranges
-from fsgr.metrics.ngrams import MAX_N, NgramVocab
+from fsgr.metrics.ngrams import MAX_N, NgramVocab, first_references, reference_images
 from fsgr.metrics.tokenizer import ptb_tokenize
 
 
@@ -48,7 +48,7 @@ class CiderDReward:
 
         self.vocab = NgramVocab(sentences, n)
         rows = self.vocab.own_rows()
-        ref_image = np.repeat(np.arange(len(self.image_ids), dtype=np.int64), n_refs)
+        ref_image = reference_images(n_refs)
         document = ref_image[rows.sentence] if documents == "images" else rows.sentence
         self.df = document_frequency(document, rows.ngram, self.vocab.size)
         self.log_df = np.log(np.maximum(1.0, self.df))
@@ -60,7 +60,7 @@ class CiderDReward:
         self.ref_len_bigrams = bigram_lengths(rows.lengths)
         self.ref_row_start = np.searchsorted(rows.sentence, np.arange(len(sentences) + 1, dtype=np.int64))
         self.n_refs = n_refs
-        self.first_ref = np.concatenate(([0], np.cumsum(n_refs)[:-1])).astype(np.int64)
+        self.first_ref = first_references(n_refs)
 
     def __len__(self) -> int:
         return len(self.image_ids)
