@@ -1,6 +1,6 @@
 import pytest
 
-from fsgr.config import Config, load_config, save_config
+from fsgr.config import Config, apply_overrides, load_config, save_config
 from fsgr.errors import ConfigError
 
 
@@ -51,3 +51,24 @@ def test_packaged_configs_resolve_by_name_and_configs_dir_is_the_same_files():
 def test_unknown_config_name_lists_the_packaged_ones():
     with pytest.raises(ConfigError, match="packaged configs: .*fsgr_coco"):
         load_config("no_such_recipe")
+
+
+def test_apply_overrides_returns_a_new_dict_and_reads_values_as_yaml():
+    raw = {"train": {"lr": 1e-4, "adam_betas": [0.9, 0.98]}}
+    out = apply_overrides(raw, ["train.lr=3e-4", "train.adam_betas=[0.8, 0.9]", "run.name=", "data.vocab=null",
+                                "train.lr=0.0005"])
+    assert raw == {"train": {"lr": 1e-4, "adam_betas": [0.9, 0.98]}}           # the input is untouched
+    assert out["train"] == {"lr": 0.0005, "adam_betas": [0.8, 0.9]}              # in order: the last one wins
+    assert out["run"] == {"name": ""} and out["data"] == {"vocab": None}      # empty = "", null = None
+    # the same grammar as load_config's
+    cfg = load_config(None, ["run.name=", "data.vocab=null"])
+    assert cfg.run.name == "" and cfg.data.vocab is None
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("train.lr.x=1", "'lr' is a value"), ("=3", "key=value"), ("train.adam_betas=[0.9", "not a YAML value"),
+])
+def test_apply_overrides_refuses_in_one_line(override, needle):
+    with pytest.raises(ConfigError, match=needle) as info:
+        apply_overrides({"train": {"lr": 1.0}}, [override])
+    assert "\n" not in str(info.value)

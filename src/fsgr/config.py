@@ -8,6 +8,7 @@ A config is a YAML path or the name of one shipped in the package (`fsgr/configs
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -104,6 +105,26 @@ def resolve_config(path_or_name: str | Path) -> Path:
     raise ConfigError(f"{path}: config file not found (packaged configs: {', '.join(packaged_configs())})")
 
 
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of the nested config dict `raw` with `key=value` overrides applied in order; `raw` is left as it was.
+
+    The one override grammar of every verb: `key` is dotted (`train.lr`), `value` is read as YAML (`3e-4`, `[0.9,
+    0.98]`, `true`, `null` for None); an empty value (`run.name=`) is the empty string. Keys and types are checked when
+    the dict becomes a Config (`from_dict`)."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. train.max_steps=40")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {key}: {value!r} is not a YAML value: {' '.join(str(exc).split())}") from None
+        _set_dotted(raw, key, parsed)
+    return raw
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a YAML config (a path or a packaged name; the defaults when `path` is None) and apply `a.b=value`
     overrides in order."""
@@ -118,11 +139,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"{path}: nested too deeply to be a config") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected key=value, e.g. train.max_steps=40")
-        _set_dotted(raw, key.strip(), yaml.safe_load(value) if value.strip() else "")
+    raw = apply_overrides(raw, list(overrides))
     return from_dict(Config, raw)
 
 

@@ -65,7 +65,7 @@ def test_demo_model_sees_the_image(demo_run):
 def test_verbs_on_the_demo_checkpoint(demo_run, tmp_path):
     best = demo_run / "checkpoints" / "best.pt"
     ev = fsgr("evaluate", "--checkpoint", str(best), "--split", "test", "--beam", "2",
-              "--set", "eval.max_images=20", "--out", str(tmp_path / "preds.json"))
+              "eval.max_images=20", "--out", str(tmp_path / "preds.json"))
     report = json.loads(ev.stdout.strip().splitlines()[-1])
     assert report["num_images"] == 20 and report["CIDEr"] > 0
     assert len(json.loads((tmp_path / "preds.json").read_text())) == 20

@@ -160,6 +160,34 @@ def test_evaluate_verb_prints_and_writes_scores(trained, tmp_path, capsys):
     assert json.loads((tmp_path / "preds.json.scores.json").read_text())["CIDEr"] == report["CIDEr"]
 
 
+def test_evaluate_takes_positional_overrides_like_every_verb(trained, tmp_path, capsys):
+    best = str(trained[0] / "checkpoints" / "best.pt")
+    # the checkpoint as the first word or as --checkpoint; key=value anywhere after it
+    assert cli_main(["evaluate", best, "eval.max_images=2", "--split", "test", "--beam", "1", "eval.metrics=bleu"]) == 0
+    out, err = capsys.readouterr()
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["num_images"] == 2 and "BLEU-4" in report and "CIDEr" not in report and "deprecated" not in err
+    assert cli_main(["evaluate", "--checkpoint", best, "--split", "test", "eval.max_images=3", "--beam", "1"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["num_images"] == 3
+    # --set is the old spelling: it still works and says once that it is deprecated
+    assert cli_main(["evaluate", best, "--set", "eval.max_images=1", "--set", "eval.beam_size=1", "--split", "test"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out.strip().splitlines()[-1])["num_images"] == 1 and err.count("--set is deprecated") == 1
+
+
+@pytest.mark.parametrize("words,needle", [
+    (["train.lr=1"], "name a checkpoint"),
+    (["{best}", "model.dropout=0"], "model.dropout"),
+    (["{best}", "eval.nope=1"], "eval.nope"),
+    (["{best}", "noequals"], "key=value"),
+])
+def test_evaluate_refuses_bad_overrides_in_one_line(trained, capsys, words, needle):
+    best = str(trained[0] / "checkpoints" / "best.pt")
+    assert cli_main(["evaluate", *[w.format(best=best) for w in words]]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+
+
 def test_resume_is_bit_exact_mid_epoch(tmp_path, tiny_run_config):
     # dropout, Gumbel noise and the contrastive loss all ON: every RNG state must be restored.
     common = {"max_epochs": 2, "xe_most": 2, "contrastive_weight": 0.25}

@@ -1,8 +1,9 @@
-"""`fsgr evaluate --checkpoint CKPT [--split val|test] [--beam 5] [--out preds.json]`.
+"""`fsgr evaluate CKPT|--checkpoint CKPT [key=value ...] [--split val|test] [--beam 5] [--out preds.json]`.
 
 Decodes every image of the split (beam search) with the checkpoint's model and prints the COCO scores as JSON.
 `--out` writes the captions in COCO results format and the scores beside them (`<out>.scores.json`).
-The data paths come from the checkpoint's config; override them with `--set data.images=/new/place` if moved.
+The data paths come from the checkpoint's config; override them with `data.images=/new/place` if moved
+(`key=value` overrides as every verb's, `fsgr.config.apply_overrides`; `--set key=value` is a deprecated alias).
 Precision: by default the trainer's own (`train.amp` resolved on this device: bf16 on a bf16 GPU, fp32 on the CPU),
 so `fsgr evaluate` of best.pt reproduces the trainer's final test; `--precision fp32` decodes in full precision. The
 precision used is in the printed scores (`precision`).
@@ -10,17 +11,22 @@ precision used is in the printed scores (`precision`).
 
 from __future__ import annotations
 
+import os
+
 from fsgr.commands.decoding_args import add_decoding_arguments, decoding_overrides
 
 
 def add_arguments(parser):
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `fsgr train` (best.pt, last.pt)")
+    parser.add_argument("overrides", nargs="*", metavar="[CHECKPOINT] key=value",
+                        help="the checkpoint (unless --checkpoint names it), then config overrides of the checkpoint's "
+                             "config, e.g. data.images=/new/place eval.batch_images=8")
+    parser.add_argument("--checkpoint", default=None, help="a checkpoint written by `fsgr train` (best.pt, last.pt)")
     parser.add_argument("--split", default="test", choices=["val", "test", "train"], help="split to score (test)")
     parser.add_argument("--out", default=None, help="write predictions here (COCO results JSON) and the scores to "
                                                     "OUT.scores.json")
     parser.add_argument("--metrics", default=None, help="comma-separated metrics (default: the config's eval.metrics)")
     parser.add_argument("--set", action="append", default=[], metavar="key=value",
-                        help="override a config value of the checkpoint (data paths, eval.batch_images, ...)")
+                        help="deprecated: pass key=value after the checkpoint instead")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
     parser.add_argument("--precision", default="train", choices=["train", "fp32", "bf16", "fp16"],
                         help="autocast dtype for decoding; train (default) = the checkpoint's train.amp on this device, "
@@ -38,35 +44,25 @@ def main(args) -> int:
     from pathlib import Path
 
     from fsgr.commands import checks
-    from fsgr.config import Config, _set_dotted, from_dict, to_dict
+    from fsgr.config import Config, apply_overrides, from_dict, to_dict
     from fsgr.errors import DataError
     from fsgr.files import atomic_write_text
     from fsgr.inference import Captioner
     from fsgr.training.evaluation import evaluate_split
 
+    checkpoint, overrides = _checkpoint_and_overrides(args)
     checks.in_range("--beam", args.beam, 1)
     checks.in_range("--max-len", args.max_len, 1)
-    checks.output_file("--out", args.out, inputs=[args.checkpoint])
+    checks.output_file("--out", args.out, inputs=[checkpoint])
     if args.out:
-        checks.output_file("--out", args.out + ".scores.json", inputs=[args.checkpoint])
+        checks.output_file("--out", args.out + ".scores.json", inputs=[checkpoint])
     if args.coco_results:
         checks.output_folder("--results-dir", args.results_dir)
-    captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
+    captioner = Captioner.from_checkpoint(checkpoint, device=args.device)
     checks.beam_within_vocab(args.beam, len(captioner.vocab))
-    raw = to_dict(captioner.cfg)
-    import yaml
-
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            from fsgr.errors import ConfigError
-
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        _set_dotted(raw, key.strip(), yaml.safe_load(value))
-    if args.metrics:
-        _set_dotted(raw, "eval.metrics", args.metrics)
-    cfg = from_dict(Config, raw)
-    captioner.cfg = cfg                          # --set eval.* values are the defaults of the decoding flags
+    cfg = from_dict(Config, apply_overrides(to_dict(captioner.cfg), overrides))
+    # a new Captioner around the same model: the overridden eval.* values are the defaults of the decoding flags
+    captioner = Captioner(captioner.model, captioner.vocab, cfg, captioner.device, captioner.codebook_names)
     settings = captioner.settings(**decoding_overrides(args))
     from fsgr.data.readers import read_records
 
@@ -92,7 +88,7 @@ def main(args) -> int:
     result = evaluate_split(captioner.model, records, captioner.vocab, cfg, captioner.device, with_loss=False,
                             predictions_path=preds_path, beam_size=settings.beam_size, max_len=settings.max_len,
                             amp_dtype=amp_dtype, controls=settings.controls())
-    report = {"checkpoint": str(args.checkpoint), "split": args.split, "beam": settings.beam_size,
+    report = {"checkpoint": str(checkpoint), "split": args.split, "beam": settings.beam_size,
               "decoding": asdict(settings), "num_images": result["num_images"],
               "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32", **result["scores"],
               "signature": result.get("signature")}
@@ -108,3 +104,28 @@ def main(args) -> int:
     if server_path is not None:
         print(f"wrote {server_path} (COCO server results)", file=sys.stderr)
     return 0
+
+
+def _checkpoint_and_overrides(args) -> tuple[str, list[str]]:
+    """The checkpoint (`--checkpoint C` or the first positional word) and the overrides: the positional ones, the
+    deprecated `--set` ones, then `--metrics` as eval.metrics. The model is the checkpoint's: model.* is refused."""
+    import sys
+
+    from fsgr.errors import ConfigError
+
+    words = list(args.overrides)
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        if not words or ("=" in words[0] and not os.path.exists(words[0])):
+            raise ConfigError("evaluate: name a checkpoint: fsgr evaluate CKPT [key=value ...] "
+                              "(or --checkpoint CKPT)")
+        checkpoint = words.pop(0)
+    if args.set:
+        print("fsgr: warning: evaluate --set is deprecated: pass key=value after the checkpoint "
+              f"(fsgr evaluate {checkpoint} {' '.join(args.set)})", file=sys.stderr)
+    overrides = [*words, *args.set, *([f"eval.metrics={args.metrics}"] if args.metrics else [])]
+    model_keys = [item for item in overrides if item.strip().startswith("model.")]
+    if model_keys:
+        raise ConfigError(f"evaluate: {model_keys[0].partition('=')[0]}: the model is the checkpoint's as it was "
+                          "trained; model.* cannot be overridden")
+    return checkpoint, overrides
