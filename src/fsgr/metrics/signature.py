@@ -25,7 +25,7 @@ DEFINITIONS = {
     "spice": "spice:1.0",
     "clipscore": "clipscore:w=2.5,prefix='A photo depicts'",
     "refclipscore": "refclipscore:w=2.5,harmonic-mean",
-    "chair": "chair:rohrbach2018-synonyms",
+    "chair": "chair:rohrbach2018-published-synonyms",
 }
 
 
