@@ -133,6 +133,19 @@ PROBES = [
                                      "{tmp}/preds.json"], 2, ["--json", "preds.json", "input"]),
     ("score-json-under-a-file", ["score", "--refs", "{tmp}/refs.json", "--preds", "{tmp}/preds.json", "--json",
                                  "{tmp}/afile/out.json"], 2, ["afile"]),
+    ("score-metrics-unknown", ["score", "--refs", "{tmp}/refs.json", "--preds", "{tmp}/preds.json", "--metrics",
+                               "bogus"], 2, ["bogus", "clipscore", "refclipscore", "chair"]),
+    ("compare-same-file-twice", ["compare", "--refs", "{tmp}/refs.json", "--preds", "{tmp}/preds.json",
+                                 "{tmp}/preds.json"], 2, ["preds.json", "same file"]),
+    ("compare-bootstrap-huge", ["compare", "--refs", "{tmp}/refs.json", "--preds", "{tmp}/preds.json",
+                                "{tmp}/preds_str.json", "--bootstrap", "10000000"], 2, ["--bootstrap 10000000"]),
+    ("compare-seed-negative", ["compare", "--refs", "{tmp}/refs.json", "--preds", "{tmp}/preds.json",
+                               "{tmp}/preds_str.json", "--seed", "-1"], 2, ["--seed -1"]),
+    # the servers' results names hold no path: refused before a model is loaded or an image decoded
+    ("caption-coco-results-a-path", ["caption", "--checkpoint", "{ckpt}", "--coco-results", "../../x", "{img}"], 2,
+     ["--coco-results", "../../x"]),
+    ("evaluate-coco-results-a-path", ["evaluate", "--checkpoint", "{ckpt}", "--coco-results", "../../x"], 2,
+     ["--coco-results", "../../x"]),
     # data
     ("check-data-annotations-directory", ["check-data", "--format", "karpathy", "--annotations", "{tmp}/adir",
                                           "--images", "{tmp}", "--quiet"], 2, ["adir", "is a directory"]),
@@ -170,3 +183,21 @@ def test_probe(world, capsys, argv, code, words):
     assert not (Path(world["tmp"]) / "pwned").exists()
     assert not (Path(world["tmp"]) / "r1").exists()          # refused runs write nothing
     assert not (Path(world["tmp"]) / "noshapes").exists()    # a check never generates
+
+
+def test_train_on_a_full_disk_after_an_epoch_exits_1(world, capsys, monkeypatch):
+    """The checkpoint of a finished epoch cannot be written (ENOSPC, as a full disk raises it): the work was done and
+    partly lost, so exit 1 (never 2, which says "refused before any work"), one line naming the file."""
+    import errno
+    import os
+
+    def save_on_a_full_disk(obj, f):
+        f.write(b"x" * 100)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", save_on_a_full_disk)
+    run_dir = Path(world["tmp"]) / "full-disk-run"
+    rc = main(["train", world["cfg"], f"run.dir={run_dir}", "train.max_steps=1"])
+    err = capsys.readouterr().err
+    assert rc == 1, err[-2000:]
+    assert "no space left on device" in err and ".pt" in err and "internal error" not in err

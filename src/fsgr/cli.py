@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(f"fsgr: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
+        return exc.exit_code    # 2 refused before any work, 1 failed after some (WorkFailed), 3 could not bind
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError) as exc:
         if debug:   # a path that is not what it must be: the user's to fix, like a usage error
             raise

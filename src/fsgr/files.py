@@ -5,8 +5,9 @@ renamed over the target (then the folder is fsynced, so the rename itself surviv
 or the new one, never a torn one. On any failure the temporary file is removed and the old file is left as it was; a
 full disk (or quota) is reported as one line naming the file. Also here: the read-only check that an output path can
 be written (`why_not_writable`), the check that an input is a file (`existing_file`), the one-line reason a
-weights file did not load (`why_unloadable`) and JSON parsing (`parse_json`). Imports nothing from the rest of fsgr
-but the errors, and no torch.
+weights file did not load (`why_unloadable`), JSON parsing (`parse_json`) and the one way a JSON input is read
+(`read_json`: a DataError naming the file and what is wrong). Imports nothing from the rest of fsgr but the errors,
+and no torch.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import BinaryIO, Callable, Optional, Union
 
 import orjson
 
-from fsgr.errors import FsgrError
+from fsgr.errors import DataError, FsgrError, WorkFailed
 
 PathLike = Union[str, os.PathLike]
 
@@ -30,6 +31,8 @@ _NO_SPACE = {errno.ENOSPC, errno.EDQUOT} if hasattr(errno, "EDQUOT") else {errno
 def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> Path:
     """Replace `path` with what `write(binary_file)` writes, atomically (see the module docstring). Returns the path."""
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        return _write_in_place(path, write)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
     try:
@@ -41,10 +44,23 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> Path:
     except BaseException as exc:   # KeyboardInterrupt included: never leave the temporary file behind
         tmp.unlink(missing_ok=True)    # absent when `open` itself failed
         if _is_no_space(exc):
-            raise FsgrError(f"{path}: no space left on device while writing it (the previous file, if any, is "
-                            f"unchanged; no temporary file was left)") from exc
+            raise WorkFailed(f"{path}: no space left on device while writing it (the previous file, if any, is "
+                             f"unchanged; no temporary file was left)") from exc
         raise
     _fsync_dir(path.parent)
+    return path
+
+
+def _write_in_place(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """A target that is no regular file (/dev/null, /dev/stdout, a FIFO) is written to as it is: renaming a
+    temporary file over it would replace the device with a file."""
+    try:
+        with open(path, "wb") as f:
+            write(f)
+    except OSError as exc:
+        if _is_no_space(exc):
+            raise WorkFailed(f"{path}: no space left on device while writing it") from exc
+        raise
     return path
 
 
@@ -129,3 +145,19 @@ def parse_json(data: bytes):
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         return json.loads(data.decode("utf-8"))
+
+
+def read_json(path: PathLike, what: str, missing: str = "no such file"):
+    """The parsed content of the JSON file `path`, else a DataError in one line naming it: "PATH: MISSING", "PATH: is
+    a directory, not WHAT", not UTF-8, invalid JSON (line and column), nested too deeply. `what` names what the file
+    should be, with its article ("a COCO captions file")."""
+    file = existing_file(path, what, DataError, missing)
+    try:
+        return parse_json(file.read_bytes())
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}), so not {what}") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg}), so not "
+                        f"{what}") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to be {what}") from None

@@ -61,7 +61,7 @@ def test_cli_reports_unavailable_spice(files, capsys):
 
 
 @pytest.mark.parametrize("case, needle", [
-    ("not_json", "invalid JSON"),
+    ("not_json", "not valid JSON"),
     ("missing_field", "without 'image_id' and 'caption'"),
     ("unknown_image", "without references"),
     ("repeated", "more than once"),

@@ -101,7 +101,7 @@ def test_shards_cover_every_image_exactly_once(tiny_checkpoint, folder, tmp_path
 
 
 def test_coco_server_file_from_the_whole_jsonl(tiny_checkpoint, tiny_images, tmp_path, capsys):
-    """--coco-results NAME (fsgr.evaluation.server) in bulk mode: every row of --out, resumed ones included."""
+    """--coco-results NAME (fsgr.evaluation.coco_files) in bulk mode: every row of --out, resumed ones included."""
     folder = tmp_path / "val2014"
     folder.mkdir()
     for i, src in enumerate(tiny_images[:4]):

@@ -8,7 +8,7 @@ Bulk mode (`--out captions.jsonl`, fsgr.serving.bulk): folders are walked, image
 line per image (`path`, `caption`, `logprob`, `length`, or `path`, `error`) flushed as it goes, a progress bar with
 images/s; `--resume` continues a cut-off file, `--shard I/N` takes one deterministic part of the work.
 `--coco-results NAME` / `--nocaps-results FILE --nocaps-info INFO` write the evaluation servers' files
-(fsgr.evaluation.server); in bulk mode from every row of `--out`, resumed ones included.
+(fsgr.evaluation.coco_files); in bulk mode from every row of `--out`, resumed ones included.
 `--model DIR` runs an exported model (`fsgr export`: ONNX on onnxruntime, or a safetensors folder) instead of a
 checkpoint.
 """
@@ -74,9 +74,10 @@ def main(args) -> int:
     paths = bulk.list_images(args.images)
     if shard is not None:
         paths = [p for p in paths if bulk.shard_of(p, shard[1]) == shard[0]]
-    if args.coco_results:  # refuse non-COCO names and an unwritable folder before decoding anything
-        from fsgr.evaluation.server import coco_results
+    if args.coco_results:  # refuse a bad NAME, non-COCO file names and an unwritable folder before decoding anything
+        from fsgr.evaluation.coco_files import check_results_name, coco_results
 
+        check_results_name(args.coco_results)
         coco_results({p: "" for p in paths})
         checks.output_folder("--results-dir", args.results_dir)
     checks.output_file("--nocaps-results", args.nocaps_results, inputs=[args.nocaps_info, *paths])
@@ -134,16 +135,10 @@ def _field(path: str) -> str:
 
 
 def write_server_files(args, captions: dict[str, str]) -> None:
-    """The official servers' results files asked for (fsgr.evaluation.server)."""
+    """The official servers' results files asked for (fsgr.evaluation.coco_files)."""
     import sys
 
-    from fsgr.evaluation import server
+    from fsgr.evaluation.coco_files import write_server_files as write
 
-    if args.coco_results:
-        split, rows = server.coco_results(captions)
-        path = server.write_results(server.coco_results_path(args.results_dir, split, args.coco_results), rows)
-        print(f"wrote {path} ({len(rows)} images, COCO {split} server)", file=sys.stderr)
-    if args.nocaps_results:
-        rows = server.nocaps_results(captions, args.nocaps_info)
-        path = server.write_results(args.nocaps_results, rows)
-        print(f"wrote {path} ({len(rows)} images, nocaps server)", file=sys.stderr)
+    for line in write(captions, args.coco_results, args.results_dir, args.nocaps_results, args.nocaps_info):
+        print(line, file=sys.stderr)

@@ -57,6 +57,9 @@ def main(args) -> int:
     if args.out:
         checks.output_file("--out", args.out + ".scores.json", inputs=[checkpoint])
     if args.coco_results:
+        from fsgr.evaluation.coco_files import check_results_name
+
+        check_results_name(args.coco_results)
         checks.output_folder("--results-dir", args.results_dir)
     captioner = Captioner.from_checkpoint(checkpoint, device=args.device)
     checks.beam_within_vocab(args.beam, len(captioner.vocab))
@@ -76,7 +79,7 @@ def main(args) -> int:
     preds_path = Path(args.out) if args.out else None
     server_path = None
     if args.coco_results:
-        from fsgr.evaluation.server import coco_results, coco_results_path, coco_split_and_id
+        from fsgr.evaluation.coco_files import coco_results, coco_results_path, coco_split_and_id
 
         # the records' ids must be the COCO ids of their files; the file names give the server split
         split, _ = coco_results({r.path: "" for r in records})

@@ -11,7 +11,6 @@ restval from val2014) / 5,000 val / 5,000 test images; in the M2 layout 414,113 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Iterable, Literal, Optional, Sequence
@@ -22,7 +21,7 @@ from fsgr.data.problems import Problem, report
 from fsgr.data.records import ImageRecord
 from fsgr.data.synthetic import incomplete_reason
 from fsgr.errors import DataError
-from fsgr.files import existing_file, parse_json
+from fsgr.files import read_json
 
 SPLITS = ("train", "val", "test")
 # Karpathy's split names -> ours ("restval" is trained on, as M2/FSGR do with use_restval=True)
@@ -47,13 +46,7 @@ FullCoco = Literal["auto", "require", "off"]
 
 
 def _read_json(path: Path):
-    existing_file(path, "an annotation JSON file", DataError, "annotation file not found")
-    try:
-        return parse_json(Path(path).read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-    except RecursionError:
-        raise DataError(f"{path}: JSON nested too deeply to be annotations") from None
+    return read_json(path, "an annotation JSON file", "annotation file not found")
 
 
 def split_counts(records: Iterable[ImageRecord]) -> dict[str, int]:

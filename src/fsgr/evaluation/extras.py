@@ -7,17 +7,16 @@ from __future__ import annotations
 
 # Deferred imports: CLIPScore needs torch and a CLIP; `fsgr score` without it stays torch-free.
 
-import json
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
-from fsgr.errors import DataError, format_ids
-from fsgr.files import existing_file, parse_json
+from fsgr.errors import DataError
+from fsgr.evaluation.coco_files import read_instances
 from fsgr.metrics.chair import Synonyms, chair, ground_truth
 from fsgr.metrics.java import MetricUnavailable
 from fsgr.metrics.resample import PerImage
-from fsgr.metrics.score import ALL_METRICS, parse_metrics, tokenize_groups
+from fsgr.metrics.score import ALL_METRICS, METRIC_ALIASES, METRIC_KEYS, parse_metrics, tokenize_groups
 from fsgr.metrics.tokenizer import ptb_tokenize
 
 EXTRA_KEYS = {"clipscore": ("CLIPScore",), "refclipscore": ("RefCLIPScore",), "chair": ("CHAIR-i", "CHAIR-s")}
@@ -28,10 +27,12 @@ def split_metrics(spec: str | None) -> tuple[list[str], list[str]]:
     if spec is None:
         return list(ALL_METRICS), []
     names = [n.strip().lower() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in EXTRA_KEYS and n not in METRIC_KEYS and n not in METRIC_ALIASES]
+    if unknown or not names:
+        raise DataError(f"--metrics {spec!r}: unknown metric(s) {', '.join(unknown) or '(none given)'}: choose from "
+                        f"{', '.join([*ALL_METRICS, *EXTRA_KEYS])}")
     extra = [n for n in dict.fromkeys(names) if n in EXTRA_KEYS]
     toolkit = [n for n in names if n not in EXTRA_KEYS]
-    if not toolkit and not extra:
-        parse_metrics(spec)  # raises the usual message
     return (parse_metrics(toolkit) if toolkit else []), extra
 
 
@@ -77,25 +78,6 @@ class ChairMetric:
         return ({"CHAIR-i": result["CHAIR-i"], "CHAIR-s": result["CHAIR-s"]},
                 {"chair-i": PerImage.ratio("CHAIR-i", hallucinated, result["mentions"]),
                  "chair-s": PerImage.mean("CHAIR-s", (hallucinated > 0).astype(np.float64))})
-
-
-def read_instances(path: str, image_ids: Sequence[Hashable]) -> dict[Hashable, set[str]]:
-    """COCO instance annotations -> image id -> category names. DataError naming the file and the ids when the
-    file does not cover the images being scored."""
-    p = existing_file(path, "a COCO instances JSON file", DataError, "no such file")
-    try:
-        data = parse_json(p.read_bytes())
-        names = {c["id"]: c["name"] for c in data["categories"]}
-        known = {im["id"] for im in data["images"]}
-        classes: dict[Hashable, set[str]] = {i: set() for i in known}
-        for ann in data["annotations"]:
-            classes.setdefault(ann["image_id"], set()).add(names[ann["category_id"]])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: not COCO instance annotations ({type(exc).__name__}: {exc})") from None
-    missing = [i for i in image_ids if i not in known]
-    if missing:
-        raise DataError(f"{path}: instance annotations for other images: none for image ids {format_ids(missing)}")
-    return classes
 
 
 def build_extra_metrics(names: Sequence[str], args, refs: Mapping[Hashable, Sequence[str]],

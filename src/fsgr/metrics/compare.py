@@ -31,8 +31,9 @@ class ScoredSystem:
 
 
 def score_system(image_ids: list, ref_tok: list[list[str]], preds: Mapping[Hashable, str],
-                 names: list[str], extra_metrics: Sequence = ()) -> ScoredSystem:
+                 names: list[str], extra_metrics: Sequence = (), tolerate_failures: bool = False) -> ScoredSystem:
     """`score`'s values (same tokenisation, same code) plus each extra metric's, with their per-image statistics.
+    `tolerate_failures`: see `fsgr.metrics.score.score_tokenized` (a crashed METEOR/SPICE is reported, the rest kept).
 
     An extra metric is a callable (image_ids, captions) -> (scores dict, {name: PerImage}) that raises
     `fsgr.metrics.java.MetricUnavailable` when it cannot run (CLIPScore, CHAIR: built by the layers that have
@@ -40,7 +41,8 @@ def score_system(image_ids: list, ref_tok: list[list[str]], preds: Mapping[Hasha
     captions = [preds[i] for i in image_ids]
     tokens = ptb_tokenize(captions)
     per_image: dict[str, PerImage] = {}
-    scores = score_tokenized(image_ids, ref_tok, tokens, names, per_image=per_image) if names else Scores()
+    scores = score_tokenized(image_ids, ref_tok, tokens, names, per_image=per_image,
+                             tolerate_failures=tolerate_failures) if names else Scores()
     for metric in extra_metrics:
         try:
             values, stats = metric(image_ids, captions)
@@ -60,6 +62,20 @@ def check_same_images(refs: Mapping, systems: Mapping[str, Mapping]) -> None:
             validate(refs, preds)
         except DataError as exc:
             raise DataError(f"{name}: {exc}") from None
+
+
+# the resampling matrix is samples x images float64: 10,000 samples of nocaps' 10,600 images take 0.85 GB, and a
+# p-value's resolution is 1 / samples, so more than 10,000 buys nothing but memory
+MAX_BOOTSTRAP_SAMPLES = 10_000
+
+
+def check_bootstrap(samples: int, seed: int) -> None:
+    """DataError for a bootstrap sample count outside 1..MAX_BOOTSTRAP_SAMPLES or a negative seed."""
+    if not 1 <= samples <= MAX_BOOTSTRAP_SAMPLES:
+        raise DataError(f"--bootstrap {samples}: give 1 to {MAX_BOOTSTRAP_SAMPLES:,} samples (1000 is usual; the "
+                        f"resampling holds samples x images numbers in memory)")
+    if seed < 0:
+        raise DataError(f"--seed {seed}: a bootstrap seed is an integer >= 0")
 
 
 def bootstrap_rows(a: ScoredSystem, b: ScoredSystem, counts: np.ndarray, baseline: str, system: str) -> list[dict]:
@@ -97,24 +113,24 @@ def paired_bootstrap(refs: Mapping[Hashable, Sequence[str]], system_a: Mapping[H
 def compare_systems(refs: Mapping[Hashable, Sequence[str]], systems: Mapping[str, Mapping[Hashable, str]],
                     metrics: str | Iterable[str] | None = None, samples: int = 1000, seed: int = 0,
                     diagnostics: bool = True, train_refs: Mapping[Hashable, Sequence[str]] | None = None,
-                    top: int = 5, extra_metrics: Sequence = ()) -> dict:
+                    top: int = 5, extra_metrics: Sequence = (), tolerate_failures: bool = False) -> dict:
     """Every system's scores and each system against the first (the baseline).
 
     Returns {"systems": {name: {metric: value}}, "comparisons": [{"baseline", "system", "metric", "delta",
     "ci_low", "ci_high", "p_value", "exact_resampling"}], "unavailable": {metric: reason}, "signature": str,
     "diagnostics": {name: {...}} (when asked), "largest_differences": {name: [...]} (the `top` images where the
     system's per-image CIDEr-D differs most from the baseline's, both captions)}. `extra_metrics`: see
-    `score_system` (CLIPScore, CHAIR).
+    `score_system` (CLIPScore, CHAIR), as is `tolerate_failures`. `samples` is at most MAX_BOOTSTRAP_SAMPLES and
+    `seed` >= 0, refused before any scoring.
     """
 
     if len(systems) < 1:
         raise DataError("compare: no systems")
-    if samples < 1:
-        raise DataError(f"compare: bootstrap samples must be >= 1, got {samples}")
+    check_bootstrap(samples, seed)
     names = parse_metrics(metrics) if metrics != [] else []
     check_same_images(refs, systems)
     image_ids, ref_tok = tokenize_refs(refs)
-    scored = {name: score_system(image_ids, ref_tok, preds, names, extra_metrics)
+    scored = {name: score_system(image_ids, ref_tok, preds, names, extra_metrics, tolerate_failures)
               for name, preds in systems.items()}
     counts = resample_counts(len(image_ids), samples, seed)
     system_names = list(scored)

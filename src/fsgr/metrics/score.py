@@ -42,13 +42,15 @@ class Scores(dict):
         self.unavailable: dict[str, str] = dict(unavailable or {})
 
 
+METRIC_ALIASES = {"rouge-l": "rouge", "rouge_l": "rouge", "cider-d": "cider", "bleu-4": "bleu"}
+
+
 def parse_metrics(metrics: str | Iterable[str] | None) -> list[str]:
     if metrics is None:
         return list(ALL_METRICS)
     names = metrics.split(",") if isinstance(metrics, str) else list(metrics)
     names = [n.strip().lower() for n in names if n.strip()]
-    aliases = {"rouge-l": "rouge", "rouge_l": "rouge", "cider-d": "cider", "bleu-4": "bleu"}
-    names = [aliases.get(n, n) for n in names]
+    names = [METRIC_ALIASES.get(n, n) for n in names]
     unknown = [n for n in names if n not in METRIC_KEYS]
     if unknown or not names:
         raise DataError(f"unknown metric(s) {unknown or names}: choose from {', '.join(ALL_METRICS)}")
