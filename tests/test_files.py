@@ -34,3 +34,29 @@ def test_bad_files_raise_the_standard_librarys_errors():
     assert (info.value.lineno, info.value.colno) == (2, 7)
     with pytest.raises(UnicodeDecodeError):
         parse_json(b'{"a": "\xff"}')
+
+
+class _CallsOpen:
+    def __reduce__(self):
+        return (open, ("never-created", "w"))
+
+
+@pytest.mark.parametrize("how", ["zip", "legacy", "plain-pickle"])
+def test_a_refused_pickle_is_named_without_torchs_advice_to_load_it_unsafely(tmp_path, how):
+    import pickle
+
+    import torch
+
+    from fsgr.files import why_unloadable
+
+    path = tmp_path / "evil.pt"
+    if how == "plain-pickle":              # protocol 5 opcodes: torch's reason is an "Unsupported operand"
+        path.write_bytes(pickle.dumps({"x": _CallsOpen()}, protocol=5))
+    else:
+        torch.save({"x": _CallsOpen()}, path, _use_new_zipfile_serialization=how == "zip")
+    with pytest.raises(Exception) as caught:
+        torch.load(path, weights_only=True)
+    why = why_unloadable(caught.value)
+    assert why.startswith("refused") and "nothing in it was run" in why, why
+    assert "weights_only" not in why and "\n" not in why, why
+    assert not (tmp_path / "never-created").exists()

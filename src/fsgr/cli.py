@@ -117,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb is None:
             parser.print_help()
             return 2
+        if os.environ.get("FSGR_MAX_IMAGE_PIXELS", "").strip():   # a bad limit is refused here, not by every image
+            from fsgr.data.decode import max_image_pixels
+
+            max_image_pixels()
         return int(_verb_module(args._module).main(args) or 0)
     except KeyboardInterrupt:
         print("fsgr: interrupted", file=sys.stderr)

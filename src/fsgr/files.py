@@ -125,12 +125,19 @@ def _fsync_dir(folder: Path) -> None:
 
 def why_unloadable(exc: BaseException) -> str:
     """One line for a failed `torch.load(weights_only=True)`: the call a hostile or foreign file asked for (refused,
-    never made), or the error's first line (torch's own message runs over many lines)."""
+    never made), or the reason torch gives, without its advice to re-run with `weights_only=False` (the one thing a
+    user must not do with a file they cannot vouch for)."""
     text = str(exc)
-    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
     if refused:
         return (f"refused: the file asks to call {refused.group(1)} while loading; fsgr reads only tensors and plain "
                 f"values, so nothing in it was run")
+    if "Weights only load failed" in text:   # torch's boilerplate around the reason: keep the reason only
+        reasons = [line.strip().removeprefix("WeightsUnpickler error:").strip() for line in text.splitlines()[1:]
+                   if line.strip() and not line.startswith(("Please file an issue", "Check the documentation"))]
+        reason = next((r for r in reasons if r), "an object that is not a tensor or a plain value")
+        return (f"refused: not a file of tensors and plain values ({reason[:200]}); fsgr reads only those, so "
+                f"nothing in it was run")
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return f"{type(exc).__name__}: {first[:200]}"
 

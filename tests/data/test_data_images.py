@@ -242,8 +242,8 @@ def test_the_pixel_limit_is_stated_and_configurable(tmp_path, monkeypatch):
     PILImage.new("RGB", (40, 30), (10, 20, 30)).save(path)
     assert max_image_pixels() == DEFAULT_MAX_IMAGE_PIXELS == 100_000_000
     monkeypatch.setenv("FSGR_MAX_IMAGE_PIXELS", "1000")
-    with pytest.raises(DataError, match=r"wide.png: refused, 40x30 = 0.0 megapixels is above the limit of 0.001 "
-                                        r"megapixels \(set FSGR_MAX_IMAGE_PIXELS"):
+    with pytest.raises(DataError, match=r"wide.png: refused, 40x30 = 1,200 pixels is above the limit of 1,000 pixels "
+                                        r"\(set FSGR_MAX_IMAGE_PIXELS"):
         open_image(path)
     assert "FSGR_MAX_IMAGE_PIXELS" in check_image(str(path))
     monkeypatch.setenv("FSGR_MAX_IMAGE_PIXELS", "1200")
@@ -258,12 +258,25 @@ def test_the_pixel_limit_is_stated_and_configurable(tmp_path, monkeypatch):
         open_image(path)
 
 
+@pytest.mark.parametrize("width, height, limit, said", [
+    (12_000, 10_000, 100_000_000, "12000x10000 = 120.0 megapixels is above the limit of 100.0 megapixels"),
+    (10_001, 10_000, 100_000_000, "10001x10000 = 100,010,000 pixels is above the limit of 100,000,000 pixels"),
+    (2_000, 1_000, 1_000_000, "2000x1000 = 2.0 megapixels is above the limit of 1.0 megapixels"),
+    (40, 30, 1_000, "40x30 = 1,200 pixels is above the limit of 1,000 pixels"),
+])
+def test_the_pixel_limit_is_said_in_units_that_show_the_difference(width, height, limit, said):
+    from fsgr.data.decode import over_pixel_limit
+
+    assert over_pixel_limit(width, height, limit) == said
+
+
 def test_the_pixel_limit_holds_on_the_jpeg_fast_path(tmp_path, monkeypatch):
     path = tmp_path / "wide.jpg"
     Image.new("RGB", (400, 300), (10, 20, 30)).save(path, quality=90)
     monkeypatch.setenv("FSGR_MAX_IMAGE_PIXELS", "100000")
     assert scaled_jpeg(str(path), 224, "squash") is None                 # left to PIL's path, which refuses it
-    with pytest.raises(DataError, match=r"wide.jpg: refused, 400x300 = 0.1 megapixels is above the limit"):
+    with pytest.raises(DataError, match=r"wide.jpg: refused, 400x300 = 120,000 pixels is above the limit "
+                                        r"of 100,000 pixels"):
         load_image(path, 224)
     monkeypatch.setenv("FSGR_MAX_IMAGE_PIXELS", "0")                     # no limit, even above PIL's own one
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)

@@ -116,7 +116,7 @@ def _print_captions(rows, args) -> int:
     for row in rows:
         if "error" in row:
             failed += 1
-            print(f"{row['path']}: {row['error']}", file=sys.stderr)
+            print(f"{_field(row['path'])}: {row['error']}", file=sys.stderr)   # a newline in a path is quoted
             continue
         print(f"{_field(row['path'])}\t{row['caption']}", flush=True)
         done[row["path"]] = row["caption"]

@@ -49,13 +49,23 @@ def max_image_pixels() -> Optional[int]:
     return value or None
 
 
-def _open_header(path: str) -> Image.Image:
-    """Image.open (header only) with PIL's own pixel limit lifted for this call: fsgr checks its own limit next."""
+def over_pixel_limit(width: int, height: int, limit: int) -> str:
+    """'WxH = N is above the limit of M': in megapixels where that reads well, in exact pixels where rounding would
+    hide the difference (a limit of 1,000 is not "0.001 megapixels", 100,000,001 is not "100.0 megapixels")."""
+    pixels = width * height
+    big = f"{pixels / 1e6:.1f}" != f"{limit / 1e6:.1f}" and min(pixels, limit) >= 1_000_000
+    shown = (lambda n: f"{n / 1e6:.1f} megapixels") if big else (lambda n: f"{n:,} pixels")
+    return f"{width}x{height} = {shown(pixels)} is above the limit of {shown(limit)}"
+
+
+def open_header(source) -> Image.Image:
+    """Image.open (header only; a path or a binary file) with PIL's own pixel limit lifted for this call: the caller
+    checks fsgr's limit (FSGR_MAX_IMAGE_PIXELS, the server's --max-pixels) next, before decoding."""
     with _PIL_LIMIT_LOCK:
         previous = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
-            return Image.open(path)
+            return Image.open(source)
         finally:
             Image.MAX_IMAGE_PIXELS = previous
 
@@ -151,11 +161,10 @@ def open_image(path: str | os.PathLike, size: int | None = None, resize: Resize 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = _open_header(path)
+            img = open_header(path)
             if limit is not None and img.width * img.height > limit:
                 img.close()
-                raise DataError(f"{path}: refused, {img.width}x{img.height} = {img.width * img.height / 1e6:.1f} "
-                                f"megapixels is above the limit of {limit / 1e6:g} megapixels (set "
+                raise DataError(f"{path}: refused, {over_pixel_limit(img.width, img.height, limit)} (set "
                                 f"{MAX_PIXELS_ENV} to raise it, 0 for no limit)")
             if draft and size is not None and img.format == "JPEG":
                 w, h = img.size
