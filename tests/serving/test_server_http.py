@@ -1,0 +1,118 @@
+"""`fsgr serve`'s app on a live uvicorn (127.0.0.1, in a thread) through a real HTTP client (httpx): uploads decode off
+the event loop, the byte limit counts a chunked body as it arrives, the server's pixel limit replaces PIL's, and
+every refusal is a 4xx JSON with a message."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("starlette", reason="the serve extra (pip install fsgr[serve]) is not installed")
+pytest.importorskip("multipart", reason="the serve extra (pip install fsgr[serve]) is not installed")
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+
+from fsgr.serving.server import create_app  # noqa: E402
+
+
+@contextlib.contextmanager
+def live(app):
+    """Serve `app` on 127.0.0.1 (a free port) in a thread; yields an httpx client on its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(600):                                  # bounded: 30 s
+        if server.started or not thread.is_alive():
+            break
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=120) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def _png(size, mode="L") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size).save(buf, format="PNG")         # one colour: a few KB whatever the size
+    return buf.getvalue()
+
+
+def test_healthz_answers_while_big_uploads_decode(captioner):
+    big = _png((4000, 4000))                              # 16 MP: 48 MB as RGB once decoded
+    app = create_app(captioner, max_pixels=20_000_000, decode_workers=2, window_ms=1)
+    with live(app) as client:
+        answers: list = []
+        uploads = [threading.Thread(target=lambda: answers.append(client.post(
+            "/api/caption", files={"image": ("big.png", big, "image/png")}))) for _ in range(30)]
+        for t in uploads:
+            t.start()
+        # decoding on the event loop would leave no moment where /healthz can see an upload being decoded
+        seen = []
+        while any(t.is_alive() for t in uploads) and not any(seen):
+            health = client.get("/healthz")
+            assert health.status_code == 200
+            seen.append(health.json()["uploads_decoding"])
+        for t in uploads:
+            t.join()
+        assert max(seen) > 0, seen
+        assert health.json()["decode_workers"] == 2
+        assert len(answers) == 30 and all(r.status_code == 200 and r.json()["caption"] for r in answers)
+
+
+def test_a_chunked_upload_is_refused_as_it_passes_the_byte_limit(captioner):
+    sent = 0
+
+    def body():
+        nonlocal sent
+        boundary = b"--fsgr\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n"
+        yield boundary
+        for _ in range(3200):                             # up to 200 MiB, far past the 1 MiB limit
+            sent += 65536
+            yield b"\0" * 65536
+
+    app = create_app(captioner, max_bytes=2**20)
+    with live(app) as client:
+        r = client.post("/api/caption", content=body(), headers={"content-type": "multipart/form-data; boundary=fsgr"})
+        assert sent < 64 * 2**20, f"{sent:,} bytes were taken before the refusal"
+        assert r.status_code == 413 and "1,048,576 bytes" in r.json()["error"]
+        assert r.headers["connection"] == "close"          # the client is told to stop sending
+        assert client.get("/healthz").status_code == 200
+
+
+def test_the_servers_pixel_limit_replaces_pils(captioner, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)   # PIL alone would refuse anything over 2,000 pixels
+    app = create_app(captioner, max_pixels=1_000_000)
+    with live(app) as client:
+        r = client.post("/api/caption", files={"image": ("a.png", _png((300, 200), "RGB"))})
+        assert r.status_code == 200 and r.json()["caption"]
+        r = client.post("/api/caption", files={"image": ("b.png", _png((2000, 1000), "RGB"))})
+        assert r.status_code == 413
+        assert r.json()["error"] == ("image refused: 2000x1000 = 2.0 megapixels is above the limit of 1.0 megapixels "
+                                     "(the server's --max-pixels)")
+        assert client.get("/healthz").json()["max_pixels"] == 1_000_000
+    assert Image.MAX_IMAGE_PIXELS == 1_000                 # PIL's own limit left as it was
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"max_len": "500"}, ["max_len"]),
+    ({"beam": "-1"}, ["beam"]),
+    ({"length_penalty": "abc"}, ["not a number"]),
+])
+def test_bad_controls_are_4xx_json_with_a_message(captioner, fields, words):
+    app = create_app(captioner)
+    with live(app) as client:
+        r = client.post("/api/caption", files={"image": ("a.png", _png((40, 30), "RGB"))}, data=fields)
+        assert 400 <= r.status_code < 500, r.text
+        assert all(w in r.json()["error"] for w in words), r.json()
