@@ -1,5 +1,6 @@
-"""`fsgr ablate` on the tiny real model and data: 2 variants x 2 seeds x one short epoch, resumed after a stop,
-skipped when finished, tabulated with mean/std over seeds and a paired bootstrap against the first variant."""
+"""`fsgr ablate` on the tiny real model and data: 2 variants x 3 seeds x one short epoch, resumed after a stop,
+skipped when finished, tabulated with mean/std over seeds, a paired bootstrap over images and a paired t over seeds
+against the first variant."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import json
 import statistics
 
 import pytest
+import torch
 
 from fsgr.cli import main as cli_main
 from fsgr.errors import ConfigError
+from fsgr.config import load_config
+from fsgr.metrics.resample import paired_t, t_quantile
+from fsgr.models.captioner import FSGRCaptioner
 from fsgr.training.ablate import Variant, parse_variant
 
 VARIANTS = ["--variant", "full",
@@ -34,7 +39,7 @@ def ablation(tmp_path_factory, tiny_data, tiny_kit):
     config = tiny_kit.write(tmp / "tiny.yaml", tiny_kit.config(
         tiny_data, tmp / "unused", train={"max_epochs": 1, "xe_least": 1, "xe_most": 1, "contrastive_weight": 0.25}))
     out = tmp / "out"
-    args = ["ablate", str(config), *VARIANTS, "--seeds", "2", "--out", str(out), "--no-progress",
+    args = ["ablate", str(config), *VARIANTS, "--seeds", "3", "--out", str(out), "--no-progress",
             "--bootstrap", "200"]
     # the first sweep stops its first run at a step cap: the runner must say so and write no table
     assert cli_main([*args, "train.max_steps=3"]) == 2
@@ -49,7 +54,7 @@ def test_runs_resume_finish_and_tabulate(ablation, capsys):
     assert cli_main(args) == 0
     err = capsys.readouterr().err
     assert "full seed 7: resuming" in err and "plain seed 8: training" in err
-    runs = {(v, s): out / v / f"seed-{s}" for v in ("full", "plain") for s in (7, 8)}
+    runs = {(v, s): out / v / f"seed-{s}" for v in ("full", "plain") for s in (7, 8, 9)}
     for d in runs.values():
         assert json.loads((d / "summary.json").read_text())["status"] == "finished"
         assert len(json.loads((d / "predictions" / "test_best.json").read_text())) == 6
@@ -57,34 +62,43 @@ def test_runs_resume_finish_and_tabulate(ablation, capsys):
     assert "enabled: false" in plain_cfg and "seed: 8" in plain_cfg
 
     table = json.loads((out / "ablation.json").read_text())
-    assert [v["variant"] for v in table["variants"]] == ["full", "plain"] and table["seeds"] == [7, 8]
+    assert [v["variant"] for v in table["variants"]] == ["full", "plain"] and table["seeds"] == [7, 8, 9]
+    test_scores = {k: json.loads((d / "summary.json").read_text())["test"] for k, d in runs.items()}
     for row in table["variants"]:
-        cider = [json.loads((runs[row["variant"], s] / "summary.json").read_text())["test"]["CIDEr"] for s in (7, 8)]
+        cider = [test_scores[row["variant"], s]["CIDEr"] for s in (7, 8, 9)]
         assert row["scores"]["CIDEr"]["mean"] == pytest.approx(statistics.fmean(cider))
         assert row["scores"]["CIDEr"]["std"] == pytest.approx(statistics.stdev(cider))
     comps = {c["metric"]: c for c in table["comparisons"]}
     assert {c["system"] for c in table["comparisons"]} == {"plain"} and "CIDEr" in comps
-    for c in comps.values():
+    for metric, c in comps.items():
         assert c["baseline"] == "full" and c["ci_low"] <= c["delta"] <= c["ci_high"]
+        # retraining variance: one delta per seed from the runs' own scores, and a paired t over those deltas
+        deltas = [test_scores["plain", s][metric] - test_scores["full", s][metric] for s in (7, 8, 9)]
+        assert c["seed_deltas"] == pytest.approx(deltas)
+        mean, half = statistics.fmean(deltas), t_quantile(0.95, 2) * statistics.stdev(deltas) / 3 ** 0.5
+        assert (c["seed_ci_low"], c["seed_ci_high"]) == pytest.approx((mean - half, mean + half))
+        assert 0 <= c["seed_p_value"] <= 1
+    assert table["seed_interval"]["method"] == "paired Student t over seeds"
     md = (out / "ablation.md").read_text()
-    assert "| plain |" in md and "model.semantic.enabled=false" in md and "95% CI" in md
+    assert "| plain |" in md and "model.semantic.enabled=false" in md and "images: 95% CI" in md
+    assert "seeds: 95% CI" in md and f"{comps['CIDEr']['seed_ci_low']:+.3f}" in md
 
     # --table-only over the seeds every variant has finished: here both
     assert cli_main([*args, "--table-only"]) == 0
-    assert json.loads((out / "ablation.json").read_text())["seeds"] == [7, 8]
+    assert json.loads((out / "ablation.json").read_text())["seeds"] == [7, 8, 9]
 
     # a second sweep trains nothing: every run is skipped, checkpoints untouched
     stamps = {k: (d / "checkpoints" / "best.pt").stat().st_mtime_ns for k, d in runs.items()}
     assert cli_main(args) == 0
-    assert capsys.readouterr().err.count("finished already, skipped") == 4
+    assert capsys.readouterr().err.count("finished already, skipped") == 6
     assert stamps == {k: (d / "checkpoints" / "best.pt").stat().st_mtime_ns for k, d in runs.items()}
 
     # a sweep cut short: --table-only keeps the seeds every variant has finished
-    summary = runs["plain", 8] / "summary.json"
+    summary = runs["plain", 9] / "summary.json"
     summary.rename(summary.with_suffix(".bak"))
     try:
         assert cli_main([*args, "--table-only"]) == 0
-        assert json.loads((out / "ablation.json").read_text())["seeds"] == [7]
+        assert json.loads((out / "ablation.json").read_text())["seeds"] == [7, 8]
     finally:
         summary.with_suffix(".bak").rename(summary)
 
@@ -94,3 +108,38 @@ def test_a_run_made_with_another_config_is_refused(ablation, capsys):
     # same folder, another learning rate: mixing it into the table would be wrong
     assert cli_main([*args, "train.lr=0.5"]) == 2
     assert "holds a run with another config" in capsys.readouterr().err
+
+
+def test_paired_t_matches_the_t_table():
+    # two-sided 95% quantiles of Student's t (any statistics table) and a p-value by hand
+    for df, q in ((1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622), (30, 2.0423)):
+        assert t_quantile(0.95, df) == pytest.approx(q, abs=1e-4)
+    t = paired_t([0.1, 0.2, 0.15])           # t = 0.15 / (0.05 / sqrt 3) = 5.196, df 2: p = 1 - t / sqrt(t^2 + 2)
+    assert t["p_value"] == pytest.approx(1 - 5.196152 / (5.196152 ** 2 + 2) ** 0.5, rel=1e-5)
+    assert t["ci_low"] == pytest.approx(0.15 - 4.302653 * 0.05 / 3 ** 0.5, rel=1e-5)
+    assert paired_t([0.3])["ci_low"] is None and paired_t([0.0, 0.0])["p_value"] == 1.0
+
+
+def _built(seed: int, *overrides: str) -> dict:
+    cfg = load_config("configs/demo.yaml", ["model.clip.path=null", "model.semantic.codebook=null", *overrides])
+    torch.manual_seed(seed)
+    return FSGRCaptioner(cfg.model, vocab_size=40).state_dict()
+
+
+def test_variants_start_shared_modules_from_the_same_weights():
+    """Seed i of two variants: every module they share starts equal, whatever the other builds before it."""
+    full = _built(42)
+    no_semantic = _built(42, "model.semantic.enabled=false")
+    no_prompts = _built(42, "model.backbone.prompts.num_tokens=0")
+    for other in (no_semantic, no_prompts):
+        # pixel_embed embeds S (E-d) in one and F^ (W-d) in the other: another module, whatever its bias's shape
+        shared = [k for k in full if k in other and full[k].shape == other[k].shape
+                  and not k.startswith("encoder.pixel_embed")]
+        assert any(k.startswith("decoder.") for k in shared) and any(k.startswith("encoder.layers") for k in shared)
+        for k in shared:
+            assert torch.equal(full[k], other[k]), k
+    assert any(k.startswith("backbone.adapters") for k in no_prompts)
+    # and another seed is another draw
+    other_seed = _built(43)
+    assert not torch.equal(full["decoder.word_emb.weight"], other_seed["decoder.word_emb.weight"])
+    assert not torch.equal(full["backbone.adapters.4.fc1.weight"], other_seed["backbone.adapters.4.fc1.weight"])

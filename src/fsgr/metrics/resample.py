@@ -11,6 +11,7 @@ per-image scores computed once on the whole set (`exact` False; docs/metrics.md 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -84,3 +85,52 @@ def summarize(delta: float, deltas: np.ndarray) -> dict:
     centred = np.abs(deltas - deltas.mean())
     p = (1 + int(np.sum(centred >= abs(delta) - 1e-12))) / (len(deltas) + 1)
     return {"delta": float(delta), "ci_low": float(low), "ci_high": float(high), "p_value": float(p)}
+
+
+# ---- paired t over a few independent units (seeds) -----------------------------------------------------------------
+
+
+def _t_central(t: float, df: int) -> float:
+    """P(|T| <= t) for Student's t with an integer number of degrees of freedom: the closed forms of Abramowitz &
+    Stegun 26.7.3 (no scipy needed; exact up to float rounding)."""
+    theta = math.atan(abs(t) / math.sqrt(df))
+    s, c = math.sin(theta), math.cos(theta)
+    if df % 2 == 1:
+        term, total = s * c, 0.0                 # the odd series: sin(cos + 2/3 cos^3 + 2*4/(3*5) cos^5 + ...)
+        for k in range(1, (df - 1) // 2 + 1):
+            total += term
+            term *= c * c * (2 * k) / (2 * k + 1)
+        return 2 / math.pi * (theta + total)
+    term, total = 1.0, 0.0                       # the even series: sin(1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...)
+    for k in range(df // 2):
+        total += term
+        term *= c * c * (2 * k + 1) / (2 * k + 2)
+    return s * total
+
+
+def t_quantile(level: float, df: int) -> float:
+    """t such that P(|T| <= t) = level (two-sided), by bisection on `_t_central`."""
+    lo, hi = 0.0, 1.0
+    while _t_central(hi, df) < level:
+        hi *= 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _t_central(mid, df) < level else (lo, mid)
+    return (lo + hi) / 2
+
+
+def paired_t(deltas: Sequence[float], level: float = 0.95) -> dict:
+    """Mean of paired differences (one per independent unit, e.g. a training seed), its two-sided Student-t interval
+    and the p-value of "mean 0". With one unit there is no interval (None). Identical differences give a
+    zero-width interval and p 0 (or 1 when they are all 0)."""
+    d = np.asarray(deltas, dtype=np.float64)
+    n = len(d)
+    mean = float(d.mean()) if n else math.nan
+    if n < 2:
+        return {"mean": mean, "ci_low": None, "ci_high": None, "p_value": None, "n": n}
+    se = float(d.std(ddof=1)) / math.sqrt(n)
+    if se == 0:
+        return {"mean": mean, "ci_low": mean, "ci_high": mean, "p_value": 1.0 if mean == 0 else 0.0, "n": n}
+    half = t_quantile(level, n - 1) * se
+    p = 1 - _t_central(mean / se, n - 1)
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "p_value": max(p, 0.0), "n": n}

@@ -25,6 +25,7 @@ from torch import nn
 from fsgr.errors import ConfigError
 from fsgr.models.clip import ResidualAttentionBlock, VisionTransformer
 from fsgr.models.config import BackboneConfig
+from fsgr.models.seeding import module_stream
 
 
 @dataclass
@@ -67,9 +68,12 @@ def csa_attention(block: ResidualAttentionBlock, z: torch.Tensor) -> torch.Tenso
 
 
 class FSGRBackbone(nn.Module):
-    def __init__(self, visual: VisionTransformer, cfg: BackboneConfig, default_dropout: float = 0.1):
+    def __init__(self, visual: VisionTransformer, cfg: BackboneConfig, default_dropout: float = 0.1,
+                 init_seed: Optional[int] = None):
         """`default_dropout`: the prompt dropout when `cfg.prompts.dropout` is unset (the captioner passes model.dropout;
-        0.1 is the reference's)."""
+        0.1 is the reference's). `init_seed`: prompts and adapters each draw their initial weights from their own
+        stream (`fsgr.models.seeding`), so a variant without prompts starts its adapters as one with them; None: the
+        global stream."""
         super().__init__()
         if cfg.aligned_patches not in ("csa", "ref"):
             raise ConfigError(f"model.backbone.aligned_patches must be 'csa' or 'ref', got {cfg.aligned_patches!r}")
@@ -84,17 +88,18 @@ class FSGRBackbone(nn.Module):
 
         # prompts: shallow E_0 (1, N, W) and deep E_1..E_{L-1} (L-1, N, W), one shared projection and a LayerNorm
         if self.num_prompts > 0:
-            p = cfg.prompts
-            # VPT's init: v = sqrt(6 / (3 * patch^2 + W)) (0.0625 at ViT-B/16)
-            bound = math.sqrt(6.0 / (3 * visual.patch_size ** 2 + width))
-            self.prompt_embeddings = nn.Parameter(torch.empty(1, p.num_tokens, width).uniform_(-bound, bound))
-            if p.deep and layers > 1:
-                self.deep_prompt_embeddings = nn.Parameter(
-                    torch.empty(layers - 1, p.num_tokens, width).uniform_(-bound, bound))
-            self.prompt_proj = nn.Linear(width, width)
-            nn.init.kaiming_normal_(self.prompt_proj.weight, a=0, mode="fan_out")
-            self.prompt_dropout = nn.Dropout(default_dropout if p.dropout is None else p.dropout)
-            self.prompt_norm = nn.LayerNorm(width, eps=1e-6)
+            with module_stream(init_seed, "prompts"):
+                p = cfg.prompts
+                # VPT's init: v = sqrt(6 / (3 * patch^2 + W)) (0.0625 at ViT-B/16)
+                bound = math.sqrt(6.0 / (3 * visual.patch_size ** 2 + width))
+                self.prompt_embeddings = nn.Parameter(torch.empty(1, p.num_tokens, width).uniform_(-bound, bound))
+                if p.deep and layers > 1:
+                    self.deep_prompt_embeddings = nn.Parameter(
+                        torch.empty(layers - 1, p.num_tokens, width).uniform_(-bound, bound))
+                self.prompt_proj = nn.Linear(width, width)
+                nn.init.kaiming_normal_(self.prompt_proj.weight, a=0, mode="fan_out")
+                self.prompt_dropout = nn.Dropout(default_dropout if p.dropout is None else p.dropout)
+                self.prompt_norm = nn.LayerNorm(width, eps=1e-6)
 
         a = cfg.adapters
         if a.first_block <= a.last_block and not (0 <= a.first_block and a.last_block < layers):
@@ -102,7 +107,8 @@ class FSGRBackbone(nn.Module):
                              f"{layers} blocks of this CLIP")
         self.adapter_blocks = list(range(a.first_block, a.last_block + 1))   # empty when first > last: no adapters
         hidden = max(1, int(round(width * a.ratio)))
-        self.adapters = nn.ModuleDict({str(i): Adapter(width, hidden, a.zero_init) for i in self.adapter_blocks})
+        with module_stream(init_seed, "adapters"):
+            self.adapters = nn.ModuleDict({str(i): Adapter(width, hidden, a.zero_init) for i in self.adapter_blocks})
 
     # --------------------------------------------------------------------------------------------------------------
     @property

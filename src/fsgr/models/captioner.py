@@ -29,6 +29,7 @@ from fsgr.models.clip import build_clip, weights_fingerprint
 from fsgr.models.config import ModelConfig
 from fsgr.models.decoder import Decoder, xavier_init_
 from fsgr.models.encoder import Encoder
+from fsgr.models.seeding import draw_init_seed, module_stream
 from fsgr.models.semantic import SemanticHead
 
 
@@ -78,8 +79,10 @@ class FSGRCaptioner(nn.Module):
             raise ConfigError(f"model.encoder.d_model {cfg.encoder.d_model} != model.decoder.d_model "
                               f"{cfg.decoder.d_model}: the decoder cross-attends the encoder output")
 
+        init_seed = draw_init_seed()     # each module then draws from its own stream (fsgr.models.seeding)
         if clip is None:
-            clip = build_clip(cfg.clip)          # random weights of the configured sizes (summary, tests)
+            with module_stream(init_seed, "clip"):
+                clip = build_clip(cfg.clip)      # random weights of the configured sizes (summary, tests)
         else:
             self._check_codebook_clip(codebook, clip)
         self.cfg = cfg
@@ -87,20 +90,27 @@ class FSGRCaptioner(nn.Module):
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
         width, embed_dim = _clip_sizes(clip, cfg)
 
-        self.backbone = FSGRBackbone(clip.visual, cfg.backbone, default_dropout=cfg.dropout)
+        self.backbone = FSGRBackbone(clip.visual, cfg.backbone, default_dropout=cfg.dropout, init_seed=init_seed)
         # CLIP's (log) temperature scales the patch-concept logits; frozen, so a buffer
         self.register_buffer("logit_scale", clip.logit_scale.detach().float().reshape(()).clone())
-        self.semantic = SemanticHead(cfg.semantic, self._codebook_tensor(codebook, cfg, embed_dim))
+        with module_stream(init_seed, "semantic"):
+            self.semantic = SemanticHead(cfg.semantic, self._codebook_tensor(codebook, cfg, embed_dim))
         d = cfg.encoder.d_model
-        self.att_embed = nn.Sequential(nn.Linear(width + embed_dim, d), nn.CELU(1.3), nn.Dropout(cfg.dropout),
-                                       nn.LayerNorm(d))
+        with module_stream(init_seed, "att_embed"):
+            self.att_embed = nn.Sequential(nn.Linear(width + embed_dim, d), nn.CELU(1.3), nn.Dropout(cfg.dropout),
+                                           nn.LayerNorm(d))
         text = cfg.semantic.enabled
-        self.encoder = Encoder(cfg.encoder, in_dim=embed_dim if text else width, grid=tuple(self.backbone.grid_size),
-                               text=text, dropout=cfg.dropout, double_residual=cfg.double_residual)
-        self.decoder = Decoder(cfg.decoder, vocab_size, pad_id, cfg.dropout, cfg.double_residual, pma=cfg.pma)
-        if cfg.xavier_init:       # REF's init_weights over encoder + decoder
-            xavier_init_(self.encoder)
-            xavier_init_(self.decoder)
+        with module_stream(init_seed, "encoder"):
+            self.encoder = Encoder(cfg.encoder, in_dim=embed_dim if text else width,
+                                   grid=tuple(self.backbone.grid_size), text=text, dropout=cfg.dropout,
+                                   double_residual=cfg.double_residual, init_seed=init_seed)
+        with module_stream(init_seed, "decoder"):
+            self.decoder = Decoder(cfg.decoder, vocab_size, pad_id, cfg.dropout, cfg.double_residual, pma=cfg.pma)
+        if cfg.xavier_init:       # REF's init_weights over encoder + decoder, a stream per part (pixel_embed's size
+            for prefix, module in (("encoder", self.encoder), ("decoder", self.decoder)):    # varies with the mode)
+                for name, child in module.named_children():
+                    with module_stream(init_seed, f"{prefix}.{name}.xavier"):
+                        xavier_init_(child)
         # PMA banks are per rank and prototypes are synchronised at each refresh: DDP must not broadcast them from
         # rank 0 at every forward (that would replace every rank's banks with rank 0's and move ~GBs per step)
         self._ddp_params_and_buffers_to_ignore = [name for name, _ in self.named_buffers()

@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from fsgr.models.attention import FeedForward, ResidualAttention
 from fsgr.models.config import EncoderConfig
+from fsgr.models.seeding import module_stream
 
 
 def grid_sine_embedding(grid: tuple[int, int], d_model: int, temperature: float = 10000.0) -> torch.Tensor:
@@ -121,12 +122,16 @@ class Encoder(nn.Module):
     text=False: forward(visual=F^ (B,P,W)). Returns memory E (B,P,d) and the grid PE (1,P,d)."""
 
     def __init__(self, cfg: EncoderConfig, in_dim: int, grid: tuple[int, int], text: bool, dropout: float,
-                 double_residual: bool):
+                 double_residual: bool, init_seed: Optional[int] = None):
+        """init_seed: pixel_embed (whose input size depends on the mode) draws from its own stream, so both modes
+        start the layers after it from the same weights (`fsgr.models.seeding`)."""
         super().__init__()
         d = cfg.d_model
         self.text = text
         # pixel_embed embeds S (text mode, in_dim = CLIP embed dim) or F^ (in_dim = ViT width)
-        self.pixel_embed = nn.Sequential(nn.Linear(in_dim, d), nn.CELU(1.3), nn.Dropout(dropout), nn.LayerNorm(d))
+        with module_stream(init_seed, "encoder.pixel_embed"):
+            self.pixel_embed = nn.Sequential(nn.Linear(in_dim, d), nn.CELU(1.3), nn.Dropout(dropout),
+                                             nn.LayerNorm(d))
         self.norm = nn.LayerNorm(d)  # LN_e, applied to the embedded keys/values and to the text-mode queries
         self.layers = nn.ModuleList(
             EncoderLayer(d, cfg.heads, cfg.d_ff, dropout, double_residual) for _ in range(cfg.layers))

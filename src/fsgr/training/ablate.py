@@ -10,9 +10,15 @@ data order and differs only in the variant. A run that finished (summary.json st
 predictions/test_best.json) is skipped; one that stopped half way is resumed from its last.pt; a run directory made
 with another config is refused rather than mixed into the table.
 
-Significance: each variant against the first with the evaluation suite's paired bootstrap
-(`fsgr.metrics.compare.compare_systems`) over test images pooled across seeds: the unit is (seed i, image), and
-variant and baseline are paired on it (their seed-i runs captioned the same image).
+Significance, two kinds side by side, each variant against the first:
+- over test images: the evaluation suite's paired bootstrap (`fsgr.metrics.compare.compare_systems`) over images
+  pooled across seeds; the unit is (seed i, image), variant and baseline paired on it. Each seed's model is held
+  fixed, so this interval is about which test images were drawn, not about retraining.
+- over retraining: `seed_deltas` (seed i's test score of the variant minus the first variant's) and a paired Student-t
+  interval and p-value over them (`seed_ci_low`, `seed_ci_high`, `seed_p_value`; `fsgr.metrics.resample.paired_t`).
+  With 3 seeds it has 2 degrees of freedom: wide, and honest about it.
+Seed i of two variants also starts the modules they share from the same weights (`FSGRCaptioner` seeds each module's
+initialisation by its name), so a seed delta is the variant's effect, not another draw of the shared modules.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from fsgr.data.readers import read_records
 from fsgr.errors import ConfigError, FsgrError
 from fsgr.files import atomic_write_text
 from fsgr.metrics.compare import compare_systems
+from fsgr.metrics.resample import paired_t
 from fsgr.metrics.score import parse_metrics
 from fsgr.training.engine import train
 
@@ -209,9 +216,13 @@ def tabulate(config: str | Path, variants: Sequence[Variant], seeds: int, out: s
                                metrics=metrics, samples=samples, seed=bootstrap_seed, diagnostics=False, top=0)
     for row in rows:
         row["pooled"] = compared["systems"][row["variant"]]
+    per_seed = {row["variant"]: row["per_seed"] for row in rows}
+    for c in compared["comparisons"]:
+        c.update(_seed_statistics(per_seed[c["baseline"]], per_seed[c["system"]], c["metric"], seed_list))
     result = {"config": str(config), "common_overrides": list(common), "seeds": seed_list,
               "test_images": len(refs), "bootstrap": {"samples": samples, "seed": bootstrap_seed,
                                                       "unit": "(seed, test image), paired across variants"},
+              "seed_interval": {"method": "paired Student t over seeds", "level": 0.95, "unit": "training seed"},
               "variants": rows, "comparisons": compared["comparisons"],
               "signature": compared["signature"]}
     atomic_write_text(out / "ablation.json", json.dumps(result, indent=2))
@@ -219,12 +230,25 @@ def tabulate(config: str | Path, variants: Sequence[Variant], seeds: int, out: s
     return result
 
 
+def _seed_statistics(baseline: dict, system: dict, metric: str, seeds: list[int]) -> dict:
+    """The comparison's seed-level fields: one delta per seed (system - baseline, same seed) and the paired t."""
+    missing = [s for s in seeds if metric not in baseline[s] or metric not in system[s]]
+    if missing:
+        raise FsgrError(f"ablation: seed {missing[0]} has no test {metric} in its summary.json; the runs were scored "
+                        f"with other metrics than the config's eval.metrics")
+    deltas = [system[s][metric] - baseline[s][metric] for s in seeds]
+    t = paired_t(deltas)
+    return {"seed_deltas": deltas, "seed_ci_low": t["ci_low"], "seed_ci_high": t["ci_high"],
+            "seed_p_value": t["p_value"]}
+
+
 def _fmt(x: Optional[float], digits: int = 3) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
 def markdown_table(result: dict[str, Any]) -> str:
-    """Mean ± std over seeds per metric; then each variant's pooled paired-bootstrap delta vs the first."""
+    """Mean ± std over seeds per metric; then each variant's delta vs the first with both intervals: the pooled
+    paired bootstrap over (seed, image) and the paired t over seeds."""
     metrics = list(result["variants"][0]["scores"])
     head = "| variant | overrides | " + " | ".join(metrics) + " |"
     lines = [f"{len(result['seeds'])} seeds ({', '.join(map(str, result['seeds']))}), {result['test_images']} test "
@@ -234,10 +258,16 @@ def markdown_table(result: dict[str, Any]) -> str:
         lines.append(f"| {row['variant']} | {' '.join(row['overrides']) or '(config)'} | " + " | ".join(cells) + " |")
     if result["comparisons"]:
         b = result["bootstrap"]
-        lines += ["", f"vs {result['variants'][0]['variant']}: paired bootstrap over {b['unit']} "
-                      f"({b['samples']} resamples, seed {b['seed']}); delta = variant - baseline, 95% CI, p",
-                  "", "| variant | metric | delta | 95% CI | p |", "|---|---|---|---|---|"]
+        lines += ["", f"vs {result['variants'][0]['variant']}: delta = variant - baseline. Images: paired bootstrap "
+                      f"over {b['unit']} ({b['samples']} resamples, seed {b['seed']}), each seed's model held fixed. "
+                      f"Seeds: paired Student t over the per-seed deltas (retraining variance; "
+                      f"{len(result['seeds']) - 1} degrees of freedom).",
+                  "", "| variant | metric | delta | images: 95% CI | images: p | per-seed deltas | seeds: 95% CI "
+                      "| seeds: p |", "|---|---|---|---|---|---|---|---|"]
         for c in result["comparisons"]:
+            seed_ci = ("–" if c["seed_ci_low"] is None else f"[{c['seed_ci_low']:+.3f}, {c['seed_ci_high']:+.3f}]")
+            deltas = " ".join(f"{d:+.3f}" for d in c["seed_deltas"])
             lines.append(f"| {c['system']} | {c['metric']} | {c['delta']:+.3f} | [{c['ci_low']:+.3f}, "
-                         f"{c['ci_high']:+.3f}] | {_fmt(c.get('p_value'))} |")
+                         f"{c['ci_high']:+.3f}] | {_fmt(c.get('p_value'))} | {deltas} | {seed_ci} | "
+                         f"{_fmt(c['seed_p_value'])} |")
     return "\n".join(lines) + "\n"
