@@ -1,14 +1,21 @@
-"""Serving a trained checkpoint: `fsgr.Captioner.from_checkpoint(path, device=None).caption(images)`.
+"""Serving a trained checkpoint: `fsgr.Captioner.from_checkpoint(path, device=None, precision=None).caption(images)`.
 
 A checkpoint carries its resolved config, vocabulary and codebook names, so nothing else is needed: the model is built
 from the config without reading CLIP or codebook files, then the checkpoint's full state (CLIP weights and codebook
 buffer included) is loaded strictly.
+
+Decoding takes Hugging Face generate()'s names (`num_beams`, `max_new_tokens`, `min_new_tokens`,
+`no_repeat_ngram_size`, `length_penalty`, `do_sample`, `temperature`, `top_k`, `top_p`, `num_return_sequences`,
+`seed`) or fsgr's older ones (`beam_size`, `max_len`, `min_len`, `no_repeat_ngram`); what is not given is the
+checkpoint's `eval.*` setting (fsgr.models.decoding.DecodeSettings checks every value). A Captioner decodes in one
+precision, fixed when it is built (fsgr.core.device.decoding_precision: by default the trainer's own).
 """
 
 from __future__ import annotations
 
 # Deferred imports: fsgr.serving.maps and fsgr.export.hub build on this module (they import Captioner).
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +26,7 @@ from PIL import Image
 
 from fsgr.core.build import model_from_state
 from fsgr.core.checkpoint import load_checkpoint
-from fsgr.core.device import pick_device
+from fsgr.core.device import autocast, decoding_precision, pick_device, precision_name
 from fsgr.errors import CheckpointError, ConfigError
 from fsgr.data.images import load_image, open_image, preprocess, to_rgb
 from fsgr.models.decoding import DecodeSettings, decode
@@ -35,9 +42,10 @@ class Caption:
     text: str
     logprob: float                      # summed log-prob of the generated tokens (<eos> included)
     length: int                         # generated tokens before <eos>
-    beams: list[tuple[str, float]]      # every beam, best first: (text, summed log-prob)
+    beams: list[tuple[str, float]]      # every beam, best first, or every sample as drawn: (text, summed log-prob)
     concept_ids: Optional[torch.Tensor]  # (P,) map label of each patch over the whole codebook; None: not asked
     tokens: list[int] = field(default_factory=list)   # the best beam's generated tokens before <eos>
+    sequences: list[tuple[str, float]] = field(default_factory=list)   # the num_return_sequences first of beams
 
 
 @dataclass
@@ -82,89 +90,127 @@ class CaptionerBase:
             return preprocess(image, size=d.image_size, resize=d.resize)
         return load_image(image, size=d.image_size, resize=d.resize)
 
-    def settings(self, **overrides) -> DecodeSettings:
-        """The checkpoint's eval decoding settings (beam_size, max_len, min_len, length_penalty, no_repeat_ngram)
-        with the given ones (None = keep) replaced."""
-        settings = DecodeSettings.from_config(self.cfg.eval, **overrides)
-        if settings.max_len > self.model.decoder.max_len:
-            raise ConfigError(f"max_len {settings.max_len} exceeds this model's decoder.max_len "
-                              f"({self.model.decoder.max_len})")
-        return settings
+    amp_dtype: Optional[torch.dtype] = None     # the autocast dtype decoding runs in (None: fp32)
+
+    @property
+    def precision(self) -> str:
+        """fp32, bf16 or fp16: what this captioner decodes in."""
+        return precision_name(self.amp_dtype)
+
+    def settings(self, **decoding) -> DecodeSettings:
+        """The checkpoint's eval decoding settings with the given ones (HF or fsgr names; None = keep) replaced,
+        checked against this model (beams and top_k within the words it can generate, max_len within its decoder)."""
+        return DecodeSettings.from_config(self.cfg.eval, **decoding).check_model(self.model.decoder.vocab_size,
+                                                                                 self.model.decoder.max_len)
 
     @torch.no_grad()
-    def generate(self, images: torch.Tensor, settings: Optional[DecodeSettings] = None,
-                 concept_map: bool = False) -> list[Caption]:
-        """(B, 3, S, S) preprocessed images -> one Caption each (all beams, scores, concept ids)."""
-        settings = settings or self.settings()
-        encoded = self.encode(images, concept_map=concept_map)
-        return captions_of(decode(self.model, encoded, settings, return_all=True), self.vocab,
-                           encoded.map_ids if concept_map else None)
+    def generate(self, images: torch.Tensor, settings: Optional[DecodeSettings] = None, concept_map: bool = False,
+                 **decoding) -> list[Caption]:
+        """(B, 3, S, S) preprocessed images -> one Caption each (every beam or sample with its score, the
+        num_return_sequences returned ones, concept ids). `settings` (from `settings()`) or the decoding keywords of
+        `caption`, not both."""
+        if settings is not None and decoding:
+            raise TypeError("generate() takes settings or decoding keywords, not both")
+        settings = settings or self.settings(**decoding)
+        with autocast(self.device, self.amp_dtype):
+            encoded = self.encode(images, concept_map=concept_map)
+            result = decode(self.model, encoded, settings, return_all=True)
+        return captions_of(result, self.vocab, encoded.map_ids if concept_map else None,
+                           settings.num_return_sequences)
 
-    def caption_tensors(self, images: torch.Tensor, beam_size: Optional[int] = None, max_len: Optional[int] = None,
-                        **controls) -> list[str]:
-        settings = self.settings(beam_size=beam_size, max_len=max_len, **controls)
-        return [c.text for c in self.generate(images, settings)]
+    def caption_tensors(self, images: torch.Tensor, **decoding) -> list:
+        """Preprocessed images -> their captions, as `caption` returns them."""
+        captions = self.generate(images, self.settings(**decoding))
+        if decoding.get("num_return_sequences", 1) == 1:
+            return [c.text for c in captions]
+        return [[text for text, _ in c.sequences] for c in captions]
 
-    def caption(self, images: Union[ImageLike, Sequence[ImageLike]], beam_size: Optional[int] = None,
-                max_len: Optional[int] = None, batch_size: int = 16, **controls) -> list[str]:
-        """Captions of PIL images or image paths (the checkpoint's eval settings by default; `controls`: min_len,
-        length_penalty, no_repeat_ngram)."""
+    def caption(self, images: Union[ImageLike, Sequence[ImageLike]], *, num_beams: Optional[int] = None,
+                max_new_tokens: Optional[int] = None, min_new_tokens: Optional[int] = None,
+                no_repeat_ngram_size: Optional[int] = None, length_penalty: Optional[float] = None,
+                do_sample: bool = False, temperature: float = 1.0, top_k: Optional[int] = None,
+                top_p: Optional[float] = None, num_return_sequences: int = 1, seed: Optional[int] = None,
+                batch_size: int = 16, **old_names) -> list:
+        """Captions of PIL images or image paths, Hugging Face generate()'s controls (the checkpoint's eval settings
+        for what is not given; `old_names`: beam_size, max_len, min_len, no_repeat_ngram).
+
+        -> one caption (str) per image; with num_return_sequences > 1, one list of that many captions per image (the
+        best beams, best first, or the samples as drawn). With do_sample, a given seed gives the same captions for
+        the same image whatever the batch (fsgr.models.decoding)."""
         if isinstance(images, (str, os.PathLike, Image.Image)):
             images = [images]
-        out: list[str] = []
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size {batch_size!r}: must be an integer >= 1")
+        decoding = dict(num_beams=num_beams, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+                        no_repeat_ngram_size=no_repeat_ngram_size, length_penalty=length_penalty,
+                        do_sample=do_sample or None, temperature=None if temperature == 1.0 else temperature,
+                        top_k=top_k, top_p=top_p, num_return_sequences=num_return_sequences, seed=seed,
+                        **old_names)
+        settings = self.settings(**decoding)          # every value refused before any image is read
+        out: list = []
         for start in range(0, len(images), batch_size):
             chunk = torch.stack([self.preprocess(im) for im in images[start:start + batch_size]])
-            out.extend(self.caption_tensors(chunk, beam_size, max_len, **controls))
+            captions = self.generate(chunk, settings)
+            out.extend(c.text if num_return_sequences == 1 else [text for text, _ in c.sequences] for c in captions)
         return out
 
 
 class Captioner(CaptionerBase):
-    def __init__(self, model, vocab, cfg, device: torch.device, codebook_names: Optional[list[str]] = None):
+    def __init__(self, model, vocab, cfg, device: torch.device, codebook_names: Optional[list[str]] = None,
+                 precision: Optional[str] = None):
+        """`precision`: fp32, bf16, fp16 or train (None = train: the checkpoint's train.amp as the trainer resolves
+        it on `device`, so fp32 on the CPU unless the run was trained in bf16/fp16)."""
         self.model = model.eval()
         self.vocab = vocab
         self.cfg = cfg
         self.device = device
         self.codebook_names = codebook_names
+        self.amp_dtype = decoding_precision(precision, cfg.train.amp, device)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "Captioner":
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None,
+                        precision: Optional[str] = None) -> "Captioner":
         ckpt = load_checkpoint(path)
         return cls._build(ckpt["config"], ckpt["vocab_itos"], ckpt["model"], ckpt.get("codebook_names"), device,
-                          source=str(path))
+                          precision, source=str(path))
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, device: str | torch.device | None = None) -> "Captioner":
+    def from_pretrained(cls, folder: str | os.PathLike, device: str | torch.device | None = None,
+                        precision: Optional[str] = None) -> "Captioner":
         """A folder written by `fsgr export --format safetensors` (config.json, model.safetensors, vocab.json)."""
         from fsgr.export.hub import read_pretrained
 
         config, itos, names, state = read_pretrained(Path(folder))
-        return cls._build(config, itos, state, names, device, source=str(folder))
+        return cls._build(config, itos, state, names, device, precision, source=str(folder))
 
     @classmethod
-    def _build(cls, config: dict, itos: list[str], state: dict, codebook_names, device, source: str) -> "Captioner":
+    def _build(cls, config: dict, itos: list[str], state: dict, codebook_names, device, precision,
+               source: str) -> "Captioner":
         device = pick_device(None if device is None else str(device), 0)   # the trainer's rule: bare 'cuda' -> cuda:0
         loaded = model_from_state(config, itos, state, codebook_names, source=source)
-        return cls(loaded.model.to(device), loaded.vocab, loaded.cfg, device, loaded.codebook_names)
+        return cls(loaded.model.to(device), loaded.vocab, loaded.cfg, device, loaded.codebook_names, precision)
 
     def encode(self, images: torch.Tensor, concept_map: bool = False):
         return self.model.encode(images.to(self.device), concept_map=concept_map)
 
     # ------------------------------------------------------------------ explain
     @torch.no_grad()
-    def explain(self, image: ImageLike, words: bool = False) -> Explanation:
+    def explain(self, image: ImageLike, words: bool = False, **decoding) -> Explanation:
         """Caption plus the MaskCLIP dense label of every patch over the whole codebook (background included; not
         the head's per-image top-k assignment, which can never say "background" when the image's global embedding
         does not rank it) and its softmax probability; with `words`, each word's cross-attention over the patches
-        (fsgr.serving.maps)."""
+        (fsgr.serving.maps). `decoding`: the keywords of `caption` (the first caption is explained)."""
         if not self.cfg.model.semantic.enabled:
             raise CheckpointError("this checkpoint's model has no semantic head (model.semantic.enabled=false): "
                                   "there is no patch-to-concept map to draw")
         # one conversion for every verb: the drawn image is what the model saw (16-bit rescaled, alpha on white)
         pil = to_rgb(image if isinstance(image, Image.Image) else open_image(image, size=None))
+        settings = self.settings(**decoding)
         pixels = self.preprocess(pil)[None].to(self.device)
-        encoded = self.encode(pixels, concept_map=True)
-        caption = captions_of(decode(self.model, encoded, self.settings(), return_all=True), self.vocab,
-                              encoded.map_ids)[0]
+        with autocast(self.device, self.amp_dtype):
+            encoded = self.encode(pixels, concept_map=True)
+            caption = captions_of(decode(self.model, encoded, settings, return_all=True), self.vocab,
+                                  encoded.map_ids)[0]
         side = int(round(caption.concept_ids.numel() ** 0.5))
         grid = caption.concept_ids.view(side, side)
         names = {i: self.concept_name(i) for i in sorted(set(grid.flatten().tolist()))}
@@ -174,25 +220,31 @@ class Captioner(CaptionerBase):
         if words and caption.tokens:
             from fsgr.serving.maps import word_attention
 
-            attention = word_attention(self.model, encoded, caption.tokens, self.vocab.bos_id).cpu()
+            with autocast(self.device, self.amp_dtype):
+                attention = word_attention(self.model, encoded, caption.tokens, self.vocab.bos_id).float().cpu()
             keep = [i for i, t in enumerate(caption.tokens) if i == 0 or t != caption.tokens[i - 1]]  # as the text
             exp.words = [self.vocab.itos[caption.tokens[i]] for i in keep]
             exp.word_attention = attention[keep]
         return exp
 
 
-def captions_of(result, vocab, concept_ids: Optional[torch.Tensor]) -> list[Caption]:
-    """A return_all BeamResult (B, k, T) -> Captions; texts with consecutive repeats collapsed (the evaluation's)."""
+def captions_of(result, vocab, concept_ids: Optional[torch.Tensor], num_return_sequences: int = 1) -> list[Caption]:
+    """A return_all BeamResult (B, k, T) -> Captions; texts with consecutive repeats collapsed (the evaluation's).
+    A beam whose score is not finite (it never held a word the controls allowed) is no caption and is left out."""
     tokens = result.tokens.cpu().tolist()
     scores = result.seq_logprob.float().cpu().tolist()
     out = []
     for b, beams in enumerate(tokens):
-        texts = [vocab.decode(row, collapse_repeats=True) for row in beams]
-        best = beams[0]
+        kept = [(row, score) for row, score in zip(beams, scores[b]) if math.isfinite(score)]
+        if len(kept) < num_return_sequences:      # DecodeSettings.check_model keeps this from happening
+            raise ConfigError(f"image {b} of the batch: the decoding controls left {len(kept)} caption(s) for "
+                              f"num_return_sequences {num_return_sequences}")
+        texts = [(vocab.decode(row, collapse_repeats=True), score) for row, score in kept]
+        best = kept[0][0]
         length = best.index(vocab.eos_id) if vocab.eos_id in best else sum(t != vocab.pad_id for t in best)
-        out.append(Caption(text=texts[0], logprob=scores[b][0], length=length, beams=list(zip(texts, scores[b])),
+        out.append(Caption(text=texts[0][0], logprob=texts[0][1], length=length, beams=texts,
                            concept_ids=None if concept_ids is None else concept_ids[b].cpu(),
-                           tokens=best[:length]))
+                           tokens=best[:length], sequences=texts[:num_return_sequences]))
     return out
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from fsgr.errors import ConfigError
 from fsgr.models.decoding import DecodeSettings, beam_search, decode, greedy, sample
-from test_decoding import BOS, EOS, PAD, _check_after_eos, _model
+from test_decoding import BOS, EOS, PAD, V, _check_after_eos, _model
 
 
 def _reference_beam(model, enc, image: int, k: int, max_len: int, min_len=0, length_penalty=0.0, no_repeat_ngram=0):
@@ -60,9 +62,11 @@ def test_beam_search_matches_the_reference(controls):
 @pytest.mark.parametrize("controls", CONTROLS)
 def test_greedy_matches_the_reference_with_one_beam(controls):
     model, enc = _model(2, eos_boost=1.5)
-    g = greedy(model, enc, max_len=12, **controls)
+    searched = {k: v for k, v in controls.items() if k != "length_penalty"}    # greedy ranks nothing
+    g = greedy(model, enc, max_len=12, **searched)
     for image in range(3):
         assert g[image].tolist() == _reference_beam(model, enc, image, 1, 12, **controls)[0][0]
+    # a settings' length_penalty (the eval config's) is allowed with one beam and changes nothing there
     one = decode(model, enc, DecodeSettings(beam_size=1, max_len=12, **controls), return_all=True)
     assert torch.equal(one.tokens[:, 0], g)
     torch.testing.assert_close(one.token_logprobs.sum(-1), one.seq_logprob)
@@ -134,3 +138,102 @@ def test_sampling_obeys_the_controls():
 def test_settings_refuse_bad_values(bad, match):
     with pytest.raises(ConfigError, match=match):
         DecodeSettings(**bad)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"length_penalty": 30.0}, "between -10 and 10"), ({"length_penalty": math.nan}, "length_penalty"),
+    ({"beam_size": 2.5}, "beam_size 2.5: must be an integer"), ({"do_sample": "yes"}, "true or false"),
+    ({"temperature": 0.7}, "need do_sample"), ({"seed": 3}, "need do_sample"),
+    ({"do_sample": True, "beam_size": 3}, "beam size 1"),
+    ({"do_sample": True, "beam_size": 1, "temperature": 0.0}, "temperature 0.0"),
+    ({"do_sample": True, "beam_size": 1, "temperature": 1e308}, "temperature"),
+    ({"do_sample": True, "beam_size": 1, "top_p": 0.0}, "top_p"),
+    ({"do_sample": True, "beam_size": 1, "top_k": -1}, "top_k"),
+    ({"do_sample": True, "beam_size": 1, "seed": -1}, "seed -1"),
+    ({"do_sample": True, "beam_size": 1, "num_return_sequences": 101}, "at most 100"),
+    ({"beam_size": 3, "num_return_sequences": 4}, "at most the beam size"),
+    ({"beam_size": 1, "num_return_sequences": 2}, "at most the beam size")])
+def test_settings_refuse_sampling_and_range_errors(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        DecodeSettings(**bad)
+
+
+def test_settings_checked_against_the_model():
+    words = V - 2                                             # <pad> and <bos> are never generated
+    assert DecodeSettings(beam_size=words).check_model(V, 25).beam_size == words
+    for bad, match in [({"beam_size": words + 1}, f"the {words} words"), ({"max_len": 26}, "decoder.max_len"),
+                       ({"do_sample": True, "beam_size": 1, "top_k": words + 1}, "top_k"),
+                       ({"min_len": words, "max_len": 20, "no_repeat_ngram": 1}, "no_repeat_ngram 1")]:
+        with pytest.raises(ConfigError, match=match):
+            DecodeSettings(**bad).check_model(V, 25)
+
+
+def test_hugging_face_names_map_onto_the_fields():
+    section = DecodeSettings(beam_size=4, max_len=12)
+    hf = DecodeSettings.from_config(section, num_beams=3, max_new_tokens=9, min_new_tokens=2, no_repeat_ngram_size=2)
+    assert hf == DecodeSettings.from_config(section, beam_size=3, max_len=9, min_len=2, no_repeat_ngram=2)
+    assert DecodeSettings.from_config(section, do_sample=True).beam_size == 1       # sampling has no beam
+    with pytest.raises(TypeError, match="given twice"):
+        DecodeSettings.from_config(section, num_beams=3, beam_size=3)
+    with pytest.raises(TypeError, match="unknown decoding argument 'beams'"):
+        DecodeSettings.from_config(section, beams=3)
+
+
+def test_every_beam_score_is_finite_with_the_widest_beam_and_large_penalties():
+    model, enc = _model(8, eos_boost=1.0)
+    for penalty in (-10.0, 10.0):
+        res = decode(model, enc, DecodeSettings(beam_size=V - 2, max_len=12, length_penalty=penalty), return_all=True)
+        assert torch.isfinite(res.seq_logprob).all()
+        _check_after_eos(res.tokens)
+
+
+def _sampled(model, enc, **kw):
+    return decode(model, enc, DecodeSettings(**{"beam_size": 1, "max_len": 14, "do_sample": True, **kw}),
+                  return_all=True)
+
+
+def test_sampling_is_reproducible_per_image_and_leaves_the_global_rng_alone():
+    model, enc = _model(9, eos_boost=1.5)
+    state = torch.get_rng_state()
+    first = _sampled(model, enc, num_return_sequences=4, seed=11)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(first.tokens, _sampled(model, enc, num_return_sequences=4, seed=11).tokens)
+    assert not torch.equal(first.tokens, _sampled(model, enc, num_return_sequences=4, seed=12).tokens)
+    # an image's samples do not depend on the batch it is in
+    alone = _sampled(model, SimpleNamespace(memory=enc.memory[2:], memory_pos=enc.memory_pos),
+                     num_return_sequences=4, seed=11)
+    assert torch.equal(alone.tokens[0], first.tokens[2])
+    _check_after_eos(first.tokens)
+    torch.testing.assert_close(first.token_logprobs.sum(-1), first.seq_logprob)
+
+
+def test_sampled_words_follow_the_model_distribution():
+    """One step from a fixed distribution, many draws: the frequencies match the probabilities (inverse CDF)."""
+    model, enc = _model(10, eos_boost=0.5)
+    res = _sampled(model, SimpleNamespace(memory=enc.memory[:1], memory_pos=enc.memory_pos), max_len=1,
+                   num_return_sequences=100, seed=0)
+    draws = torch.cat([res.tokens[0, :, 0]] + [
+        _sampled(model, SimpleNamespace(memory=enc.memory[:1], memory_pos=enc.memory_pos), max_len=1,
+                 num_return_sequences=100, seed=s).tokens[0, :, 0] for s in range(1, 40)])
+    with torch.no_grad():
+        probs = model.decoder(torch.tensor([[BOS]]), enc.memory[:1], enc.memory_pos)[0, -1].exp()
+    probs[[PAD, BOS]] = 0
+    probs /= probs.sum()
+    freq = torch.bincount(draws, minlength=V).float() / draws.numel()
+    assert freq[PAD] == 0 and freq[BOS] == 0
+    assert (freq - probs).abs().max() < 0.03                  # 4,000 draws: a few standard errors
+
+
+def test_top_k_and_top_p_keep_only_the_most_likely_words():
+    model, enc = _model(11, eos_boost=0.5)
+    one = SimpleNamespace(memory=enc.memory[:1], memory_pos=enc.memory_pos)
+    with torch.no_grad():
+        lp = model.decoder(torch.tensor([[BOS]]), enc.memory[:1], enc.memory_pos)[0, -1]
+    lp[[PAD, BOS]] = float("-inf")
+    order = lp.argsort(descending=True).tolist()
+    top2 = set(_sampled(model, one, max_len=1, top_k=2, num_return_sequences=100, seed=1).tokens[0, :, 0].tolist())
+    assert top2 == set(order[:2])
+    probs = torch.softmax(lp, -1)[order]
+    nucleus = int((probs.cumsum(0) < 0.5).sum()) + 1        # the fewest most-likely words holding half
+    top_p = set(_sampled(model, one, max_len=1, top_p=0.5, num_return_sequences=100, seed=1).tokens[0, :, 0].tolist())
+    assert top_p <= set(order[:nucleus]) and order[0] in top_p

@@ -59,3 +59,24 @@ def autocast(device: torch.device, amp_dtype: Optional[torch.dtype]):
     if amp_dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=amp_dtype)
+
+
+PRECISIONS = ("train", "fp32", "bf16", "fp16")
+
+
+def decoding_precision(precision: Optional[str], train_amp: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype to decode in (None = fp32). "train" (or None) = the checkpoint's `train.amp` as the trainer
+    resolves it on this device (auto: bf16 on a bf16 GPU, fp16 on other GPUs, fp32 on the CPU), so every verb decodes
+    as the trainer's own evaluation did; fp32 / bf16 / fp16 as asked (CPU autocast runs bf16 and fp16 too)."""
+    if precision not in (None, *PRECISIONS):
+        raise ConfigError(f"precision {precision!r}: must be one of {', '.join(PRECISIONS)}")
+    if precision in (None, "train"):
+        precision = {"off": "fp32"}.get(train_amp, train_amp)
+        if precision == "auto":
+            return resolve_amp("auto", device)
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def precision_name(amp_dtype: Optional[torch.dtype]) -> str:
+    """None / torch.bfloat16 / torch.float16 -> "fp32" / "bf16" / "fp16" (what reports and outputs say)."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]

@@ -14,20 +14,34 @@ of benchmarks/bench_decode.py and the reference for the cache-equality test).
 Controls (every search; the defaults change nothing, so captions are the reference's): `min_len` bans <eos> until that
 many words were generated; `no_repeat_ngram=n` bans a word that would complete an n-gram already in the caption (HF's
 rule); `length_penalty=a` ranks beam candidates by summed log-prob / length**a (length in generated tokens, <eos>
-included; 0 = the plain sum, > 0 favours longer captions), and `seq_logprob` stays the plain sum. Greedy and sampling
-take `length_penalty` for a uniform signature; it ranks nothing there. `DecodeSettings` bundles them with the beam size
-and `decode()` runs greedy (beam 1) or beam search from it.
+included; 0 = the plain sum, > 0 favours longer captions, < 0 shorter ones), and `seq_logprob` stays the plain sum.
+Only beam search ranks, so `length_penalty` is a beam-search control: greedy and sampling do not take it.
+`DecodeSettings` bundles every control, checks every value (the one checker of the CLI, the server and the Python API)
+and `decode()` runs greedy (beam 1), beam search or sampling from it.
+
+Sampling (`do_sample`) draws from softmax(logits / temperature), restricted by the controls and then by `top_k` /
+`top_p` (HF's order). `decode()` draws with one local `torch.Generator` per image, each seeded with `seed` (a fresh
+random seed when None): an image's captions depend on the image, the settings and the seed only, not on the batch it
+was decoded in, and no global RNG state is touched. `sample()` without generators (SCST) draws from the global RNG.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass, fields
+from typing import Optional
 
 import torch
 
 from fsgr.errors import ConfigError
+
+# Hugging Face generate()'s names -> DecodeSettings fields (fsgr's own names, which the eval config section uses)
+HF_NAMES = {"num_beams": "beam_size", "max_new_tokens": "max_len", "min_new_tokens": "min_len",
+            "no_repeat_ngram_size": "no_repeat_ngram"}
+LENGTH_PENALTY_RANGE = (-10.0, 10.0)   # beyond, length**a leaves float32 for long captions (30 made scores NaN)
+TEMPERATURE_RANGE = (0.01, 100.0)      # beyond, logits / temperature leave float32 (every word -inf or NaN)
+MAX_SAMPLES = 100                      # num_return_sequences when sampling (rows decoded per image)
+SPECIALS = 2                           # <pad> and <bos>: in the vocabulary, never generated
 
 
 @dataclass(frozen=True)
@@ -39,28 +53,111 @@ class DecodeSettings:
     min_len: int = 0              # words before <eos> may end the caption
     length_penalty: float = 0.0   # beam ranking: sum log p / length**length_penalty
     no_repeat_ngram: int = 0      # ban words that repeat an n-gram of the caption (0: off)
+    do_sample: bool = False       # draw captions instead of searching (beam_size must be 1)
+    temperature: float = 1.0      # sampling: softmax(logits / temperature)
+    top_k: int = 0                # sampling: only the k most likely words (0: all)
+    top_p: float = 1.0            # sampling: only the most likely words holding this probability (1: all)
+    num_return_sequences: int = 1   # captions returned per image: the best beams, or independent samples
+    seed: Optional[int] = None    # sampling: the same seed gives the same captions (None: fresh randomness)
 
     def __post_init__(self):
+        for f in fields(self):         # a Python caller can pass anything: "5", 2.5, True
+            value = getattr(self, f.name)
+            if f.type == "bool":
+                ok, what = isinstance(value, bool), "true or false"
+            elif f.type == "float":
+                ok, what = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+            else:
+                ok = (value is None and f.name == "seed") or (isinstance(value, int) and not isinstance(value, bool))
+                what = "an integer"
+            if not ok:
+                raise ConfigError(f"{f.name} {value!r}: must be {what}")
         if self.beam_size < 1:
             raise ConfigError(f"beam size {self.beam_size}: must be >= 1 (1 = greedy)")
         if self.max_len < 1:
             raise ConfigError(f"max_len {self.max_len}: must be >= 1")
         if not 0 <= self.min_len <= self.max_len:
             raise ConfigError(f"min_len {self.min_len}: must be between 0 and max_len ({self.max_len})")
-        if not math.isfinite(self.length_penalty):
-            raise ConfigError(f"length_penalty {self.length_penalty}: must be a finite number")
+        low, high = LENGTH_PENALTY_RANGE
+        if not low <= self.length_penalty <= high:     # NaN fails too
+            raise ConfigError(f"length_penalty {self.length_penalty}: must be between {low:g} and {high:g}")
         if self.no_repeat_ngram < 0:
             raise ConfigError(f"no_repeat_ngram {self.no_repeat_ngram}: must be >= 0 (0 = off)")
+        if self.num_return_sequences < 1:
+            raise ConfigError(f"num_return_sequences {self.num_return_sequences}: must be >= 1")
+        if self.do_sample:
+            self._check_sampling()
+        else:
+            changed = [f.name for f in fields(self) if f.name in ("temperature", "top_k", "top_p", "seed")
+                       and getattr(self, f.name) != f.default]
+            if changed:
+                raise ConfigError(f"{', '.join(changed)}: sampling controls; they need do_sample")
+            if self.num_return_sequences > self.beam_size:
+                raise ConfigError(f"num_return_sequences {self.num_return_sequences}: at most the beam size "
+                                  f"({self.beam_size}) without do_sample")
+
+    def _check_sampling(self) -> None:
+        if self.beam_size != 1:
+            raise ConfigError(f"do_sample with beam size {self.beam_size}: sampling draws without a beam; "
+                              f"use beam size 1")
+        low, high = TEMPERATURE_RANGE
+        if not low <= self.temperature <= high:
+            raise ConfigError(f"temperature {self.temperature}: must be between {low:g} and {high:g}")
+        if self.top_k < 0:
+            raise ConfigError(f"top_k {self.top_k}: must be >= 0 (0 = every word)")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p {self.top_p}: must be above 0 and at most 1 (1 = every word)")
+        if self.num_return_sequences > MAX_SAMPLES:
+            raise ConfigError(f"num_return_sequences {self.num_return_sequences}: at most {MAX_SAMPLES} samples")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed {self.seed}: must be between 0 and 2**63 - 1")
+
+    def check_model(self, vocab_size: int, decoder_max_len: int) -> "DecodeSettings":
+        """Refuse what this model cannot decode: more beams (or top_k words) than the words it can generate (its
+        vocabulary less <pad> and <bos>), captions longer than its position table. -> self."""
+        words = vocab_size - SPECIALS
+        if self.beam_size > words:
+            raise ConfigError(f"beam size {self.beam_size}: larger than the {words} words this model can generate "
+                              f"(a vocabulary of {vocab_size} with <pad> and <bos>)")
+        if self.top_k > words:
+            raise ConfigError(f"top_k {self.top_k}: larger than the {words} words this model can generate")
+        if self.max_len > decoder_max_len:
+            raise ConfigError(f"max_len {self.max_len} exceeds this model's decoder.max_len ({decoder_max_len})")
+        if self.no_repeat_ngram == 1 and self.min_len >= words:     # every word used once, <eos> still banned
+            raise ConfigError(f"min_len {self.min_len} with no_repeat_ngram 1: more words than the {words - 1} "
+                              f"this model has")
+        return self
 
     @classmethod
     def from_config(cls, section, **overrides) -> "DecodeSettings":
-        """From any object with these attribute names (the `eval` config section); None overrides are ignored."""
+        """From any object with these attribute names (the `eval` config section), then `overrides` (DecodeSettings
+        fields or Hugging Face names, None = not given). Sampling without a given beam size samples (beam 1) instead
+        of taking the section's beam size."""
+        given = named_fields(overrides)
         values = {f.name: getattr(section, f.name) for f in fields(cls) if hasattr(section, f.name)}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        if given.get("do_sample") and "beam_size" not in given:
+            values["beam_size"] = 1
+        return cls(**{**values, **given})
 
     def controls(self) -> dict:
         return {"min_len": self.min_len, "length_penalty": self.length_penalty, "no_repeat_ngram": self.no_repeat_ngram}
+
+
+def named_fields(overrides: dict) -> dict:
+    """Decoding keywords (DecodeSettings fields or HF_NAMES) -> DecodeSettings fields; None values dropped. An unknown
+    name or one given under both of its names is a TypeError, as for any keyword argument."""
+    known = {f.name for f in fields(DecodeSettings)}
+    out: dict = {}
+    for name, value in overrides.items():
+        field_name = HF_NAMES.get(name, name)
+        if field_name not in known:
+            raise TypeError(f"unknown decoding argument {name!r}")
+        if value is None:
+            continue
+        if field_name in out:
+            raise TypeError(f"{name!r} given twice (also as {field_name!r} or its Hugging Face name)")
+        out[field_name] = value
+    return out
 
 
 @dataclass
@@ -139,7 +236,7 @@ def _check(model, max_len: int) -> None:
 
 
 def greedy(model, encoded, max_len: int = 20, use_cache: bool = True, min_len: int = 0,
-           length_penalty: float = 0.0, no_repeat_ngram: int = 0) -> torch.Tensor:
+           no_repeat_ngram: int = 0) -> torch.Tensor:
     """Argmax decoding -> tokens (B, max_len). Runs under torch.inference_mode."""
     return _greedy(model, encoded, max_len, use_cache, min_len, no_repeat_ngram)[0]
 
@@ -214,6 +311,7 @@ def _beam_search(model, encoded, k: int, max_len: int, return_all: bool, use_cac
         if length_penalty:
             grown = torch.where(finished, lengths, lengths + 1)                 # a finished beam keeps its length
             ranked = (candidates.view(b, k, vocab) / grown[..., None] ** length_penalty).view(b, k * vocab)
+            ranked = ranked.masked_fill(candidates == float("-inf"), float("-inf"))   # banned stays banned (a < 0)
             flat = ranked.topk(k, dim=1).indices
             scores = candidates.gather(1, flat)
         else:
@@ -238,20 +336,24 @@ def _beam_search(model, encoded, k: int, max_len: int, return_all: bool, use_cac
 
 
 def sample(model, encoded, num_samples: int = 5, max_len: int = 20, temperature: float = 1.0, use_cache: bool = True,
-           min_len: int = 0, length_penalty: float = 0.0,
-           no_repeat_ngram: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+           min_len: int = 0, no_repeat_ngram: int = 0, top_k: int = 0, top_p: float = 1.0,
+           generators: Optional[list[torch.Generator]] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw `num_samples` captions per image from softmax(logits / temperature), renormalised over the words the
-    controls allow.
+    controls allow, then over the `top_k` most likely ones and the most likely ones holding `top_p` of the probability.
 
     -> tokens (B, n, max_len) and the differentiable log-probs of the drawn tokens under the distribution they were
     drawn from (B, n, max_len), 0 after <eos> (SCST "standard"). Gradients flow unless the caller disables them.
-    use_cache=False re-runs the decoder over the whole prefix at each step (the baseline of bench_train's SCST step)."""
+    `generators`: one per image (its n draws at each step come from it alone); None: torch.multinomial on the global
+    RNG. use_cache=False re-runs the decoder over the whole prefix at each step (the baseline of bench_train's SCST
+    step)."""
     _check(model, max_len)
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     memory = encoded.memory
     device = memory.device
     b, n = memory.shape[0], num_samples
+    if generators is not None and len(generators) != b:
+        raise ValueError(f"{len(generators)} generators for {b} images")
     stepper = _Stepper(model.decoder, memory, encoded.memory_pos, use_cache)
     stepper.select(torch.arange(b, device=device).repeat_interleave(n), cross=True)
     last = torch.full((b * n,), model.bos_id, dtype=torch.long, device=device)
@@ -264,7 +366,12 @@ def sample(model, encoded, num_samples: int = 5, max_len: int = 20, temperature:
         if min_len or no_repeat_ngram:
             history = torch.stack(words, dim=1) if words else last.new_zeros(b * n, 0)
             logprobs = torch.log_softmax(_constrain(logprobs, history, model.eos_id, min_len, no_repeat_ngram), -1)
-        word = torch.multinomial(logprobs.detach().exp(), 1).squeeze(1)
+        if top_k or top_p < 1:
+            logprobs = torch.log_softmax(_keep_most_likely(logprobs, top_k, top_p), -1)
+        if generators is None:
+            word = torch.multinomial(logprobs.detach().exp(), 1).squeeze(1)
+        else:
+            word = _draw(logprobs.detach().exp(), generators, n)
         word = word.masked_fill(finished, model.pad_id)
         lp = logprobs.gather(1, word[:, None]).squeeze(1).masked_fill(finished, 0.0)
         words.append(word)
@@ -278,17 +385,65 @@ def sample(model, encoded, num_samples: int = 5, max_len: int = 20, temperature:
     return tokens, token_lps
 
 
+def _keep_most_likely(logprobs: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """logprobs (N, V) with every word outside the top_k (0: no limit) and outside the smallest most-likely set
+    holding top_p of the probability set to -inf (HF's top-k then top-p; the most likely word always stays)."""
+    if top_k:
+        kth = logprobs.topk(top_k, dim=-1).values[:, -1:]
+        logprobs = logprobs.masked_fill(logprobs < kth, float("-inf"))
+    if top_p < 1:
+        ranked, order = logprobs.sort(dim=-1, descending=True)
+        probs = torch.softmax(ranked, dim=-1)
+        beyond = probs.cumsum(-1) - probs >= top_p         # the more likely words already hold top_p
+        drop = torch.zeros_like(beyond).scatter(-1, order, beyond)
+        logprobs = logprobs.masked_fill(drop, float("-inf"))
+    return logprobs
+
+
+def _draw(probs: torch.Tensor, generators: list[torch.Generator], n: int) -> torch.Tensor:
+    """One word per row of probs (B * n, V) by inverse CDF, the n rows of image i from uniforms of generators[i]."""
+    u = torch.cat([torch.rand(n, generator=g, device=g.device) for g in generators]).to(probs.device)
+    cdf = probs.float().cumsum(-1)
+    # the first word whose cumulative probability exceeds u: never a word of probability 0
+    return torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(1).clamp_max(probs.shape[1] - 1)
+
+
+def seeded_generators(seed: Optional[int], count: int, device: torch.device) -> list[torch.Generator]:
+    """`count` local generators on `device`, each seeded with `seed` (None: each with fresh OS randomness)."""
+    out = []
+    for _ in range(count):
+        g = torch.Generator(device=device)
+        if seed is None:
+            g.seed()
+        else:
+            g.manual_seed(seed)
+        out.append(g)
+    return out
+
+
 def decode(model, encoded, settings: DecodeSettings, return_all: bool = False) -> BeamResult:
-    """Greedy (beam 1) or beam search with every control of `settings`; BeamResult with k = 1 for greedy."""
-    if settings.beam_size == 1:
+    """Greedy (beam 1), beam search or sampling (settings.do_sample: num_return_sequences samples per image, in the
+    order drawn) with every control of `settings`; a BeamResult with k = 1 for greedy, k = the number of samples for
+    sampling. Runs under torch.inference_mode."""
+    if settings.do_sample:
+        memory = encoded.memory
+        with torch.inference_mode():
+            tokens, lps = sample(model, encoded, settings.num_return_sequences, settings.max_len,
+                                 settings.temperature, min_len=settings.min_len,
+                                 no_repeat_ngram=settings.no_repeat_ngram, top_k=settings.top_k, top_p=settings.top_p,
+                                 generators=seeded_generators(settings.seed, memory.shape[0], memory.device))
+        result = BeamResult(tokens=tokens, token_logprobs=lps, seq_logprob=lps.sum(-1))
+    elif settings.beam_size == 1:
         tokens, lps = _greedy(model, encoded, settings.max_len, min_len=settings.min_len,
                               no_repeat_ngram=settings.no_repeat_ngram)
         result = BeamResult(tokens=tokens[:, None], token_logprobs=lps[:, None], seq_logprob=lps.sum(-1)[:, None])
-        if return_all:
-            return result
-        return BeamResult(tokens=tokens, token_logprobs=lps, seq_logprob=result.seq_logprob[:, 0])
-    return beam_search(model, encoded, beam_size=settings.beam_size, max_len=settings.max_len, return_all=return_all,
-                       **settings.controls())
+    else:
+        return beam_search(model, encoded, beam_size=settings.beam_size, max_len=settings.max_len,
+                           return_all=return_all, **settings.controls())
+    if return_all:
+        return result
+    return BeamResult(tokens=result.tokens[:, 0], token_logprobs=result.token_logprobs[:, 0],
+                      seq_logprob=result.seq_logprob[:, 0])
 
 
 @torch.no_grad()
