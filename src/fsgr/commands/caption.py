@@ -5,8 +5,11 @@ still splits into exactly two fields at its one tab. A file that cannot be used 
 the exit status is 1 if any failed.
 
 Bulk mode (`--out captions.jsonl`, fsgr.serving.bulk): folders are walked, images decoded in worker processes, one JSON
-line per image (`path`, `caption`, `logprob`, `length`, or `path`, `error`) flushed as it goes, a progress bar with
-images/s; `--resume` continues a cut-off file, `--shard I/N` takes one deterministic part of the work.
+line per image (`path`, `caption`, `logprob`, `length`, or `path`, `error`) under fsgr's header row, a progress bar
+with images/s; `--resume` makes a cut-off or partly failed file complete, `--shard I/N` takes one deterministic part
+of the work, `--files-from FILE|-` lists images, `--merge DIR --out FILE` joins shard/part files. Under torchrun each
+rank captions every N-th image into `OUT.parts/` and rank 0 merges them into `--out`. `--engine ray --out DIR`
+(fsgr.serving.bulk_ray) runs the job on a Ray cluster.
 `--coco-results NAME` / `--nocaps-results FILE --nocaps-info INFO` write the evaluation servers' files
 (fsgr.evaluation.coco_files); in bulk mode from every row of `--out`, resumed ones included.
 `--model DIR` runs an exported model (`fsgr export`: ONNX on onnxruntime, or a safetensors folder) instead of a
@@ -19,18 +22,31 @@ from fsgr.commands.decoding_args import add_decoding_arguments, decoding_overrid
 
 
 def add_arguments(parser):
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", help="a checkpoint written by `fsgr train`")
     source.add_argument("--model", metavar="DIR", help="a folder written by `fsgr export` (onnx or safetensors)")
-    parser.add_argument("images", nargs="+", metavar="PATH_OR_DIR", help="image files (JPEG, PNG, ...) or folders")
+    parser.add_argument("images", nargs="*", metavar="PATH_OR_DIR", help="image files (JPEG, PNG, ...) or folders")
+    parser.add_argument("--files-from", default=None, metavar="FILE",
+                        help="also caption the paths listed in FILE, one per line (-: stdin)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images decoded together (default: the checkpoint's eval.batch_images)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (checkpoints and safetensors)")
     parser.add_argument("--workers", type=int, default=2, help="image-decoding worker processes (0: in the main one)")
     bulk = parser.add_argument_group("bulk captioning")
     bulk.add_argument("--out", default=None, metavar="FILE.jsonl", help="write one JSON line per image here")
-    bulk.add_argument("--resume", action="store_true", help="continue --out: skip the images already written")
+    bulk.add_argument("--resume", action="store_true",
+                      help="complete --out: skip the images already captioned, retry the failed ones")
+    bulk.add_argument("--other-checkpoint", action="store_true",
+                      help="let --resume add captions of another checkpoint than the one that began --out")
     bulk.add_argument("--shard", default=None, metavar="I/N", help="caption only shard I of N (0 <= I < N)")
+    bulk.add_argument("--merge", default=None, metavar="DIR",
+                      help="join the shard/part files (*.jsonl) in DIR into --out, checking every image is there once")
+    bulk.add_argument("--engine", choices=("local", "ray"), default="local",
+                      help="ray: caption on a Ray cluster (RAY_ADDRESS, else a local one) into part files in --out DIR "
+                           "(pip install fsgr[ray])")
+    bulk.add_argument("--part-size", type=int, default=1000, help="--engine ray: images per part file (1000)")
+    bulk.add_argument("--ray-actors", type=int, default=None,
+                      help="--engine ray: Captioners (default: one per GPU of the cluster, else 2 on CPUs)")
     bulk.add_argument("--no-progress", action="store_true", help="no progress bar")
     server = parser.add_argument_group("evaluation servers' results files (written when every image was captioned)")
     server.add_argument("--coco-results", default=None, metavar="NAME", help="also write captions_{val2014|test2014}_"
@@ -54,26 +70,56 @@ def load_captioner(args):
     return load_exported(args.model, device=args.device)
 
 
+def model_sha256(args) -> str:
+    """The identity of --checkpoint (its file's SHA-256) or of an exported --model folder (SHA-256 over each file's
+    name and SHA-256), recorded in bulk outputs."""
+    import hashlib
+    from pathlib import Path
+
+    from fsgr.core.checkpoint import checkpoint_sha256
+
+    if args.checkpoint:
+        return checkpoint_sha256(args.checkpoint)
+    folder = Path(args.model)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(folder).as_posix()}\0{checkpoint_sha256(file)}\n".encode())
+    return digest.hexdigest()
+
+
 def main(args) -> int:
+    import os
     import sys
+    from pathlib import Path
 
     from fsgr.commands import checks
     from fsgr.errors import ConfigError
+    from fsgr.serving import bulk
 
     checks.in_range("--beam", args.beam, 1)
     checks.in_range("--batch-size", args.batch_size, 1)
     checks.in_range("--workers", args.workers, 0)
+    checks.in_range("--part-size", args.part_size, 1)
+    checks.in_range("--ray-actors", args.ray_actors, 1)
     if args.resume and not args.out:
         raise ConfigError("--resume continues an --out file: give --out")
+    if args.merge:
+        return _merge(args)
+    if not (args.checkpoint or args.model):
+        raise ConfigError("give --checkpoint CKPT or --model DIR (or --merge DIR --out FILE)")
     if bool(args.nocaps_results) != bool(args.nocaps_info):
         raise ConfigError("--nocaps-results and --nocaps-info go together (the info file gives the image ids)")
+    sources = [*args.images, *(bulk.read_listing(args.files_from) if args.files_from else [])]
+    if not sources:
+        raise ConfigError("no images: give image files or folders, or --files-from FILE")
+    if args.engine == "ray":
+        return _ray(args, sources)
     checks.output_file("--out", args.out, inputs=[args.checkpoint])
-    from fsgr.serving import bulk
-
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if args.out and world > 1 and args.shard:
+        raise ConfigError("--shard under torchrun: each rank already takes its own part; drop --shard")
     shard = bulk.parse_shard(args.shard) if args.shard else None
-    paths = bulk.list_images(args.images)
-    if shard is not None:
-        paths = [p for p in paths if bulk.shard_of(p, shard[1]) == shard[0]]
+    paths = bulk.list_images(sources, shard)
     if args.coco_results:  # refuse a bad NAME, non-COCO file names and an unwritable folder before decoding anything
         from fsgr.evaluation.coco_files import check_results_name, coco_results
 
@@ -81,28 +127,167 @@ def main(args) -> int:
         coco_results({p: "" for p in paths})
         checks.output_folder("--results-dir", args.results_dir)
     checks.output_file("--nocaps-results", args.nocaps_results, inputs=[args.nocaps_info, *paths])
+    if not args.out:
+        captioner = _captioner(args)
+        settings = captioner.settings(**decoding_overrides(args))
+        return _print_captions(bulk.caption_rows(captioner, paths, settings, args.batch_size, args.workers,
+                                                 progress=False), args)
+    keys = [bulk.path_key(p) for p in paths]
+    sha = model_sha256(args)
+    meta = {"checkpoint_sha256": sha, "sources_sha256": bulk.sources_sha256(sources)}
+    if world > 1:
+        return _torchrun(args, keys, meta)
+    out = Path(args.out)
+    bulk.check_output(out, args.resume, sha, args.other_checkpoint)        # refused before the model loads
+    captioner = _captioner(args)
+    settings = captioner.settings(**decoding_overrides(args))
+    counts = bulk.caption_to_jsonl(captioner, keys, out, settings, args.batch_size, args.workers, args.resume,
+                                   not args.no_progress, bulk.header(settings=settings, part=shard, inputs=len(keys),
+                                                                     **meta), args.other_checkpoint)
+    _report(out, counts)
+    return _finish(args, out, counts.failed)
+
+
+def _captioner(args):
+    """The captioner, with the flags checked against it and --batch-size defaulted."""
+    from fsgr.commands import checks
+
     captioner = load_captioner(args)
     checks.beam_within_vocab(args.beam, len(captioner.vocab))
     if args.batch_size is None:
         args.batch_size = captioner.cfg.eval.batch_images
-    settings = captioner.settings(**decoding_overrides(args))
-    if not args.out:
-        return _print_captions(bulk.caption_rows(captioner, paths, settings, args.batch_size, args.workers,
-                                                 progress=False), args)
-    from pathlib import Path
+    return captioner
 
-    out = Path(args.out)
-    written, failed, skipped = bulk.caption_to_jsonl(captioner, paths, out, settings, args.batch_size, args.workers,
-                                                     resume=args.resume, progress=not args.no_progress)
-    print(f"wrote {written} row(s) to {out} ({failed} failed, {skipped} already there)", file=sys.stderr)
+
+def _report(out, counts) -> None:
+    import sys
+
+    retried = f", {counts.retried} retried" if counts.retried else ""
+    print(f"wrote {counts.written} row(s) to {out} ({counts.failed} failed, {counts.skipped} already there{retried})",
+          file=sys.stderr)
+
+
+def _finish(args, out, failed: int) -> int:
+    """Exit status 1 when images failed; else the servers' files from every row of `out`, resumed ones included."""
+    import sys
+
+    from fsgr.errors import ConfigError
+    from fsgr.serving import bulk
+
     if failed:
         print(f"fsgr caption: {failed} image(s) failed", file=sys.stderr)
         return 1
-    if args.coco_results or args.nocaps_results:     # from every row of the file, resumed ones included
-        rows = bulk.read_rows(out)
-        if any("error" in r for r in rows):
-            raise ConfigError(f"{out} holds error rows: the servers' files need a caption for every image")
-        write_server_files(args, {r["path"]: r["caption"] for r in rows})
+    if args.coco_results or args.nocaps_results:
+        rows = bulk.read_caption_file(out).rows
+        bad = [p for p, r in rows.items() if "error" in r]
+        if bad:
+            raise ConfigError(f"{out} holds {len(bad)} error row(s) (e.g. {bad[0]}): the servers' files need a "
+                              f"caption for every image; --resume retries them")
+        write_server_files(args, {p: r["caption"] for p, r in rows.items()})
+    return 0
+
+
+def _merge(args) -> int:
+    """`--merge DIR --out FILE`: the shard/part files in DIR joined into FILE (fsgr.serving.bulk.merge_parts)."""
+    import sys
+    from pathlib import Path
+
+    from fsgr.commands import checks
+    from fsgr.errors import ConfigError
+    from fsgr.serving import bulk
+
+    if not args.out:
+        raise ConfigError("--merge DIR needs --out FILE (the merged caption file)")
+    if args.images or args.files_from or args.checkpoint or args.model:
+        raise ConfigError("--merge joins files already written: give no images, --checkpoint or --model")
+    folder, out = Path(args.merge), Path(args.out)
+    if not folder.is_dir():
+        raise ConfigError(f"--merge {folder}: not a folder")
+    checks.output_file("--out", args.out)
+    parts = sorted(p for p in folder.glob("*.jsonl") if p.resolve() != out.resolve())
+    merged = bulk.merge_parts(parts, out, replace=args.resume)
+    print(f"merged {len(parts)} part(s), {len(merged.rows)} image(s), into {out}", file=sys.stderr)
+    return _finish(args, out, len(merged.errors))
+
+
+def _torchrun(args, keys: list[str], meta: dict) -> int:
+    """Under torchrun: rank R of N captions keys[R::N] into OUT.parts/part-R-of-N.jsonl (resumable as any --out);
+    once every rank is done, rank 0 merges the parts into --out. Any rank's failure stops them all, named."""
+    import os
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from fsgr.errors import FsgrError
+    from fsgr.serving import bulk
+    from fsgr.training.distributed import all_gather_objects, init_distributed, shutdown
+
+    info = init_distributed(torch.device("cpu"))       # gloo: the ranks only exchange counts
+    if args.device is None and torch.cuda.is_available():
+        args.device = f"cuda:{info.local_rank}"
+    out = Path(args.out)
+    part = out.with_name(f"{out.name}.parts") / f"part-{info.rank:05d}-of-{info.world_size:05d}.jsonl"
+    mine = keys[info.rank::info.world_size]
+    try:
+        outcome = None
+        try:
+            if info.is_main and os.path.lexists(out):
+                bulk.check_output(out, args.resume, meta["checkpoint_sha256"], args.other_checkpoint)
+            bulk.check_output(part, args.resume, meta["checkpoint_sha256"], args.other_checkpoint)
+            captioner = _captioner(args)
+            settings = captioner.settings(**decoding_overrides(args))
+            part.parent.mkdir(parents=True, exist_ok=True)
+            counts = bulk.caption_to_jsonl(
+                captioner, mine, part, settings, args.batch_size, args.workers, args.resume,
+                info.is_main and not args.no_progress,
+                bulk.header(settings=settings, part=(info.rank, info.world_size), inputs=len(mine), **meta),
+                args.other_checkpoint)
+            _report(part, counts)
+            outcome = counts.failed
+        except (FsgrError, OSError) as exc:       # told to every rank below, then raised here as it was
+            failure = exc
+            outcome = f"rank {info.rank}: {exc}"
+        outcomes = all_gather_objects(outcome, info)
+        if isinstance(outcome, str):
+            raise failure
+        others = [o for o in outcomes if isinstance(o, str)]
+        if others:
+            raise FsgrError(f"fsgr caption under torchrun: {others[0]}")
+        if not info.is_main:
+            return 1 if sum(outcomes) else 0
+        merged = bulk.merge_parts(sorted(part.parent.glob(f"part-*-of-{info.world_size:05d}.jsonl")), out,
+                                  replace=args.resume)
+        print(f"merged {info.world_size} rank part(s), {len(merged.rows)} image(s), into {out}", file=sys.stderr)
+        return _finish(args, out, sum(outcomes))
+    finally:
+        shutdown(info)
+
+
+def _ray(args, sources: list[str]) -> int:
+    """`--engine ray --checkpoint CKPT --out DIR SOURCES...` (fsgr.serving.bulk_ray)."""
+    import sys
+    from pathlib import Path
+
+    from fsgr.errors import ConfigError
+    from fsgr.serving import bulk
+
+    if not (args.checkpoint and args.out):
+        raise ConfigError("--engine ray needs --checkpoint CKPT and --out DIR (the part files go there)")
+    if args.shard or args.coco_results or args.nocaps_results:
+        raise ConfigError("--engine ray: --shard, --coco-results and --nocaps-results are for one --out file; "
+                          "merge the parts (fsgr caption --merge DIR --out FILE) and use them there")
+    from fsgr.serving.bulk_ray import caption_with_ray
+
+    counts = caption_with_ray(args.checkpoint, bulk.list_images(sources), Path(args.out),
+                              decoding=decoding_overrides(args), batch_size=args.batch_size,
+                              part_size=args.part_size, actors=args.ray_actors, resume=args.resume,
+                              other_checkpoint=args.other_checkpoint, sources=sources, device=args.device)
+    print(f"wrote {counts.written} row(s) to {args.out} ({counts.failed} failed, {counts.skipped} already there)",
+          file=sys.stderr)
+    if counts.failed:
+        print(f"fsgr caption: {counts.failed} image(s) failed", file=sys.stderr)
+        return 1
     return 0
 
 

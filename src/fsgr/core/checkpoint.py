@@ -76,6 +76,17 @@ def atomic_save(payload: dict[str, Any], path: str | Path) -> Path:
     return atomic_write(path, lambda f: torch.save(payload, f))
 
 
+def checkpoint_sha256(path: str | Path) -> str:
+    """The identity of a checkpoint file: SHA-256 of its bytes as 64 hex digits, read in 1 MiB blocks. Recorded where
+    outputs must name the model that wrote them (bulk captions); computed on each call, nothing cached."""
+    file = existing_file(Path(path), "a checkpoint file", CheckpointError, "checkpoint not found")
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _numpy_globals() -> list:
     """What format-1 files need to rebuild the numpy RNG state array (and nothing that can run code)."""
     core = getattr(np, "_core", None) or np.core
