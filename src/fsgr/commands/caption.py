@@ -171,7 +171,7 @@ def _finish(args, out, failed: int) -> int:
     """Exit status 1 when images failed; else the servers' files from every row of `out`, resumed ones included."""
     import sys
 
-    from fsgr.errors import ConfigError
+    from fsgr.errors import WorkFailed
     from fsgr.serving import bulk
 
     if failed:
@@ -181,7 +181,7 @@ def _finish(args, out, failed: int) -> int:
         rows = bulk.read_caption_file(out).rows
         bad = [p for p, r in rows.items() if "error" in r]
         if bad:
-            raise ConfigError(f"{out} holds {len(bad)} error row(s) (e.g. {bad[0]}): the servers' files need a "
+            raise WorkFailed(f"{out} holds {len(bad)} error row(s) (e.g. {bad[0]}): the servers' files need a "
                               f"caption for every image; --resume retries them")
         write_server_files(args, {p: r["caption"] for p, r in rows.items()})
     return 0
@@ -219,7 +219,7 @@ def _torchrun(args, keys: list[str], meta: dict) -> int:
 
     import torch
 
-    from fsgr.errors import FsgrError
+    from fsgr.errors import FsgrError, WorkFailed
     from fsgr.serving import bulk
     from fsgr.training.distributed import all_gather_objects, init_distributed, shutdown
 
@@ -247,13 +247,14 @@ def _torchrun(args, keys: list[str], meta: dict) -> int:
             outcome = counts.failed
         except (FsgrError, OSError) as exc:       # told to every rank below, then raised here as it was
             failure = exc
-            outcome = f"rank {info.rank}: {exc}"
+            outcome = (getattr(exc, "exit_code", 1), f"rank {info.rank}: {exc}")
         outcomes = all_gather_objects(outcome, info)
-        if isinstance(outcome, str):
+        if isinstance(outcome, tuple):
             raise failure
-        others = [o for o in outcomes if isinstance(o, str)]
+        others = [o for o in outcomes if isinstance(o, tuple)]
         if others:
-            raise FsgrError(f"fsgr caption under torchrun: {others[0]}")
+            error = WorkFailed if others[0][0] == 1 else FsgrError
+            raise error(f"fsgr caption under torchrun: {others[0][1]}")
         if not info.is_main:
             return 1 if sum(outcomes) else 0
         merged = bulk.merge_parts(sorted(part.parent.glob(f"part-*-of-{info.world_size:05d}.jsonl")), out,

@@ -34,7 +34,7 @@ from typing import Iterable, NamedTuple, Optional, Sequence
 
 import torch
 
-from fsgr.errors import ConfigError, DataError
+from fsgr.errors import ConfigError, DataError, WorkFailed
 from fsgr.files import atomic_write_text
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -284,7 +284,7 @@ class _Appender:
                 raise
             left = (f"it holds the {self.rows} row(s) written before, complete; --resume continues it"
                     if os.path.exists(self.out) else "no file was left")
-            raise OSError(f"{self.out}: no space left on device while writing caption rows; {left}") from exc
+            raise WorkFailed(f"{self.out}: no space left on device while writing caption rows; {left}") from exc
         self.end += len(data)
         self.rows += row
 
