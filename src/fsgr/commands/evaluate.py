@@ -7,6 +7,9 @@ The data paths come from the checkpoint's config; override them with `data.image
 Precision: by default the trainer's own (`train.amp` resolved on this device: bf16 on a bf16 GPU, fp32 on the CPU),
 so `fsgr evaluate` of best.pt reproduces the trainer's final test; `--precision fp32` decodes in full precision. The
 precision used is in the printed scores (`precision`).
+Sharded: `torchrun --nproc_per_node N -m fsgr evaluate ...` decodes 1/N of the split in each process (one GPU each,
+NCCL; gloo on CPUs) with the trainer's own sharded evaluation; rank 0 gathers the captions, scores them, prints and
+writes everything: the same captions and scores as one process. The report records `"processes": N`.
 """
 
 from __future__ import annotations
@@ -38,17 +41,9 @@ def add_arguments(parser):
 
 
 def main(args) -> int:
-    import json
-    import sys
-    from dataclasses import asdict
-    from pathlib import Path
-
     from fsgr.commands import checks
-    from fsgr.config import Config, apply_overrides, from_dict, to_dict
-    from fsgr.errors import DataError
-    from fsgr.files import atomic_write_text
-    from fsgr.inference import Captioner
-    from fsgr.training.evaluation import evaluate_split
+    from fsgr.core.device import pick_device
+    from fsgr.training.distributed import init_distributed, shutdown
 
     checkpoint, overrides = _checkpoint_and_overrides(args)
     checks.in_range("--beam", args.beam, 1)
@@ -61,7 +56,29 @@ def main(args) -> int:
 
         check_results_name(args.coco_results)
         checks.output_folder("--results-dir", args.results_dir)
-    captioner = Captioner.from_checkpoint(checkpoint, device=args.device)
+    # under torchrun: one process per GPU (LOCAL_RANK's), each decoding its shard of the split
+    dist = init_distributed(pick_device(args.device, int(os.environ.get("LOCAL_RANK", "0"))))
+    try:
+        return _evaluate(args, checkpoint, overrides, dist)
+    finally:
+        shutdown(dist)
+
+
+def _evaluate(args, checkpoint: str, overrides: list[str], dist) -> int:
+    import json
+    import sys
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from fsgr.commands import checks
+    from fsgr.config import Config, apply_overrides, from_dict, to_dict
+    from fsgr.core.device import pick_device
+    from fsgr.errors import DataError
+    from fsgr.files import atomic_write_text
+    from fsgr.inference import Captioner
+    from fsgr.training.evaluation import evaluate_split
+
+    captioner = Captioner.from_checkpoint(checkpoint, device=pick_device(args.device, dist.local_rank))
     checks.beam_within_vocab(args.beam, len(captioner.vocab))
     cfg = from_dict(Config, apply_overrides(to_dict(captioner.cfg), overrides))
     # a new Captioner around the same model: the overridden eval.* values are the defaults of the decoding flags
@@ -88,13 +105,15 @@ def main(args) -> int:
             raise DataError(f"image ids that are not the COCO ids of their files: {wrong[:10]}")
         server_path = coco_results_path(args.results_dir, split, args.coco_results)
         preds_path = preds_path or server_path
-    result = evaluate_split(captioner.model, records, captioner.vocab, cfg, captioner.device, with_loss=False,
+    result = evaluate_split(captioner.model, records, captioner.vocab, cfg, captioner.device, dist, with_loss=False,
                             predictions_path=preds_path, beam_size=settings.beam_size, max_len=settings.max_len,
                             amp_dtype=amp_dtype, controls=settings.controls())
     report = {"checkpoint": str(checkpoint), "split": args.split, "beam": settings.beam_size,
-              "decoding": asdict(settings), "num_images": result["num_images"],
+              "decoding": asdict(settings), "num_images": result["num_images"], "processes": dist.world_size,
               "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32", **result["scores"],
               "signature": result.get("signature")}
+    if not dist.is_main:             # rank 0 reports and writes
+        return 0
     print(json.dumps(report))
     if preds_path is not None:
         scores_path = preds_path.with_name(preds_path.name + ".scores.json")
