@@ -22,6 +22,7 @@ PACKAGE = SRC / "fsgr"
 # layer -> the module prefixes that belong to it (longest prefix wins)
 LAYER_OF_PREFIX = {
     "fsgr.errors": "base", "fsgr.files": "base",       # error types; the one atomic write and path checks
+    "fsgr.fields": "base",                             # config fields that declare their own range
     "fsgr.__version__": "base",
     "fsgr.metrics": "metrics",
     "fsgr.data": "data",
@@ -39,7 +40,7 @@ BELOW = {   # layer -> the layers it may import (besides its own)
     "metrics": {"base"},
     "data": {"base", "metrics"},
     "models": {"base"},
-    "config": {"base", "data", "models"},       # composes data.config and models.config
+    "config": {"base", "metrics", "data", "models"},   # composes data.config and models.config; eval.metrics names
     "core": {"base", "metrics", "data", "models", "config"},
     "serving": {"base", "metrics", "data", "models", "config", "core"},
     "evaluation": {"base", "metrics", "data", "models", "config", "core"},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,9 +22,13 @@ import yaml
 
 from fsgr.data.config import DataConfig
 from fsgr.errors import ConfigError
+from fsgr.fields import rule_of
 from fsgr.files import atomic_write_text
 from fsgr.models.config import ModelConfig
 from fsgr.recipe_config import EvalConfig, ScstConfig, TrainConfig
+
+
+INT64_MAX = 2**63 - 1
 
 
 @dataclass
@@ -48,43 +53,18 @@ class Config:
         check_values(self)
 
 
-def _at_least(low):
-    return lambda v: v >= low, f">= {low}"
-
-
-def _above(low):
-    return lambda v: v > low, f"> {low}"
-
-
-# Values with a range, checked whenever a Config is built (YAML, overrides, a checkpoint's config): a bad one is refused
-# here, naming the key, instead of failing deep inside a run. None is allowed where the type is Optional.
-VALUE_RULES = {
-    "train.batch_size": _at_least(1), "train.grad_accum": _at_least(1), "train.max_epochs": _at_least(1),
-    "train.max_steps": _at_least(0), "train.log_every": _at_least(1), "train.lr": _at_least(0.0),
-    "train.backbone_lr_scale": _at_least(0.0), "train.lr_warmup_epochs": _at_least(0), "train.lr_gamma": _above(0.0),
-    "train.adam_eps": _above(0.0), "train.contrastive_weight": _at_least(0.0),
-    "train.contrastive_temperature": _above(0.0), "train.contrastive_base_temperature": _above(0.0),
-    "train.contrastive_chunk": _at_least(1), "train.grad_clip": _above(0.0), "train.patience": _at_least(1),
-    "train.xe_least": _at_least(0), "train.xe_most": _at_least(1),
-    "scst.num_samples": _at_least(1), "scst.max_len": _at_least(1), "scst.lr": _at_least(0.0),
-    "scst.lr_gamma": _above(0.0), "scst.batch_images": _at_least(1), "scst.max_epochs": _at_least(1),
-    "eval.beam_size": _at_least(1), "eval.max_len": _at_least(1), "eval.batch_images": _at_least(1),
-    "eval.max_images": _at_least(1), "eval.java_timeout": _above(0.0),
-    "data.min_freq": _at_least(1), "data.max_len": _at_least(3), "data.image_size": _at_least(1),
-    "data.workers": _at_least(0), "data.prefetch_factor": _at_least(1),
-    "model.dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"), "model.encoder.heads": _at_least(1),
-    "model.decoder.layers": _at_least(1), "model.decoder.heads": _at_least(1), "model.decoder.max_len": _at_least(3),
-    "model.semantic.topk": _at_least(1), "model.semantic.codebook_size": _at_least(1),
-}
-
-
-def check_values(cfg: "Config") -> None:
-    for key, (ok, requirement) in VALUE_RULES.items():
-        value = cfg
-        for name in key.split("."):
-            value = getattr(value, name)
-        if value is not None and not ok(value):
-            raise ConfigError(f"{key}={value!r}: must be {requirement}")
+def check_values(cfg: Any, prefix: str = "") -> None:
+    """Every field's own rule (`fsgr.fields.setting`, declared beside the field), all sections down: the first bad
+    value is refused naming its key. None passes where the type allows it."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            check_values(value, f"{prefix}{f.name}.")
+            continue
+        rule = rule_of(f)
+        problem = rule.problem(value) if rule is not None and value is not None else None
+        if problem:
+            raise ConfigError(f"{prefix}{f.name}={value!r}: {problem}")
 
 
 def packaged_configs() -> list[str]:
@@ -215,20 +195,27 @@ def _coerce(tp, value, key: str):
             return value
         raise ConfigError(f"{key}: expected true/false, got {value!r}")
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if not -INT64_MAX <= value <= INT64_MAX:   # what a tensor, numpy or a C extension can hold
+            raise ConfigError(f"{key}={value}: integer out of range (at most {INT64_MAX} in size)")
+        return value
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads `2e-4` as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads `2e-4` as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}={value}: must be a finite number")
+        return number
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)

@@ -6,23 +6,25 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Literal, Optional
 
+from fsgr.fields import UINT32_MAX, setting
+
 
 @dataclass
 class SyntheticConfig:
     """The embedded "shapes" dataset (used when data.format == 'synthetic')."""
 
     root: str = "runs/shapes"          # where images and annotations are generated (once; reused if complete)
-    num_train: int = 4000
-    num_val: int = 500
-    num_test: int = 1000
-    image_size: int = 96
-    seed: int = 0
-    max_objects: int = 3               # 1..max_objects shapes per image
-    captions_per_image: int = 5
-    small_size: float = 0.11           # shape radius as a fraction of the image side ("small")
-    large_size: float = 0.21           # ... ("large")
+    num_train: int = setting(4000, ge=1)
+    num_val: int = setting(500, ge=1)
+    num_test: int = setting(1000, ge=0)
+    image_size: int = setting(96, ge=8)
+    seed: int = setting(0, ge=0, le=UINT32_MAX)
+    max_objects: int = setting(3, ge=1)  # 1..max_objects shapes per image
+    captions_per_image: int = setting(5, ge=1)
+    small_size: float = setting(0.11, gt=0.0, lt=0.5)  # shape radius as a fraction of the image side ("small")
+    large_size: float = setting(0.21, gt=0.0, lt=0.5)  # ... ("large")
     image_format: Literal["jpg", "png"] = "jpg"
-    jpeg_quality: int = 92
+    jpeg_quality: int = setting(92, ge=1, le=100)
 
 
 @dataclass
@@ -33,18 +35,18 @@ class DataConfig:
     splits: str = ""                    # COCO json format only: JSON {split: [image ids]} or a Karpathy json
     vocab: Optional[str] = None         # vocab JSON (or M2 vocab.pkl); None = build from training captions
     vocab_splits: list[str] = field(default_factory=lambda: ["train"])  # M2/reference built it from train+val
-    min_freq: int = 5
-    max_len: int = 54                   # tokens including <bos>/<eos>
+    min_freq: int = setting(5, ge=1)
+    max_len: int = setting(54, ge=3)  # tokens including <bos>/<eos>
     length_policy: Literal["truncate", "refuse"] = "truncate"
     batching: Literal["caption", "image"] = "image"   # caption = reference (one sample per caption)
-    image_size: int = 224
+    image_size: int = setting(224, ge=1)
     resize: Literal["squash", "clip"] = "squash"      # squash = reference 224x224 bicubic; clip = resize+crop
     jpeg_draft: bool = True             # decode JPEGs at a reduced DCT scale when downscaling (>= 2x faster)
     full_coco: Literal["auto", "require", "off"] = "auto"  # check 113,287/5,000/5,000 when the file is full COCO
-    workers: int = 4
+    workers: int = setting(4, ge=0)
     pin_memory: bool = True
     persistent_workers: bool = True
-    prefetch_factor: int = 4            # batches prefetched per worker
+    prefetch_factor: int = setting(4, ge=1)  # batches prefetched per worker
     cache_dir: Optional[str] = "auto"  # tokenised captions cached across runs; auto = $FSGR_CACHE_DIR, else
     #                                    $XDG_CACHE_HOME/fsgr or ~/.cache/fsgr; null = tokenise every run (once)
     patch_labels: Optional[str] = None  # offline per-patch concept labels (optional): .npz {image_ids, labels}

@@ -43,6 +43,7 @@ from fsgr.errors import CheckpointError, ConfigError, FsgrError
 from fsgr.files import atomic_write_text, why_not_writable
 from fsgr.metrics.reward import CiderDReward
 from fsgr.metrics.signature import run_signature
+from fsgr.metrics.score import parse_metrics
 from fsgr.models import decoding
 from fsgr.training import setup
 from fsgr.training.distributed import (all_gather_objects, all_reduce_sum, barrier, broadcast_object, init_distributed,
@@ -105,6 +106,9 @@ def check_config(cfg: Config, world_size: int) -> None:
     if cfg.scst.enabled and cfg.scst.batch_images < world_size:
         raise ConfigError(f"scst.batch_images={cfg.scst.batch_images} is smaller than the number of "
                           f"processes ({world_size})")
+    if "cider" not in parse_metrics(cfg.eval.val_metrics or cfg.eval.metrics):
+        raise ConfigError(f"eval.val_metrics={cfg.eval.val_metrics or cfg.eval.metrics!r} (eval.metrics when unset): "
+                          f"must include cider (validation picks the best checkpoint by CIDEr)")
     if cfg.scst.enabled and cfg.scst.mode == "sample" and cfg.scst.num_samples < 2:
         raise ConfigError("scst.mode=sample needs scst.num_samples >= 2 (mean-of-others baseline)")
     if t.contrastive_weight > 0 and not cfg.model.semantic.enabled and not cfg.data.patch_labels:

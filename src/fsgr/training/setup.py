@@ -6,6 +6,7 @@ Kept apart from the loop so that the demo reads data exactly as training does. T
 
 from __future__ import annotations
 
+import os
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -62,7 +63,36 @@ def build_vocab(cfg, words_by_split: dict[str, Any]):
     return Vocab.from_counts(counts, min_freq=cfg.data.min_freq)
 
 
+def check_data_paths(data) -> None:
+    """Every file or folder the data config names exists, before anything is read or generated (a synthetic
+    dataset's own files are made by `build_data`)."""
+    named = [("vocab", data.vocab), ("patch_labels", data.patch_labels)]
+    if data.format != "synthetic":
+        named += [("annotations", p.strip()) for p in data.annotations.split(",") if p.strip()]
+        named += [("images", data.images)]
+        if data.format == "coco" and data.splits not in ("", "train", "val", "test"):
+            named += [("splits", data.splits)]
+    for key, path in named:
+        if path and not os.path.exists(path):
+            raise ConfigError(f"data.{key}={path}: no such file or folder")
+
+
+def check_batches_fit(cfg, data: "DataBundle") -> None:
+    """One global batch of XE (and of SCST, if enabled) fits in the training split: refused before the run starts,
+    not at its first epoch."""
+    train = data.split("train")
+    xe_items = len(train) if cfg.data.batching == "image" else sum(len(r.captions) for r in train)
+    what = "images" if cfg.data.batching == "image" else "captions"
+    if global_batch(cfg, data, scst=False) > xe_items:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size}: more than the training split holds "
+                          f"({xe_items} {what}; one optimiser step needs {global_batch(cfg, data, scst=False)})")
+    if cfg.scst.enabled and cfg.scst.batch_images > len(train):
+        raise ConfigError(f"scst.batch_images={cfg.scst.batch_images}: more than the training split's {len(train)} "
+                          f"images")
+
+
 def build_data(cfg) -> DataBundle:
+    check_data_paths(cfg.data)
     if cfg.data.format == "synthetic":    # training is where the synthetic dataset is made (once; reused if complete)
         generate(cfg.data.synthetic)
     records = read_records(cfg.data)
@@ -76,8 +106,10 @@ def build_data(cfg) -> DataBundle:
                         f"the val split)")
     cache = resolve_cache_dir(cfg.data.cache_dir)
     words = {s: TokenizedCaptions.of(recs, cache) for s, recs in by_split.items() if recs}
-    return DataBundle(records=by_split, vocab=build_vocab(cfg, words), patch_labels=load_patch_labels(cfg),
+    data = DataBundle(records=by_split, vocab=build_vocab(cfg, words), patch_labels=load_patch_labels(cfg),
                       words=words, max_len=cfg.data.max_len, length_policy=cfg.data.length_policy)
+    check_batches_fit(cfg, data)
+    return data
 
 
 def load_patch_labels(cfg) -> Optional[dict]:

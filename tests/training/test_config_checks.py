@@ -1,0 +1,38 @@
+"""Every config value is checked where it enters, once, before any run file is written (issue 25 item 8): each
+reproduction of the issue through `fsgr train`, refused in one line naming the key, exit 2, run.dir untouched."""
+
+from __future__ import annotations
+
+import pytest
+
+from fsgr.cli import main as cli_main
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("train.adam_betas=[0.9]", "train.adam_betas=[0.9]: must hold 2 values"),
+    ("train.adam_betas=[1.5,0.9]", "train.adam_betas=[1.5, 0.9]: each value must be >= 0.0 and < 1.0"),
+    ("train.seed=-1", "train.seed=-1: must be >= 0"),
+    ("train.lr=inf", "train.lr=inf: must be a finite number"),
+    ("train.lr=.nan", "train.lr=nan: must be a finite number"),
+    ("train.batch_size=99999999999999999999999", "train.batch_size=99999999999999999999999: integer out of range"),
+    ("train.batch_size=5000", "train.batch_size=5000: more than the training split holds (24 images"),
+    ("scst.enabled=true", "scst.batch_images=40: more than the training split's 24 images"),
+    ("eval.metrics=bogus", "eval.metrics='bogus': unknown metric(s) ['bogus']: choose from bleu, meteor, rouge"),
+    ("eval.val_metrics=meteor,bogus", "eval.val_metrics='meteor,bogus': unknown metric(s) ['bogus']"),
+    ("eval.val_metrics=bleu", "eval.val_metrics='bleu' (eval.metrics when unset): must include cider"),
+    ("data.images=/nonexistent", "data.images=/nonexistent: no such file or folder"),
+    ("data.vocab=/nonexistent/vocab.json", "data.vocab=/nonexistent/vocab.json: no such file or folder"),
+])
+def test_train_refuses_a_bad_value_up_front_naming_the_key(tmp_path, tiny_run_config, capsys, override, needle):
+    cfg = tiny_run_config(tmp_path, scst={"batch_images": 40})
+    assert cli_main(["train", str(cfg), override, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()                       # nothing written: not even the run directory
+
+
+def test_every_packaged_config_passes_its_own_checks():
+    from fsgr.config import load_config, packaged_configs
+
+    for name in packaged_configs():
+        load_config(name)
