@@ -44,7 +44,7 @@ def _trainer(tmp_path, tiny_run_config, model=None, **train):
     cfg = tiny_run_config(tmp_path, train={"contrastive_weight": 0.25, **train}, model=model or {})
     trainer = Trainer(load_config(cfg), device="cpu", progress=False)
     trainer.setup_model()
-    trainer._build_optimizer("xe")
+    trainer.begin_phase("xe")
     return trainer
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,28 @@ def _feed(digest, obj) -> None:
             _feed(digest, value)
     else:
         digest.update(f"{type(obj).__name__}:{obj!r};".encode())
+
+
+def make_payload(*, config: dict, vocab_itos: list[str], codebook_names, codebook_fingerprint, model, optimizer,
+                 schedule, scaler, rng: list[dict], state, world_size: int, last_eval: dict) -> dict[str, Any]:
+    """What a training checkpoint holds (before `atomic_save` stamps its checksum): the module, optimiser and scaler
+    as their state dicts, the LR schedule and the training state (dataclasses) as plain dicts, `rng` one entry per
+    rank (`rng_state()` of each)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "config": config,
+        "vocab_itos": vocab_itos,
+        "codebook_names": codebook_names,
+        "codebook_fingerprint": codebook_fingerprint,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": asdict(schedule),
+        "scaler": scaler.state_dict(),
+        "rng": rng,
+        "state": asdict(state),
+        "world_size": world_size,
+        "last_eval": last_eval,
+    }
 
 
 def atomic_save(payload: dict[str, Any], path: str | Path) -> Path:

@@ -43,7 +43,7 @@ from fsgr.files import atomic_write_text
 from fsgr.metrics.compare import compare_systems
 from fsgr.metrics.resample import paired_t
 from fsgr.metrics.score import parse_metrics
-from fsgr.training.engine import train
+from fsgr.training.engine import Trainer
 
 # a comma starts the next override only when a `key=` follows it, so `train.lr_milestones=[2,3]` stays one override
 _OVERRIDE_SPLIT = re.compile(r",(?=\s*[A-Za-z_][\w.]*\s*=)")
@@ -97,6 +97,25 @@ def _finished(directory: Path) -> Optional[dict]:
     return s if s.get("status") == "finished" and s.get("test") else None
 
 
+def _train_to_the_end(cfg, directory: Path, resume: bool, device: Optional[str], progress: bool) -> dict:
+    """Train (or resume) one run through its test decode; its summary.json gains `ablate_seconds`."""
+    t0 = time.time()
+    trainer = Trainer(cfg, resume=resume, device=device, progress=progress)
+    try:
+        trainer.setup()
+        status = trainer.train()["status"]
+        if status != "finished":
+            raise FsgrError(f"{directory}: the run stopped with status {status!r} before its test decode; rerun "
+                            f"`fsgr ablate` to resume it (an ablation run must finish: shorten it with epochs, not "
+                            f"train.max_steps)")
+        if trainer.test_result is None:
+            raise FsgrError(f"{directory}: finished but wrote no test predictions (predictions/test_best.json); "
+                            f"does the config's data have a test split?")
+        return trainer.save_summary(ablate_seconds=time.time() - t0)
+    finally:
+        trainer.cleanup()
+
+
 def _check_same_config(directory: Path, cfg) -> None:
     """Refuse a run directory whose saved config is not this run's: a stale run would corrupt the table."""
 
@@ -132,18 +151,7 @@ def run_all(config: str | Path, variants: Sequence[Variant], seeds: int, out: st
             resume = (directory / "checkpoints" / "last.pt").is_file()
             say(f"[ablate {k}/{len(todo)}] {variant.name} seed {seed}: {'resuming' if resume else 'training'} in "
                 f"{directory}")
-            t0 = time.time()
-            summary = train(cfg, resume=resume, device=device, progress=progress)
-            if summary.get("status") != "finished":
-                raise FsgrError(f"{directory}: the run stopped with status {summary.get('status')!r} before its "
-                                f"test decode; rerun `fsgr ablate` to resume it (an ablation run must finish: "
-                                f"shorten it with epochs, not train.max_steps)")
-            done = _finished(directory)
-            if done is None:
-                raise FsgrError(f"{directory}: finished but wrote no test predictions (predictions/test_best.json); "
-                                f"does the config's data have a test split?")
-            done["ablate_seconds"] = time.time() - t0
-            atomic_write_text(directory / "summary.json", json.dumps(done, indent=2))
+            done = _train_to_the_end(cfg, directory, resume, device, progress)
         else:
             say(f"[ablate {k}/{len(todo)}] {variant.name} seed {seed}: finished already, skipped")
         summaries[(variant.name, seed)] = done

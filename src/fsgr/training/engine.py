@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -148,7 +148,7 @@ class Trainer:
         if self.resume:
             self._restore()
         else:
-            self._build_optimizer("xe")
+            self.begin_phase("xe")
         if self.dist.is_main:
             save_config(self.cfg, self.run_dir / "config.yaml")
             self.logger = MetricsLogger(self.run_dir)
@@ -209,6 +209,13 @@ class Trainer:
             (self.run_dir / "predictions").mkdir(exist_ok=True)
         barrier(self.dist)
 
+    def begin_phase(self, phase: str) -> None:
+        """Start `phase` ("xe" or "scst"): its own optimiser and LR schedule (SCST: the backbone frozen unless
+        model.backbone.train_in_scst), DDP around the model for XE. The state's phase becomes `phase`; what epoch
+        and step it is at is the caller's (the phase rules at an epoch's end, or nothing for a fast dev run)."""
+        self._build_optimizer(phase)
+        self.state.phase = phase
+
     def _build_optimizer(self, phase: str) -> None:
         groups = self.model.parameter_groups()
         if phase == "scst" and not self.cfg.model.backbone.train_in_scst:
@@ -260,18 +267,18 @@ class Trainer:
                 self.state.status = "interrupted"
                 self._say(f"stopped (signal) after {self.state.phase} epoch {self.state.epoch - 1}; continue with "
                           f"--resume")
-                return self.summary()
+                return self.save_summary()
         self.state.status = "finished"
         self.save("last")
         if self.cfg.eval.test_at_end:
             self._test_best()
-        return self.summary()
+        return self.save_summary()
 
     def _stop(self, status: str, where: str) -> dict[str, Any]:
         self.state.status = status
         path = self.save("last")
         self._say(f"stopped ({status}) {where}; saved {path}; continue with --resume")
-        return self.summary()
+        return self.save_summary()
 
     def _steps_exhausted(self) -> bool:
         return self.cfg.train.max_steps is not None and self.state.global_step >= self.cfg.train.max_steps
@@ -295,7 +302,7 @@ class Trainer:
         batches = iter(loader)
         with self._progress_bar(steps_total) as bar:
             while st.step_in_epoch < steps_total:
-                values = self._train_step([next(batches) for _ in range(micro)], steps_total)
+                values = self.step([next(batches) for _ in range(micro)], steps_total)
                 bar.update(1)
                 bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
                 if st.step_in_epoch == steps_total:
@@ -306,8 +313,11 @@ class Trainer:
                     return "max_steps"
         return "complete"
 
-    def _train_step(self, batches: list, steps_total: int) -> dict[str, float]:
-        """One optimiser step: forward, losses, backward and step (XE or SCST), memory update, log."""
+    def step(self, batches: list, steps_total: int) -> dict[str, float]:
+        """One optimiser step of the current phase on `batches` (XE: train.grad_accum micro-batches; SCST: one):
+        forward, losses, backward and optimiser step, memory update, a metrics row every train.log_every steps and
+        at the epoch's last step (`steps_total` steps per epoch). Returns the step's values summed over processes
+        (loss, ...; `_stop` > 0 when some process got a stop signal)."""
         st, t0 = self.state, time.perf_counter()
         values = self._scst_step(batches[0]) if st.phase == "scst" else self._xe_step(batches)
         st.step_in_epoch += 1
@@ -508,7 +518,7 @@ class Trainer:
             self.model.load_state_dict(ckpt_io.load_checkpoint(self.ckpt_dir / "best.pt")["model"])
             self._say(f"switching to SCST from the best XE epoch {self.state.best_epoch} (val CIDEr "
                       f"{self.state.best_score:.4f})")
-        self._build_optimizer("scst")
+        self.begin_phase("scst")
 
     def _test_best(self) -> None:
         test = self.data.split("test")
@@ -530,21 +540,12 @@ class Trainer:
     def save(self, name: str) -> Path:
         """checkpoints/NAME.pt: everything a bit-exact resumption needs (every rank takes part: RNG gather)."""
         path = self.ckpt_dir / f"{name}.pt"
-        payload = {
-            "format_version": ckpt_io.FORMAT_VERSION,
-            "config": to_dict(self.cfg),
-            "vocab_itos": list(self.vocab.itos),
-            "codebook_names": self.codebook_names,
-            "codebook_fingerprint": self.codebook_fingerprint,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": asdict(self.schedule),
-            "scaler": self.scaler.state_dict(),
-            "rng": all_gather_objects(ckpt_io.rng_state(self.loader_generator), self.dist),   # one entry per rank
-            "state": asdict(self.state),
-            "world_size": self.dist.world_size,
-            "last_eval": self.last_eval,
-        }
+        rng = all_gather_objects(ckpt_io.rng_state(self.loader_generator), self.dist)   # one entry per rank
+        payload = ckpt_io.make_payload(
+            config=to_dict(self.cfg), vocab_itos=list(self.vocab.itos), codebook_names=self.codebook_names,
+            codebook_fingerprint=self.codebook_fingerprint, model=self.model, optimizer=self.optimizer,
+            schedule=self.schedule, scaler=self.scaler, rng=rng, state=self.state, world_size=self.dist.world_size,
+            last_eval=self.last_eval)
         if self.dist.is_main:
             ckpt_io.atomic_save(payload, path)
         barrier(self.dist)
@@ -591,6 +592,11 @@ class Trainer:
         }
         if self.test_result is not None:
             out["test"] = self.test_result["scores"]
+        return out
+
+    def save_summary(self, **extra) -> dict[str, Any]:
+        """`summary()` plus `extra` entries, written to run.dir/summary.json (rank 0); returns what was written."""
+        out = {**self.summary(), **extra}
         if self.dist.is_main:
             atomic_write_text(self.run_dir / "summary.json", json.dumps(out, indent=2))
         return out

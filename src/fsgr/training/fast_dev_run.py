@@ -51,20 +51,21 @@ def _typical(seconds: list[float]) -> float:
 
 
 def _timed_steps(trainer, scst: bool, steps: int) -> tuple[list[float], int]:
-    """Run `steps` optimiser steps of one phase; (wall seconds per step, optimiser steps in a whole epoch)."""
+    """Begin a phase and run `steps` optimiser steps of it; (wall seconds per step, optimiser steps in a whole
+    epoch)."""
     cfg = trainer.cfg
+    trainer.begin_phase("scst" if scst else "xe")
     loader = setup.train_loader(cfg, trainer.data, trainer.dist, epoch=0, start_step=0, scst=scst,
                                 generator=trainer.loader_generator)
     per_epoch = setup.steps_per_epoch(loader)
     micro = 1 if scst else cfg.train.grad_accum
     trainer.model.train()
-    trainer.state.phase = "scst" if scst else "xe"
     it = iter(loader)
     times = []
     for _ in range(min(steps, per_epoch)):
         started = time.perf_counter()
         batches = [next(it) for _ in range(micro)]
-        trainer._train_step(batches, per_epoch)    # the real step: losses, backward, optimiser, memory update
+        trainer.step(batches, per_epoch)    # the real step: losses, backward, optimiser, memory update
         _sync(trainer.device)
         times.append(time.perf_counter() - started)
     return times, per_epoch
@@ -96,11 +97,9 @@ def fast_dev_run(cfg, steps: int = 3, device: Optional[str] = None, progress: bo
         started = time.perf_counter()
         trainer.setup_model()                  # as the real run builds it, without its run directory
         model_setup = time.perf_counter() - started - trainer.data_setup_seconds
-        trainer._build_optimizer("xe")
         xe_times, xe_steps = _timed_steps(trainer, scst=False, steps=steps)
         scst_times, scst_steps = [], 0
         if cfg.scst.enabled:
-            trainer._build_optimizer("scst")
             scst_times, scst_steps = _timed_steps(trainer, scst=True, steps=steps)
         val_images, val_time = _timed_eval(trainer, "val", steps, val=True)
         test_images, test_time = _timed_eval(trainer, "test", steps, val=False)
