@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import socket
@@ -478,3 +479,20 @@ def test_an_epoch_without_a_whole_global_batch_is_refused_naming_both_sizes():
     with pytest.raises(ConfigError, match=r"training split \(3 items\) is smaller than one global batch \(5\)"):
         setup.steps_per_epoch(loader)
     assert setup.steps_per_epoch(SimpleNamespace(batch_sampler=GlobalBatchSampler(12, 5))) == 2
+
+
+def test_a_run_that_died_before_its_first_checkpoint_starts_again_with_the_same_command(tmp_path, tiny_run_config,
+                                                                                         capsys):
+    cfg, run = str(tiny_run_config(tmp_path, train={"max_steps": 2}, eval={"test_at_end": False})), tmp_path / "run"
+    dies = ["train", cfg, "train.lr=1e30", "--no-progress"]        # a non-finite loss in its first epoch
+    for attempt in range(2):                                        # the same command runs again (and dies again)
+        assert cli_main(dies) == 2
+        err = capsys.readouterr().err
+        assert "non-finite" in err and "holds a run already" not in err
+        assert (run / "config.yaml").is_file() and not list(run.glob("checkpoints/*.pt"))
+    for resume in ([], ["--resume"]):                                # fixed, with or without --resume
+        shutil.rmtree(run / "checkpoints", ignore_errors=True)
+        (run / "metrics.jsonl").write_text('{"kind": "stale row"}\n')
+        assert cli_main(["train", cfg, "--no-progress", *resume]) == 0
+        assert "stopped before its first checkpoint; starting it again" in capsys.readouterr().err
+        assert (run / "checkpoints" / "last.pt").is_file() and "stale row" not in (run / "metrics.jsonl").read_text()

@@ -144,6 +144,8 @@ class Trainer:
         """Everything a run needs: `setup_model()`, then the run directory, the optimiser (or the checkpoint to
         resume), config.yaml, the logger and the signal handlers."""
         self.setup_model()
+        if self.resume and not (self.ckpt_dir / "last.pt").is_file():   # stopped before its first checkpoint
+            self.resume = False
         self._prepare_run_dir()
         if self.resume:
             self._restore()
@@ -187,10 +189,12 @@ class Trainer:
         self.loader_generator = torch.Generator()
 
     def _run_dir_problem(self) -> Optional[FsgrError]:
-        """--resume needs run.dir/checkpoints/last.pt; a new run needs a run.dir without any run artefact."""
+        """--resume needs run.dir/checkpoints/last.pt; a new run needs a run.dir without any run artefact. A run that
+        stopped before its first checkpoint is started again, with or without --resume."""
         last = self.ckpt_dir / "last.pt"
+        unstarted = setup.unstarted_run(self.run_dir, RUN_ARTEFACTS)
         if self.resume:
-            if not last.is_file():
+            if not last.is_file() and not unstarted:
                 return CheckpointError(f"{last}: nothing to resume (no checkpoint there); start a new run without "
                                        f"--resume or point run.dir at the run to continue")
             return None
@@ -198,13 +202,18 @@ class Trainer:
         if why:
             return ConfigError(f"run.dir={self.run_dir}: {why}")
         found = [name for name in RUN_ARTEFACTS if _holds_something(self.run_dir / name)]
-        if found:
+        if found and not unstarted:
             return FsgrError(f"{self.run_dir}: holds a run already ({', '.join(found)}); pass --resume to continue "
                              f"it or choose another run.dir")
         return None
 
     def _prepare_run_dir(self) -> None:
         if self.dist.is_main:
+            if not self.resume:
+                removed = setup.remove_unstarted_run(self.run_dir, RUN_ARTEFACTS)
+                if removed:
+                    self._say(f"{self.run_dir}: its run stopped before its first checkpoint; starting it again "
+                              f"(replaced {', '.join(removed)})")
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "predictions").mkdir(exist_ok=True)
         barrier(self.dist)

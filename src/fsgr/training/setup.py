@@ -7,12 +7,16 @@ Kept apart from the loop so that the demo reads data exactly as training does. T
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
+import yaml
 
+from fsgr.config import Config, from_dict, to_dict
 from fsgr.data.datasets import CaptionDataset, make_loader
 from fsgr.data.datasets import load_patch_labels as read_patch_labels  # this module's load_patch_labels takes a config
 from fsgr.data.encoded import TokenizedCaptions, resolve_cache_dir
@@ -61,6 +65,34 @@ def build_vocab(cfg, words_by_split: dict[str, Any]):
     if not counts:
         raise DataError(f"cannot build a vocabulary: no captions in splits {cfg.data.vocab_splits}")
     return Vocab.from_counts(counts, min_freq=cfg.data.min_freq)
+
+
+def unstarted_run(run_dir: Path, artefacts: tuple[str, ...]) -> list[str]:
+    """The artefacts (names in `artefacts`) of an fsgr run in `run_dir` that stopped before its first checkpoint (its
+    config.yaml is a whole config as fsgr writes it and no *.pt is under checkpoints/): what starting it again replaces. [] when
+    `run_dir` holds no such run (nothing, a run with a checkpoint, or files fsgr did not write)."""
+    try:
+        raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+        written_by_fsgr = raw == to_dict(from_dict(Config, raw)) and bool(raw["run"]["base_dir"])   # every key
+    except (ConfigError, OSError, yaml.YAMLError, TypeError, KeyError):
+        return []
+    if not written_by_fsgr:
+        return []
+    if any((run_dir / "checkpoints").glob("*.pt")):
+        return []
+    return [name for name in artefacts if (run_dir / name).exists()]
+
+
+def remove_unstarted_run(run_dir: Path, artefacts: tuple[str, ...]) -> list[str]:
+    """Remove what `unstarted_run` names; the names removed."""
+    names = unstarted_run(run_dir, artefacts)
+    for name in names:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return names
 
 
 def check_data_paths(data) -> None:
