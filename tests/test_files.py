@@ -1,4 +1,4 @@
-"""`fsgr.files.parse_json`: orjson's speed, the standard library's answers (values and errors)."""
+"""`fsgr.files.parse_json`: orjson's speed, the standard library's answers (values and errors); `read_json`'s one-line refusals."""
 
 import json
 
@@ -60,3 +60,26 @@ def test_a_refused_pickle_is_named_without_torchs_advice_to_load_it_unsafely(tmp
     assert why.startswith("refused") and "nothing in it was run" in why, why
     assert "weights_only" not in why and "\n" not in why, why
     assert not (tmp_path / "never-created").exists()
+
+
+def test_read_json_names_the_file_and_what_is_wrong(tmp_path):
+    from fsgr.errors import DataError
+    from fsgr.files import read_json
+
+    good = tmp_path / "good.json"
+    good.write_text('{"a": [1, 2]}')
+    assert read_json(good, "a test file") == {"a": [1, 2]}
+    cases = {"absent.json": None, "adir": "dir", "latin1.json": b'{"a": "caf\xe9"}', "broken.json": b'{"a": 1,\n}',
+             "deep.json": b"[" * 100_000 + b"]" * 100_000}
+    expected = {"absent.json": "absent.json: no such file", "adir": "adir: is a directory, not a test file",
+                "latin1.json": "latin1.json: not UTF-8 text", "broken.json": "broken.json: not valid JSON (line 2 "
+                "column 1", "deep.json": "deep.json: JSON nested too deeply to be a test file"}
+    for name, content in cases.items():
+        path = tmp_path / name
+        if content == "dir":
+            path.mkdir()
+        elif content is not None:
+            path.write_bytes(content)
+        with pytest.raises(DataError) as info:
+            read_json(path, "a test file")
+        assert expected[name] in str(info.value) and "\n" not in str(info.value)

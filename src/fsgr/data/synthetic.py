@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw
 
 from fsgr.data.config import SyntheticConfig
 from fsgr.errors import DataError
+from fsgr.files import read_json
 
 GENERATOR_VERSION = 1
 
@@ -300,10 +301,10 @@ def config_from_root(root: str | os.PathLike) -> SyntheticConfig:
     if not manifest.is_file():
         raise DataError(f"{root}: no synthetic shapes dataset here (no manifest.json); `fsgr train` or `fsgr demo` "
                         f"generate one")
+    found = read_json(manifest, "a synthetic dataset manifest")
     try:
-        found = json.loads(manifest.read_text())
         return SyntheticConfig(root=str(root), **found["config"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise DataError(f"{manifest}: not a synthetic dataset manifest ({type(exc).__name__}: {exc})") from None
 
 
