@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from fsgr.core import checkpoint as ck
 from fsgr.core.assets import CLIP_FILE, CODEBOOK_FILE, resolve_clip, resolve_codebook
 from fsgr.core.build import build_model, load_model
 from fsgr.data.vocab import Vocab
-from fsgr.errors import CheckpointError
+from fsgr.errors import CheckpointError, ConfigError
 
 ITOS = ["<unk>", "<pad>", "<bos>", "<eos>", "a", "red", "circle"]
 
@@ -64,3 +65,27 @@ def test_load_model_refuses_a_state_that_does_not_match_its_config(tmp_path):
         cfg.model.decoder, layers=2)))
     with pytest.raises(CheckpointError, match=r"m\.pt: model state does not match its own config"):
         load_model(_save(tmp_path, other, model))
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("model.clip.vision_layers=4", "model.clip.vision_layers=4: the CLIP at demo has vision_layers=6"),
+    ("model.clip.vision_width=256", "model.clip.vision_width=256: the CLIP at demo has vision_width=192"),
+    ("model.clip.vision_heads=4", "model.clip.vision_heads=4: the CLIP at demo has vision_heads=3"),
+])
+def test_a_config_that_disagrees_with_its_clip_weights_is_refused_naming_both_values(tmp_path, override, needle):
+    # issue 24 item 3: `vision_layers=4` for the demo CLIP (6 blocks) trained, then its checkpoint could not load
+    cfg = load_config("demo", [override])
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        build_model(cfg, Vocab(ITOS))
+
+
+def test_the_run_config_holds_the_weights_sizes_and_its_checkpoint_loads_the_same_model(tmp_path):
+    cfg = load_config("demo", ["model.semantic.codebook=null", "model.semantic.codebook_size=8"])
+    torch.manual_seed(0)
+    model, _, _ = build_model(cfg, Vocab(ITOS))
+    weights = model.backbone.visual
+    assert (cfg.model.clip.vision_layers, cfg.model.clip.vision_width) == (len(weights.transformer.resblocks),
+                                                                           weights.conv1.out_channels)
+    loaded = load_model(_save(tmp_path, cfg, model))
+    assert set(loaded.model.state_dict()) == set(model.state_dict())
+    assert all(torch.equal(v, loaded.model.state_dict()[k]) for k, v in model.state_dict().items())

@@ -6,6 +6,7 @@ checkpoint's state must match its own config exactly (strict load, both sides na
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -16,10 +17,11 @@ from fsgr.core.assets import resolve_clip, resolve_codebook
 from fsgr.core.checkpoint import load_checkpoint
 from fsgr.data.config import resolved
 from fsgr.data.vocab import Vocab
-from fsgr.errors import CheckpointError
+from fsgr.errors import CheckpointError, ConfigError
 from fsgr.models.captioner import FSGRCaptioner
 from fsgr.models.clip import load_clip, weights_fingerprint
 from fsgr.models.codebook import load_codebook
+from fsgr.models.config import ClipConfig
 
 
 def codebook_identity(codebook) -> tuple[Optional[list[str]], Optional[str]]:
@@ -34,6 +36,16 @@ def codebook_identity(codebook) -> tuple[Optional[list[str]], Optional[str]]:
     return (list(names) if names is not None else None), h.hexdigest()[:16]
 
 
+def check_clip_sizes(stated: ClipConfig, weights: ClipConfig) -> None:
+    """The config states the sizes of the CLIP it names. A checkpoint is rebuilt from its config alone (no CLIP file
+    read), so a size the weights do not have would train one model and load another: refused, naming both values."""
+    for f in dataclasses.fields(ClipConfig):
+        if f.name != "path" and getattr(stated, f.name) != getattr(weights, f.name):
+            raise ConfigError(f"model.clip.{f.name}={getattr(stated, f.name)}: the CLIP at {stated.path} has "
+                              f"{f.name}={getattr(weights, f.name)} (set model.clip.{f.name}="
+                              f"{getattr(weights, f.name)}; every model.clip size must be the weights')")
+
+
 def build_model(cfg: Config, vocab, load_weights: bool = True):
     """The captioner of `cfg.model` with len(vocab) words. load_weights=False skips the CLIP and codebook files
     (the caller loads a checkpoint's full state next). Returns (model, codebook names, codebook fingerprint)."""
@@ -41,6 +53,7 @@ def build_model(cfg: Config, vocab, load_weights: bool = True):
     clip = codebook = None
     if load_weights and mcfg.clip.path:
         clip = load_clip(resolve_clip(mcfg.clip.path))   # 'demo' = the shipped tiny CLIP
+        check_clip_sizes(mcfg.clip, clip.cfg)
     if load_weights and mcfg.semantic.enabled and mcfg.semantic.codebook:
         # the codebook must come from this CLIP's text tower
         expected_fp = weights_fingerprint(clip) if clip is not None else None
