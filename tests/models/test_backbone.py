@@ -223,3 +223,32 @@ def test_runs_under_autocast_close_to_fp32():
     for field in ("patch_tokens", "global_embed", "aligned_patches"):
         a, b = getattr(low, field).float(), getattr(ref, field)
         assert torch.isfinite(a).all() and F.cosine_similarity(a, b, dim=-1).min() > 0.98
+
+
+
+def test_aligned_norm_ln_post_puts_clip_ln_post_before_proj():
+    """model.backbone.aligned_norm=ln_post: A = ln_post(z'') @ proj (OpenAI's alignment), else z'' @ proj (REF, no
+    prompts: no prompt_norm)."""
+    from fsgr.models.backbone import csa_attention
+
+    visual = _visual()
+    with torch.no_grad():       # a non-trivial ln_post affine, so the two paths differ
+        visual.ln_post.weight.uniform_(0.5, 1.5)
+        visual.ln_post.bias.normal_(0, 0.3)
+    layers = TINY["layers"]
+    bare = dict(prompts=PromptConfig(num_tokens=0), adapters=AdapterConfig(first_block=layers, last_block=layers - 1))
+    images = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        ln = FSGRBackbone(visual, BackboneConfig(aligned_norm="ln_post", **bare)).eval()(images).aligned_patches
+        raw = FSGRBackbone(visual, BackboneConfig(**bare)).eval()(images).aligned_patches
+        x = visual.embed(images)
+        for block in visual.transformer.resblocks[:-1]:
+            x = block(x)
+        last = visual.transformer.resblocks[-1]
+        z = x[:, 1:] + csa_attention(last, x[:, 1:])
+        z = z + last.mlp(last.ln_2(z))
+    torch.testing.assert_close(ln, F.normalize(visual.ln_post(z) @ visual.proj, dim=-1))
+    torch.testing.assert_close(raw, F.normalize(z @ visual.proj, dim=-1))
+    assert not torch.allclose(ln, raw, atol=1e-3)
+    with pytest.raises(ConfigError, match="aligned_norm"):
+        FSGRBackbone(visual, BackboneConfig(aligned_norm="ln_pre", **bare))

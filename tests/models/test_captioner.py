@@ -164,3 +164,18 @@ def test_model_dropout_also_sets_the_prompt_dropout_unless_given(clip):
     assert _model(clip, cfg).backbone.prompt_dropout.p == 0.0
     cfg.backbone.prompts.dropout = 0.3
     assert _model(clip, cfg).backbone.prompt_dropout.p == 0.3
+
+
+def test_supcon_labels_from_the_value_path_are_the_maps_dense_labels(clip):
+    """model.semantic.labels_from=dense: the ids that label SupCon in training are the whole-codebook dense labels of
+    the value path (what maps show); S is unchanged (same weights, same head assignment)."""
+    images, tokens, index = _batch()
+    head = _model(clip).eval()
+    dense = _model(clip, tiny_config(labels_from="dense")).eval()
+    dense.load_state_dict(head.state_dict())
+    with torch.no_grad():
+        maps = head.encode(images, concept_map=True)
+        out = dense(images, tokens, index)
+        ref = head(images, tokens, index)
+    assert torch.equal(out.concept_ids, maps.map_ids) and not torch.equal(ref.concept_ids, maps.map_ids)
+    torch.testing.assert_close(out.logprobs, ref.logprobs)

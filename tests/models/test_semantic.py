@@ -70,3 +70,29 @@ def test_topk_larger_than_codebook_is_refused():
     codebook, _, _ = _inputs(c=4)
     with pytest.raises(ValueError, match="exceeds the codebook size 4"):
         SemanticHead(SemanticConfig(topk=20), codebook)
+
+
+def test_labels_from_dense_label_supcon_with_the_whole_codebook_labels():
+    codebook, glob, patches = _inputs()
+    dense_ids, _ = SemanticHead(SemanticConfig(topk=5), codebook).dense_labels(patches, LOG100)
+    head = SemanticHead(SemanticConfig(topk=5, labels_from="dense"), codebook).eval()
+    out = head(glob, patches, LOG100, dense_ids=dense_ids)
+    assert torch.equal(out.concept_ids, dense_ids)
+    # S is still built from the head's own top-k assignment
+    plain = SemanticHead(SemanticConfig(topk=5), codebook).eval()(glob, patches, LOG100)
+    torch.testing.assert_close(out.grid, plain.grid)
+    assert not torch.equal(plain.concept_ids, dense_ids)     # random data: the two label sources differ
+    with pytest.raises(ValueError, match="dense_ids"):
+        head(glob, patches, LOG100)
+
+
+def test_dense_preselection_ranks_concepts_by_their_dense_patch_counts():
+    codebook, glob, patches = _inputs(p=9)
+    # image 0: concept 7 on 5 patches, concept 3 on 4; image 1: concept 11 everywhere
+    dense_ids = torch.tensor([[7] * 5 + [3] * 4, [11] * 9])
+    head = SemanticHead(SemanticConfig(topk=4, preselect="dense"), codebook).eval()
+    out = head(glob, patches, LOG100, dense_ids=dense_ids)
+    assert out.topk_ids[0, :2].tolist() == [7, 3] and out.topk_ids[1, 0].item() == 11
+    # the rest of the k by the global cosine, as REF's preselection
+    rest = [c for c in (glob[1] @ codebook.t()).argsort(descending=True).tolist() if c != 11][:3]
+    assert out.topk_ids[1, 1:].tolist() == rest

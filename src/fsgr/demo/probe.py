@@ -132,8 +132,8 @@ class OracleGrid(nn.Module):
         super().__init__()
         self.head, self.ids = head, ids
 
-    def forward(self, global_embed, aligned_patches, logit_scale):
-        out = self.head(global_embed, aligned_patches, logit_scale)
+    def forward(self, global_embed, aligned_patches, logit_scale, dense_ids=None):
+        out = self.head(global_embed, aligned_patches, logit_scale, dense_ids=dense_ids)
         assign = F.one_hot(self.ids, self.head.codebook_size).float()           # (B, P, C)
         if self.head.group_norm:
             assign = assign / (assign.sum(dim=1, keepdim=True) + 1.0)
@@ -173,8 +173,10 @@ def probe_run(run_dir: str | Path, split: str = "test", oracle: bool = True, bat
         if not set(ids) <= set(preds):
             preds.update(zip(ids, decode_images(model, batch.images, cap.vocab, e.beam_size, e.max_len, controls)))
         if semantic:
-            feats = model.backbone(batch.images)
-            sem = model.semantic(feats.global_embed, feats.aligned_patches, model.logit_scale)
+            feats = model.backbone(batch.images, value_patches=model.semantic.needs_dense_labels)
+            dense = (model.semantic.dense_labels(feats.value_patches, model.logit_scale)[0]
+                     if model.semantic.needs_dense_labels else None)
+            sem = model.semantic(feats.global_embed, feats.aligned_patches, model.logit_scale, dense_ids=dense)
             for i, t, h, k in zip(ids, truth, sem.concept_ids, sem.topk_ids):
                 by_head[i] = object_labelled(h, t)
                 real = set(t.tolist()) - {0}

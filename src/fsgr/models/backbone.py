@@ -77,6 +77,9 @@ class FSGRBackbone(nn.Module):
         super().__init__()
         if cfg.aligned_patches not in ("csa", "ref"):
             raise ConfigError(f"model.backbone.aligned_patches must be 'csa' or 'ref', got {cfg.aligned_patches!r}")
+        if cfg.aligned_norm not in ("prompt_norm", "ln_post"):
+            raise ConfigError(f"model.backbone.aligned_norm must be 'prompt_norm' or 'ln_post', got "
+                              f"{cfg.aligned_norm!r}")
         self.cfg = cfg
         self.visual = visual
         for p in self.visual.parameters():
@@ -162,10 +165,14 @@ class FSGRBackbone(nn.Module):
         h = self.prompt_norm(x) if n else x
         patches = h[:, -P:]                                                   # (B, P, W) F (no ln_post)
         global_embed = visual.ln_post(h[:, 0]) @ visual.proj                  # (B, E) g
-        if z is not None:
-            aligned = (self.prompt_norm(z) if n else z) @ visual.proj         # (B, P, E) A, the CSA output (REF used H)
-        else:
-            aligned = patches @ visual.proj                                   # REF: last-layer tokens, no ln_post
+        # A: the CSA output (REF used the last-layer tokens H), normed as REF (prompt_norm; nothing without prompts)
+        # or with CLIP's ln_post, which OpenAI's text alignment of the projected tokens expects
+        aligned = z if z is not None else x[:, -P:]
+        if self.cfg.aligned_norm == "ln_post":
+            aligned = visual.ln_post(aligned)
+        elif n:
+            aligned = self.prompt_norm(aligned)
+        aligned = aligned @ visual.proj                                       # (B, P, E)
         return BackboneOutput(patch_tokens=F.normalize(patches, dim=-1),
                               global_embed=F.normalize(global_embed, dim=-1),
                               aligned_patches=F.normalize(aligned, dim=-1), value_patches=values)

@@ -152,20 +152,23 @@ class FSGRCaptioner(nn.Module):
         semantic grid, but a concept the global embedding did not rank, typically "background", is never in it."""
         trainable = any(p.requires_grad for p in self.backbone.parameters())
         ctx = contextlib.nullcontext() if (backbone_grad and trainable) else torch.no_grad()
+        dense = concept_map or self.semantic.needs_dense_labels
         with ctx:
-            feats = self.backbone(images, value_patches=concept_map)
+            feats = self.backbone(images, value_patches=dense)
         patches, global_embed = feats.patch_tokens, feats.global_embed          # (B,P,W), (B,E)
         b, p, _ = patches.shape
         contrast = self.att_embed(torch.cat([patches, global_embed[:, None].expand(b, p, -1)], dim=-1))
-        sem = self.semantic(global_embed, feats.aligned_patches, self.logit_scale)
+        map_ids = map_confidence = None
+        if dense:
+            map_ids, map_confidence = self.semantic.dense_labels(feats.value_patches, self.logit_scale)
+        sem = self.semantic(global_embed, feats.aligned_patches, self.logit_scale, dense_ids=map_ids)
         grid = tuple(self.backbone.grid_size)
         if self.encoder.text:
             memory, pos = self.encoder(contrast, sem.grid, grid)                 # queries: att_embed output (REF: F^)
         else:
             memory, pos = self.encoder(patches, None, grid)
-        map_ids = map_confidence = None
-        if concept_map:
-            map_ids, map_confidence = self.semantic.dense_labels(feats.value_patches, self.logit_scale)
+        if not concept_map:
+            map_ids = map_confidence = None
         return Encoded(memory=memory, memory_pos=pos, concept_ids=sem.concept_ids, contrast_feats=contrast,
                        global_embed=global_embed, map_ids=map_ids, map_confidence=map_confidence)
 

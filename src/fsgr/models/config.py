@@ -51,6 +51,8 @@ class BackboneConfig:
     prompts: PromptConfig = field(default_factory=PromptConfig)
     adapters: AdapterConfig = field(default_factory=AdapterConfig)
     aligned_patches: Literal["csa", "ref"] = "csa"   # SCLIP CSA branch (intended) or REF's plain last-layer tokens
+    # the norm before proj on the aligned path: REF's prompt_norm, or CLIP's own ln_post (OpenAI's alignment expects it)
+    aligned_norm: Literal["prompt_norm", "ln_post"] = "prompt_norm"
     train_in_scst: bool = False                       # REF runs the backbone under no_grad in SCST
 
 
@@ -66,6 +68,12 @@ class SemanticConfig:
     # REF's clean argmax (what each patch shows), or the Gumbel-noised assignment that built S; SupCon's features
     # never see S: docs/fidelity.md
     ids_from: Literal["assignment", "clean"] = "clean"
+    # SupCon labels: the head's ids (ids_from), or MaskCLIP's dense labels over the whole codebook from the value
+    # path (what REF's offline pseudo-labels were)
+    labels_from: Literal["head", "dense"] = "head"
+    # the head's top-k: by the global embedding (REF), or the concepts the value path's dense labels use most
+    # (background included)
+    preselect: Literal["global", "dense"] = "global"
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """MaskCLIP-style semantic head: quantise every patch onto one concept of a frozen text codebook.
 
-1. preselect the top-k concepts of each image by the cosine of its global embedding with the codebook;
+1. preselect the top-k concepts of each image by the cosine of its global embedding with the codebook
+   (`preselect="global"`, REF), or (`"dense"`) the concepts that MaskCLIP's dense labels of its patches use most,
+   ties and the rest by the global cosine: a concept no global embedding ranks, like "background", is then in;
 2. patch-concept logits L = exp(logit_scale) * T_b A^T (B, k, P);
 3. assignment over the concept axis: straight-through hard Gumbel-softmax in training (`gumbel`), straight-through
    hard softmax otherwise (forward value one-hot(argmax), gradient of the softmax);
@@ -10,7 +12,9 @@
 REF returns the clean argmax ids even in training, where the Gumbel-noised assignment that built S can differ.
 These ids label the patch contrastive loss, whose features (att_embed of [F^_p; g^]) are computed from the patch,
 never from S: the clean argmax says what the patch shows, the noisy one adds label noise. So `ids_from="clean"` (REF,
-default); `ids_from="assignment"` returns the ids of the assignment that built S.
+default); `ids_from="assignment"` returns the ids of the assignment that built S. `labels_from="dense"` labels SupCon
+with the dense labels instead (what the reference's offline MaskCLIP pseudo-labels were): every patch over the whole
+codebook, so background patches can be labelled background (docs/fidelity.md).
 The head runs in fp32 with autocast off: 100 x cosine logits in bf16 would tie far too often for an argmax.
 
 `dense_labels` is MaskCLIP's dense labelling itself: every patch against the WHOLE codebook (no top-k preselection),
@@ -23,6 +27,7 @@ at high confidence.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -50,12 +55,19 @@ class SemanticHead(nn.Module):
         self.gumbel_tau = cfg.gumbel_tau
         self.group_norm = cfg.group_norm
         self.ids_from = cfg.ids_from
+        self.labels_from = cfg.labels_from
+        self.preselect = cfg.preselect
         # frozen: a buffer, so it is saved and moved with the model but never optimised or counted as a parameter
         self.register_buffer("codebook", codebook.detach().float().clone())
 
     @property
     def codebook_size(self) -> int:
         return int(self.codebook.shape[0])
+
+    @property
+    def needs_dense_labels(self) -> bool:
+        """forward() needs `dense_ids` (the value path's labels)."""
+        return self.labels_from == "dense" or self.preselect == "dense"
 
     def dense_labels(self, patches: torch.Tensor, logit_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """patches (B, P, E) L2-normalised -> concept id (B, P) over the whole codebook and its softmax
@@ -65,14 +77,22 @@ class SemanticHead(nn.Module):
             probability, ids = logits.softmax(dim=-1).max(dim=-1)
         return ids, probability
 
-    def forward(self, global_embed: torch.Tensor, aligned_patches: torch.Tensor,
-                logit_scale: torch.Tensor) -> SemanticOutput:
-        """global_embed (B, E) and aligned_patches (B, P, E), both L2-normalised; logit_scale = CLIP's log scale."""
+    def forward(self, global_embed: torch.Tensor, aligned_patches: torch.Tensor, logit_scale: torch.Tensor,
+                dense_ids: Optional[torch.Tensor] = None) -> SemanticOutput:
+        """global_embed (B, E) and aligned_patches (B, P, E), both L2-normalised; logit_scale = CLIP's log scale;
+        dense_ids (B, P): `dense_labels` of the value path, needed when `needs_dense_labels`."""
+        if self.needs_dense_labels and dense_ids is None:
+            raise ValueError(f"semantic head: labels_from={self.labels_from!r}, preselect={self.preselect!r} need the "
+                             f"value path's dense labels (dense_ids)")
         with torch.autocast(global_embed.device.type, enabled=False):
             g = global_embed.float()
             patches = aligned_patches.float()
             codebook = self.codebook
-            topk_ids = (g @ codebook.t()).topk(self.topk, dim=-1).indices            # (B, k)
+            rank = g @ codebook.t()                                                  # (B, C) cosine in [-1, 1]
+            if self.preselect == "dense":     # patch counts dominate; the cosine (< 2 apart) breaks ties
+                counts = torch.zeros_like(rank).scatter_add_(1, dense_ids, torch.ones_like(dense_ids, dtype=rank.dtype))
+                rank = 2 * counts + rank
+            topk_ids = rank.topk(self.topk, dim=-1).indices                          # (B, k)
             concepts = codebook[topk_ids]                                            # (B, k, E)
             logits = logit_scale.float().exp() * concepts @ patches.transpose(1, 2)  # (B, k, P)
 
@@ -92,5 +112,5 @@ class SemanticHead(nn.Module):
 
             if self.ids_from == "clean":
                 local = logits.argmax(dim=1)
-            concept_ids = topk_ids.gather(1, local)                                  # (B, P)
+            concept_ids = dense_ids if self.labels_from == "dense" else topk_ids.gather(1, local)     # (B, P)
         return SemanticOutput(grid=grid, concept_ids=concept_ids, logits=logits, topk_ids=topk_ids)
