@@ -41,15 +41,24 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     modules are then not imported)."""
     parser = argparse.ArgumentParser(prog="fsgr", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    _add_verbosity(parser, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, (module_name, help_text) in VERBS.items():
         if only is not None and verb != only:
             continue
         p = sub.add_parser(verb, help=help_text, description=help_text)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+        _add_verbosity(p, argparse.SUPPRESS)
         p.set_defaults(_module=module_name)
         _verb_module(module_name).add_arguments(p)
     return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, default) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quiet", "-q", action="store_true", default=default,
+                       help="messages: warnings and errors only (results still print)")
+    group.add_argument("--verbose", "-v", action="store_true", default=default, help="messages: debug ones too")
 
 
 # Short-lived verbs that make no reference cycles worth collecting and end as soon as their output is out: they run
@@ -121,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             from fsgr.data.decode import max_image_pixels
 
             max_image_pixels()
+        if getattr(args, "quiet", False) or getattr(args, "verbose", False):   # (`logging` loads only then)
+            from fsgr.logs import set_verbosity
+
+            set_verbosity(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
         return int(_verb_module(args._module).main(args) or 0)
     except KeyboardInterrupt:
         print("fsgr: interrupted", file=sys.stderr)

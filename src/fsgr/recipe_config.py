@@ -59,6 +59,11 @@ class TrainConfig:
     compile: bool = False
     find_unused_parameters: Optional[bool] = None  # DDP; None = auto: on when contrastive_weight == 0 (the
     #                                                 parts that only feed SupCon then get no gradient)
+    # experiment trackers beside metrics.jsonl (always written): tensorboard, mlflow, wandb (extras fsgr[NAME]);
+    # None = tensorboard where it is installed. Rank 0 logs; --resume continues the same tracker run
+    loggers: Optional[list[Literal["jsonl", "tensorboard", "mlflow", "wandb"]]] = None
+    tracking_uri: str = ""          # MLflow tracking URI; "" = MLflow's own ($MLFLOW_TRACKING_URI or its default)
+    tracking_project: str = "fsgr"  # MLflow experiment / W&B project
 
 
 @dataclass

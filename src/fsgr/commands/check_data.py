@@ -33,7 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-images", action="store_true", help="skip the image existence/decode checks")
     parser.add_argument("--max-list", type=int, default=0, help="list at most N problems per kind (0: all)")
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the problems and counts as JSON")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def main(args) -> int:
@@ -68,7 +67,7 @@ def main(args) -> int:
         expect = tuple(int(x) for x in parts)
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
     report = check_dataset(cfg, vocab_path=args.vocab, check_images=not args.no_images, workers=workers,
-                           expect_counts=expect, progress=not args.quiet)
+                           expect_counts=expect, progress=not getattr(args, "quiet", False))   # --quiet: no progress bar
 
     by_kind: dict[str, list] = {}
     for p in report.problems:

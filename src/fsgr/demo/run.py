@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from fsgr.data.synthetic import COLOUR_OF, CONCEPTS, SHAPE_OF, load_concept_map,
 from fsgr.demo.pretrain_clip import csa_patch_embeddings
 from fsgr.errors import ConfigError, DataError
 from fsgr.files import atomic_write_text
+from fsgr.logs import get_logger
 from fsgr.inference import Captioner, draw_explanation
 from fsgr.metrics import score
 from fsgr.models.clip import load_clip
@@ -39,6 +39,8 @@ from fsgr.models.codebook import load_codebook
 from fsgr.training.engine import train
 from fsgr.training.evaluation import write_predictions
 from fsgr.training.setup import DataBundle, build_data
+
+log = get_logger(__name__)
 
 
 def held_out_index(image_id: int, n: int) -> int:
@@ -119,7 +121,7 @@ def _check_codebook_names(names) -> None:
 
 
 def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    log.info(text)
 
 
 @dataclass

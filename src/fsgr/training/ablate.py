@@ -27,7 +27,6 @@ import json
 import math
 import re
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from fsgr.core.checkpoint import SAME_RUN_CHANGES, config_differences
 from fsgr.data.readers import read_records
 from fsgr.errors import ConfigError, FsgrError
 from fsgr.files import atomic_write_text
+from fsgr.logs import get_logger
 from fsgr.metrics.compare import compare_systems
 from fsgr.metrics.resample import paired_t
 from fsgr.metrics.score import parse_metrics
@@ -131,7 +131,7 @@ def _check_same_config(directory: Path, cfg) -> None:
 
 def run_all(config: str | Path, variants: Sequence[Variant], seeds: int, out: str | Path,
             common: Sequence[str] = (), device: Optional[str] = None, progress: bool = True,
-            say=lambda s: print(s, file=sys.stderr, flush=True)) -> dict[tuple[str, int], dict]:
+            say=get_logger(__name__).info) -> dict[tuple[str, int], dict]:
     """Train + test every (variant, seed) not finished yet. -> {(variant name, seed): run summary}."""
     if not variants:
         raise ConfigError("no variants: give at least one --variant NAME[=key=value,...]")

@@ -41,6 +41,7 @@ from fsgr.core.build import build_model
 from fsgr.core.device import autocast, pick_device, resolve_amp
 from fsgr.errors import CheckpointError, ConfigError, FsgrError
 from fsgr.files import atomic_write_text, why_not_writable
+from fsgr.logs import get_logger
 from fsgr.metrics.reward import CiderDReward
 from fsgr.metrics.signature import run_signature
 from fsgr.metrics.score import parse_metrics
@@ -49,15 +50,18 @@ from fsgr.training import setup
 from fsgr.training.distributed import (all_gather_objects, all_reduce_sum, barrier, broadcast_object, init_distributed,
                                        shutdown)
 from fsgr.training.evaluation import TokenizedReferences, evaluate_split
-from fsgr.training.logging import MetricsLogger, NullLogger
+from fsgr.training.logging import NullLogger, RunLogger, tracker_names
 from fsgr.training.losses import (num_targets, patch_contrastive_loss, scst_baseline, scst_beam_loss, scst_sample_loss,
                                   through_eos_mask, token_nll)
 from fsgr.training.memory_hook import MemoryHook
 from fsgr.training.schedules import LrSchedule, scst_schedule, xe_schedule
 from fsgr.training.state import PhaseRules, TrainState, end_of_epoch
 
+log = get_logger(__name__)
+
 # what a run writes into run.dir: a new run refuses a run.dir holding any of them (a non-empty folder, or a file)
-RUN_ARTEFACTS = ("checkpoints", "config.yaml", "metrics.jsonl", "summary.json", "predictions", "tensorboard")
+RUN_ARTEFACTS = ("checkpoints", "config.yaml", "metrics.jsonl", "summary.json", "predictions", "tensorboard",
+                 "trackers.json", "wandb")
 EOS_WORD = "eos"   # the word that stands for <eos> in SacreEOS-standard rewards (PTB-safe, no angle brackets)
 SCST_RECIPES = {
     "sample": "SCST standard (SacreEOS): 5 multinomial samples/image, mean-of-others baseline, <eos> in the reward, "
@@ -98,6 +102,7 @@ def seed_everything(seed: int) -> None:
 def check_config(cfg: Config, world_size: int) -> None:
     """Refuse settings the recipe cannot run, before anything is built."""
     t = cfg.train
+    tracker_names(t.loggers)    # a tracker that is not installed: refused now, not after the first epoch
     # any global batch splits over any number of processes (fsgr.data.sampling); only a batch with fewer
     # items than processes x micro-batches is refused (image batching: checked once images/step are known)
     if t.batch_size < world_size * t.grad_accum:
@@ -153,7 +158,8 @@ class Trainer:
             self.begin_phase("xe")
         if self.dist.is_main:
             save_config(self.cfg, self.run_dir / "config.yaml")
-            self.logger = MetricsLogger(self.run_dir)
+            t = self.cfg.train
+            self.logger = RunLogger(self.run_dir, to_dict(self.cfg), t.loggers, t.tracking_uri, t.tracking_project)
         self._install_signal_handlers()
 
     def setup_model(self) -> None:
@@ -566,7 +572,7 @@ class Trainer:
         for s, h in (self._previous_handlers or {}).items():
             signal.signal(s, h)
         self._previous_handlers = None
-        self.logger.close()
+        self.logger.close(self.state.status)
         if self.dist is not None:
             shutdown(self.dist)
 
@@ -576,7 +582,7 @@ class Trainer:
 
     def _say(self, text: str) -> None:
         if self.dist.is_main:
-            tqdm.write(text, file=sys.stderr)
+            log.info(text)
 
     def _progress_bar(self, steps_total: int):
         st = self.state
@@ -608,6 +614,7 @@ class Trainer:
         out = {**self.summary(), **extra}
         if self.dist.is_main:
             atomic_write_text(self.run_dir / "summary.json", json.dumps(out, indent=2))
+            self.logger.log_file(self.run_dir / "summary.json")
         return out
 
     def _install_signal_handlers(self) -> None:
