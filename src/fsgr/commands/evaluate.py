@@ -10,6 +10,8 @@ precision used is in the printed scores (`precision`).
 Sharded: `torchrun --nproc_per_node N -m fsgr evaluate ...` decodes 1/N of the split in each process (one GPU each,
 NCCL; gloo on CPUs) with the trainer's own sharded evaluation; rank 0 gathers the captions, scores them, prints and
 writes everything: the same captions and scores as one process. The report records `"processes": N`.
+Exit status 0; 1 when a metric crashed or one named in --metrics could not run (the others are printed and written,
+the missing one under "unavailable" with the reason); 2 for input refused before any decoding.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ def _evaluate(args, checkpoint: str, overrides: list[str], dist) -> int:
     from fsgr.config import Config, apply_overrides, from_dict, to_dict
     from fsgr.core.device import pick_device
     from fsgr.errors import DataError
-    from fsgr.files import atomic_write_text
+    from fsgr.evaluation import coco_files
+    from fsgr.evaluation.scoring import failed, unavailable_lines
     from fsgr.inference import Captioner
     from fsgr.training.evaluation import evaluate_split
 
@@ -96,28 +99,26 @@ def _evaluate(args, checkpoint: str, overrides: list[str], dist) -> int:
     preds_path = Path(args.out) if args.out else None
     server_path = None
     if args.coco_results:
-        from fsgr.evaluation.coco_files import coco_results, coco_results_path, coco_split_and_id
-
-        # the records' ids must be the COCO ids of their files; the file names give the server split
-        split, _ = coco_results({r.path: "" for r in records})
-        wrong = [r.image_id for r in records if coco_split_and_id(r.path)[1] != int(r.image_id)]
-        if wrong:
-            raise DataError(f"image ids that are not the COCO ids of their files: {wrong[:10]}")
-        server_path = coco_results_path(args.results_dir, split, args.coco_results)
+        split = coco_files.coco_server_split({r.path: r.image_id for r in records})
+        server_path = coco_files.coco_results_path(args.results_dir, split, args.coco_results)
         preds_path = preds_path or server_path
     result = evaluate_split(captioner.model, records, captioner.vocab, cfg, captioner.device, dist, with_loss=False,
                             predictions_path=preds_path, beam_size=settings.beam_size, max_len=settings.max_len,
-                            amp_dtype=amp_dtype, controls=settings.controls())
+                            amp_dtype=amp_dtype, controls=settings.controls(), tolerate_metric_failures=True)
     report = {"checkpoint": str(checkpoint), "split": args.split, "beam": settings.beam_size,
               "decoding": asdict(settings), "num_images": result["num_images"], "processes": dist.world_size,
               "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32", **result["scores"],
               "signature": result.get("signature")}
+    unavailable = result.get("unavailable", {})
+    if unavailable:                  # a metric that could not run or crashed: absent, with the reason
+        report["unavailable"] = unavailable
     if not dist.is_main:             # rank 0 reports and writes
         return 0
     print(json.dumps(report))
+    for line in unavailable_lines(unavailable, "evaluate"):
+        print(line, file=sys.stderr)
     if preds_path is not None:
-        scores_path = preds_path.with_name(preds_path.name + ".scores.json")
-        atomic_write_text(scores_path, json.dumps(report, indent=2))
+        scores_path = coco_files.write_json(preds_path.with_name(preds_path.name + ".scores.json"), report)
         print(f"wrote {preds_path} and {scores_path}", file=sys.stderr)
     if server_path is not None and server_path != preds_path:
         from fsgr.files import atomic_write_bytes
@@ -125,7 +126,7 @@ def _evaluate(args, checkpoint: str, overrides: list[str], dist) -> int:
         atomic_write_bytes(server_path, preds_path.read_bytes())
     if server_path is not None:
         print(f"wrote {server_path} (COCO server results)", file=sys.stderr)
-    return 0
+    return 1 if (args.metrics is not None and unavailable) or failed(unavailable) else 0
 
 
 def _checkpoint_and_overrides(args) -> tuple[str, list[str]]:

@@ -43,11 +43,17 @@ def _load_once(path: str, what: str, mtime_ns: int, size: int):
     return read_json(path, what)
 
 
-def _image_id(path: str, entry: dict, where: str, k: int) -> object:
-    image_id = entry["image_id"]
-    if type(image_id) is not int and type(image_id) is not str:  # (JSON true/false are no ids)
-        raise DataError(f"{path}: {where} #{k}: image_id must be an integer or a string, got {image_id!r}")
-    return image_id
+def _id_and_caption(path: str, entries: list, where: str, missing: list):
+    """(image id, caption) of each entry that has both fields; the others' ids (or #k) go to `missing`. An id that
+    is neither an integer nor a string is refused."""
+    for k, entry in enumerate(entries):
+        if not isinstance(entry, dict) or "image_id" not in entry or "caption" not in entry:
+            missing.append(entry.get("image_id", f"#{k}") if isinstance(entry, dict) else f"#{k}")
+            continue
+        image_id = entry["image_id"]
+        if type(image_id) is not int and type(image_id) is not str:  # (JSON true/false are no ids)
+            raise DataError(f"{path}: {where} #{k}: image_id must be an integer or a string, got {image_id!r}")
+        yield image_id, entry["caption"]
 
 
 def read_refs(path: str) -> dict:
@@ -80,12 +86,7 @@ def _checked_refs(path: str, annotations: list) -> dict:
     """The captions of each image, annotation by annotation, or a DataError naming what is wrong and where."""
     refs: dict = {}
     missing, empty, not_text = [], [], []
-    for k, ann in enumerate(annotations):
-        if not isinstance(ann, dict) or "image_id" not in ann or "caption" not in ann:
-            missing.append(ann.get("image_id", f"#{k}") if isinstance(ann, dict) else f"#{k}")
-            continue
-        image_id = _image_id(path, ann, "annotation", k)
-        caption = ann["caption"]
+    for image_id, caption in _id_and_caption(path, annotations, "annotation", missing):
         if type(caption) is not str:
             not_text.append(image_id)
         elif not caption.strip():
@@ -112,16 +113,12 @@ def read_preds(path: str) -> dict:
         raise DataError(f"{path}: not COCO results format (expected a list of {{'image_id', 'caption'}})")
     preds: dict = {}
     missing, repeated, not_text = [], [], []
-    for k, entry in enumerate(data):
-        if not isinstance(entry, dict) or "image_id" not in entry or "caption" not in entry:
-            missing.append(entry.get("image_id", f"#{k}") if isinstance(entry, dict) else f"#{k}")
-            continue
-        image_id = _image_id(path, entry, "entry", k)
+    for image_id, caption in _id_and_caption(path, data, "entry", missing):
         if image_id in preds:
             repeated.append(image_id)
-        if type(entry["caption"]) is not str:
+        if type(caption) is not str:
             not_text.append(image_id)
-        preds[image_id] = entry["caption"]
+        preds[image_id] = caption
     if missing:
         raise DataError(f"{path}: entries without 'image_id' and 'caption' fields: {format_ids(missing)}")
     if repeated:
@@ -133,9 +130,11 @@ def read_preds(path: str) -> dict:
     return preds
 
 
-def matched_refs(refs: dict, preds: dict, refs_path: str, preds_path: str, subset: bool = False) -> dict:
+def matched_refs(refs: dict, preds: dict, refs_path: str, preds_path: str, subset: bool = False,
+                 hint: str = "use --subset to score only the predicted images") -> dict:
     """The references of the predicted images: every prediction must have references, and (unless `subset`) every
-    referenced image a prediction. The DataError names both files and the ids (and a type mismatch of the ids)."""
+    referenced image a prediction (else the refusal ends with `hint`). The DataError names both files and the ids
+    (and a type mismatch of the ids)."""
     no_refs = [i for i in preds if i not in refs]
     ref_types, pred_types = {type(i) for i in refs}, {type(i) for i in preds}
     if no_refs and ref_types.isdisjoint(pred_types):
@@ -150,8 +149,7 @@ def matched_refs(refs: dict, preds: dict, refs_path: str, preds_path: str, subse
         return {i: refs[i] for i in preds}
     no_preds = [i for i in refs if i not in preds]
     if no_preds:
-        raise DataError(f"{preds_path}: no prediction for images of {refs_path}: {format_ids(no_preds)} "
-                        "(use --subset to score only the predicted images)")
+        raise DataError(f"{preds_path}: no prediction for images of {refs_path}: {format_ids(no_preds)} ({hint})")
     return refs
 
 
@@ -178,16 +176,8 @@ def read_systems(refs: dict, refs_path: str, paths: Sequence[str], names: str | 
     """name -> predictions of each compared results file; every system must caption exactly the images of `refs`."""
     systems = {}
     for label, path in zip(system_names(paths, names), paths):
-        preds = read_preds(path)
-        no_refs = [i for i in preds if i not in refs]
-        if no_refs:
-            raise DataError(f"{path}: predictions for images without references in {refs_path}: "
-                            f"{format_ids(no_refs)}")
-        no_preds = [i for i in refs if i not in preds]
-        if no_preds:
-            raise DataError(f"{path}: no prediction for images of {refs_path}: {format_ids(no_preds)} "
-                            "(every system must caption the same images)")
-        systems[label] = preds
+        systems[label] = read_preds(path)
+        matched_refs(refs, systems[label], refs_path, path, hint="every system must caption the same images")
     return systems
 
 
@@ -274,6 +264,16 @@ def coco_results(captions: Mapping[str, str]) -> tuple[str, list[dict]]:
     if twice:
         raise DataError(f"COCO image ids captioned more than once: {format_ids(twice)}")
     return split, sorted(rows, key=lambda r: r["image_id"])
+
+
+def coco_server_split(images: Mapping[str, object]) -> str:
+    """The server split ("val2014" or "test2014") of {image path: image id}, whose ids must be the COCO ids of their
+    file names (a dataset whose ids were renumbered cannot go to the server)."""
+    split, _ = coco_results({path: "" for path in images})
+    wrong = [image_id for path, image_id in images.items() if coco_split_and_id(path)[1] != int(image_id)]
+    if wrong:
+        raise DataError(f"image ids that are not the COCO ids of their files: {format_ids(wrong)}")
+    return split
 
 
 def check_results_name(name: str) -> str:

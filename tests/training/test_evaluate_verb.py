@@ -1,5 +1,6 @@
-"""`torchrun --nproc_per_node 2 -m fsgr evaluate ...` (gloo, CPU): each process decodes its shard of the split, rank 0
-gathers, scores and writes: the same captions and scores as one process, beam and greedy, and `"processes": 2`."""
+"""`fsgr evaluate`: under `torchrun --nproc_per_node 2` (gloo, CPU) each process decodes its shard of the split, rank 0
+gathers, scores and writes: the same captions and scores as one process, beam and greedy, and `"processes": 2`. A
+metric that crashes after the decoding costs only itself: exit 1, the other scores printed and written."""
 
 from __future__ import annotations
 
@@ -64,3 +65,30 @@ def test_two_processes_give_the_one_process_captions_and_scores(checkpoint, tmp_
     assert scores_one.pop("processes") == printed_one["processes"] == 1
     assert scores_two.pop("processes") == printed[0]["processes"] == 2
     assert scores_two == scores_one and scores_one["CIDEr"] >= 0 and scores_one["beam"] == beam
+
+
+# a METEOR process that answers one SCORE line, then dies as a JVM out of heap does
+CRASHING_JAVA = r"""
+import sys
+sys.stdin.readline()
+print("1 2 3", flush=True)
+sys.stdin.readline()
+sys.stderr.write('Exception in thread "main" java.lang.OutOfMemoryError: Java heap space\n')
+sys.exit(1)
+"""
+
+
+def test_a_crashing_meteor_exits_1_and_keeps_the_other_scores(checkpoint, tmp_path, capsys, monkeypatch):
+    from fsgr.metrics import meteor
+
+    script = tmp_path / "crashing_java.py"
+    script.write_text(CRASHING_JAVA)
+    monkeypatch.setattr(meteor, "meteor_command", lambda: ([sys.executable, str(script), "-", "-"], str(tmp_path)))
+    rc = main(["evaluate", str(checkpoint), "--beam", "1", "--metrics", "bleu,meteor,cider",
+               "--out", str(tmp_path / "p.json")])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "internal error" not in err
+    printed = json.loads(out)
+    assert {"BLEU-4", "CIDEr"} <= set(printed) and "METEOR" not in printed
+    assert printed["unavailable"]["METEOR"].startswith("failed:") and "OutOfMemoryError" in err
+    assert json.loads((tmp_path / "p.json.scores.json").read_text()) == printed
