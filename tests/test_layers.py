@@ -31,7 +31,7 @@ LAYER_OF_PREFIX = {
     "fsgr.config": "config", "fsgr.recipe_config": "config",
     "fsgr.core": "core",
     "fsgr.inference": "serving", "fsgr.serving": "serving", "fsgr.export": "serving",
-    "fsgr.evaluation": "evaluation",                 # metrics that need a model (CLIPScore), server result files
+    "fsgr.evaluation": "evaluation",                 # COCO files in and out, CLIPScore (needs a model), scoring
     "fsgr.training": "training",
     "fsgr.demo": "demo",
     "fsgr.cli": "cli", "fsgr.commands": "cli", "fsgr.__main__": "cli", "fsgr": "cli",   # the package root: public API

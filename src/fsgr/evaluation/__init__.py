@@ -1,3 +1,5 @@
-"""Evaluation that needs more than text: CLIPScore / RefCLIPScore (a CLIP and the images) and the routing of the
-extra metrics (CLIPScore, CHAIR) for `fsgr score` and `fsgr compare`. Sits above `models` and `data`, below the CLI;
-the pure text metrics stay in `fsgr.metrics`."""
+"""Evaluation beyond the text metrics, one module per job: `coco_files` (COCO captions, results and instances files
+read and checked; the evaluation servers' results files written), `scoring` (files scored as `fsgr score` and
+`fsgr compare` score them, and their tables), `clipscore` (CLIPScore / RefCLIPScore: a CLIP and the images) and
+`extras` (the routing of the extra metrics). Sits above `models` and `data`, below the CLI; the pure text metrics stay
+in `fsgr.metrics`."""
