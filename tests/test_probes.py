@@ -102,6 +102,11 @@ PROBES = [
      ["--beam 100000", "vocabulary"]),
     ("caption-device-banana", ["caption", "--checkpoint", "{ckpt}", "--device", "banana", "{img}"], 2, ["banana"]),
     ("caption-image-is-a-directory", ["caption", "--checkpoint", "{ckpt}", "{tmp}/adir"], 1, ["adir", "directory"]),
+    # bulk --out: a file fsgr caption did not write is never modified (test_bulk checks every byte stays)
+    ("caption-resume-into-an-image", ["caption", "--checkpoint", "{ckpt}", "--out", "{img}", "--resume", "{img}"], 2,
+     ["img.png", "not a caption file written by"]),
+    ("caption-resume-dev-null", ["caption", "--checkpoint", "{ckpt}", "--out", "/dev/null", "--resume", "{img}"], 2,
+     ["/dev/null", "not a regular file"]),
     ("evaluate-beam-above-vocab", ["evaluate", "--checkpoint", "{ckpt}", "--beam", "100000"], 2, ["--beam", "vocab"]),
     ("evaluate-out-is-a-directory", ["evaluate", "--checkpoint", "{ckpt}", "--out", "{tmp}/adir"], 2,
      ["adir", "directory"]),

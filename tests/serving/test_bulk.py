@@ -261,7 +261,7 @@ def test_files_from_a_file_or_stdin_and_the_shard_before_the_disk(tiny_checkpoin
     monkeypatch.setattr(sys, "stdin", io.StringIO(listing.read_text()))
     assert _caption(tiny_checkpoint, "--files-from", "-") == 0
     assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == [str(p) for p in tiny_images[:3]]
-    # a listing's files are sharded as listed: the paths of other shards are never looked at (these do not exist)
+    # a listing's files are sharded by their own key, as listed (these do not exist: no walk, no error)
     names = [f"/nowhere/{i}.jpg" for i in range(30)]
     for i in range(3):
         assert list_images(names, (i, 3)) == [n for n in names if shard_of(n, 3) == i]

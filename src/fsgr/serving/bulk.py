@@ -306,9 +306,10 @@ class _Appender:
 def caption_to_jsonl(captioner, paths: Sequence[str], out: Path, settings, batch_size: int = 16,
                      workers: int = 2, resume: bool = False, progress: bool = True, meta: Optional[dict] = None,
                      other_checkpoint: bool = False) -> BulkCounts:
-    """Caption `paths` (keys: `path_key`) into `out`: JSON lines under a header row (`meta`: `header(...)`), each
-    batch's rows written as it is done. On `resume`, images already captioned are skipped and error rows retried;
-    when a retry replaced rows, the file is rewritten (atomically) with each image's last row only."""
+    """Caption `paths` into `out`, one row per image keyed by `path_key`: JSON lines under a header row (`meta`:
+    `header(...)`), each batch's rows written as it is done. On `resume`, images already captioned are skipped and
+    error rows retried; when a retry replaced rows, the file is rewritten (atomically) with each image's last row only."""
+    paths = [path_key(p) for p in paths]
     meta = meta or header(None, settings, inputs=len(paths))
     existing = check_output(out, resume, meta.get("checkpoint_sha256"), other_checkpoint)
     done = existing.done if existing else set()
