@@ -24,6 +24,7 @@ LAYER_OF_PREFIX = {
     "fsgr.errors": "base", "fsgr.files": "base",       # error types; the one atomic write and path checks
     "fsgr.fields": "base",                             # config fields that declare their own range
     "fsgr.logs": "base",                               # the `fsgr` logger
+    "fsgr.packaged": "base",                           # names of the packaged configs (cheap, for --help)
     "fsgr.__version__": "base",
     "fsgr.metrics": "metrics",
     "fsgr.data": "data",

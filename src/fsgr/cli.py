@@ -15,6 +15,7 @@ import os
 import sys
 
 from fsgr.errors import FsgrError
+from fsgr.packaged import packaged_configs
 
 # verb -> (module under fsgr.commands, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
@@ -39,9 +40,12 @@ VERBS: dict[str, tuple[str, str]] = {
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser of every verb, or of verb `only` alone (what a command line naming it needs: the other verbs'
     modules are then not imported)."""
-    parser = argparse.ArgumentParser(prog="fsgr", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="fsgr", description=__doc__.splitlines()[0],
+                                     epilog=f"packaged configs (fsgr train NAME): {', '.join(packaged_configs())}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     _add_verbosity(parser, argparse.SUPPRESS)
+    parser.add_argument("--version", action=_PrintVersion, help="print the versions of fsgr, torch and CUDA, and "
+                                                                "whether the C extension is built, then exit")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, (module_name, help_text) in VERBS.items():
         if only is not None and verb != only:
@@ -59,6 +63,32 @@ def _add_verbosity(parser: argparse.ArgumentParser, default) -> None:
     group.add_argument("--quiet", "-q", action="store_true", default=default,
                        help="messages: warnings and errors only (results still print)")
     group.add_argument("--verbose", "-v", action="store_true", default=default, help="messages: debug ones too")
+
+
+class _PrintVersion(argparse.Action):
+    """`fsgr --version`: torch is imported only when asked (building the parser must stay cheap)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
+def version_text() -> str:
+    import platform
+
+    import torch
+
+    from fsgr import __version__
+    from fsgr.metrics import speedups
+
+    cuda = (f"CUDA {torch.version.cuda} ({torch.cuda.device_count()} GPU(s) visible)" if torch.version.cuda
+            else "CUDA none")
+    extension = "built" if speedups.compiled is not None else f"not built ({speedups.missing})"
+    return (f"fsgr {__version__}\ntorch {torch.__version__}, {cuda}\nPython {platform.python_version()}\n"
+            f"C extension: {extension}")
 
 
 # Short-lived verbs that make no reference cycles worth collecting and end as soon as their output is out: they run

@@ -14,7 +14,6 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from fsgr.errors import ConfigError
 from fsgr.fields import rule_of
 from fsgr.files import atomic_write_text
 from fsgr.models.config import ModelConfig
+from fsgr.packaged import packaged_config_path, packaged_configs
 from fsgr.recipe_config import EvalConfig, ScstConfig, TrainConfig
 
 
@@ -67,11 +67,6 @@ def check_values(cfg: Any, prefix: str = "") -> None:
             raise ConfigError(f"{prefix}{f.name}={value!r}: {problem}")
 
 
-def packaged_configs() -> list[str]:
-    """Names of the configs shipped in the package (`fsgr train NAME`)."""
-    return sorted(p.name[:-5] for p in resources.files("fsgr").joinpath("configs").iterdir() if p.name.endswith(".yaml"))
-
-
 def resolve_config(path_or_name: str | Path) -> Path:
     """A YAML file that exists, else a packaged config named `path_or_name` (with or without .yaml)."""
     path = Path(path_or_name)
@@ -81,7 +76,7 @@ def resolve_config(path_or_name: str | Path) -> Path:
         return path
     name = path.name[:-5] if path.name.endswith(".yaml") else path.name
     if path.parent == Path(".") and name in packaged_configs():
-        return Path(str(resources.files("fsgr").joinpath("configs", f"{name}.yaml")))
+        return packaged_config_path(name)
     raise ConfigError(f"{path}: config file not found (packaged configs: {', '.join(packaged_configs())})")
 
 
@@ -142,8 +137,13 @@ def to_dict(cfg) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def config_yaml(cfg) -> str:
+    """The whole config as YAML, every key written (what config.yaml and `fsgr train --print-config` hold)."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
 def save_config(cfg, path: str | Path) -> None:
-    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(path, config_yaml(cfg))
 
 
 def _set_dotted(raw: dict, key: str, value: Any) -> None:

@@ -6,11 +6,12 @@ CI over test images pooled across seeds (docs/ablation.md).
 
 from __future__ import annotations
 
+from fsgr.commands.config_args import add_config_arguments
+
 
 def add_arguments(parser):
-    parser.add_argument("config", help="YAML config every variant starts from (e.g. configs/demo.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="overrides common to every variant (a shortened recipe, a data root), before the variant's")
+    add_config_arguments(parser, "overrides common to every variant (a shortened recipe, a data root), before the "
+                                 "variant's")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME[=key=value,...]", required=True,
                         help="one variant: a name and its overrides, comma-separated (repeat; the first is the "
                              "baseline of the comparisons), e.g. full  no_contrastive=train.contrastive_weight=0")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 
+from fsgr.commands.config_args import add_config_arguments
+
 
 def add_arguments(parser):
-    parser.add_argument("config", help="a YAML path or a packaged config name (demo, fsgr_coco, fsgr_coco_pma)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. model.decoder.layers=4")
+    add_config_arguments(parser, "config overrides, e.g. model.decoder.layers=4")
     parser.add_argument("--depth", type=int, default=2, help="module nesting shown in the per-module table (default 2)")
 
 

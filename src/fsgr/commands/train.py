@@ -1,5 +1,6 @@
 """`fsgr train CONFIG [key=value ...] [--resume] [--fast-dev-run [N]]`: XE (+ patch contrastive), then SCST, in one run
-directory. `--fast-dev-run N` runs N steps of each phase and N eval batches and projects the real run's times
+directory. `--print-config` prints the resolved config as YAML and exits (nothing read but the config);
+`--list-configs` lists the packaged configs. `--fast-dev-run N` runs N steps of each phase and N eval batches and projects the real run's times
 (RUN_DIR/fast_dev_run.json, `fsgr.training.fast_dev_run`); it writes no checkpoint.
 
 Multi-GPU: `torchrun --nproc_per_node N -m fsgr train CONFIG ...` (one process per GPU, DDP); one process needs no
@@ -10,11 +11,15 @@ saving last.pt; continue with --resume); 2 for bad input, before anything is wri
 
 from __future__ import annotations
 
+from fsgr.commands.config_args import add_config_arguments
+
 
 def add_arguments(parser):
-    parser.add_argument("config", help="a YAML path or a packaged config name (demo, fsgr_coco, fsgr_coco_pma)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="config overrides, e.g. train.max_steps=40 run.dir=runs/x")
+    add_config_arguments(parser, "config overrides, e.g. train.max_steps=40 run.dir=runs/x", required=False)
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (CONFIG, then the overrides, every default filled in) as YAML "
+                             "and exit, touching no data")
+    parser.add_argument("--list-configs", action="store_true", help="list the packaged configs (name and file) and exit")
     parser.add_argument("--resume", action="store_true",
                         help="continue run.dir/checkpoints/last.pt exactly where it stopped")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: this process's GPU, else CPU)")
@@ -30,16 +35,28 @@ def main(args) -> int:
     import os
     import signal
 
-    from fsgr.config import load_config
+    from fsgr.config import config_yaml, load_config
+    from fsgr.errors import ConfigError
+
+    if args.list_configs:
+        from fsgr.packaged import packaged_config_path, packaged_configs
+
+        for name in packaged_configs():
+            print(f"{name}\t{packaged_config_path(name)}")
+        return 0
+    if args.config is None:
+        raise ConfigError("train: name a config: fsgr train CONFIG [key=value ...] (fsgr train --list-configs lists "
+                          "the packaged ones)")
+    cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(config_yaml(cfg), end="")
+        return 0
     from fsgr.training.engine import train
 
-    cfg = load_config(args.config, args.overrides)
     if args.fast_dev_run is not None:
         from fsgr.training.fast_dev_run import fast_dev_run
 
         if args.resume:
-            from fsgr.errors import ConfigError
-
             raise ConfigError("--fast-dev-run and --resume do not go together (a fast dev run resumes nothing)")
         report = fast_dev_run(cfg, steps=args.fast_dev_run, device=args.device, progress=not args.no_progress)
         if int(os.environ.get("RANK", "0")) == 0:
