@@ -18,15 +18,15 @@ import importlib.util
 import re
 from pathlib import Path
 
-from fsgr.errors import FsgrError
+from fsgr.errors import WorkFailed
 
 
 class MetricUnavailable(Exception):
     """This metric cannot run here; the message says why in one line."""
 
 
-class MetricError(FsgrError):
-    """A Java metric process failed or hung."""
+class MetricError(WorkFailed):
+    """A Java metric process failed or hung: the work had begun (exit status 1)."""
 
 
 def find_java() -> str | None:

@@ -39,7 +39,7 @@ from fsgr.config import Config, save_config, to_dict
 from fsgr.core import checkpoint as ckpt_io
 from fsgr.core.build import build_model
 from fsgr.core.device import autocast, pick_device, resolve_amp
-from fsgr.errors import CheckpointError, ConfigError, FsgrError
+from fsgr.errors import CheckpointError, ConfigError, FsgrError, WorkFailed
 from fsgr.files import atomic_write_text, why_not_writable
 from fsgr.logs import get_logger
 from fsgr.metrics.reward import CiderDReward
@@ -71,8 +71,9 @@ SCST_RECIPES = {
 }
 
 
-class NonFiniteLossError(FsgrError):
-    """The loss became NaN/inf: training stops (the reference kept going, averaging NaN into its running loss)."""
+class NonFiniteLossError(WorkFailed):
+    """The loss became NaN/inf: training stops (the reference kept going, averaging NaN into its running loss).
+    Steps were trained: exit status 1, not 2 (which says "refused before any work")."""
 
 
 def fused_adam_supported(device: torch.device) -> bool:
