@@ -2,7 +2,8 @@
 
 A checkpoint carries its resolved config, vocabulary and codebook names, so nothing else is needed: the model is built
 from the config without reading CLIP or codebook files, then the checkpoint's full state (CLIP weights and codebook
-buffer included) is loaded strictly.
+buffer included) is loaded strictly. `save_pretrained(DIR)` / `from_pretrained(DIR)` write and read the Hub-style
+safetensors folder (fsgr.core.export_folder; `fsgr export --format safetensors` is the same code).
 
 Decoding takes Hugging Face generate()'s names (`num_beams`, `max_new_tokens`, `min_new_tokens`,
 `no_repeat_ngram_size`, `length_penalty`, `do_sample`, `temperature`, `top_k`, `top_p`, `num_return_sequences`,
@@ -13,8 +14,6 @@ precision, fixed when it is built (fsgr.core.device.decoding_precision: by defau
 
 from __future__ import annotations
 
-# Deferred imports: fsgr.serving.maps and fsgr.export.hub build on this module (they import Captioner).
-
 import math
 import os
 from dataclasses import dataclass, field
@@ -24,12 +23,14 @@ from typing import Optional, Sequence, Union
 import torch
 from PIL import Image
 
+from fsgr.core import export_folder
 from fsgr.core.build import model_from_state
 from fsgr.core.checkpoint import load_checkpoint
 from fsgr.core.device import autocast, decoding_precision, pick_device, precision_name
 from fsgr.errors import CheckpointError, ConfigError
 from fsgr.data.images import load_image, open_image, preprocess, to_rgb
 from fsgr.models.decoding import DecodeSettings, decode
+from fsgr.serving import maps
 
 ImageLike = Union[str, os.PathLike, Image.Image]
 BACKGROUND_NAMES = {"background"}
@@ -156,6 +157,8 @@ class CaptionerBase:
 
 
 class Captioner(CaptionerBase):
+    source: Optional[str] = None      # the checkpoint file or folder it was loaded from (None: built in memory)
+
     def __init__(self, model, vocab, cfg, device: torch.device, codebook_names: Optional[list[str]] = None,
                  precision: Optional[str] = None):
         """`precision`: fp32, bf16, fp16 or train (None = train: the checkpoint's train.amp as the trainer resolves
@@ -177,18 +180,33 @@ class Captioner(CaptionerBase):
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, device: str | torch.device | None = None,
                         precision: Optional[str] = None) -> "Captioner":
-        """A folder written by `fsgr export --format safetensors` (config.json, model.safetensors, vocab.json)."""
-        from fsgr.export.hub import read_pretrained
-
-        config, itos, names, state = read_pretrained(Path(folder))
+        """A folder written by `save_pretrained` or `fsgr export --format safetensors`, every file checked against
+        its manifest first (CheckpointError naming a missing, truncated or changed one)."""
+        config, itos, names, state = export_folder.read_safetensors(Path(folder))
         return cls._build(config, itos, state, names, device, precision, source=str(folder))
+
+    def save_pretrained(self, folder: str | os.PathLike, summary: Optional[dict] = None,
+                        license: str = "other") -> list[Path]:
+        """Write the Hub-style folder `from_pretrained` loads: config.json, model.safetensors, vocab.json,
+        concepts.json, a README.md model card (front matter for a model hub: library, pipeline, `license`, datasets,
+        metrics and the run's test scores) and the manifest. `summary`: the run's summary.json as a dict; by default
+        the one beside the checkpoint this Captioner was loaded from (RUN/checkpoints/X.pt -> RUN/summary.json), if
+        any. `folder` must be new, empty or an earlier export (ConfigError otherwise, before anything is written).
+        -> the files written."""
+        folder = Path(folder)
+        export_folder.claim_folder(folder)
+        if summary is None and self.source is not None:
+            summary = export_folder.run_summary(Path(self.source))
+        return export_folder.save_safetensors(self, folder, summary=summary, license=license)
 
     @classmethod
     def _build(cls, config: dict, itos: list[str], state: dict, codebook_names, device, precision,
                source: str) -> "Captioner":
         device = pick_device(None if device is None else str(device), 0)   # the trainer's rule: bare 'cuda' -> cuda:0
         loaded = model_from_state(config, itos, state, codebook_names, source=source)
-        return cls(loaded.model.to(device), loaded.vocab, loaded.cfg, device, loaded.codebook_names, precision)
+        captioner = cls(loaded.model.to(device), loaded.vocab, loaded.cfg, device, loaded.codebook_names, precision)
+        captioner.source = source
+        return captioner
 
     def encode(self, images: torch.Tensor, concept_map: bool = False):
         return self.model.encode(images.to(self.device), concept_map=concept_map)
@@ -218,10 +236,8 @@ class Captioner(CaptionerBase):
                           confidence=encoded.map_confidence[0].view(side, side).cpu(),
                           background_ids=tuple(self.background_ids()))
         if words and caption.tokens:
-            from fsgr.serving.maps import word_attention
-
             with autocast(self.device, self.amp_dtype):
-                attention = word_attention(self.model, encoded, caption.tokens, self.vocab.bos_id).float().cpu()
+                attention = maps.word_attention(self.model, encoded, caption.tokens, self.vocab.bos_id).float().cpu()
             keep = [i for i, t in enumerate(caption.tokens) if i == 0 or t != caption.tokens[i - 1]]  # as the text
             exp.words = [self.vocab.itos[caption.tokens[i]] for i in keep]
             exp.word_attention = attention[keep]
@@ -251,6 +267,4 @@ def captions_of(result, vocab, concept_ids: Optional[torch.Tensor], num_return_s
 def draw_explanation(exp: Explanation, top: int = 8, width: int = 448, min_confidence: float = 0.0) -> Image.Image:
     """The concept map (background left as background, labelled regions, smooth overlay), legend, caption and, when
     present, the per-word attention maps: fsgr.serving.maps.draw_explanation."""
-    from fsgr.serving.maps import draw_explanation as draw
-
-    return draw(exp, top=top, width=width, min_confidence=min_confidence)
+    return maps.draw_explanation(exp, top=top, width=width, min_confidence=min_confidence)

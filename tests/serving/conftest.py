@@ -83,3 +83,37 @@ def server_url(tiny_checkpoint):
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def live():
+    """live(app): a context manager serving `app` on 127.0.0.1 (a free port) with uvicorn in a thread; yields an
+    httpx client on its base URL (a real HTTP client against a real server)."""
+    import contextlib
+    import socket
+    import threading
+    import time
+
+    httpx = pytest.importorskip("httpx")
+    uvicorn = pytest.importorskip("uvicorn")
+
+    @contextlib.contextmanager
+    def serve(app):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        for _ in range(600):                              # bounded: 30 s
+            if server.started or not thread.is_alive():
+                break
+            time.sleep(0.05)
+        assert server.started, "uvicorn did not start"
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=120) as client:
+                yield client
+        finally:
+            server.should_exit = True
+            thread.join(30)
+            sock.close()
+    return serve

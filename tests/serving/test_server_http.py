@@ -4,43 +4,17 @@ every refusal is a 4xx JSON with a message."""
 
 from __future__ import annotations
 
-import contextlib
 import io
-import socket
 import threading
-import time
 
 import pytest
 from PIL import Image
 
 pytest.importorskip("starlette", reason="the serve extra (pip install fsgr[serve]) is not installed")
 pytest.importorskip("multipart", reason="the serve extra (pip install fsgr[serve]) is not installed")
-httpx = pytest.importorskip("httpx")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("httpx", reason="the test extra (pip install fsgr[test]) is not installed")
 
 from fsgr.serving.server import create_app  # noqa: E402
-
-
-@contextlib.contextmanager
-def live(app):
-    """Serve `app` on 127.0.0.1 (a free port) in a thread; yields an httpx client on its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(600):                                  # bounded: 30 s
-        if server.started or not thread.is_alive():
-            break
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=120) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
 
 
 def _png(size, mode="L") -> bytes:
@@ -49,7 +23,7 @@ def _png(size, mode="L") -> bytes:
     return buf.getvalue()
 
 
-def test_healthz_answers_while_big_uploads_decode(captioner):
+def test_healthz_answers_while_big_uploads_decode(captioner, live):
     big = _png((4000, 4000))                              # 16 MP: 48 MB as RGB once decoded
     app = create_app(captioner, max_pixels=20_000_000, decode_workers=2, window_ms=1)
     with live(app) as client:
@@ -71,7 +45,7 @@ def test_healthz_answers_while_big_uploads_decode(captioner):
         assert len(answers) == 30 and all(r.status_code == 200 and r.json()["caption"] for r in answers)
 
 
-def test_a_chunked_upload_is_refused_as_it_passes_the_byte_limit(captioner):
+def test_a_chunked_upload_is_refused_as_it_passes_the_byte_limit(captioner, live):
     sent = 0
 
     def body():
@@ -91,7 +65,7 @@ def test_a_chunked_upload_is_refused_as_it_passes_the_byte_limit(captioner):
         assert client.get("/healthz").status_code == 200
 
 
-def test_the_servers_pixel_limit_replaces_pils(captioner, monkeypatch):
+def test_the_servers_pixel_limit_replaces_pils(captioner, live, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)   # PIL alone would refuse anything over 2,000 pixels
     app = create_app(captioner, max_pixels=1_000_000)
     with live(app) as client:
@@ -110,7 +84,7 @@ def test_the_servers_pixel_limit_replaces_pils(captioner, monkeypatch):
     ({"beam": "-1"}, ["beam"]),
     ({"length_penalty": "abc"}, ["not a number"]),
 ])
-def test_bad_controls_are_4xx_json_with_a_message(captioner, fields, words):
+def test_bad_controls_are_4xx_json_with_a_message(captioner, live, fields, words):
     app = create_app(captioner)
     with live(app) as client:
         r = client.post("/api/caption", files={"image": ("a.png", _png((40, 30), "RGB"))}, data=fields)

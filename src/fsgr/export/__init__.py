@@ -1,33 +1,29 @@
 """Exports of a trained checkpoint: ONNX graphs run on onnxruntime (`onnx`, `runtime`) and a Hub-style safetensors
-folder (`hub`) that `fsgr.Captioner.from_pretrained` loads (`pip install fsgr[export]`)."""
+folder (`fsgr.Captioner.save_pretrained`) that `fsgr.Captioner.from_pretrained` loads (`pip install fsgr[export]`).
+The folder format and its manifest: fsgr.core.export_folder."""
 
 from __future__ import annotations
 
-# Deferred imports: onnx, onnxruntime and safetensors are the optional extra fsgr[export]; the runner imports the
-# config and captioner only when it loads a model.
+# Deferred imports: onnx, onnxruntime and safetensors are the optional extra fsgr[export]; the runner loads only the
+# format a folder holds.
 
-import json
 import os
 from pathlib import Path
 
+from fsgr.core.export_folder import export_format
+from fsgr.errors import CheckpointError
+
 
 def load_exported(folder: str | os.PathLike, device=None):
-    """An exported folder -> a captioner: OnnxCaptioner for `--format onnx`, Captioner for `--format safetensors`."""
-    from fsgr.errors import CheckpointError
-
+    """An exported folder -> a captioner: OnnxCaptioner for `--format onnx`, Captioner for `--format safetensors`.
+    Every file is checked against the folder's manifest first (CheckpointError naming a damaged one)."""
     folder = Path(folder)
-    config = folder / "config.json"
-    if not config.is_file():
-        raise CheckpointError(f"{folder}: no config.json (not a folder written by `fsgr export`)")
-    fmt = json.loads(config.read_text()).get("format")
-    if fmt == "onnx":
+    if export_format(folder) == "onnx":
         from fsgr.export.runtime import OnnxCaptioner
 
         if device not in (None, "cpu"):
             raise CheckpointError(f"--device {device}: ONNX exports run on onnxruntime's CPU provider here")
         return OnnxCaptioner(folder)
-    if fmt == "safetensors":
-        from fsgr.inference import Captioner
+    from fsgr.inference import Captioner
 
-        return Captioner.from_pretrained(folder, device=device)
-    raise CheckpointError(f"{config}: unknown export format {fmt!r} (expected onnx or safetensors)")
+    return Captioner.from_pretrained(folder, device=device)

@@ -5,7 +5,7 @@
     decoder_step.onnx  one decoder step on a fixed-size cache:
                        tokens (N,), step () int64, self_k, self_v (L, N, h, T, dh), key_valid (N, T) bool,
                        cross_k, cross_v -> logprobs (N, V), self_k, self_v, key_valid (the grown cache)
-    config.json, vocab.json, concepts.json
+    config.json, vocab.json, concepts.json, fsgr-manifest.json (every file's SHA-256: fsgr.core.export_folder)
 
 The step graph keeps the PyTorch decoder's cache semantics on static shapes (T = decoder.max_len): the token fed at step
 t writes its keys/values into slot t and marks it valid unless it is <pad>; attention masks every other slot. Beam
@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from fsgr.errors import ConfigError
-from fsgr.export.metadata import write_metadata
+from fsgr.core import export_folder
 
 OPSET = 18
 
@@ -105,7 +105,7 @@ def export_onnx(captioner, out: Path) -> list[Path]:
 
     model = captioner.model.float().eval().to("cpu")
     decoder = model.decoder
-    out.mkdir(parents=True, exist_ok=True)
+    export_folder.begin(out, "onnx")
     size = captioner.image_size
     batch, rows = Dim("batch", min=1, max=1024), Dim("rows", min=1, max=8192)
     images = torch.zeros(2, 3, size, size)
@@ -123,6 +123,5 @@ def export_onnx(captioner, out: Path) -> list[Path]:
                 ["tokens", "step", "self_k", "self_v", "key_valid", "cross_k", "cross_v"],
                 ["logprobs", "self_k_out", "self_v_out", "key_valid_out"],
                 ({0: rows}, None, {1: rows}, {1: rows}, {0: rows}, {1: rows}, {1: rows}))
-    write_metadata(captioner, out, fmt="onnx")
-    return [out / name for name in ("encoder.onnx", "cross.onnx", "decoder_step.onnx", "config.json", "vocab.json",
-                                    "concepts.json")]
+    export_folder.write_metadata(captioner, out, fmt="onnx")
+    return export_folder.finish(out, "onnx")

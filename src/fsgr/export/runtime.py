@@ -16,11 +16,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from fsgr.errors import ConfigError
-from fsgr.export.metadata import read_metadata
+from fsgr.errors import CheckpointError, ConfigError
+from fsgr.core.export_folder import GRAPHS, read_metadata
 from fsgr.inference import CaptionerBase
-
-GRAPHS = ("encoder.onnx", "cross.onnx", "decoder_step.onnx")
 
 
 @dataclass
@@ -76,14 +74,13 @@ class OnnxCaptioner(CaptionerBase):
         from fsgr.data.vocab import Vocab
 
         folder = Path(folder)
-        self.meta, itos, self.codebook_names = read_metadata(folder, GRAPHS, "an fsgr ONNX export")
+        self.meta, itos, self.codebook_names = read_metadata(folder, "onnx")     # checked against its manifest
         self.cfg = from_dict(Config, self.meta["config"])
         self.vocab = Vocab(itos, source=str(folder / "vocab.json"))
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        sessions = [ort.InferenceSession(str(folder / n), options, providers=["CPUExecutionProvider"])
-                    for n in GRAPHS]
+        sessions = [_session(ort, folder / n, options) for n in GRAPHS]
         self.encoder = sessions[0]
         self.decoder = OnnxDecoder(sessions[1], sessions[2], self.meta)
         self.device = torch.device("cpu")
@@ -96,3 +93,10 @@ class OnnxCaptioner(CaptionerBase):
         memory, memory_pos, map_ids = self.encoder.run(None, {"images": images.float().cpu().numpy()})
         return SimpleNamespace(memory=torch.from_numpy(memory), memory_pos=torch.from_numpy(memory_pos),
                                map_ids=torch.from_numpy(map_ids))
+
+
+def _session(ort, path: Path, options):
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's errors for a file it cannot run: name the file, one line
+        raise CheckpointError(f"{path}: onnxruntime cannot load it ({' '.join(str(exc).split())[:200]})") from None
