@@ -83,6 +83,9 @@ def test_the_servers_pixel_limit_replaces_pils(captioner, live, monkeypatch):
     ({"max_len": "500"}, ["max_len"]),
     ({"beam": "-1"}, ["beam"]),
     ({"length_penalty": "abc"}, ["not a number"]),
+    ({"beam": "100000"}, ["100000"]),                     # above the vocabulary: was a 500 (ValueError)
+    ({"length_penalty": "1e308"}, ["length_penalty"]),   # was a 500
+    ({"length_penalty": "30"}, ["length_penalty"]),
 ])
 def test_bad_controls_are_4xx_json_with_a_message(captioner, live, fields, words):
     app = create_app(captioner)
@@ -90,3 +93,32 @@ def test_bad_controls_are_4xx_json_with_a_message(captioner, live, fields, words
         r = client.post("/api/caption", files={"image": ("a.png", _png((40, 30), "RGB"))}, data=fields)
         assert 400 <= r.status_code < 500, r.text
         assert all(w in r.json()["error"] for w in words), r.json()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--port", "99999"], "--port 99999: must be between 0 and 65535"),
+    (["--port", "-1"], "--port -1: must be between 0 and 65535"),
+    (["--host", "no.such.host.invalid"], "--host 'no.such.host.invalid': not an address"),
+    (["--host", "192.0.2.1"], "--host '192.0.2.1': not an address of this machine"),     # TEST-NET-1: never ours
+    (["--decode-workers", "0"], "--decode-workers 0"),
+])
+def test_bad_listening_arguments_are_refused_in_one_line(tiny_checkpoint, capsys, args, words):
+    from fsgr.cli import main
+
+    assert main(["serve", "--checkpoint", str(tiny_checkpoint), *args]) == 2
+    err = capsys.readouterr().err
+    assert err == f"fsgr: error: {err.split('error: ', 1)[1]}" and words in err and err.count("\n") == 1, err
+
+
+def test_a_port_in_use_is_could_not_bind_exit_3(tiny_checkpoint, capsys):
+    import socket
+
+    from fsgr.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--checkpoint", str(tiny_checkpoint), "--port", str(port)]) == 3
+    err = capsys.readouterr().err
+    assert f"could not bind 127.0.0.1:{port}" in err and "--port" in err and err.count("\n") == 1, err
