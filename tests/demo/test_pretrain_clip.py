@@ -90,3 +90,25 @@ def test_multi_positive_loss_is_clip_loss_for_one_positive():
     pos = torch.eye(6, dtype=torch.bool)
     pos[0, 1] = True   # a second correct text for image 0 can only lower the loss
     assert multi_positive_clip_loss(logits, pos) < clip_loss
+
+
+@pytest.mark.parametrize("flag,value,needle", [
+    ("--lr", "-1", "--lr -1.0: must be a finite number > 0.0"),
+    ("--lr", "inf", "--lr inf: must be a finite number > 0.0"),
+    ("--lr", "0", "--lr 0.0: must be a finite number > 0.0"),
+    ("--dense-weight", "nan", "--dense-weight nan: must be a finite number >= 0.0"),
+    ("--time-budget", "-5", "--time-budget -5.0"),
+    ("--steps", "0", "--steps 0: must be >= 1"),
+    ("--eval-every", "0", "--eval-every 0: must be >= 1"),
+    ("--workers", "0", "--workers 0: must be >= 1"),
+    ("--warmup", "-1", "--warmup -1: must be >= 0"),
+    ("--seed", "-1", "--seed -1: must be between 0 and 4294967295"),
+])
+def test_cli_refuses_a_bad_number_before_rendering_any_image(tmp_path, capsys, flag, value, needle):
+    # issue 25 item 14: `pretrain-clip --lr -1` failed after 22 s of data generation
+    from fsgr.cli import main
+
+    out = tmp_path / "clip.pt"
+    assert main(["pretrain-clip", "--out", str(out), "--pool", "100000", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1 and not out.exists()

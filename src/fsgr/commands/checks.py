@@ -5,6 +5,7 @@ Each refusal is a ConfigError: one line naming the flag and the value, exit stat
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -12,13 +13,16 @@ from fsgr.errors import ConfigError
 from fsgr.files import why_not_writable
 
 
-def in_range(flag: str, value: Optional[int], low: int, high: Optional[int] = None) -> None:
-    """Refuse `value` outside low..high (None = not given, allowed)."""
+def in_range(flag: str, value: Optional[float], low: float, high: Optional[float] = None,
+             above: bool = False) -> None:
+    """Refuse `value` outside low..high, or not above `low` when `above`, or not finite (None = not given,
+    allowed)."""
     if value is None:
         return
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise ConfigError(f"{flag} {value}: must be {bound}")
+    if not math.isfinite(value) or value < low or (above and value == low) or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"{'>' if above else '>='} {low}"
+        raise ConfigError(f"{flag} {value}: must be a finite number {bound}" if isinstance(value, float) else
+                          f"{flag} {value}: must be {bound}")
 
 
 def beam_within_vocab(beam: Optional[int], vocab_size: int) -> None:

@@ -36,14 +36,21 @@ def main(args) -> int:
 
     import torch
 
+    from fsgr.commands.checks import in_range, output_file
     from fsgr.demo.pretrain_clip import PretrainConfig, json_logger, pretrain
     from fsgr.errors import ConfigError
+    from fsgr.fields import UINT32_MAX
 
-    for name in ("steps", "batch_size", "pool", "eval_size"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    from fsgr.commands.checks import output_file
-
+    # every number before the image pool is rendered (tens of seconds): a bad one fails now, not after
+    for flag in ("--steps", "--batch-size", "--pool", "--eval-size", "--eval-every", "--log-every", "--workers",
+                 "--threads"):
+        in_range(flag, getattr(args, flag[2:].replace("-", "_")), 1)
+    in_range("--warmup", args.warmup, 0)
+    in_range("--seed", args.seed, 0, UINT32_MAX)
+    in_range("--data-seed", args.data_seed, 0, UINT32_MAX)
+    in_range("--lr", args.lr, 0.0, above=True)
+    in_range("--time-budget", args.time_budget, 0.0, above=True)
+    in_range("--dense-weight", args.dense_weight, 0.0)
     output_file("--out", args.out)
     output_file("--log", args.log)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
