@@ -290,3 +290,12 @@ def test_torchrun_ranks_caption_shards_and_rank0_merges(tiny_checkpoint, folder,
     parts = sorted((tmp_path / "two.jsonl.parts").iterdir())
     assert [p.name for p in parts] == ["part-00000-of-00002.jsonl", "part-00001-of-00002.jsonl"]
     assert [len(_rows(p)) for p in parts] == [7, 6]
+    # a file it did not write, as --out --resume: every rank refuses before any captions, nothing written
+    foreign = tmp_path / "refs.json"
+    foreign.write_text('{"annotations": []}')
+    cmd[cmd.index("--out") + 1:cmd.index("--out") + 2] = [str(foreign), "--resume"]
+    cmd[cmd.index("--master_port") + 1] = str(port + 1)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "exitcode: 2" in proc.stderr, proc.stderr[-3000:]     # torchrun exits 1 itself
+    assert "rank 0: " + str(foreign) in proc.stderr and "not a caption file written by" in proc.stderr
+    assert foreign.read_text() == '{"annotations": []}' and not (tmp_path / "refs.json.parts").exists()

@@ -89,7 +89,6 @@ def model_sha256(args) -> str:
 
 def main(args) -> int:
     import os
-    import sys
     from pathlib import Path
 
     from fsgr.commands import checks
@@ -212,16 +211,16 @@ def _merge(args) -> int:
 
 def _torchrun(args, keys: list[str], meta: dict) -> int:
     """Under torchrun: rank R of N captions keys[R::N] into OUT.parts/part-R-of-N.jsonl (resumable as any --out);
-    once every rank is done, rank 0 merges the parts into --out. Any rank's failure stops them all, named."""
+    once every rank is done, rank 0 merges the parts into --out. Any rank's refusal stops them all before any work, and
+    any rank's failure stops them all, named."""
     import os
     import sys
     from pathlib import Path
 
     import torch
 
-    from fsgr.errors import FsgrError, WorkFailed
     from fsgr.serving import bulk
-    from fsgr.training.distributed import all_gather_objects, init_distributed, shutdown
+    from fsgr.training.distributed import init_distributed, shutdown
 
     info = init_distributed(torch.device("cpu"))       # gloo: the ranks only exchange counts
     if args.device is None and torch.cuda.is_available():
@@ -230,11 +229,12 @@ def _torchrun(args, keys: list[str], meta: dict) -> int:
     part = out.with_name(f"{out.name}.parts") / f"part-{info.rank:05d}-of-{info.world_size:05d}.jsonl"
     mine = keys[info.rank::info.world_size]
     try:
-        outcome = None
-        try:
+        def check() -> None:
             if info.is_main and os.path.lexists(out):
                 bulk.check_output(out, args.resume, meta["checkpoint_sha256"], args.other_checkpoint)
             bulk.check_output(part, args.resume, meta["checkpoint_sha256"], args.other_checkpoint)
+
+        def work() -> int:
             captioner = _captioner(args)
             settings = captioner.settings(**decoding_overrides(args))
             part.parent.mkdir(parents=True, exist_ok=True)
@@ -244,17 +244,10 @@ def _torchrun(args, keys: list[str], meta: dict) -> int:
                 bulk.header(settings=settings, part=(info.rank, info.world_size), inputs=len(mine), **meta),
                 args.other_checkpoint)
             _report(part, counts)
-            outcome = counts.failed
-        except (FsgrError, OSError) as exc:       # told to every rank below, then raised here as it was
-            failure = exc
-            outcome = (getattr(exc, "exit_code", 1), f"rank {info.rank}: {exc}")
-        outcomes = all_gather_objects(outcome, info)
-        if isinstance(outcome, tuple):
-            raise failure
-        others = [o for o in outcomes if isinstance(o, tuple)]
-        if others:
-            error = WorkFailed if others[0][0] == 1 else FsgrError
-            raise error(f"fsgr caption under torchrun: {others[0][1]}")
+            return counts.failed
+
+        _on_every_rank(info, check)           # every refusal before any rank starts work
+        outcomes = _on_every_rank(info, work)
         if not info.is_main:
             return 1 if sum(outcomes) else 0
         merged = bulk.merge_parts(sorted(part.parent.glob(f"part-*-of-{info.world_size:05d}.jsonl")), out,
@@ -263,6 +256,27 @@ def _torchrun(args, keys: list[str], meta: dict) -> int:
         return _finish(args, out, sum(outcomes))
     finally:
         shutdown(info)
+
+
+def _on_every_rank(info, step) -> list:
+    """Run `step()` on every rank and gather what each returned; when one raised a refusal or an I/O error, every rank
+    raises: the failing rank its own error, the others one naming it (with its exit status)."""
+    from fsgr.errors import FsgrError, WorkFailed
+    from fsgr.training.distributed import all_gather_objects
+
+    failure = None
+    try:
+        outcome = step()
+    except (FsgrError, OSError) as exc:
+        failure = exc
+        outcome = (getattr(exc, "exit_code", 1), f"rank {info.rank}: {exc}")
+    outcomes = all_gather_objects(outcome, info)
+    if failure is not None:
+        raise failure
+    failed = [o for o in outcomes if isinstance(o, tuple)]
+    if failed:
+        raise (WorkFailed if failed[0][0] == 1 else FsgrError)(f"fsgr caption under torchrun: {failed[0][1]}")
+    return outcomes
 
 
 def _ray(args, sources: list[str]) -> int:
