@@ -11,7 +11,7 @@ STAMP := $(VENV)/.fsgr-installed
 
 .PHONY: install browser test demo bench clean
 
-$(STAMP): pyproject.toml src/fsgr/metrics/_speedups.c
+$(STAMP): pyproject.toml $(wildcard src/fsgr/metrics/*.c src/fsgr/metrics/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	# openai-clip's own requirements pull torchvision, which we neither need nor can import beside a CPU torch wheel.

@@ -2,8 +2,19 @@
 ONE JSON line.
 
 All Flickr8k images (../shared/data/Flickr8k.token.txt, 8,092 images; `--images N` for fewer, at least 5,000 for the
-issue's target): captions turned back into raw-looking text, the first caption of each image held out as the
-prediction, the other four as references, written as COCO captions / results JSON files. Each side is a fresh
+issue's target): the first caption of each image held out as the prediction, the other four as references, written
+as COCO captions / results JSON files, in one of four shapes of text (`--text`, each reported in its own line):
+
+- `flickr-detok`: captions turned back into raw-looking text ("A girl going into a wooden building.");
+- `flickr-tokenised`: the file's own PTB-tokenised form ("A girl going into a wooden building .");
+- `raw`: human captions as COCO has them, built deterministically from the detokenised ones (`raw_captions`): some
+  lower-case starts, missing or spaced final periods, double spaces, exclamation marks, quotes, parentheses,
+  numbers and fractions ("22 3/4", which the PTB tokenizer joins with U+00A0), accented words (café, jalapeño, São
+  Paulo) and curly apostrophes;
+- `lowercase-model`: references as in `raw`, predictions as a captioning model writes them: lower-case PTB tokens
+  without punctuation ("a girl going into a wooden building").
+
+Each side is a fresh
 Python process from start-up to the scores (JSON, tokenisation, BLEU, ROUGE-L, CIDEr):
 
 - pycocoevalcap 1.2: read the two JSON files, `PTBTokenizer` (the Stanford jar), `Bleu(4)`, `Rouge()`, `Cider()`,
@@ -26,6 +37,7 @@ import argparse
 import compileall
 import json
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -66,6 +78,63 @@ print(json.dumps(out))
 """
 
 
+TEXT_SHAPES = ("flickr-detok", "flickr-tokenised", "raw", "lowercase-model")
+_RAW_PHRASES = (" near a caf\u00e9", " with a jalape\u00f1o", " in S\u00e3o Paulo", " about 22 3/4 inches tall",
+                " with 2 1/2 slices", " on a na\u00efve painting", " beside the man\u2019s bike", " (outside)",
+                ' with a "stop" sign', " in 2010")
+
+
+def raw_captions(captions: list[str], seed: int) -> list[str]:
+    """Detokenised captions given the variety of COCO's raw ones, the same for a seed."""
+    rng = random.Random(seed)
+    out = []
+    for c in captions:
+        body, period = (c[:-1], ".") if c.endswith(".") else (c, "")
+        r = rng.random()
+        if r < 0.03:
+            body += rng.choice(_RAW_PHRASES)
+        elif r < 0.07:
+            body = body.replace(" ", "  ", 1)
+        elif r < 0.10:
+            body = body.replace(" ", ", ", 1)
+        r = rng.random()
+        if r < 0.25:
+            period = ""
+        elif r < 0.30:
+            period = " ."
+        elif r < 0.33:
+            period = "!"
+        if rng.random() < 0.10:
+            body = body[:1].lower() + body[1:]
+        out.append(body + period)
+    return out
+
+
+def load(text: str, n_images: int) -> tuple[dict, dict]:
+    """(references per image, prediction per image) in the shape `text` (see the module's docstring)."""
+    if text == "flickr-tokenised":
+        caps: dict[str, list[str]] = {}
+        for line in DATA.read_text(encoding="utf-8").splitlines():
+            name, _, caption = line.partition("\t")
+            if caption:
+                caps.setdefault(name.split("#")[0], []).append(caption.strip())
+        names = list(caps)[:n_images]
+        return {n: caps[n][1:] for n in names}, {n: caps[n][0] for n in names}
+    refs, preds = bench_metrics.load(n_images)
+    if text == "flickr-detok":
+        return refs, preds
+    names = list(refs)
+    flat = raw_captions([c for n in names for c in refs[n]], seed=0)
+    raw_refs, k = {}, 0
+    for n in names:
+        raw_refs[n] = flat[k:k + len(refs[n])]
+        k += len(refs[n])
+    if text == "raw":
+        return raw_refs, dict(zip(names, raw_captions([preds[n] for n in names], seed=1)))
+    model = {n: " ".join(w for w in preds[n].lower().replace(",", " ").replace(".", " ").split()) for n in names}
+    return raw_refs, model
+
+
 def timed(cmd: list[str], env: dict) -> tuple[float, float, str]:
     """(wall seconds, CPU seconds of the process and its children (the JVM), stdout)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -83,6 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=10**9)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--text", choices=TEXT_SHAPES, default="flickr-detok", help="the shape of the captions")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--no-compiled", action="store_true",
                         help="ours without the C extension (fsgr.metrics._speedups blocked): the numpy/Python paths")
@@ -91,15 +161,18 @@ def main() -> None:
         raise SystemExit(f"{DATA}: not found (this benchmark needs the Flickr8k captions beside the repository)")
     if not compileall.compile_dir(str(ROOT / "src" / "fsgr"), quiet=1):
         raise SystemExit("byte-compiling src/fsgr failed")
-    refs, preds = bench_metrics.load(args.images)
+    refs, preds = load(args.text, args.images)
     ids = {name: k for k, name in enumerate(refs)}
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out: dict = {"bench": "score_process", "images": len(refs), "references": sum(len(r) for r in refs.values())}
+    out: dict = {"bench": "score_process", "text": args.text, "images": len(refs),
+                 "references": sum(len(r) for r in refs.values())}
     with tempfile.TemporaryDirectory() as tmp:
         refs_path, preds_path = Path(tmp) / "refs.json", Path(tmp) / "preds.json"
         refs_path.write_text(json.dumps({"annotations": [{"image_id": ids[n], "id": j, "caption": c}
-                                                         for n in refs for j, c in enumerate(refs[n])]}))
-        preds_path.write_text(json.dumps([{"image_id": ids[n], "caption": preds[n]} for n in refs]))
+                                                         for n in refs for j, c in enumerate(refs[n])]},
+                                        ensure_ascii=False), encoding="utf-8")
+        preds_path.write_text(json.dumps([{"image_id": ids[n], "caption": preds[n]} for n in refs], ensure_ascii=False),
+                              encoding="utf-8")
         # (blocking the extension: an import of a module whose sys.modules entry is None raises ImportError)
         start = ["-c", "import sys; sys.modules['fsgr.metrics._speedups'] = None; from fsgr.cli import main; "
                        "sys.exit(main(sys.argv[1:]))"] if args.no_compiled else ["-m", "fsgr"]

@@ -59,7 +59,7 @@ def metric_path(request, monkeypatch):
     if request.param == "compiled" and speedups.compiled is None:
         pytest.skip(f"not built: {speedups.missing}")
     if request.param == "numpy":
-        monkeypatch.setattr(speedups, "compiled", None)
+        speedups.switch_off(monkeypatch)
     return request.param
 
 

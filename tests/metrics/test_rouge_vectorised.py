@@ -11,7 +11,7 @@ from fsgr.metrics import rouge, speedups
 from fsgr.metrics.ngrams import encode_corpus
 from fsgr.metrics.rouge import corpus_rouge_l
 
-NOT_BUILT = pytest.mark.skipif(speedups.compiled is None, reason=f"not built: {speedups.missing}")
+NOT_BUILT = pytest.mark.skipif(speedups.lcs_lengths is None, reason=f"not built: {speedups.missing}")
 WAYS = [pytest.param(True, marks=NOT_BUILT, id="C-table-C-lcs"),
         pytest.param(False, marks=NOT_BUILT, id="numpy-table-C-lcs"),
         pytest.param(None, id="numpy")]
@@ -21,7 +21,7 @@ WAYS = [pytest.param(True, marks=NOT_BUILT, id="C-table-C-lcs"),
 def table(request, monkeypatch):
     """The `native` argument for encode_corpus (LCS in C), or None with nothing compiled (numpy everywhere)."""
     if request.param is None:
-        monkeypatch.setattr(speedups, "compiled", None)
+        speedups.switch_off(monkeypatch)
     return request.param
 
 

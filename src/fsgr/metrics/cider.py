@@ -104,14 +104,14 @@ def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA
     n_images = len(rows.n_refs)
     if n_images == 0:
         return 0.0, np.zeros(0)
-    if speedups.compiled is not None:  # the same operations in C, in the same order (numpy's log, the toolkit's pow)
+    if speedups.cider_d is not None:  # the same operations in C, in the same order (numpy's log, the toolkit's pow)
         arrays = [tuple(np.ascontiguousarray(a, dtype=np.int64) for a in (
             o.group_key, o.ref_sentence, o.ref_count, o.ref_ngram, o.group_start, o.cand_key, o.cand_count,
             o.cand_group, o.ref_order)) for o in rows.orders[:n]]
         log_counts = np.log(np.maximum(np.arange(n_images + 1, dtype=np.float64), 1.0))
         penalty = length_penalty(bigram_lengths(rows.cand_lengths)[rows.ref_image], bigram_lengths(rows.ref_lengths),
                                  sigma)
-        scores = np.frombuffer(speedups.compiled.cider_d(arrays, list(rows.offsets), rows.id_bits, log_counts,
+        scores = np.frombuffer(speedups.cider_d(arrays, list(rows.offsets), rows.id_bits, log_counts,
                                                          penalty, rows.n_refs), dtype=np.float64)
         return float(np.mean(scores)), scores
     n_ref_sent, id_bits = len(rows.ref_lengths), rows.id_bits

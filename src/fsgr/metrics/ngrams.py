@@ -5,7 +5,7 @@ Sentences are split on white space (`str.split()`), as pycocoevalcap's `precook`
 n-gram's id is looked up level by level from the pair (id of its first n-1 words, id of its last word), so no word
 tuple is ever hashed. `NgramVocab.own_rows` / `encode` give rows of (sentence, n-gram id, order, count) (the
 reward); `encode_corpus` counts each order of one evaluation by (image, n-gram, reference) (scoring): in C where
-the package's extension is built (`_speedups.c`, for ASCII text), else with this module's numpy code, the
+the package's extension is built (`_ngram_table.c`), else with this module's numpy code (`_numpy_table`), the
 reference that the tests hold the C table to.
 """
 
@@ -288,36 +288,47 @@ class CorpusRows:
 def encode_corpus(refs: list[list[str]], cands: list[str], n: int = MAX_N, native: bool | None = None) -> CorpusRows:
     """The n-gram table of tokenised references (a list per image) and candidates (one per image).
 
-    `native`: None takes the C table (`fsgr.metrics.speedups`, compiled at install) for ASCII text when it is built,
+    `native`: None takes the C table (`fsgr.metrics.speedups.ngram_table`, compiled at install) when it is built,
     else this module's numpy table, the reference; True or False insists on one (True raises when it is not
     built). Both give the same n-grams, counts, groups and matches; only the order of ids and groups differs."""
     if len(refs) != len(cands):
         raise ValueError(f"{len(refs)} reference lists for {len(cands)} candidates")
-    if native and speedups.compiled is None:
-        raise RuntimeError(f"the compiled n-gram table is not built here: {speedups.missing}")
+    if native and speedups.ngram_table is None:
+        raise RuntimeError(f"the compiled n-gram table is not built here: {speedups.missing or 'switched off'}")
     ref_sentences = [r for rs in refs for r in rs]
     sentences = ref_sentences + list(cands)
     n_refs = np.fromiter(map(len, refs), dtype=np.int64, count=len(refs))
-    if native is not False and speedups.compiled is not None:
-        text = "".join(sentences)
-        if text.isascii():
-            return _native_table(text, sentences, n_refs, n)
-        if native:
-            raise ValueError("the compiled n-gram table reads ASCII text only (str.split() splits non-ASCII text at "
-                             "Unicode white space)")
+    if native is not False and speedups.ngram_table is not None:
+        return _native_table(sentences, n_refs, n)
     return _numpy_table(sentences, n_refs, n)
 
 
-def _native_table(text: str, sentences: list[str], n_refs: np.ndarray, n: int) -> CorpusRows:
+def _native_table(sentences: list[str], n_refs: np.ndarray, n: int) -> CorpusRows:
+    """The C table. It splits bytes at ASCII white space, so a sentence holding a non-ASCII character (where
+    str.split() also splits at Unicode white space, such as the U+00A0 the PTB tokenizer writes into "22 3/4") is
+    handed over as its str.split() words one space apart, in UTF-8 (the same words: UTF-8 bytes >= 0x80 are never
+    white space), and its split(" ") flag for ROUGE-L is taken from the sentence itself: that sentence alone costs
+    Python time, not the corpus."""
     char_lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
-    table = speedups.compiled.corpus_table(text.encode("ascii"), char_lengths, n_refs, n)
-    words, lengths, odd_spacing, offsets, id_bits, orders = table
+    text = "".join(sentences)
+    others = [] if text.isascii() else [k for k, s in enumerate(sentences) if not s.isascii()]
+    if others:
+        pieces = list(sentences)
+        for k in others:
+            pieces[k] = " ".join(sentences[k].split())
+            char_lengths[k] = len(pieces[k].encode("utf-8", "surrogatepass"))
+        text = "".join(pieces)
+    words, lengths, odd_spacing, offsets, id_bits, orders = speedups.ngram_table(
+        text.encode("utf-8", "surrogatepass"), char_lengths, n_refs, n)
+    odd_spacing = np.frombuffer(odd_spacing, dtype=bool)
+    for k in others:
+        odd_spacing[k] = sentences[k].split(" ") != sentences[k].split()
     lengths = np.frombuffer(lengths, dtype=np.int64)
     n_ref = int(n_refs.sum())
     return CorpusRows(
         orders=[OrderCounts(*_views(*order)) for order in orders],
         ref_lengths=lengths[:n_ref], cand_lengths=lengths[n_ref:], n_refs=n_refs, id_bits=id_bits, offsets=offsets,
-        words=np.frombuffer(words, dtype=np.int64), odd_spacing=np.frombuffer(odd_spacing, dtype=bool))
+        words=np.frombuffer(words, dtype=np.int64), odd_spacing=odd_spacing)
 
 
 def _views(block: bytearray, offsets: tuple[int, ...], counts: tuple[int, ...]) -> list[np.ndarray]:

@@ -107,8 +107,8 @@ def _rouge_l_vectorised(refs: list[list[str]], cands: list[str], rows, beta: flo
     else:
         odd_refs, odd = _odd_spacing([r for rs in refs for r in rs], ref_len), _odd_spacing(cands, cand_len)
     odd |= np.bincount(rows.ref_image, weights=odd_refs, minlength=n_images) > 0
-    if speedups.compiled is not None:  # the dynamic programme in C, any length
-        lcs = speedups.compiled.lcs_lengths(rows.words, ref_len, cand_len, rows.n_refs)
+    if speedups.lcs_lengths is not None:  # the dynamic programme in C, any length
+        lcs = speedups.lcs_lengths(rows.words, ref_len, cand_len, rows.n_refs)
         lcs = np.frombuffer(lcs, dtype=np.int64)
     else:
         odd |= cand_len > MAX_WORDS  # (one 64-bit word per candidate)

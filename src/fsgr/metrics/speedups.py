@@ -1,10 +1,17 @@
-"""The metrics' compiled helpers (`_speedups.c`, built when the package is installed): the n-gram table, ROUGE-L's
-LCS and the tokenizer's plain captions.
+"""The metrics' compiled kernels (`_speedups`, built from one C file per kernel when the package is installed), each
+beside the Python/numpy function it replaces, which is the reference and gives the same values, more slowly:
 
-`compiled` is the extension module, or None where it was not built (no C compiler, a checkout never installed):
-then each caller runs its numpy or Python version, which is the reference and gives the same values, more slowly.
-`missing` says why it is not there. Tests switch it off by setting `compiled` to None.
+- `ngram_table` (`_ngram_table.c`): `fsgr.metrics.ngrams._numpy_table`, the n-gram table of one evaluation;
+- `lcs_lengths` (`_lcs.c`): `fsgr.metrics.rouge._bit_parallel_lcs`, ROUGE-L's longest common subsequences;
+- `fast_lines` (`_fast_lines.c`): `fsgr.metrics.tokenizer._fast_line`, the PTB tokenizer's fast path;
+- `cider_d` (`_cider_d.c`): the numpy body of `fsgr.metrics.cider.corpus_cider_d`.
+
+docs/metrics.md gives the benchmark line that justifies each. `compiled` is the extension module, or None where it
+was not built (no C compiler, a checkout never installed; `missing` says why); each kernel is its function or None.
+Tests and benchmarks switch one kernel off by setting it to None, all of them with `switch_off()`.
 """
+
+import sys
 
 try:
     from fsgr.metrics import _speedups as compiled
@@ -12,3 +19,19 @@ try:
     missing = ""
 except ImportError as exc:
     compiled, missing = None, str(exc)
+
+KERNELS = ("ngram_table", "lcs_lengths", "fast_lines", "cider_d")
+ngram_table = getattr(compiled, "corpus_table", None)
+lcs_lengths = getattr(compiled, "lcs_lengths", None)
+fast_lines = getattr(compiled, "fast_lines", None)
+cider_d = getattr(compiled, "cider_d", None)
+
+
+def switch_off(monkeypatch=None) -> None:
+    """Every kernel off (through pytest's `monkeypatch` where given, so that the test restores them)."""
+    module = sys.modules[__name__]
+    for name in KERNELS:
+        if monkeypatch is None:
+            setattr(module, name, None)
+        else:
+            monkeypatch.setattr(module, name, None)

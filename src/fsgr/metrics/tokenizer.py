@@ -5,7 +5,12 @@ pycocoevalcap's `PTBTokenizer` joins the captions with newlines, runs
 output on newlines and spaces and drops the tokens in `PUNCTUATIONS`. `ptb_tokenize` gives the same strings without
 Java: a JFlex-style longest-match lexer whose rules follow CoreNLP 3.4.1's `PTBLexer.flex` (default options:
 PTB3 escaping, LaTeX quotes, `-LRB-` brackets, no Americanisation, untokenizable characters deleted), checked
-against the real jar by `tests/metrics/test_tokenizer_jar.py`.
+against the real jar by `tests/metrics/test_ptb_tokenizer.py`.
+
+Two paths, the same tokens: `_fast_line` takes a common caption (ASCII words, spaced or attached punctuation, 's
+and n't) with string operations, in C where `fsgr.metrics.speedups.fast_lines` is built (`_fast_lines.c`), caption
+by caption; every other caption goes to `_lex`, the rules themselves, compiled for the characters of the captions
+that need them (`_cut`: a caption with an accent or U+00A0 costs no compile of the complete Unicode rules).
 
 Quirks of the toolkit that this keeps on purpose, because they move the official numbers:
 - brackets become `-lrb-`/`-rrb-`/`-lcb-`/`-lsb-`... after lower-casing, and the toolkit's punctuation list only
@@ -44,32 +49,37 @@ _EXTRA_NEWLINES = str.maketrans(dict.fromkeys(_EXTRA_NEWLINE_CHARS, " "))
 # ---------------------------------------------------------------------------------------------------------------
 # Character classes (JFlex [:letter:], [:digit:], [:uppercase:] over the UTF-16 code units Java's lexer sees)
 
-def _ranges(categories: tuple[str, ...], category_of: list[str]) -> str:
-    """Regex class body of the BMP code points whose general category is in `categories` (surrogates are "Cs").
+def _ranges(categories: tuple[str, ...], code_points: list[int]) -> str:
+    """Regex class body of the given (sorted, BMP) code points whose general category is in `categories`
+    (surrogates are "Cs").
 
     Members are written as themselves (letters and digits are never special inside a class): the escaped form
     made the rules' 20,000-character patterns several times slower to compile."""
-    out, start = [], None
-    for cp, cat in enumerate(category_of + ["Cn"]):  # (a sentinel closes the last range)
-        if cat in categories:
-            if start is None:
-                start = cp
-        elif start is not None:
-            out.append((start, cp - 1))
-            start = None
+    out: list[list[int]] = []
+    for cp in code_points:
+        if unicodedata.category(chr(cp)) in categories:
+            if out and out[-1][1] == cp - 1:
+                out[-1][1] = cp
+            else:
+                out.append([cp, cp])
     for a, b in out:
         if not (chr(a).isalnum() and chr(b).isalnum()):
             raise AssertionError(f"class member U+{a:04X}..U+{b:04X} is not a letter or digit")
     return "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in out)
 
 
-@lru_cache(maxsize=2)
-def _classes(ascii_only: bool = False) -> dict[str, str]:
-    category_of = [unicodedata.category(chr(cp)) for cp in range(0x80 if ascii_only else 0x10000)]
+@lru_cache(maxsize=8)
+def _classes(alphabet: frozenset[str] | None) -> dict[str, str]:
+    """The letter, digit and upper-case classes: over the whole BMP (`alphabet` None), or over ASCII and the BMP
+    characters of `alphabet` alone (see `_cut`)."""
+    if alphabet is None:
+        code_points = list(range(0x10000))
+    else:
+        code_points = list(range(0x80)) + sorted(ord(ch) for ch in alphabet if 0x80 <= ord(ch) < 0x10000)
     return {
-        "L": _ranges(("Lu", "Ll", "Lt", "Lm", "Lo"), category_of),
-        "D": _ranges(("Nd",), category_of),
-        "U": _ranges(("Lu",), category_of),
+        "L": _ranges(("Lu", "Ll", "Lt", "Lm", "Lo"), code_points),
+        "D": _ranges(("Nd",), code_points),
+        "U": _ranges(("Lu",), code_points),
     }
 
 
@@ -82,13 +92,17 @@ _MACRO = re.compile(r"\{([A-Z][A-Z0-9]*)\}")
 _NEVER = "(?:(?!))"  # a match that always fails (a group, so that a quantifier may follow it)
 
 
-def _ascii_only(pattern: str) -> str:
-    """`pattern` cut to what can match ASCII text: non-ASCII members and ranges leave its character classes (a class
-    left empty never matches; a negated one left empty matches any ASCII character) and a non-ASCII character outside
-    a class becomes `_NEVER`. The same matches on ASCII text, and `re` compiles it far faster: a class holding a
-    character past U+00FF is built as a 64 KiB bitmap. Non-ASCII characters must be written as themselves, not as
-    regex escapes."""
+def _cut(pattern: str, alphabet: frozenset[str] = frozenset()) -> str:
+    """`pattern` cut to what can match text written in ASCII and the characters of `alphabet`: the other members and
+    ranges leave its character classes (a class left empty never matches; a negated one left empty matches any
+    character) and any other non-ASCII character outside a class becomes `_NEVER`. The same matches on such text, and
+    `re` compiles it far faster: a class holding a character past U+00FF is built as a 64 KiB bitmap. Non-ASCII
+    characters must be written as themselves, not as regex escapes."""
     out, i = [], 0
+    kept = sorted(alphabet)
+
+    def keep(ch: str) -> bool:
+        return ch.isascii() or ch in alphabet
 
     def atom() -> str:  # the character or escape at i
         if pattern[i] != "\\":
@@ -100,7 +114,7 @@ def _ascii_only(pattern: str) -> str:
     while i < len(pattern):
         if pattern[i] != "[":
             a = atom()
-            out.append(a if a.isascii() else _NEVER)
+            out.append(a if keep(a) else _NEVER)
             i += len(a)
             continue
         i += 1
@@ -118,13 +132,14 @@ def _ascii_only(pattern: str) -> str:
                 i += len(last)
                 if first.isascii():
                     members.append(first + "-" + (last if last.isascii() else "\x7f"))
-            elif first.isascii():
+                members += [ch for ch in kept if first[-1] <= ch <= last[-1]]  # (an escape: its character)
+            elif keep(first):
                 members.append(first)
         i += 1
         if members:
             out.append("[" + "^" * negated + "".join(members) + "]")
         else:
-            out.append("[\x00-\x7f]" if negated else _NEVER)
+            out.append("(?s:.)" if negated else _NEVER)
     return "".join(out)
 
 
@@ -133,10 +148,12 @@ def _expand(pattern: str, macros: dict[str, str]) -> str:
     return _MACRO.sub(lambda ref: "(?:" + macros[ref[1]] + ")" if ref[1] in macros else ref[0], pattern)
 
 
-def _macros(ascii_only: bool = False) -> dict[str, str]:
-    """The macros; `ascii_only` leaves the non-ASCII characters out (`_ascii_only`; see `_get_rules`)."""
-    c = _classes(ascii_only)
-    cut = _ascii_only if ascii_only else str
+def _macros(alphabet: frozenset[str] | None = None) -> dict[str, str]:
+    """The macros; with an `alphabet`, cut to ASCII and its characters (`_cut`; see `_get_rules`)."""
+    c = _classes(alphabet)
+
+    def cut(pattern: str) -> str:
+        return pattern if alphabet is None else _cut(pattern, alphabet)
     m: dict[str, str] = {}
 
     def d(name, pattern):
@@ -307,12 +324,11 @@ def _hyphens(tok: str) -> str:
 
 # Actions: ("emit", fn) emits fn(text); ("push", k) emits text[:-k] and re-lexes the last k characters;
 # ("dup_period",) emits text and re-lexes its final period; ("acronym",) is processAcronym; ("skip",) emits nothing.
-def _rules(ascii_only: bool):
-    m = _macros(ascii_only)
-    cut = _ascii_only if ascii_only else str
+def _rules(alphabet: frozenset[str] | None):
+    m = _macros(alphabet)
 
     def x(p):
-        return _expand(cut(p), m)
+        return _expand(p if alphabet is None else _cut(p, alphabet), m)
 
     ident = ("emit", None)
     rules = [
@@ -407,40 +423,58 @@ def _rules(ascii_only: bool):
     return compiled
 
 
-_RULES: dict[bool, list] = {}
+@lru_cache(maxsize=4)
+def _get_rules(alphabet: frozenset[str] | None = None) -> list:
+    """The compiled rules: complete (`alphabet` None), or cut to ASCII and the characters of `alphabet` (`_cut`, and
+    letter and digit classes built for those characters alone), which match exactly the same on text written in those
+    characters (a character the text cannot hold changes nothing) and compile in a fraction of the time (~30 ms
+    against ~0.25 s): compiling is most of the cost of the first call of `ptb_tokenize` that meets a caption the fast
+    paths leave to the lexer, and a batch's captions for the lexer are lexed with the rules of their alphabet."""
+    return _rules(alphabet)
 
 
-def _get_rules(ascii_only: bool = False) -> list:
-    """The compiled rules. On ASCII text the rules without their non-ASCII characters (`_ascii_only`, and letter and
-    digit classes built for ASCII alone) match exactly the same (a character the text cannot hold changes nothing),
-    and they compile in a fraction of the time (~15 ms against ~0.2 s): compiling is most of the cost of the first
-    call of `ptb_tokenize` that meets a caption the fast paths leave to the lexer."""
-    if ascii_only not in _RULES:
-        _RULES[ascii_only] = _rules(ascii_only)
-    return _RULES[ascii_only]
+def _alphabet(texts) -> frozenset[str]:
+    """The non-ASCII characters of `texts`."""
+    return frozenset().union(*(t for t in texts if not t.isascii())) - frozenset(map(chr, range(0x80)))
 
 
-# (a comma right after a word only when white space follows: HTHING takes "a,-like" whole)
-_SIMPLE = re.compile(r"([A-Za-z]+|\.(?=[ \t]+[A-Za-z])|,(?![0-9]))(?=[ \t\n]|,(?=[ \t\n]|$)|$)|[ \t]+")
+@lru_cache(maxsize=4)
+def _simple(alphabet: frozenset[str] | None) -> re.Pattern:
+    """The shortcut of `_lex` for the rules of `alphabet`: tokens that only one rule (or several, with the same match)
+    can take where they start, so the rules need not be tried; group 1 a word, group 2 a token as it is, group 3 a
+    bracket. A run of letters (JFlex's [:letter:], general category L) before white space, ")", "!" or "?" and white
+    space, a comma or period and white space, or the end, is a WORD (the rules that could go on need an apostrophe,
+    hyphen, digit, "@" or the like next; `_lex` leaves a word before a period to the rules when it is a single letter
+    or an abbreviation, `_dot_words`). A period before white space and an ASCII letter, a newline or the end is a
+    period (LDOTS needs another period, NUMBER a digit); a comma not before a digit is a comma (HTHING takes
+    "a,-like" whole); "!" and "?" runs are themselves; 's 're 've 'll 'm 'd (REDAUX) and n't (SREDAUX) before white
+    space are themselves (at the very end the rule "'" with its trailing context ties with REDAUX on 're and comes
+    first); digits before white space and no digit are a NUMBER (FRAC and PHONE need a digit after one separator);
+    ")" is -RRB-, and "(" is -LRB- unless a phone number or a smiley may start there; white space is skipped."""
+    letters = "[" + _classes(alphabet)["L"] + "]+"
+    return re.compile(f"({letters})(?=[ \\t\\n)]|[,.](?=[ \\t\\n]|$)|[!?]+(?=[ \\t\\n]|$)|$)"
+                      r"|(\.(?=[ \t]+[A-Za-z]|\n|$)|,(?=[ \t\n]|,(?=[ \t\n]|$)|$)|[!?]+(?=[ \t\n]|$)"
+                      r"|'(?:[msdMSD]|[rR][eE]|[vV][eE]|[lL][lL])(?=[ \t\n])|[nN]'[tT](?=[ \t\n])"
+                      r"|[0-9]+(?![ \t]*[0-9])(?=[ \t\n]|$))"
+                      r"|(\)|\((?![0-9\-^x=~<>']))|[ \t]+")
 
 
-def _lex(text: str, stop: int) -> list[str]:
-    """Tokens (before lower-casing) of the tokens starting before `stop`: the Java lexer over `text`."""
-    rules = _get_rules(ascii_only=text.isascii())
+def _lex(text: str, stop: int, alphabet: frozenset[str] | None = None) -> list[str]:
+    """Tokens (before lower-casing) of the tokens starting before `stop`: the Java lexer over `text`, with the rules
+    cut to `alphabet` (which must hold the text's non-ASCII characters), or the complete rules (None)."""
+    rules, simple = _get_rules(alphabet), _simple(alphabet)
     tokens: list[str] = []
     pos = 0
     while pos < stop:
-        # Shortcut: an ASCII word followed by a space, comma, newline or the end can only be that word for every
-        # rule that matches here (the ones with trailing context need an apostrophe or period next), a run of
-        # spaces is skipped, and a period before a space and a letter is just a period.
-        m = _SIMPLE.match(text, pos)
+        m = simple.match(text, pos)  # (the shortcut: see `_simple`)
         if m is not None:
-            word = m.group(1)
-            if word is None:
-                pos = m.end()
-                continue
-            if word.lower() not in _ASSIMILATIONS:
-                tokens.append(word)
+            word, same, bracket = m.groups()
+            if word is None or (word.lower() not in _ASSIMILATIONS and not (
+                    text.startswith(".", m.end()) and (len(word) == 1 or word.lower() in _dot_words()))):
+                if word or same:
+                    tokens.append(word or same)
+                elif bracket:
+                    tokens.append("-RRB-" if bracket == ")" else "-LRB-")
                 pos = m.end()
                 continue
         best_len, best = 0, None
@@ -511,7 +545,7 @@ def _dot_words() -> frozenset[str]:
     global _DOT_WORDS
     if _DOT_WORDS is None:
         words = set("abcdefghijklmnopqrstuvwxyz")
-        m = _macros(ascii_only=True)  # (the abbreviations are ASCII)
+        m = _macros(frozenset())  # (the abbreviations are ASCII)
         for name in ("ABMONTH", "ABDAYS", "ABSTATE", "ABCOMP", "ABNUM", "ABPTIT", "ABTITLE", "ABCOMP2"):
             words.update(w.lower() for w in re.findall(r"[A-Za-z]+", re.sub(r"\(\?i:|\(\?:", "", m[name])))
         words.update(["etc", "al", "seq", "vs", "alex", "wm", "jos", "cie", "cf", "treas", "ca", "fig", "figs",
@@ -551,117 +585,23 @@ def _fast_line(text: str) -> str | None:
     return " ".join(low.translate(_DROP_PUNCT).split())
 
 
-# The plainest captions (98% of real ones): ASCII letter words, maybe hyphenated, one space apart, a comma only
-# right after a word, at most one period and only at the very end. This is a strict subset of `_FAST` without digits
-# or apostrophes, so of `_fast_line`'s checks only two remain: no assimilation ("cannot", "gonna", ...) anywhere,
-# and the word before the final period is no abbreviation or single letter. `_fast_line` then just lower-cases
-# and drops the commas and the final period.
-# As a grammar a plain line is `[A-Za-z]+((-|,? )[A-Za-z]+)*\.?\n`. That is a condition on each pair of adjacent
-# bytes' classes, checked in numpy over the whole batch: a space comes after a letter or comma and before a letter, a
-# comma or hyphen after a letter and before a space or letter respectively, a period after a letter and before the
-# newline, a newline after a letter or period (so no line is empty); nothing else but letters. A pair that breaks
-# this marks the line of its second byte.
-_LETTER, _SPACE, _COMMA, _HYPHEN, _PERIOD, _NEWLINE, _OTHER = range(7)
-_BYTE_CLASS = bytearray([_OTHER] * 256)  # a bytes.translate table (non-ASCII text: UTF-8 bytes >= 0x80, other)
-for _ch in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
-    _BYTE_CLASS[ord(_ch)] = _LETTER
-for _ch, _cls in ((" ", _SPACE), (",", _COMMA), ("-", _HYPHEN), (".", _PERIOD), ("\n", _NEWLINE)):
-    _BYTE_CLASS[ord(_ch)] = _cls
-_BEFORE = {_LETTER: range(7), _SPACE: (_LETTER, _COMMA), _COMMA: (_LETTER,), _HYPHEN: (_LETTER,),
-           _PERIOD: (_LETTER,), _NEWLINE: (_LETTER, _PERIOD)}  # class -> the classes that may come right before it
-_AFTER = {_LETTER: range(7), _SPACE: (_LETTER,), _COMMA: (_SPACE,), _HYPHEN: (_LETTER,), _PERIOD: (_NEWLINE,),
-          _NEWLINE: range(7)}  # class -> the classes that may come right after it
-_BAD_PAIR = bytes(0 if a in _AFTER and b in _BEFORE and b in _AFTER[a] and a in _BEFORE[b] else 1
-                  for a in range(8) for b in range(8)) + bytes([1] * 192)  # translate table of a << 3 | b
-_MAX_DOT_WORD = 8  # final words are compared packed into 8 bytes (`_dot_words` has none longer: checked there)
-_ASSIMILATION_BYTES = tuple(w.encode("ascii") for w in _ASSIMILATIONS)
-
-
-def _pack_words(data: np.ndarray, ends: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """[K] uint64: the lower-cased ASCII letters data[end - length:end] of each word (at most 8), one byte each."""
-    packed = np.zeros(len(ends), dtype=np.uint64)
-    for k in range(1, _MAX_DOT_WORD + 1):
-        byte = data[np.maximum(ends - k, 0)].astype(np.uint64) | np.uint64(0x20)
-        packed |= np.where(lengths >= k, byte << np.uint64(8 * (k - 1)), np.uint64(0))
-    return packed
+_MAX_DOT_WORD = 8  # the compiled fast path compares the word before a period packed into 8 bytes
 
 
 @lru_cache(maxsize=1)
-def _packed_dot_words() -> np.ndarray:
+def _packed_dot_words() -> bytes:
+    """`_dot_words` for the compiled fast path: each word's letters packed big-endian into a uint64, sorted."""
     words = sorted(_dot_words())
     if max(map(len, words)) > _MAX_DOT_WORD:
         raise AssertionError(f"an abbreviation longer than {_MAX_DOT_WORD} letters: {max(words, key=len)}")
-    data = np.frombuffer(" ".join(words).encode("ascii"), dtype=np.uint8)
-    lengths = np.array([len(w) for w in words], dtype=np.int64)
-    return np.sort(_pack_words(data, np.cumsum(lengths + 1) - 1, lengths))
+    return np.array(sorted(int.from_bytes(w.encode("ascii"), "big") for w in words), dtype=np.uint64).tobytes()
 
 
-def _not_plain(text: str) -> np.ndarray:
-    """The line numbers (maybe repeated) of the lines of `text` (each ended by a newline) that are not plain, or
-    whose final word before a period is an abbreviation or a single letter."""
-    data = text.encode("utf-8", "surrogatepass")  # (a newline byte is a newline in UTF-8; a lone surrogate is
-    # three bytes >= 0x80, like any other non-ASCII character)
-    cls = np.frombuffer(bytes([_NEWLINE]) + data.translate(_BYTE_CLASS), dtype=np.uint8)  # (as if after a newline)
-    pairs = (cls[:-1] << 3) | cls[1:]
-    bad = np.flatnonzero(np.frombuffer(pairs.tobytes().translate(_BAD_PAIR), dtype=np.uint8))
-    cls = cls[1:]
-    # the word before each period that ends a line (in a plain line the period is the only one): the letters
-    # right before it, after a space or newline (a word after a hyphen is no abbreviation)
-    periods = np.flatnonzero(cls == _PERIOD)
-    periods = periods[cls[np.minimum(periods + 1, len(cls) - 1)] == _NEWLINE]
-    lengths = np.zeros(len(periods), dtype=np.int64)
-    in_word = np.ones(len(periods), dtype=bool)
-    for k in range(1, _MAX_DOT_WORD + 2):
-        in_word &= (periods >= k) & (cls[np.maximum(periods - k, 0)] == _LETTER)
-        lengths += in_word
-    before = cls[np.maximum(periods - lengths - 1, 0)]
-    short = (lengths <= _MAX_DOT_WORD) & ((periods == lengths) | (before != _HYPHEN))
-    ends, lengths = periods[short], lengths[short]
-    dot_words = _packed_dot_words()
-    packed = _pack_words(np.frombuffer(data, dtype=np.uint8), ends, lengths)
-    at = np.minimum(np.searchsorted(dot_words, packed), len(dot_words) - 1)
-    newlines = np.flatnonzero(cls == _NEWLINE)
-    return np.searchsorted(newlines, np.concatenate([bad, ends[dot_words[at] == packed]]))
-
-
-def _line_numbers(text: str, positions: list[int]) -> list[int]:
-    """The line (0-based) of each position in `text`: newlines counted between consecutive sorted positions."""
-    lines, line, last = [], 0, 0
-    for pos in sorted(positions):
-        line += text.count("\n", last, pos)
-        lines.append(line)
-        last = pos
-    return lines
-
-
-def _plain_lines(cleaned: list[str]) -> list[str | None]:
-    """`_fast_line` of each plain caption (see `_BAD_PAIR`), None for the others: in C caption by caption where
-    `fsgr.metrics.speedups` is built, else (the reference) on the newline-joined batch in a few vectorised scans,
-    visiting only the exceptions."""
-    if speedups.compiled is not None:
-        return speedups.compiled.plain_captions(cleaned, _BYTE_CLASS, _BAD_PAIR, _packed_dot_words(),
-                                                _ASSIMILATION_BYTES)
-    if not cleaned:
-        return []
-    text = "\n".join(cleaned) + "\n"
-    lowered = text.lower()  # (lower-casing never adds or removes a newline; a plain caption is ASCII, so its line
-    # is what lower-casing it alone gives, even when other captions change length)
-    special = _not_plain(text).tolist()
-    special += _line_numbers(lowered, [m for sub in _ASSIMILATIONS for m in _find_all(lowered, sub)])
-    # line k is caption k lower-cased without commas and final period: its output when it is plain
-    out: list[str | None] = lowered.replace(",", "").replace(".\n", "\n").split("\n")[: len(cleaned)]
-    for k in special:
-        out[k] = None
-    return out
-
-
-def _find_all(text: str, sub: str) -> list[int]:
-    """Every start of `sub` in `text` (str.find: a fast C search, where a regex alternation is not)."""
-    found, i = [], text.find(sub)
-    while i != -1:
-        found.append(i)
-        i = text.find(sub, i + 1)
-    return found
+def _fast_lines(cleaned: list[str]) -> list[str | None]:
+    """`_fast_line` of each caption: in C where `fsgr.metrics.speedups` has it, else in Python."""
+    if speedups.fast_lines is not None:
+        return speedups.fast_lines(cleaned, _packed_dot_words(), tuple(w.encode("ascii") for w in _ASSIMILATIONS))
+    return [_fast_line(text) for text in cleaned]
 
 
 def _finish(tokens: list[str]) -> str:
@@ -694,14 +634,13 @@ def ptb_tokenize(texts: list[str]) -> list[str]:
     of caption i (only through a sentence-final acronym such as "A.", whose period is dropped anyway).
     """
     cleaned = _clean_all(texts)
-    out = _plain_lines(cleaned)
-    for i in [i for i, line in enumerate(out) if line is None]:
-        text = cleaned[i]
-        line = _fast_line(text)
-        if line is None:
-            doc = text + "\n" + cleaned[i + 1] if i + 1 < len(cleaned) else text
-            line = _finish(_lex(doc, len(text)))
-        out[i] = line
+    out = _fast_lines(cleaned)
+    lexed = [i for i, line in enumerate(out) if line is None]
+    if lexed:  # (each with the start of the next caption: one set of rules for all their characters)
+        docs = [cleaned[i] + "\n" + cleaned[i + 1] if i + 1 < len(cleaned) else cleaned[i] for i in lexed]
+        alphabet = _alphabet(docs)
+        for i, doc in zip(lexed, docs):
+            out[i] = _finish(_lex(doc, len(cleaned[i]), alphabet))
     return out
 
 
