@@ -36,7 +36,7 @@ def test_ray_parts_equal_the_plain_path_and_resume(local_ray, tiny_checkpoint, t
     (folder / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     out = tmp_path / "parts"
     args = ["caption", "--checkpoint", str(tiny_checkpoint), "--engine", "ray", "--out", str(out), "--part-size", "4",
-            "--ray-actors", "2", "--beam", "2", str(folder)]
+            "--ray-actors", "2", "--beam", "2", "--workers", "1", "--no-progress", str(folder)]
     assert cli_main(args) == 1                                    # the broken JPEG: an error row, exit 1
     assert "1 image(s) failed" in capsys.readouterr().err
     parts = sorted(out.iterdir())

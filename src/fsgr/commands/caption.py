@@ -297,7 +297,8 @@ def _ray(args, sources: list[str]) -> int:
     counts = caption_with_ray(args.checkpoint, bulk.list_images(sources), Path(args.out),
                               decoding=decoding_overrides(args), batch_size=args.batch_size,
                               part_size=args.part_size, actors=args.ray_actors, resume=args.resume,
-                              other_checkpoint=args.other_checkpoint, sources=sources, device=args.device)
+                              other_checkpoint=args.other_checkpoint, sources=sources, device=args.device,
+                              workers=args.workers, progress=not args.no_progress)
     print(f"wrote {counts.written} row(s) to {args.out} ({counts.failed} failed, {counts.skipped} already there)",
           file=sys.stderr)
     if counts.failed:

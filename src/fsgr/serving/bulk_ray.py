@@ -35,7 +35,8 @@ def part_name(index: int, total: int) -> str:
 class _PartCaptioner:
     """A Ray actor: one Captioner; a batch of parts (their index and JSON list of paths) -> their rows as JSONL."""
 
-    def __init__(self, checkpoint: str, decoding: dict, batch_size: Optional[int], device: Optional[str]):
+    def __init__(self, checkpoint: str, decoding: dict, batch_size: Optional[int], device: Optional[str],
+                 workers: int):
         import torch
 
         from fsgr.inference import Captioner
@@ -44,11 +45,12 @@ class _PartCaptioner:
         self.captioner = Captioner.from_checkpoint(checkpoint, device=device)
         self.settings = self.captioner.settings(**decoding)
         self.batch_size = batch_size or self.captioner.cfg.eval.batch_images
+        self.workers = workers
 
     def __call__(self, batch: dict) -> dict:
         texts = []
         for paths in batch["paths"]:
-            rows = caption_rows(self.captioner, json.loads(paths), self.settings, self.batch_size, workers=0,
+            rows = caption_rows(self.captioner, json.loads(paths), self.settings, self.batch_size, self.workers,
                                 progress=False)
             texts.append("".join(json.dumps(row) + "\n" for row in rows))
         decoding = json.dumps(header(None, self.settings)["decoding"])
@@ -87,11 +89,13 @@ def finished_parts(out_dir: Path, total: int, model_sha: str, sources_digest: st
 def caption_with_ray(checkpoint: str | os.PathLike, paths: Sequence[str], out_dir: Path, *,
                      decoding: Optional[dict] = None, batch_size: Optional[int] = None, part_size: int = 1000,
                      actors: Optional[int] = None, resume: bool = False, other_checkpoint: bool = False,
-                     sources: Optional[Sequence[str]] = None, device: Optional[str] = None) -> BulkCounts:
+                     sources: Optional[Sequence[str]] = None, device: Optional[str] = None, workers: int = 0,
+                     progress: bool = True) -> BulkCounts:
     """Caption `paths` (image files) into part files under `out_dir` on the Ray cluster of `ray.init()` (RAY_ADDRESS,
     or a local one started here and shut down at the end). `decoding`: DecodeSettings overrides (None = the
-    checkpoint's); `actors`: Captioners (default one per GPU, else 2); `sources`: what the listing came from (default
-    `paths`), recorded so that a resume with other sources is refused. -> (rows written, failed, skipped as finished,
+    checkpoint's); `actors`: Captioners (default one per GPU, else 2), each with `workers` image-decoding processes;
+    `sources`: what the listing came from (default `paths`), recorded so that a resume with other sources is refused;
+    `progress`: Ray Data's progress bars (off: off for this job). -> (rows written, failed, skipped as finished,
     0)."""
     keys = [path_key(p) for p in paths]
     if not keys:
@@ -109,6 +113,9 @@ def caption_with_ray(checkpoint: str | os.PathLike, paths: Sequence[str], out_di
     started_here = not ray.is_initialized()
     if started_here:
         ray.init()
+    context = ray.data.DataContext.get_current()
+    bars = context.enable_progress_bars
+    context.enable_progress_bars = progress and bars
     try:
         gpus = int(ray.cluster_resources().get("GPU", 0))
         actors = actors or gpus or 2
@@ -116,8 +123,8 @@ def caption_with_ray(checkpoint: str | os.PathLike, paths: Sequence[str], out_di
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             _PartCaptioner, batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(actors, len(items))),
             fn_constructor_kwargs={"checkpoint": str(Path(checkpoint).resolve()), "decoding": decoding or {},
-                                   "batch_size": batch_size, "device": device},
-            num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1)
+                                   "batch_size": batch_size, "device": device, "workers": workers},
+            num_gpus=1 if gpus else 0, num_cpus=1)
         written = failed = 0
         for result in dataset.iter_rows():
             k, text = int(result["part"]), result["rows"]
@@ -128,6 +135,7 @@ def caption_with_ray(checkpoint: str | os.PathLike, paths: Sequence[str], out_di
             written += len(rows)
             failed += sum("error" in row for row in rows)
     finally:
+        context.enable_progress_bars = bars
         if started_here:
             ray.shutdown()
     return BulkCounts(written, failed, skipped, 0)
