@@ -60,3 +60,26 @@ def write_hostile_checkpoint():
         torch.save({"format_version": 1, "config": {}, "vocab_itos": [], "model": {}, "x": _OpensOnUnpickling(target)},
                    path)
     return write
+
+
+# a METEOR process that answers one SCORE line, then dies as a JVM out of heap does
+CRASHING_METEOR = r"""
+import sys
+sys.stdin.readline()
+print("1 2 3", flush=True)
+sys.stdin.readline()
+sys.stderr.write('Exception in thread "main" java.lang.OutOfMemoryError: Java heap space\n')
+sys.exit(1)
+"""
+
+
+@pytest.fixture
+def crashing_meteor(monkeypatch, tmp_path):
+    """METEOR runs a process that crashes after its first image (the other metrics are unaffected)."""
+    import sys
+
+    from fsgr.metrics import meteor
+
+    script = tmp_path / "crashing_meteor.py"
+    script.write_text(CRASHING_METEOR)
+    monkeypatch.setattr(meteor, "meteor_command", lambda: ([sys.executable, str(script), "-", "-"], str(tmp_path)))
