@@ -191,7 +191,7 @@ def read_domains(path: str) -> dict | None:
     domains, bad, twice = {}, [], []
     for k, im in enumerate(images):
         domain = im.get("domain") if isinstance(im, dict) else None
-        if domain not in DOMAINS or "id" not in im:
+        if domain not in DOMAINS or type(im.get("id")) not in (int, str):
             bad.append(im.get("id", f"#{k}") if isinstance(im, dict) else f"#{k}")
             continue
         if domains.setdefault(im["id"], domain) != domain:
