@@ -1,6 +1,6 @@
 """Bulk captioning: folders and listings of images -> one JSON line per image, resumable, shardable, mergeable.
 
-    counts = caption_to_jsonl(captioner, keys, out, settings, batch_size, workers, resume=True, meta={...})
+    counts = caption_to_jsonl(captioner, paths, out, settings, batch_size, workers, resume=True, meta=header(...))
 
 Images are decoded and preprocessed in DataLoader worker processes while the main process decodes captions, one batch
 at a time. Every row is written as soon as its batch is done: `{"path", "caption", "logprob", "length"}`, or
@@ -62,8 +62,8 @@ def read_listing(source: str) -> list[str]:
 
 def list_images(inputs: Iterable[str], shard: Optional[tuple[int, int]] = None) -> list[str]:
     """Files as given (whatever their suffix: the user named them) and, for each directory, every image file below it
-    by suffix, in sorted order; only the shard's own (`shard=(I, N)`), decided on the key before anything below a
-    listed file is read. Duplicate keys are dropped; a path that does not exist, or a directory without a single image
+    by suffix, in sorted order; with `shard=(I, N)` only the shard's own, by each file's key (a listed file is taken
+    or left by its key alone: nothing is walked or opened for it). Duplicate keys are dropped; a path that does not exist, or a directory without a single image
     file, is kept as it is (it becomes an error row: nothing is skipped silently)."""
     out: list[str] = []
     seen: set[str] = set()
@@ -103,8 +103,9 @@ def shard_of(key: str, num_shards: int) -> int:
 
 
 def sources_sha256(sources: Sequence[str]) -> str:
-    """What a run was asked to caption (the keys of its sources, in order): parts of one job must agree on it."""
-    return hashlib.sha256("\n".join(path_key(s) for s in sources).encode("utf-8", "surrogateescape")).hexdigest()
+    """What a run was asked to caption (the set of its sources' keys): parts of one job must agree on it."""
+    keys = sorted({path_key(s) for s in sources})
+    return hashlib.sha256("\n".join(keys).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def header(checkpoint_sha256: Optional[str], settings=None, part: Optional[tuple[int, int]] = None,
@@ -145,12 +146,17 @@ def _is_row(row) -> bool:
         isinstance(row.get("caption"), str) or isinstance(row.get("error"), str))
 
 
+def _regular_file(out: Path) -> None:
+    if not out.is_file():
+        raise ConfigError(f"{out}: not a regular file (a device, a pipe or a folder): bulk captions go to a file that "
+                          f"can be read back to resume it")
+
+
 def read_caption_file(out: Path) -> CaptionFile:
     """Read and validate the whole of `out`, modifying nothing. Anything after the last newline is a cut-off write
     (ignored here; `caption_to_jsonl` cuts it off before appending). A file not written by fsgr caption, or with a
     broken complete line, is refused in one line."""
-    if not out.is_file():
-        raise ConfigError(f"{out}: not a regular file (a device, a pipe or a folder), so not a caption file")
+    _regular_file(out)
     data = out.read_bytes()
     end = data.rfind(b"\n") + 1
     lines = data[:end].split(b"\n")[:-1]
@@ -184,9 +190,7 @@ def check_output(out: Path, resume: bool, checkpoint_sha256: Optional[str] = Non
     without `resume`, a file not ours, or one written by another checkpoint (unless `other_checkpoint`)."""
     if not os.path.lexists(out):
         return None
-    if not out.is_file():
-        raise ConfigError(f"{out}: not a regular file (a device, a pipe or a folder): bulk captions go to a file that "
-                          f"can be read back to resume it")
+    _regular_file(out)
     if not resume:
         raise ConfigError(f"{out} exists: pass --resume to continue it, or choose another --out")
     existing = read_caption_file(out)
