@@ -81,7 +81,12 @@ def _evaluate(args, checkpoint: str, overrides: list[str], dist) -> int:
     from fsgr.inference import Captioner
     from fsgr.training.evaluation import evaluate_split
 
-    captioner = Captioner.from_checkpoint(checkpoint, device=pick_device(args.device, dist.local_rank))
+    device = pick_device(args.device, dist.local_rank)
+    if device.type == "cuda":        # NCCL's object collectives run on the current device: this process's GPU
+        import torch
+
+        torch.cuda.set_device(device)
+    captioner = Captioner.from_checkpoint(checkpoint, device=device)
     checks.beam_within_vocab(args.beam, len(captioner.vocab))
     cfg = from_dict(Config, apply_overrides(to_dict(captioner.cfg), overrides))
     # a new Captioner around the same model: the overridden eval.* values are the defaults of the decoding flags
