@@ -299,3 +299,23 @@ def test_torchrun_ranks_caption_shards_and_rank0_merges(tiny_checkpoint, folder,
     assert proc.returncode != 0 and "exitcode: 2" in proc.stderr, proc.stderr[-3000:]     # torchrun exits 1 itself
     assert "rank 0: " + str(foreign) in proc.stderr and "not a caption file written by" in proc.stderr
     assert foreign.read_text() == '{"annotations": []}' and not (tmp_path / "refs.json.parts").exists()
+
+
+def test_an_export_folders_identity_covers_every_file(tmp_path):
+    """--model DIR: the recorded identity is a SHA-256 over each file's name and content (a swapped word changes it)."""
+    from types import SimpleNamespace
+
+    from fsgr.commands.caption import model_sha256
+
+    folder = tmp_path / "export"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "vocab.json").write_text('["a", "b"]')
+    (folder / "sub" / "model.bin").write_bytes(b"\x00\x01")
+    args = SimpleNamespace(checkpoint=None, model=str(folder))
+    first = model_sha256(args)
+    assert first == model_sha256(args) and len(first) == 64
+    (folder / "vocab.json").write_text('["b", "a"]')
+    assert model_sha256(args) != first
+    (folder / "vocab.json").write_text('["a", "b"]')
+    (folder / "sub" / "model.bin").rename(folder / "model.bin")         # same bytes, another name
+    assert model_sha256(args) != first
