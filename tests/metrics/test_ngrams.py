@@ -247,17 +247,3 @@ def test_asking_for_the_compiled_table_where_it_is_not_built_fails_loudly(monkey
     with pytest.raises(RuntimeError, match="not built here: No module named"):
         encode_corpus([["a dog"]], ["a dog"], native=True)
     assert encode_corpus([["a dog"]], ["a dog"]).cand_lengths.tolist() == [2]  # (None: the numpy table)
-
-
-@NOT_BUILT
-@pytest.mark.parametrize("native", [True, False])
-def test_compiled_cider_d_is_numpys_bit_for_bit(flickr, monkeypatch, native):
-    """The same operations in the same order (numpy's log and the penalties passed in): the same floats, image by
-    image."""
-    refs, cands = _hard_corpus(flickr)
-    rows = encode_corpus(refs, cands, native=native)
-    compiled = corpus_cider_d(refs, cands, rows=rows)
-    monkeypatch.setattr(speedups, "cider_d", None)
-    reference = corpus_cider_d(refs, cands, rows=rows)
-    assert compiled[0] == reference[0] and np.array_equal(compiled[1], reference[1])
-    assert (reference[1] > 0).sum() > 250

@@ -18,11 +18,12 @@ def test_caption_documents_are_each_caption_its_own_image(flickr):
     by_image = CiderDReward(refs, tokenized=True, documents="images")
     # the M2 construction: every caption a key of its own, so "images" counts captions
     singles = CiderDReward({(k, j): [c] for k, caps in refs.items() for j, c in enumerate(caps)}, tokenized=True)
-    assert by_caption.ref_len == pytest.approx(np.log(800)) and by_image.ref_len == pytest.approx(np.log(200))
-    assert singles.ref_len == by_caption.ref_len
+    caption_df, image_df, single_df = by_caption.tf_idf, by_image.tf_idf, singles.tf_idf
+    assert caption_df.log_documents == pytest.approx(np.log(800)) and image_df.log_documents == pytest.approx(np.log(200))
+    assert single_df.log_documents == caption_df.log_documents
     assert by_caption.vocab.size == singles.vocab.size
-    assert np.array_equal(by_caption.df, singles.df)
-    assert (by_caption.df >= by_image.df).all() and (by_caption.df > by_image.df).any()
+    assert np.array_equal(caption_df.log_df, single_df.log_df)
+    assert (caption_df.log_df >= image_df.log_df).all() and (caption_df.log_df > image_df.log_df).any()
     a, b = by_caption(ids, cands), by_image(ids, cands)
     assert np.isfinite(a).all() and not np.allclose(a, b)
     with pytest.raises(ValueError, match="documents"):

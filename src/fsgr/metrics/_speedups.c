@@ -3,15 +3,13 @@
  * reference, runs where this module is not built, and the tests hold each kernel to it):
  *   corpus_table  _ngram_table.c  the n-gram table of one evaluation
  *   lcs_lengths   _lcs.c          ROUGE-L's longest common subsequences
- *   fast_lines    _fast_lines.c   the PTB tokenizer's fast path, caption by caption
- *   cider_d       _cider_d.c      CIDEr-D per image from the n-gram table */
+ *   fast_lines    _fast_lines.c   the PTB tokenizer's fast path, caption by caption */
 #include "_speedups.h"
 
 static PyMethodDef methods[] = {
     {"corpus_table", corpus_table, METH_VARARGS, "The n-gram table of one evaluation (see ngrams.encode_corpus)."},
     {"lcs_lengths", lcs_lengths, METH_VARARGS, "Each reference's LCS length with its image's candidate."},
     {"fast_lines", fast_lines, METH_VARARGS, "The tokenizer's fast-path lines (tokenizer._fast_line), else None."},
-    {"cider_d", cider_d, METH_VARARGS, "Each image's CIDEr-D from the n-gram table."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -47,5 +47,4 @@ static inline int array_cut(Array *a, Py_ssize_t count) {
 PyObject *corpus_table(PyObject *self, PyObject *args);  /* _ngram_table.c */
 PyObject *lcs_lengths(PyObject *self, PyObject *args);   /* _lcs.c */
 PyObject *fast_lines(PyObject *self, PyObject *args);    /* _fast_lines.c */
-PyObject *cider_d(PyObject *self, PyObject *args);       /* _cider_d.c */
 #endif

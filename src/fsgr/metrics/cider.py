@@ -5,16 +5,17 @@ penalty exp(-delta^2 / (2 sigma^2)) with sigma = 6, averaged over n and referenc
 Two quirks of the toolkit are kept because they are the official numbers: the "length" in the penalty is the
 number of bigrams (len - 1), not of words; and the document frequencies and log(#images) come from the references
 being scored (`corpus_cider_d`) — or, for the SCST reward, from the training references (`fsgr.metrics.reward`).
-`corpus_cider_d` runs in C where `fsgr.metrics.speedups` is built: the numpy code below in the same order, with
-numpy's log and the length penalties passed in, so the same floats to the last bit (tested). Both compute the
-penalty with the C library's pow, as the toolkit does (`length_penalty`).
+Both weigh their n-grams with `TfIdf` (the one place of that arithmetic) and compute the penalty with the C library's
+pow, as the toolkit does (`length_penalty`); sums are added in the toolkit's order, so the values are its own to the
+last bit (tested).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from fsgr.metrics import speedups
 from fsgr.metrics.ngrams import MAX_N, CorpusRows, NgramRows, count_runs, encode_corpus, find_sorted
 
 SIGMA = 6.0
@@ -65,10 +66,34 @@ def pair_similarities(cand_rows: NgramRows, cand_w: np.ndarray, cand_norm: np.nd
                       ref_len[pair_ref], sigma)
 
 
-def document_frequency(image: np.ndarray, ngram: np.ndarray, width: int) -> np.ndarray:
-    """[width] number of images whose references contain each n-gram (rows given as image, n-gram)."""
-    pairs, _ = count_runs(image * np.int64(width) + ngram)  # each distinct (image, n-gram) once
-    return np.bincount(pairs % width, minlength=width).astype(np.float64)
+@dataclass
+class TfIdf:
+    """CIDEr-D's document frequencies and tf-idf weights, as the toolkit's CiderScorer computes them: an n-gram's
+    weight in a sentence is its count there times log(#documents) - log(max(1, df)), df = the number of documents
+    (images, or captions) whose references hold it. The one place of this arithmetic: the corpus scorer
+    (`corpus_cider_d`) and the SCST reward (`fsgr.metrics.reward`) both weigh their n-grams here."""
+
+    log_df: np.ndarray  # [width] log(max(1, df)) of each n-gram id
+    log_documents: float  # log(#documents) (the toolkit's `ref_len`)
+
+    @staticmethod
+    def count(document: np.ndarray, ngram: np.ndarray, width: int, n_documents: int) -> "TfIdf":
+        """From rows (document, n-gram id < width), repeats allowed: df = the distinct documents of each n-gram."""
+        pairs, _ = count_runs(document * np.int64(width) + ngram)  # each distinct (document, n-gram) once
+        return TfIdf.from_distinct(pairs % width, width, n_documents)
+
+    @staticmethod
+    def from_distinct(ngram: np.ndarray, width: int, n_documents: int) -> "TfIdf":
+        """From the n-gram id of each distinct (document, n-gram) pair."""
+        df = np.bincount(ngram, minlength=width).astype(np.float64)
+        return TfIdf(np.log(np.maximum(1.0, df)), float(np.log(float(n_documents))))
+
+    def weights(self, count: np.ndarray, ngram: np.ndarray) -> np.ndarray:
+        """The tf-idf weight of rows (count, n-gram id); an id past the counted ones (an n-gram no document holds,
+        `NgramVocab.encode`'s own ids) has df 0, as in the toolkit's defaultdict."""
+        seen = ngram < len(self.log_df)
+        log_df = self.log_df[np.where(seen, ngram, 0)] if len(self.log_df) else np.zeros(len(ngram))
+        return count * (self.log_documents - np.where(seen, log_df, 0.0))
 
 
 def bigram_lengths(word_lengths: np.ndarray) -> np.ndarray:
@@ -104,18 +129,7 @@ def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA
     n_images = len(rows.n_refs)
     if n_images == 0:
         return 0.0, np.zeros(0)
-    if speedups.cider_d is not None:  # the same operations in C, in the same order (numpy's log, the toolkit's pow)
-        arrays = [tuple(np.ascontiguousarray(a, dtype=np.int64) for a in (
-            o.group_key, o.ref_sentence, o.ref_count, o.ref_ngram, o.group_start, o.cand_key, o.cand_count,
-            o.cand_group, o.ref_order)) for o in rows.orders[:n]]
-        log_counts = np.log(np.maximum(np.arange(n_images + 1, dtype=np.float64), 1.0))
-        penalty = length_penalty(bigram_lengths(rows.cand_lengths)[rows.ref_image], bigram_lengths(rows.ref_lengths),
-                                 sigma)
-        scores = np.frombuffer(speedups.cider_d(arrays, list(rows.offsets), rows.id_bits, log_counts,
-                                                         penalty, rows.n_refs), dtype=np.float64)
-        return float(np.mean(scores)), scores
     n_ref_sent, id_bits = len(rows.ref_lengths), rows.id_bits
-    log_images = np.log(float(n_images))
     val = np.zeros((n_ref_sent, n))  # [R, n] sum over shared n-grams of min(candidate, reference) * reference
     ref_norm_sq = np.zeros((n_ref_sent, n))
     cand_norm_sq = np.zeros((n_images, n))
@@ -123,12 +137,10 @@ def corpus_cider_d(refs: list[list[str]], cands: list[str], sigma: float = SIGMA
         # document frequency: the images whose references hold the n-gram (one group per image and n-gram);
         # this order's ids are first..first + width - 1
         first, width = rows.offsets[k], rows.offsets[k + 1] - rows.offsets[k]
-        df = np.bincount((order.group_key & ((1 << id_bits) - 1)) - first, minlength=width).astype(np.float64)
-        log_df = np.log(np.maximum(1.0, df))
-        ref_w = order.ref_count * (log_images - log_df[order.ref_ngram - first])
+        tf_idf = TfIdf.from_distinct((order.group_key & ((1 << id_bits) - 1)) - first, width, n_images)
+        ref_w = tf_idf.weights(order.ref_count, order.ref_ngram - first)
         cand_image, cand_ngram = order.cand_key >> id_bits, order.cand_key & ((1 << id_bits) - 1)
-        # (a candidate n-gram that no reference holds has df 0: the toolkit's defaultdict)
-        cand_w = order.cand_count * (log_images - log_df[cand_ngram - first])
+        cand_w = tf_idf.weights(order.cand_count, cand_ngram - first)
         # (bincount adds in array order: each reference's norm in the toolkit's order, and so each product below)
         ref_norm_sq[:, k] = np.bincount(order.ref_sentence[order.ref_order], weights=(ref_w * ref_w)[order.ref_order],
                                         minlength=n_ref_sent)

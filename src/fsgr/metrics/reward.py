@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from fsgr.errors import DataError, format_ids
-from fsgr.metrics.cider import SIGMA, bigram_lengths, document_frequency, norms, pair_similarities, ranges
+from fsgr.metrics.cider import SIGMA, TfIdf, bigram_lengths, norms, pair_similarities, ranges
 from fsgr.metrics.ngrams import MAX_N, NgramVocab, first_references, reference_images
 from fsgr.metrics.tokenizer import ptb_tokenize
 
@@ -49,13 +49,11 @@ class CiderDReward:
         self.vocab = NgramVocab(sentences, n)
         rows = self.vocab.own_rows()
         ref_image = reference_images(n_refs)
-        document = ref_image[rows.sentence] if documents == "images" else rows.sentence
-        self.df = document_frequency(document, rows.ngram, self.vocab.size)
-        self.log_df = np.log(np.maximum(1.0, self.df))
-        self.ref_len = float(np.log(float(len(self.image_ids) if documents == "images" else len(sentences))))
-
+        by_image = documents == "images"
+        self.tf_idf = TfIdf.count(ref_image[rows.sentence] if by_image else rows.sentence, rows.ngram,
+                                  self.vocab.size, len(self.image_ids) if by_image else len(sentences))
         self.ref_rows = rows
-        self.ref_w = rows.count * (self.ref_len - self.log_df[rows.ngram])
+        self.ref_w = self.tf_idf.weights(rows.count, rows.ngram)
         self.ref_norm = norms(rows, self.ref_w, len(sentences), n)
         self.ref_len_bigrams = bigram_lengths(rows.lengths)
         self.ref_row_start = np.searchsorted(rows.sentence, np.arange(len(sentences) + 1, dtype=np.int64))
@@ -78,10 +76,7 @@ class CiderDReward:
         if batch == 0:
             return np.zeros(0, dtype=np.float64)
         cand_rows = self.vocab.encode(list(candidates))
-        # n-grams never seen in training have df 0: weight tf * ref_len, as in the toolkit's defaultdict lookup
-        log_df = self.log_df[np.minimum(cand_rows.ngram, self.vocab.size - 1)]
-        log_df = np.where(cand_rows.ngram < self.vocab.size, log_df, 0.0)
-        cand_w = cand_rows.count * (self.ref_len - log_df)
+        cand_w = self.tf_idf.weights(cand_rows.count, cand_rows.ngram)  # (unseen in training: df 0)
         cand_norm = norms(cand_rows, cand_w, batch, self.n)
 
         # every (candidate, reference of its image) pair

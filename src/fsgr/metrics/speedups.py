@@ -3,8 +3,7 @@ beside the Python/numpy function it replaces, which is the reference and gives t
 
 - `ngram_table` (`_ngram_table.c`): `fsgr.metrics.ngrams._numpy_table`, the n-gram table of one evaluation;
 - `lcs_lengths` (`_lcs.c`): `fsgr.metrics.rouge._bit_parallel_lcs`, ROUGE-L's longest common subsequences;
-- `fast_lines` (`_fast_lines.c`): `fsgr.metrics.tokenizer._fast_line`, the PTB tokenizer's fast path;
-- `cider_d` (`_cider_d.c`): the numpy body of `fsgr.metrics.cider.corpus_cider_d`.
+- `fast_lines` (`_fast_lines.c`): `fsgr.metrics.tokenizer._fast_line`, the PTB tokenizer's fast path.
 
 docs/metrics.md gives the benchmark line that justifies each. `compiled` is the extension module, or None where it
 was not built (no C compiler, a checkout never installed; `missing` says why); each kernel is its function or None.
@@ -20,11 +19,10 @@ try:
 except ImportError as exc:
     compiled, missing = None, str(exc)
 
-KERNELS = ("ngram_table", "lcs_lengths", "fast_lines", "cider_d")
+KERNELS = ("ngram_table", "lcs_lengths", "fast_lines")
 ngram_table = getattr(compiled, "corpus_table", None)
 lcs_lengths = getattr(compiled, "lcs_lengths", None)
 fast_lines = getattr(compiled, "fast_lines", None)
-cider_d = getattr(compiled, "cider_d", None)
 
 
 def switch_off(monkeypatch=None) -> None:
