@@ -146,6 +146,10 @@ PROBES = [
                                 "{tmp}/preds_str.json", "--bootstrap", "10000000"], 2, ["--bootstrap 10000000"]),
     ("compare-seed-negative", ["compare", "--refs", "{tmp}/refs.json", "--preds", "{tmp}/preds.json",
                                "{tmp}/preds_str.json", "--seed", "-1"], 2, ["--seed -1"]),
+    ("ablate-bootstrap-huge", ["ablate", "{cfg}", "--variant", "a", "--bootstrap", "10000000", "--out", "{tmp}/r1"],
+     2, ["--bootstrap 10000000"]),
+    ("ablate-bootstrap-seed-negative", ["ablate", "{cfg}", "--variant", "a", "--bootstrap-seed", "-1", "--out",
+                                        "{tmp}/r1"], 2, ["--bootstrap-seed -1"]),
     # the servers' results names hold no path: refused before a model is loaded or an image decoded
     ("caption-coco-results-a-path", ["caption", "--checkpoint", "{ckpt}", "--coco-results", "../../x", "{img}"], 2,
      ["--coco-results", "../../x"]),

@@ -27,11 +27,10 @@ def add_arguments(parser):
 
 
 def main(args) -> int:
-    from fsgr.errors import ConfigError
+    from fsgr.metrics.compare import check_bootstrap
     from fsgr.training.ablate import parse_variant, run_all, tabulate
 
-    if args.bootstrap < 1:
-        raise ConfigError(f"--bootstrap {args.bootstrap}: need at least one resample")
+    check_bootstrap(args.bootstrap, args.bootstrap_seed, "--bootstrap-seed")   # before any training
     variants = [parse_variant(v) for v in args.variant]
     if not args.table_only:
         run_all(args.config, variants, args.seeds, args.out, common=args.overrides, device=args.device,

@@ -69,13 +69,14 @@ def check_same_images(refs: Mapping, systems: Mapping[str, Mapping]) -> None:
 MAX_BOOTSTRAP_SAMPLES = 10_000
 
 
-def check_bootstrap(samples: int, seed: int) -> None:
-    """DataError for a bootstrap sample count outside 1..MAX_BOOTSTRAP_SAMPLES or a negative seed."""
+def check_bootstrap(samples: int, seed: int, seed_flag: str = "--seed") -> None:
+    """DataError for a bootstrap sample count outside 1..MAX_BOOTSTRAP_SAMPLES or a negative seed (named as the
+    command's flags name them)."""
     if not 1 <= samples <= MAX_BOOTSTRAP_SAMPLES:
         raise DataError(f"--bootstrap {samples}: give 1 to {MAX_BOOTSTRAP_SAMPLES:,} samples (1000 is usual; the "
                         f"resampling holds samples x images numbers in memory)")
     if seed < 0:
-        raise DataError(f"--seed {seed}: a bootstrap seed is an integer >= 0")
+        raise DataError(f"{seed_flag} {seed}: a bootstrap seed is an integer >= 0")
 
 
 def bootstrap_rows(a: ScoredSystem, b: ScoredSystem, counts: np.ndarray, baseline: str, system: str) -> list[dict]:
