@@ -132,7 +132,7 @@ def test_sampling_obeys_the_controls():
     assert not torch.equal(plain, tokens)
 
 
-@pytest.mark.parametrize("bad, match", [({"beam_size": 0}, "beam size"), ({"min_len": 30}, "min_len"),
+@pytest.mark.parametrize("bad, match", [({"beam_size": 0}, "beam_size 0"), ({"min_len": 30}, "min_len"),
                                         ({"no_repeat_ngram": -1}, "no_repeat_ngram"),
                                         ({"length_penalty": math.inf}, "length_penalty")])
 def test_settings_refuse_bad_values(bad, match):
@@ -143,8 +143,8 @@ def test_settings_refuse_bad_values(bad, match):
 @pytest.mark.parametrize("bad, match", [
     ({"length_penalty": 30.0}, "between -10 and 10"), ({"length_penalty": math.nan}, "length_penalty"),
     ({"beam_size": 2.5}, "beam_size 2.5: must be an integer"), ({"do_sample": "yes"}, "true or false"),
-    ({"temperature": 0.7}, "need do_sample"), ({"seed": 3}, "need do_sample"),
-    ({"do_sample": True, "beam_size": 3}, "beam size 1"),
+    ({"temperature": 0.7}, "needs do_sample"), ({"seed": 3}, "needs do_sample"),
+    ({"do_sample": True, "beam_size": 3}, "must be 1 with do_sample"),
     ({"do_sample": True, "beam_size": 1, "temperature": 0.0}, "temperature 0.0"),
     ({"do_sample": True, "beam_size": 1, "temperature": 1e308}, "temperature"),
     ({"do_sample": True, "beam_size": 1, "top_p": 0.0}, "top_p"),

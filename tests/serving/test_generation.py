@@ -73,7 +73,7 @@ def test_sampling_gives_distinct_captions_and_the_same_again_for_a_seed(captione
 
 @pytest.mark.parametrize("kw, match", [({"num_beams": 10_000}, "larger than the"), ({"length_penalty": 30}, "between"),
                                        ({"max_new_tokens": 500}, "decoder.max_len"),
-                                       ({"temperature": 0.5}, "need do_sample"), ({"top_k": 10_000, "do_sample": True},
+                                       ({"temperature": 0.5}, "needs do_sample"), ({"top_k": 10_000, "do_sample": True},
                                                                                 "top_k"),
                                        ({"batch_size": 0}, "batch_size")])
 def test_bad_values_are_refused_before_any_image_is_read(captioner, kw, match):

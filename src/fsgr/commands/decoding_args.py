@@ -1,19 +1,61 @@
-"""The decoding flags shared by `fsgr evaluate`, `fsgr caption` and `fsgr serve` (fsgr.models.decoding)."""
+"""The decoding and precision flags shared by `fsgr evaluate`, `caption`, `serve` and `explain`
+(fsgr.models.decoding.DecodeSettings checks every value; a refusal names the flag)."""
 
 from __future__ import annotations
 
+# DecodeSettings field -> its flag as refusals name it (Hugging Face's spelling / fsgr's older one)
+FLAGS = {"beam_size": "--num-beams/--beam", "max_len": "--max-new-tokens/--max-len",
+         "min_len": "--min-new-tokens/--min-len", "length_penalty": "--length-penalty",
+         "no_repeat_ngram": "--no-repeat-ngram-size/--no-repeat-ngram",
+         "do_sample": "--do-sample", "temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p",
+         "num_return_sequences": "--num-return-sequences", "seed": "--seed"}
+PRECISIONS = ("train", "fp32", "bf16", "fp16")     # fsgr.core.device.PRECISIONS (no torch import for --help)
 
-def add_decoding_arguments(parser) -> None:
-    g = parser.add_argument_group("decoding (default: the checkpoint's eval.* settings)")
-    g.add_argument("--beam", type=int, default=None, help="beam size (1 = greedy; default eval.beam_size)")
-    g.add_argument("--max-len", type=int, default=None, help="longest caption in tokens, <eos> included")
-    g.add_argument("--min-len", type=int, default=None, help="words before the caption may end (0 = any)")
-    g.add_argument("--length-penalty", type=float, default=None,
-                   help="rank beams by log-prob / length**P (0 = plain sum; > 0 favours longer captions)")
-    g.add_argument("--no-repeat-ngram", type=int, default=None, help="never repeat an n-gram of this size (0 = off)")
+
+def add_decoding_arguments(parser, sampling: bool = True) -> None:
+    """The search flags, and with `sampling` the sampling ones (evaluate scores one caption per image: no sampling)."""
+    g = parser.add_argument_group("decoding (Hugging Face generate()'s names; default: the checkpoint's eval.*)")
+    g.add_argument("--num-beams", "--beam", dest="beam_size", type=int, default=None,
+                   help="beam size (1 = greedy; default eval.beam_size)")
+    g.add_argument("--max-new-tokens", "--max-len", dest="max_len", type=int, default=None,
+                   help="longest caption in tokens, <eos> included")
+    g.add_argument("--min-new-tokens", "--min-len", dest="min_len", type=int, default=None,
+                   help="words before the caption may end (0 = any)")
+    g.add_argument("--length-penalty", dest="length_penalty", type=float, default=None,
+                   help="rank beams by log-prob / length**P, -10..10 (0 = plain sum, fsgr's default; HF's default "
+                        "is 1; > 0 favours longer captions)")
+    g.add_argument("--no-repeat-ngram-size", "--no-repeat-ngram", dest="no_repeat_ngram", type=int, default=None,
+                   help="never repeat an n-gram of this size (0 = off)")
+    if not sampling:
+        return
+    g.add_argument("--do-sample", dest="do_sample", action="store_true", default=None,
+                   help="draw captions from the model instead of searching (beam 1 unless given)")
+    g.add_argument("--temperature", type=float, default=None, help="sampling: logits / T, 0.01..100 (1)")
+    g.add_argument("--top-k", dest="top_k", type=int, default=None, help="sampling: only the K most likely words")
+    g.add_argument("--top-p", dest="top_p", type=float, default=None,
+                   help="sampling: only the most likely words holding this probability (0..1]")
+    g.add_argument("--num-return-sequences", dest="num_return_sequences", type=int, default=None,
+                   help="captions per image: the best beams (at most --num-beams) or samples (at most 100)")
+    g.add_argument("--seed", type=int, default=None, help="sampling: the same seed gives the same captions")
+
+
+def add_precision_argument(parser) -> None:
+    parser.add_argument("--precision", default="train", choices=PRECISIONS,
+                        help="autocast dtype for decoding; train (default) = the checkpoint's train.amp on this "
+                             "device, as the trainer's own evaluation (fp32 on the CPU for train.amp auto/off)")
 
 
 def decoding_overrides(args) -> dict:
-    """The flags as DecodeSettings fields (None: keep the checkpoint's eval.* value)."""
-    return {"beam_size": args.beam, "max_len": args.max_len, "min_len": args.min_len,
-            "length_penalty": args.length_penalty, "no_repeat_ngram": args.no_repeat_ngram}
+    """The flags given as DecodeSettings fields (None: keep the checkpoint's eval.* value)."""
+    return {name: getattr(args, name) for name in FLAGS if getattr(args, name, None) is not None}
+
+
+def decoding_settings(captioner, args):
+    """captioner.settings() from the flags; a refused value names its flag."""
+    from fsgr.errors import ConfigError
+    from fsgr.models.decoding import DecodingValueError
+
+    try:
+        return captioner.settings(**decoding_overrides(args))
+    except DecodingValueError as exc:
+        raise ConfigError(f"{FLAGS[exc.field]} {exc.value}: {exc.reason}") from None

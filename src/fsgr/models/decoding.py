@@ -44,6 +44,14 @@ MAX_SAMPLES = 100                      # num_return_sequences when sampling (row
 SPECIALS = 2                           # <pad> and <bos>: in the vocabulary, never generated
 
 
+class DecodingValueError(ConfigError):
+    """A decoding control out of its range: "field value: reason" (the CLI names its flag instead of the field)."""
+
+    def __init__(self, field: str, value, reason: str):
+        super().__init__(f"{field} {value}: {reason}")
+        self.field, self.value, self.reason = field, value, reason
+
+
 @dataclass(frozen=True)
 class DecodeSettings:
     """Every knob of caption decoding. Defaults: beam 5, 20 tokens, no controls (the M2/REF search)."""
@@ -71,61 +79,63 @@ class DecodeSettings:
                 ok = (value is None and f.name == "seed") or (isinstance(value, int) and not isinstance(value, bool))
                 what = "an integer"
             if not ok:
-                raise ConfigError(f"{f.name} {value!r}: must be {what}")
+                raise DecodingValueError(f.name, repr(value), f"must be {what}")
         if self.beam_size < 1:
-            raise ConfigError(f"beam size {self.beam_size}: must be >= 1 (1 = greedy)")
+            raise DecodingValueError("beam_size", self.beam_size, "must be >= 1 (1 = greedy)")
         if self.max_len < 1:
-            raise ConfigError(f"max_len {self.max_len}: must be >= 1")
+            raise DecodingValueError("max_len", self.max_len, "must be >= 1")
         if not 0 <= self.min_len <= self.max_len:
-            raise ConfigError(f"min_len {self.min_len}: must be between 0 and max_len ({self.max_len})")
+            raise DecodingValueError("min_len", self.min_len, f"must be between 0 and max_len ({self.max_len})")
         low, high = LENGTH_PENALTY_RANGE
         if not low <= self.length_penalty <= high:     # NaN fails too
-            raise ConfigError(f"length_penalty {self.length_penalty}: must be between {low:g} and {high:g}")
+            raise DecodingValueError("length_penalty", self.length_penalty, f"must be between {low:g} and {high:g}")
         if self.no_repeat_ngram < 0:
-            raise ConfigError(f"no_repeat_ngram {self.no_repeat_ngram}: must be >= 0 (0 = off)")
+            raise DecodingValueError("no_repeat_ngram", self.no_repeat_ngram, "must be >= 0 (0 = off)")
         if self.num_return_sequences < 1:
-            raise ConfigError(f"num_return_sequences {self.num_return_sequences}: must be >= 1")
+            raise DecodingValueError("num_return_sequences", self.num_return_sequences, "must be >= 1")
         if self.do_sample:
             self._check_sampling()
         else:
             changed = [f.name for f in fields(self) if f.name in ("temperature", "top_k", "top_p", "seed")
                        and getattr(self, f.name) != f.default]
             if changed:
-                raise ConfigError(f"{', '.join(changed)}: sampling controls; they need do_sample")
+                raise DecodingValueError(changed[0], getattr(self, changed[0]),
+                                         "a sampling control; it needs do_sample")
             if self.num_return_sequences > self.beam_size:
-                raise ConfigError(f"num_return_sequences {self.num_return_sequences}: at most the beam size "
-                                  f"({self.beam_size}) without do_sample")
+                raise DecodingValueError("num_return_sequences", self.num_return_sequences,
+                                         f"at most the beam size ({self.beam_size}) without do_sample")
 
     def _check_sampling(self) -> None:
         if self.beam_size != 1:
-            raise ConfigError(f"do_sample with beam size {self.beam_size}: sampling draws without a beam; "
-                              f"use beam size 1")
+            raise DecodingValueError("beam_size", self.beam_size, "must be 1 with do_sample (sampling has no beam)")
         low, high = TEMPERATURE_RANGE
         if not low <= self.temperature <= high:
-            raise ConfigError(f"temperature {self.temperature}: must be between {low:g} and {high:g}")
+            raise DecodingValueError("temperature", self.temperature, f"must be between {low:g} and {high:g}")
         if self.top_k < 0:
-            raise ConfigError(f"top_k {self.top_k}: must be >= 0 (0 = every word)")
+            raise DecodingValueError("top_k", self.top_k, "must be >= 0 (0 = every word)")
         if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p {self.top_p}: must be above 0 and at most 1 (1 = every word)")
+            raise DecodingValueError("top_p", self.top_p, "must be above 0 and at most 1 (1 = every word)")
         if self.num_return_sequences > MAX_SAMPLES:
-            raise ConfigError(f"num_return_sequences {self.num_return_sequences}: at most {MAX_SAMPLES} samples")
+            raise DecodingValueError("num_return_sequences", self.num_return_sequences,
+                                     f"at most {MAX_SAMPLES} samples")
         if self.seed is not None and not 0 <= self.seed < 2**63:
-            raise ConfigError(f"seed {self.seed}: must be between 0 and 2**63 - 1")
+            raise DecodingValueError("seed", self.seed, "must be between 0 and 2**63 - 1")
 
     def check_model(self, vocab_size: int, decoder_max_len: int) -> "DecodeSettings":
         """Refuse what this model cannot decode: more beams (or top_k words) than the words it can generate (its
         vocabulary less <pad> and <bos>), captions longer than its position table. -> self."""
         words = vocab_size - SPECIALS
         if self.beam_size > words:
-            raise ConfigError(f"beam size {self.beam_size}: larger than the {words} words this model can generate "
-                              f"(a vocabulary of {vocab_size} with <pad> and <bos>)")
+            raise DecodingValueError("beam_size", self.beam_size, f"larger than the {words} words this model can "
+                                     f"generate (a vocabulary of {vocab_size} with <pad> and <bos>)")
         if self.top_k > words:
-            raise ConfigError(f"top_k {self.top_k}: larger than the {words} words this model can generate")
+            raise DecodingValueError("top_k", self.top_k, f"larger than the {words} words this model can generate")
         if self.max_len > decoder_max_len:
-            raise ConfigError(f"max_len {self.max_len} exceeds this model's decoder.max_len ({decoder_max_len})")
+            raise DecodingValueError("max_len", self.max_len,
+                                     f"exceeds this model's decoder.max_len ({decoder_max_len})")
         if self.no_repeat_ngram == 1 and self.min_len >= words:     # every word used once, <eos> still banned
-            raise ConfigError(f"min_len {self.min_len} with no_repeat_ngram 1: more words than the {words - 1} "
-                              f"this model has")
+            raise DecodingValueError("min_len", self.min_len, f"with no_repeat_ngram 1: more words than the "
+                                     f"{words - 1} this model has")
         return self
 
     @classmethod
