@@ -213,17 +213,20 @@ class Captioner(CaptionerBase):
 
     # ------------------------------------------------------------------ explain
     @torch.no_grad()
-    def explain(self, image: ImageLike, words: bool = False, **decoding) -> Explanation:
+    def explain(self, image: ImageLike, words: bool = False, settings: Optional[DecodeSettings] = None,
+                **decoding) -> Explanation:
         """Caption plus the MaskCLIP dense label of every patch over the whole codebook (background included; not
         the head's per-image top-k assignment, which can never say "background" when the image's global embedding
         does not rank it) and its softmax probability; with `words`, each word's cross-attention over the patches
-        (fsgr.serving.maps). `decoding`: the keywords of `caption` (the first caption is explained)."""
+        (fsgr.serving.maps). `settings` or the decoding keywords of `caption`: the first caption is explained."""
         if not self.cfg.model.semantic.enabled:
             raise CheckpointError("this checkpoint's model has no semantic head (model.semantic.enabled=false): "
                                   "there is no patch-to-concept map to draw")
         # one conversion for every verb: the drawn image is what the model saw (16-bit rescaled, alpha on white)
         pil = to_rgb(image if isinstance(image, Image.Image) else open_image(image, size=None))
-        settings = self.settings(**decoding)
+        if settings is not None and decoding:
+            raise TypeError("explain() takes settings or decoding keywords, not both")
+        settings = settings or self.settings(**decoding)
         pixels = self.preprocess(pil)[None].to(self.device)
         with autocast(self.device, self.amp_dtype):
             encoded = self.encode(pixels, concept_map=True)

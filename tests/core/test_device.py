@@ -40,3 +40,19 @@ def test_autocast_is_a_no_op_in_fp32_and_casts_otherwise():
         assert (x @ x).dtype == torch.float32
     with autocast(torch.device("cpu"), torch.bfloat16):
         assert (x @ x).dtype == torch.bfloat16
+
+
+def test_decoding_precision_is_the_trainers_by_default(monkeypatch):
+    from fsgr.commands.decoding_args import PRECISIONS as FLAG_CHOICES
+    from fsgr.core.device import PRECISIONS, decoding_precision, precision_name
+
+    assert FLAG_CHOICES == PRECISIONS                      # the flags' choices (no torch import for --help)
+    cpu = torch.device("cpu")
+    assert decoding_precision(None, "auto", cpu) is None and decoding_precision("train", "off", cpu) is None
+    assert decoding_precision("train", "bf16", cpu) is torch.bfloat16      # the run's recorded bf16 (CPU autocast)
+    assert decoding_precision("fp16", "off", cpu) is torch.float16 and decoding_precision("fp32", "bf16", cpu) is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert decoding_precision("train", "auto", torch.device("cuda", 0)) is torch.bfloat16   # as the trainer's
+    assert [precision_name(d) for d in (None, torch.bfloat16, torch.float16)] == ["fp32", "bf16", "fp16"]
+    with pytest.raises(ConfigError, match="precision 'int8'"):
+        decoding_precision("int8", "auto", cpu)

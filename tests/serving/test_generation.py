@@ -96,3 +96,42 @@ def test_precision_is_fixed_per_captioner(tiny_checkpoint, captioner, tiny_image
     assert Captioner.from_checkpoint(tiny_checkpoint, device="cpu", precision="train").precision == "fp32"
     with pytest.raises(ConfigError, match="precision 'fp64'"):
         Captioner.from_checkpoint(tiny_checkpoint, device="cpu", precision="fp64")
+
+
+def test_the_cli_takes_the_same_controls_and_says_the_precision(tiny_checkpoint, captioner, tiny_images, tmp_path,
+                                                                capsys):
+    from fsgr.cli import main
+    from fsgr.serving.bulk import read_caption_file
+
+    paths = [str(p) for p in tiny_images[:2]]
+    sampling = ["--do-sample", "--num-return-sequences", "3", "--seed", "5", "--top-p", "0.9"]
+    assert main(["caption", "--checkpoint", str(tiny_checkpoint), "--workers", "0", *sampling, *paths]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = captioner.caption(paths, do_sample=True, num_return_sequences=3, seed=5, top_p=0.9)
+    assert lines == [f"{p}\t{c}" for p, captions in zip(paths, expected) for c in captions]
+    out = tmp_path / "captions.jsonl"
+    assert main(["caption", "--checkpoint", str(tiny_checkpoint), "--workers", "0", "--no-progress", "--out", str(out),
+                 "--precision", "bf16", "--num-beams", "3", "--num-return-sequences", "2", *paths]) == 0
+    written = read_caption_file(out)
+    assert written.header["precision"] == "bf16" and written.header["decoding"]["num_return_sequences"] == 2
+    for row in written.rows.values():
+        assert len(row["captions"]) == 2 and row["captions"][0]["caption"] == row["caption"]
+
+
+def test_the_server_takes_the_same_controls_and_says_the_precision(captioner, tiny_images):
+    pytest.importorskip("starlette", reason="the serve extra (pip install fsgr[serve]) is not installed")
+    pytest.importorskip("multipart", reason="the serve extra (pip install fsgr[serve]) is not installed")
+    from starlette.testclient import TestClient
+
+    from fsgr.serving.server import create_app
+
+    data = tiny_images[0].read_bytes()
+    fields = {"do_sample": "on", "num_return_sequences": "3", "seed": "5", "temperature": "1.2"}
+    with TestClient(create_app(captioner)) as client:
+        body = client.post("/api/caption", files={"image": ("a.jpg", data)}, data=fields).json()
+        again = client.post("/api/caption", files={"image": ("a.jpg", data)}, data=fields).json()
+        health = client.get("/healthz").json()
+    expected = captioner.caption(str(tiny_images[0]), do_sample=True, num_return_sequences=3, seed=5,
+                                 temperature=1.2)[0]
+    assert [c["caption"] for c in body["captions"]] == expected == [c["caption"] for c in again["captions"]]
+    assert body["precision"] == health["precision"] == "fp32" and body["decoding"]["do_sample"] is True

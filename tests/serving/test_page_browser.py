@@ -71,3 +71,32 @@ def test_a_bad_upload_shows_the_servers_reason(browser, server_url, tmp_path):
     wait.until(lambda d: "error" in d.find_element(By.ID, "status").get_attribute("class"))
     assert "not an image" in browser.find_element(By.ID, "status").text
     assert browser.find_element(By.ID, "caption").text == ""
+
+
+def test_sampling_controls_send_what_the_api_samples(browser, server_url, real_data):
+    photo = real_data / "COCO_val2014_000000391895.jpg"
+    browser.get(server_url + "/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("ready"))
+    assert "fp32" in browser.find_element(By.ID, "status").text                   # the server's precision
+    assert browser.find_element(By.ID, "temperature").get_attribute("disabled")    # a sampling field, off
+    browser.find_element(By.ID, "do_sample").click()
+    assert browser.find_element(By.ID, "beam").get_attribute("disabled")           # sampling has no beam
+    for field, value in (("num_return_sequences", "3"), ("seed", "5")):
+        box = browser.find_element(By.ID, field)
+        box.clear()
+        box.send_keys(value)
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    wait.until(lambda d: "sampled" in d.find_element(By.ID, "status").text)
+    shown = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#beams li")]
+    assert browser.find_element(By.ID, "beams_title").text.lower() == "samples"
+    boundary = "b0undary"
+    fields = "".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                     for k, v in (("do_sample", "true"), ("num_return_sequences", "3"), ("seed", "5")))
+    body = (fields + f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"p.jpg\"\r\n\r\n"
+            ).encode() + photo.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(server_url + "/api/caption", data=body,
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(req) as r:
+        api = json.loads(r.read())
+    assert len(shown) == 3 and all(text.startswith(c["caption"]) for text, c in zip(shown, api["captions"]))

@@ -83,9 +83,13 @@ def test_the_servers_pixel_limit_replaces_pils(captioner, live, monkeypatch):
     ({"max_len": "500"}, ["max_len"]),
     ({"beam": "-1"}, ["beam"]),
     ({"length_penalty": "abc"}, ["not a number"]),
-    ({"beam": "100000"}, ["100000"]),                     # above the vocabulary: was a 500 (ValueError)
-    ({"length_penalty": "1e308"}, ["length_penalty"]),   # was a 500
-    ({"length_penalty": "30"}, ["length_penalty"]),
+    # issue 25, 4-5: a 500 (and "logprob": -Infinity) before; every decoding value is DecodeSettings' to refuse
+    ({"beam": "100000"}, ["beam_size 100000", "words this model can generate"]),
+    ({"num_beams": "2", "beam": "3"}, ["given twice"]),
+    ({"length_penalty": "30"}, ["length_penalty 30.0", "between -10 and 10"]),
+    ({"length_penalty": "1e308"}, ["length_penalty"]),
+    ({"do_sample": "maybe"}, ["true or false"]),
+    ({"do_sample": "on", "top_p": "0"}, ["top_p 0.0"]),
 ])
 def test_bad_controls_are_4xx_json_with_a_message(captioner, live, fields, words):
     app = create_app(captioner)

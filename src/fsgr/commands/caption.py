@@ -18,7 +18,8 @@ checkpoint.
 
 from __future__ import annotations
 
-from fsgr.commands.decoding_args import add_decoding_arguments, decoding_overrides
+from fsgr.commands.decoding_args import (add_decoding_arguments, add_precision_argument, decoding_overrides,
+                                         decoding_settings)
 
 
 def add_arguments(parser):
@@ -31,6 +32,7 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images decoded together (default: the checkpoint's eval.batch_images)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (checkpoints and safetensors)")
+    add_precision_argument(parser)
     parser.add_argument("--workers", type=int, default=2, help="image-decoding worker processes (0: in the main one)")
     bulk = parser.add_argument_group("bulk captioning")
     bulk.add_argument("--out", default=None, metavar="FILE.jsonl", help="write one JSON line per image here")
@@ -64,10 +66,10 @@ def load_captioner(args):
     if args.checkpoint:
         from fsgr.inference import Captioner
 
-        return Captioner.from_checkpoint(args.checkpoint, device=args.device)
+        return Captioner.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
     from fsgr.export import load_exported
 
-    return load_exported(args.model, device=args.device)
+    return load_exported(args.model, device=args.device, precision=args.precision)
 
 
 def model_sha256(args) -> str:
@@ -95,7 +97,6 @@ def main(args) -> int:
     from fsgr.errors import ConfigError
     from fsgr.serving import bulk
 
-    checks.in_range("--beam", args.beam, 1)
     checks.in_range("--batch-size", args.batch_size, 1)
     checks.in_range("--workers", args.workers, 0)
     checks.in_range("--part-size", args.part_size, 1)
@@ -127,8 +128,7 @@ def main(args) -> int:
         checks.output_folder("--results-dir", args.results_dir)
     checks.output_file("--nocaps-results", args.nocaps_results, inputs=[args.nocaps_info, *paths])
     if not args.out:
-        captioner = _captioner(args)
-        settings = captioner.settings(**decoding_overrides(args))
+        captioner, settings = _captioner(args)
         return _print_captions(bulk.caption_rows(captioner, paths, settings, args.batch_size, args.workers,
                                                  progress=False), args)
     keys = [bulk.path_key(p) for p in paths]
@@ -138,24 +138,22 @@ def main(args) -> int:
         return _torchrun(args, keys, meta)
     out = Path(args.out)
     bulk.check_output(out, args.resume, sha, args.other_checkpoint)        # refused before the model loads
-    captioner = _captioner(args)
-    settings = captioner.settings(**decoding_overrides(args))
+    captioner, settings = _captioner(args)
     counts = bulk.caption_to_jsonl(captioner, keys, out, settings, args.batch_size, args.workers, args.resume,
                                    not args.no_progress, bulk.header(settings=settings, part=shard, inputs=len(keys),
-                                                                     **meta), args.other_checkpoint)
+                                                                     precision=captioner.precision, **meta),
+                                   args.other_checkpoint)
     _report(out, counts)
     return _finish(args, out, counts.failed)
 
 
 def _captioner(args):
-    """The captioner, with the flags checked against it and --batch-size defaulted."""
-    from fsgr.commands import checks
-
+    """The captioner and its decoding settings (the flags checked against its model); --batch-size defaulted."""
     captioner = load_captioner(args)
-    checks.beam_within_vocab(args.beam, len(captioner.vocab))
+    settings = decoding_settings(captioner, args)
     if args.batch_size is None:
         args.batch_size = captioner.cfg.eval.batch_images
-    return captioner
+    return captioner, settings
 
 
 def _report(out, counts) -> None:
@@ -235,13 +233,13 @@ def _torchrun(args, keys: list[str], meta: dict) -> int:
             bulk.check_output(part, args.resume, meta["checkpoint_sha256"], args.other_checkpoint)
 
         def work() -> int:
-            captioner = _captioner(args)
-            settings = captioner.settings(**decoding_overrides(args))
+            captioner, settings = _captioner(args)
             part.parent.mkdir(parents=True, exist_ok=True)
             counts = bulk.caption_to_jsonl(
                 captioner, mine, part, settings, args.batch_size, args.workers, args.resume,
                 info.is_main and not args.no_progress,
-                bulk.header(settings=settings, part=(info.rank, info.world_size), inputs=len(mine), **meta),
+                bulk.header(settings=settings, part=(info.rank, info.world_size), inputs=len(mine),
+                            precision=captioner.precision, **meta),
                 args.other_checkpoint)
             _report(part, counts)
             return counts.failed
@@ -298,7 +296,7 @@ def _ray(args, sources: list[str]) -> int:
                               decoding=decoding_overrides(args), batch_size=args.batch_size,
                               part_size=args.part_size, actors=args.ray_actors, resume=args.resume,
                               other_checkpoint=args.other_checkpoint, sources=sources, device=args.device,
-                              workers=args.workers, progress=not args.no_progress)
+                              workers=args.workers, progress=not args.no_progress, precision=args.precision)
     print(f"wrote {counts.written} row(s) to {args.out} ({counts.failed} failed, {counts.skipped} already there)",
           file=sys.stderr)
     if counts.failed:
@@ -319,7 +317,8 @@ def _print_captions(rows, args) -> int:
             failed += 1
             print(f"{_field(row['path'])}: {row['error']}", file=sys.stderr)   # a newline in a path is quoted
             continue
-        print(f"{_field(row['path'])}\t{row['caption']}", flush=True)
+        for caption in row.get("captions", [row]):     # num_return_sequences > 1: a line for each
+            print(f"{_field(row['path'])}\t{caption['caption']}", flush=True)
         done[row["path"]] = row["caption"]
     if failed:
         print(f"fsgr caption: {failed} of {failed + len(done)} image(s) failed", file=sys.stderr)

@@ -25,11 +25,6 @@ def in_range(flag: str, value: Optional[float], low: float, high: Optional[float
                           f"{flag} {value}: must be {bound}")
 
 
-def beam_within_vocab(beam: Optional[int], vocab_size: int) -> None:
-    if beam is not None and beam > vocab_size:
-        raise ConfigError(f"--beam {beam}: larger than the checkpoint's vocabulary ({vocab_size} words)")
-
-
 def output_file(flag: str, path: Optional[str], inputs: Iterable[Optional[str]] = ()) -> None:
     """Refuse, before the work, an output path that cannot be written: a directory, a path under a file, a folder
     that cannot be created or written, or one of the command's own inputs. Creates nothing."""

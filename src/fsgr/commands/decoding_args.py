@@ -15,28 +15,31 @@ PRECISIONS = ("train", "fp32", "bf16", "fp16")     # fsgr.core.device.PRECISIONS
 def add_decoding_arguments(parser, sampling: bool = True) -> None:
     """The search flags, and with `sampling` the sampling ones (evaluate scores one caption per image: no sampling)."""
     g = parser.add_argument_group("decoding (Hugging Face generate()'s names; default: the checkpoint's eval.*)")
-    g.add_argument("--num-beams", "--beam", dest="beam_size", type=int, default=None,
+    g.add_argument("--num-beams", "--beam", dest="beam_size", type=int, metavar="K", default=None,
                    help="beam size (1 = greedy; default eval.beam_size)")
-    g.add_argument("--max-new-tokens", "--max-len", dest="max_len", type=int, default=None,
+    g.add_argument("--max-new-tokens", "--max-len", dest="max_len", type=int, metavar="N", default=None,
                    help="longest caption in tokens, <eos> included")
-    g.add_argument("--min-new-tokens", "--min-len", dest="min_len", type=int, default=None,
+    g.add_argument("--min-new-tokens", "--min-len", dest="min_len", type=int, metavar="N", default=None,
                    help="words before the caption may end (0 = any)")
-    g.add_argument("--length-penalty", dest="length_penalty", type=float, default=None,
+    g.add_argument("--length-penalty", dest="length_penalty", type=float, metavar="P", default=None,
                    help="rank beams by log-prob / length**P, -10..10 (0 = plain sum, fsgr's default; HF's default "
                         "is 1; > 0 favours longer captions)")
-    g.add_argument("--no-repeat-ngram-size", "--no-repeat-ngram", dest="no_repeat_ngram", type=int, default=None,
-                   help="never repeat an n-gram of this size (0 = off)")
+    g.add_argument("--no-repeat-ngram-size", "--no-repeat-ngram", dest="no_repeat_ngram", type=int, metavar="N",
+                   default=None, help="never repeat an n-gram of this size (0 = off)")
     if not sampling:
         return
     g.add_argument("--do-sample", dest="do_sample", action="store_true", default=None,
                    help="draw captions from the model instead of searching (beam 1 unless given)")
-    g.add_argument("--temperature", type=float, default=None, help="sampling: logits / T, 0.01..100 (1)")
-    g.add_argument("--top-k", dest="top_k", type=int, default=None, help="sampling: only the K most likely words")
-    g.add_argument("--top-p", dest="top_p", type=float, default=None,
+    g.add_argument("--temperature", type=float, metavar="T", default=None,
+                   help="sampling: logits / T, 0.01..100 (1)")
+    g.add_argument("--top-k", dest="top_k", type=int, metavar="K", default=None,
+                   help="sampling: only the K most likely words (0 = all, HF's default is 50)")
+    g.add_argument("--top-p", dest="top_p", type=float, metavar="P", default=None,
                    help="sampling: only the most likely words holding this probability (0..1]")
-    g.add_argument("--num-return-sequences", dest="num_return_sequences", type=int, default=None,
+    g.add_argument("--num-return-sequences", dest="num_return_sequences", type=int, metavar="N", default=None,
                    help="captions per image: the best beams (at most --num-beams) or samples (at most 100)")
-    g.add_argument("--seed", type=int, default=None, help="sampling: the same seed gives the same captions")
+    g.add_argument("--seed", type=int, metavar="SEED", default=None,
+                   help="sampling: the same seed gives an image the same captions (0..2**63-1)")
 
 
 def add_precision_argument(parser) -> None:

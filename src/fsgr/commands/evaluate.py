@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from fsgr.commands.decoding_args import add_decoding_arguments, decoding_overrides
+from fsgr.commands.decoding_args import add_decoding_arguments, add_precision_argument, decoding_settings
 
 
 def add_arguments(parser):
@@ -33,13 +33,11 @@ def add_arguments(parser):
     parser.add_argument("--set", action="append", default=[], metavar="key=value",
                         help="deprecated: pass key=value after the checkpoint instead")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
-    parser.add_argument("--precision", default="train", choices=["train", "fp32", "bf16", "fp16"],
-                        help="autocast dtype for decoding; train (default) = the checkpoint's train.amp on this device, "
-                             "as the trainer's final test")
+    add_precision_argument(parser)
     parser.add_argument("--coco-results", default=None, metavar="NAME",
                         help="also write captions_val2014_NAME_results.json for the COCO server (COCO images only)")
     parser.add_argument("--results-dir", default=".", metavar="DIR", help="where --coco-results goes (.)")
-    add_decoding_arguments(parser)
+    add_decoding_arguments(parser, sampling=False)     # the scores are of one searched caption per image
 
 
 def main(args) -> int:
@@ -48,8 +46,6 @@ def main(args) -> int:
     from fsgr.training.distributed import init_distributed, shutdown
 
     checkpoint, overrides = _checkpoint_and_overrides(args)
-    checks.in_range("--beam", args.beam, 1)
-    checks.in_range("--max-len", args.max_len, 1)
     checks.output_file("--out", args.out, inputs=[checkpoint])
     if args.out:
         checks.output_file("--out", args.out + ".scores.json", inputs=[checkpoint])
@@ -72,7 +68,6 @@ def _evaluate(args, checkpoint: str, overrides: list[str], dist) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
-    from fsgr.commands import checks
     from fsgr.config import Config, apply_overrides, from_dict, to_dict
     from fsgr.core.device import pick_device
     from fsgr.errors import DataError
@@ -87,20 +82,17 @@ def _evaluate(args, checkpoint: str, overrides: list[str], dist) -> int:
 
         torch.cuda.set_device(device)
     captioner = Captioner.from_checkpoint(checkpoint, device=device)
-    checks.beam_within_vocab(args.beam, len(captioner.vocab))
     cfg = from_dict(Config, apply_overrides(to_dict(captioner.cfg), overrides))
-    # a new Captioner around the same model: the overridden eval.* values are the defaults of the decoding flags
-    captioner = Captioner(captioner.model, captioner.vocab, cfg, captioner.device, captioner.codebook_names)
-    settings = captioner.settings(**decoding_overrides(args))
+    # a new Captioner around the same model: the overridden eval.* values are the defaults of the decoding flags,
+    # the overridden train.amp that of --precision
+    captioner = Captioner(captioner.model, captioner.vocab, cfg, captioner.device, captioner.codebook_names,
+                          args.precision)
+    settings = decoding_settings(captioner, args)
     from fsgr.data.readers import read_records
 
     records = [r for r in read_records(cfg.data) if r.split == args.split]
     if not records:
         raise DataError(f"{cfg.data.annotations or cfg.data.format}: no images in split {args.split!r}")
-    from fsgr.core.device import resolve_amp
-
-    amp_dtype = resolve_amp(cfg.train.amp if args.precision == "train" else
-                            ("off" if args.precision == "fp32" else args.precision), captioner.device)
     preds_path = Path(args.out) if args.out else None
     server_path = None
     if args.coco_results:
@@ -109,10 +101,11 @@ def _evaluate(args, checkpoint: str, overrides: list[str], dist) -> int:
         preds_path = preds_path or server_path
     result = evaluate_split(captioner.model, records, captioner.vocab, cfg, captioner.device, dist, with_loss=False,
                             predictions_path=preds_path, beam_size=settings.beam_size, max_len=settings.max_len,
-                            amp_dtype=amp_dtype, controls=settings.controls(), tolerate_metric_failures=True)
+                            amp_dtype=captioner.amp_dtype, controls=settings.controls(),
+                            tolerate_metric_failures=True)
     report = {"checkpoint": str(checkpoint), "split": args.split, "beam": settings.beam_size,
               "decoding": asdict(settings), "num_images": result["num_images"], "processes": dist.world_size,
-              "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32", **result["scores"],
+              "precision": captioner.precision, **result["scores"],
               "signature": result.get("signature")}
     unavailable = result.get("unavailable", {})
     if unavailable:                  # a metric that could not run or crashed: absent, with the reason

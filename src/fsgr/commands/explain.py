@@ -5,6 +5,8 @@ cross-attention looked (PIL only, fsgr.serving.maps)."""
 
 from __future__ import annotations
 
+from fsgr.commands.decoding_args import add_decoding_arguments, add_precision_argument, decoding_settings
+
 MIN_WIDTH, MAX_WIDTH = 64, 8192
 
 
@@ -21,6 +23,8 @@ def add_arguments(parser):
                              "background (default 0: only the codebook's background concept)")
     parser.add_argument("--words", action="store_true", help="add one cross-attention map per generated word")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
+    add_precision_argument(parser)
+    add_decoding_arguments(parser)
 
 
 def main(args) -> int:
@@ -44,11 +48,12 @@ def main(args) -> int:
     if image_format not in Image.SAVE:       # the bytes must be what the name says (no PNG under a .jpg name)
         raise ConfigError(f"--out {out}: cannot tell an image format from the extension {out.suffix!r}; use .png "
                           f"or .jpg")
-    captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
-    exp = captioner.explain(args.image, words=args.words)
+    captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
+    exp = captioner.explain(args.image, words=args.words, settings=decoding_settings(captioner, args))
     canvas = draw_explanation(exp, top=args.top, width=args.width, min_confidence=args.min_confidence)
     atomic_write(out, lambda f: canvas.save(f, format=image_format))
     gh, gw = exp.concept_ids.shape
     print(f"{args.image}\t{exp.caption}")
-    print(f"wrote {out} ({gh}x{gw} patches, {len(exp.concept_names)} concepts)", file=sys.stderr)
+    print(f"wrote {out} ({gh}x{gw} patches, {len(exp.concept_names)} concepts, decoded in {captioner.precision})",
+          file=sys.stderr)
     return 0

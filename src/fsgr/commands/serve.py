@@ -1,10 +1,14 @@
 """`fsgr serve --checkpoint CKPT [--host 127.0.0.1] [--port 8000]`: the web page and JSON API (fsgr.serving.server).
 
 Needs the `serve` extra (`pip install fsgr[serve]`: starlette, uvicorn, python-multipart). `--model DIR` serves an
-exported folder (safetensors, or onnx on onnxruntime) instead of a checkpoint.
+exported folder (safetensors, or onnx on onnxruntime) instead of a checkpoint. `--precision` fixes the decoding
+precision (default: the trainer's; the API's answers and /healthz say which); each request's form fields set its
+decoding.
 """
 
 from __future__ import annotations
+
+from fsgr.commands.decoding_args import add_precision_argument
 
 
 def add_arguments(parser):
@@ -15,6 +19,7 @@ def add_arguments(parser):
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (0: any free one, printed at start)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
+    add_precision_argument(parser)
     parser.add_argument("--max-batch", type=int, default=16, help="most images decoded together")
     parser.add_argument("--batch-window-ms", type=float, default=5.0,
                         help="how long a request waits for others to join its batch")
@@ -52,7 +57,8 @@ def main(args) -> int:
                          decode_workers=args.decode_workers)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        print(f"fsgr serve: http://{shown}:{port}/ (POST /api/caption, GET /healthz)", file=sys.stderr, flush=True)
+        print(f"fsgr serve: http://{shown}:{port}/ (POST /api/caption, GET /healthz; decoding in "
+              f"{captioner.precision})", file=sys.stderr, flush=True)
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     return 0
 

@@ -11,19 +11,22 @@ import os
 from pathlib import Path
 
 from fsgr.core.export_folder import export_format
-from fsgr.errors import CheckpointError
+from fsgr.errors import CheckpointError, ConfigError
 
 
-def load_exported(folder: str | os.PathLike, device=None):
-    """An exported folder -> a captioner: OnnxCaptioner for `--format onnx`, Captioner for `--format safetensors`.
-    Every file is checked against the folder's manifest first (CheckpointError naming a damaged one)."""
+def load_exported(folder: str | os.PathLike, device=None, precision=None):
+    """An exported folder -> a captioner: OnnxCaptioner for `--format onnx` (fp32 graphs), Captioner for
+    `--format safetensors` (in `precision`, fsgr.core.device.decoding_precision). Every file is checked against the
+    folder's manifest first (CheckpointError naming a damaged one)."""
     folder = Path(folder)
     if export_format(folder) == "onnx":
         from fsgr.export.runtime import OnnxCaptioner
 
         if device not in (None, "cpu"):
             raise CheckpointError(f"--device {device}: ONNX exports run on onnxruntime's CPU provider here")
+        if precision not in (None, "train", "fp32"):
+            raise ConfigError(f"--precision {precision}: an ONNX export's graphs compute in fp32")
         return OnnxCaptioner(folder)
     from fsgr.inference import Captioner
 
-    return Captioner.from_pretrained(folder, device=device)
+    return Captioner.from_pretrained(folder, device=device, precision=precision)

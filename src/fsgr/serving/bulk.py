@@ -254,7 +254,10 @@ def caption_rows(captioner, paths: Sequence[str], settings, batch_size: int = 16
                     yield {"path": paths[i], "error": err}
                     continue
                 c = next(captions)
-                yield {"path": paths[i], "caption": c.text, "logprob": round(c.logprob, 6), "length": c.length}
+                row = {"path": paths[i], "caption": c.text, "logprob": round(c.logprob, 6), "length": c.length}
+                if len(c.sequences) > 1:         # num_return_sequences: every returned caption, the first above
+                    row["captions"] = [{"caption": text, "logprob": round(lp, 6)} for text, lp in c.sequences]
+                yield row
             bar.update(len(items))
     finally:
         bar.close()

@@ -36,13 +36,13 @@ class _PartCaptioner:
     """A Ray actor: one Captioner; a batch of parts (their index and JSON list of paths) -> their rows as JSONL."""
 
     def __init__(self, checkpoint: str, decoding: dict, batch_size: Optional[int], device: Optional[str],
-                 workers: int):
+                 workers: int, precision: Optional[str] = None):
         import torch
 
         from fsgr.inference import Captioner
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.captioner = Captioner.from_checkpoint(checkpoint, device=device)
+        self.captioner = Captioner.from_checkpoint(checkpoint, device=device, precision=precision)
         self.settings = self.captioner.settings(**decoding)
         self.batch_size = batch_size or self.captioner.cfg.eval.batch_images
         self.workers = workers
@@ -90,7 +90,7 @@ def caption_with_ray(checkpoint: str | os.PathLike, paths: Sequence[str], out_di
                      decoding: Optional[dict] = None, batch_size: Optional[int] = None, part_size: int = 1000,
                      actors: Optional[int] = None, resume: bool = False, other_checkpoint: bool = False,
                      sources: Optional[Sequence[str]] = None, device: Optional[str] = None, workers: int = 0,
-                     progress: bool = True) -> BulkCounts:
+                     progress: bool = True, precision: Optional[str] = None) -> BulkCounts:
     """Caption `paths` (image files) into part files under `out_dir` on the Ray cluster of `ray.init()` (RAY_ADDRESS,
     or a local one started here and shut down at the end). `decoding`: DecodeSettings overrides (None = the
     checkpoint's); `actors`: Captioners (default one per GPU, else 2), each with `workers` image-decoding processes;
@@ -123,7 +123,8 @@ def caption_with_ray(checkpoint: str | os.PathLike, paths: Sequence[str], out_di
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             _PartCaptioner, batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(actors, len(items))),
             fn_constructor_kwargs={"checkpoint": str(Path(checkpoint).resolve()), "decoding": decoding or {},
-                                   "batch_size": batch_size, "device": device, "workers": workers},
+                                   "batch_size": batch_size, "device": device, "workers": workers,
+                                   "precision": precision},
             num_gpus=1 if gpus else 0, num_cpus=1)
         written = failed = 0
         for result in dataset.iter_rows():

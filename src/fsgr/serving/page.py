@@ -49,6 +49,13 @@ PAGE = """<!doctype html>
   <label>min length <input id="min_len" name="min_len" type="number" min="0" step="1"></label>
   <label>length penalty <input id="length_penalty" name="length_penalty" type="number" step="0.1"></label>
   <label>no-repeat n-gram <input id="no_repeat_ngram" name="no_repeat_ngram" type="number" min="0" step="1"></label>
+  <label><span><input id="do_sample" type="checkbox"> sample</span></label>
+  <label>temperature <input id="temperature" name="temperature" type="number" min="0.01" max="100" step="0.1"></label>
+  <label>top-k <input id="top_k" name="top_k" type="number" min="0" step="1"></label>
+  <label>top-p <input id="top_p" name="top_p" type="number" min="0" max="1" step="0.05"></label>
+  <label>captions <input id="num_return_sequences" name="num_return_sequences" type="number" min="1" max="100"
+    step="1"></label>
+  <label>seed <input id="seed" name="seed" type="number" min="0" step="1"></label>
   <label><span><input id="showmap" type="checkbox" checked> concept map</span></label>
   <button id="again" disabled>Caption again</button>
 </div>
@@ -57,13 +64,15 @@ PAGE = """<!doctype html>
   <div id="left"><canvas id="view" width="448" height="448"></canvas></div>
   <div id="right">
     <div id="caption"></div>
-    <h2>Beams</h2><ol id="beams"></ol>
+    <h2 id="beams_title">Beams</h2><ol id="beams"></ol>
     <h2>Concepts</h2><ul id="concepts"></ul>
   </div>
 </div>
 <script>
 "use strict";
-const CONTROLS = ["beam", "max_len", "min_len", "length_penalty", "no_repeat_ngram"];
+const CONTROLS = ["beam", "max_len", "min_len", "length_penalty", "no_repeat_ngram", "temperature", "top_k", "top_p",
+                  "num_return_sequences", "seed"];
+const SEARCH_ONLY = ["beam", "length_penalty"], SAMPLING_ONLY = ["temperature", "top_k", "top_p", "seed"];
 const $ = (id) => document.getElementById(id);
 let current = null, image = null, answer = null;
 
@@ -130,15 +139,24 @@ function show(body) {
     li.appendChild(document.createTextNode(c.name + " " + Math.round(100 * c.fraction) + "%"));
     return li;
   }));
+  $("beams_title").textContent = body.decoding.do_sample ? "Samples" : "Beams";
   draw();
-  status("captioned in " + body.seconds.toFixed(3) + " s (beam " + body.decoding.beam_size + ")");
+  const how = body.decoding.do_sample ? "sampled" : "beam " + body.decoding.beam_size;
+  status("captioned in " + body.seconds.toFixed(3) + " s (" + how + ", " + body.precision + ")");
+}
+
+function sampling() {                      // sampling has no beam; the sampling fields need it
+  const on = $("do_sample").checked;
+  for (const k of SEARCH_ONLY) $(k).disabled = on;
+  for (const k of SAMPLING_ONLY) $(k).disabled = !on;
 }
 
 async function send() {
   if (!current) return;
   const form = new FormData();
   form.append("image", current, current.name || "pasted.png");
-  for (const k of CONTROLS) if ($(k).value !== "") form.append(k, $(k).value);
+  for (const k of CONTROLS) if (!$(k).disabled && $(k).value !== "") form.append(k, $(k).value);
+  if ($("do_sample").checked) form.append("do_sample", "true");
   status("captioning ...");
   $("again").disabled = true;
   try {
@@ -174,11 +192,17 @@ document.addEventListener("paste", (e) => {
 });
 $("again").addEventListener("click", send);
 $("showmap").addEventListener("change", draw);
+$("do_sample").addEventListener("change", sampling);
 fetch("/healthz").then((r) => r.json()).then((h) => {
   $("beam").value = h.decoding.beam_size; $("max_len").value = h.decoding.max_len;
   $("min_len").value = h.decoding.min_len; $("length_penalty").value = h.decoding.length_penalty;
-  $("no_repeat_ngram").value = h.decoding.no_repeat_ngram;
-  status("ready: choose, drop or paste an image (" + h.device + ", " + h.image_size + " px input)");
+  $("no_repeat_ngram").value = h.decoding.no_repeat_ngram; $("do_sample").checked = h.decoding.do_sample;
+  $("temperature").value = h.decoding.temperature; $("top_k").value = h.decoding.top_k;
+  $("top_p").value = h.decoding.top_p; $("num_return_sequences").value = h.decoding.num_return_sequences;
+  $("seed").value = h.decoding.seed === null ? "" : h.decoding.seed;
+  sampling();
+  status("ready: choose, drop or paste an image (" + h.device + ", " + h.precision + ", " + h.image_size +
+         " px input)");
 }).catch((err) => status("cannot reach the server: " + err, true));
 </script>
 </body>

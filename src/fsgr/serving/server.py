@@ -1,11 +1,14 @@
 """`fsgr serve`: the web page and JSON API over a Captioner (Starlette + uvicorn: `pip install fsgr[serve]`).
 
     GET  /               the page (inline JS/CSS, works offline)
-    GET  /healthz        {"status": "ok", "device", "image_size", "decoding", "batches": {size: count}}
-    POST /api/caption    multipart: `image` (file) and optional `beam`, `max_len`, `min_len`, `length_penalty`,
-                         `no_repeat_ngram` -> {"caption", "logprob", "length", "beams": [{"caption", "logprob"}],
-                         "concepts": [{"id", "name", "patches", "fraction", "background"}], "grid": [[id, ...]],
-                         "decoding": {...}, "seconds"}
+    GET  /healthz        {"status": "ok", "device", "precision", "image_size", "decoding", "batches": {size: count}}
+    POST /api/caption    multipart: `image` (file) and optional decoding fields, Hugging Face's names or fsgr's
+                         (CONTROL_FIELDS: num_beams|beam, max_new_tokens|max_len, min_new_tokens|min_len,
+                         length_penalty, no_repeat_ngram_size|no_repeat_ngram, do_sample, temperature, top_k, top_p,
+                         num_return_sequences, seed) -> {"caption", "logprob", "length",
+                         "beams": [{"caption", "logprob"}] (every beam, or every sample), "captions": [...] (the
+                         num_return_sequences returned), "concepts": [{"id", "name", "patches", "fraction",
+                         "background"}], "grid": [[id, ...]], "decoding": {...}, "precision", "seconds"}
 
 Every bad request gets a 4xx JSON `{"error": reason}`: 400 (no image field, a broken/truncated image, a bad control
 value: fsgr's ConfigError/DataError), 413 (more bytes or pixels than allowed), 415 (not an image). Never a traceback;
@@ -32,8 +35,26 @@ from fsgr.errors import FsgrError
 from fsgr.serving.batching import Batcher
 from fsgr.serving.page import PAGE
 
-CONTROL_FIELDS = {"beam": ("beam_size", int), "max_len": ("max_len", int), "min_len": ("min_len", int),
-                  "length_penalty": ("length_penalty", float), "no_repeat_ngram": ("no_repeat_ngram", int)}
+
+
+def _flag(value: str) -> bool:
+    """A form's boolean: a checkbox sends "on"."""
+    words = {"true": True, "1": True, "on": True, "yes": True, "false": False, "0": False, "off": False, "no": False}
+    if value.lower() not in words:
+        raise ValueError(value)
+    return words[value.lower()]
+
+
+# form or query field -> (DecodeSettings field, parser): fsgr's names and Hugging Face generate()'s; the values are
+# checked by DecodeSettings (a refusal is a 400)
+CONTROL_FIELDS = {"beam": ("beam_size", int), "num_beams": ("beam_size", int), "max_len": ("max_len", int),
+                  "max_new_tokens": ("max_len", int), "min_len": ("min_len", int),
+                  "min_new_tokens": ("min_len", int), "length_penalty": ("length_penalty", float),
+                  "no_repeat_ngram": ("no_repeat_ngram", int), "no_repeat_ngram_size": ("no_repeat_ngram", int),
+                  "do_sample": ("do_sample", _flag), "temperature": ("temperature", float), "top_k": ("top_k", int),
+                  "top_p": ("top_p", float), "num_return_sequences": ("num_return_sequences", int),
+                  "seed": ("seed", int)}
+KIND_NAMES = {int: "an integer", float: "a number", _flag: "true or false"}
 FORM_FRAMING = 64 * 1024        # room for the multipart boundaries, headers and control fields around the image
 
 
@@ -131,7 +152,8 @@ def create_app(captioner, max_bytes: int = 20 * 2**20, max_pixels: int = 40_000_
         return HTMLResponse(PAGE)
 
     async def healthz(request: Request):
-        return JSONResponse({"status": "ok", "device": str(captioner.device), "image_size": captioner.image_size,
+        return JSONResponse({"status": "ok", "device": str(captioner.device), "precision": captioner.precision,
+                             "image_size": captioner.image_size,
                              "decoding": asdict(captioner.settings()), "max_bytes": max_bytes,
                              "max_pixels": max_pixels, "decode_workers": workers, "uploads_decoding": decoding_now,
                              "batches": dict(sorted(batcher.batch_sizes.items()))})
@@ -157,11 +179,12 @@ def create_app(captioner, max_bytes: int = 20 * 2**20, max_pixels: int = 40_000_
         for key, (name, kind) in CONTROL_FIELDS.items():
             value = form.get(key, request.query_params.get(key))
             if value not in (None, ""):
+                if name in overrides:
+                    raise BadRequest(400, f"{key}: given twice (under fsgr's and Hugging Face's name)")
                 try:
                     overrides[name] = kind(value)
                 except ValueError:
-                    raise BadRequest(400, f"{key}={value!r}: not {'an integer' if kind is int else 'a number'}") \
-                        from None
+                    raise BadRequest(400, f"{key}={value!r}: not {KIND_NAMES[kind]}") from None
         settings = captioner.settings(**overrides)           # FsgrError: 400 (input_error)
         nonlocal decoding_now
         decoding_now += 1
@@ -171,7 +194,9 @@ def create_app(captioner, max_bytes: int = 20 * 2**20, max_pixels: int = 40_000_
             decoding_now -= 1
         result = await batcher.caption(x, settings)
         body = describe(result, captioner.concept_name, background)
-        body.update(decoding=asdict(settings), seconds=round(time.perf_counter() - start, 4))
+        body.update(captions=[{"caption": text, "logprob": round(lp, 4)} for text, lp in result.sequences],
+                    decoding=asdict(settings), precision=captioner.precision,
+                    seconds=round(time.perf_counter() - start, 4))
         return JSONResponse(body)
 
     async def bad_request(request: Request, exc: BadRequest):
