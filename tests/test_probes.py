@@ -74,6 +74,8 @@ PROBES = [
      ["train.max_epochs"]),
     ("scst-lr-negative", ["train", "{cfg}", "scst.lr=-1", "run.dir={tmp}/r1"], 2, ["scst.lr"]),
     ("eval-beam-0", ["train", "{cfg}", "eval.beam_size=0", "run.dir={tmp}/r1"], 2, ["eval.beam_size"]),
+    ("eval-length-penalty-400", ["train", "{cfg}", "eval.length_penalty=400", "run.dir={tmp}/r1"], 2,
+     ["eval.length_penalty"]),
     ("max-len-1", ["train", "{cfg}", "data.max_len=1", "run.dir={tmp}/r1"], 2, ["data.max_len"]),
     ("device-banana-train", ["train", "{cfg}", "--device", "banana", "run.dir={tmp}/r1"], 2, ["banana"]),
     ("device-cuda-on-cpu", ["train", "{cfg}", "--device", "cuda", "run.dir={tmp}/r1"], 2, ["cuda", "not available"]),

@@ -66,6 +66,8 @@ class CaptionerBase:
     fsgr.export.runtime.OnnxCaptioner). Subclasses set `model` (with `.decoder`, `.pad_id/.bos_id/.eos_id`),
     `vocab`, `cfg`, `device`, `codebook_names`, and define `encode(images)`."""
 
+    amp_dtype: Optional[torch.dtype] = None     # the autocast dtype decoding runs in (None: fp32)
+
     # ------------------------------------------------------------------ concepts
     def concept_name(self, concept_id: int) -> str:
         names = self.codebook_names
@@ -90,8 +92,6 @@ class CaptionerBase:
         if isinstance(image, Image.Image):
             return preprocess(image, size=d.image_size, resize=d.resize)
         return load_image(image, size=d.image_size, resize=d.resize)
-
-    amp_dtype: Optional[torch.dtype] = None     # the autocast dtype decoding runs in (None: fp32)
 
     @property
     def precision(self) -> str:
@@ -119,12 +119,11 @@ class CaptionerBase:
         return captions_of(result, self.vocab, encoded.map_ids if concept_map else None,
                            settings.num_return_sequences)
 
-    def caption_tensors(self, images: torch.Tensor, **decoding) -> list:
+    def caption_tensors(self, images: torch.Tensor, settings: Optional[DecodeSettings] = None, **decoding) -> list:
         """Preprocessed images -> their captions, as `caption` returns them."""
-        captions = self.generate(images, self.settings(**decoding))
-        if decoding.get("num_return_sequences", 1) == 1:
-            return [c.text for c in captions]
-        return [[text for text, _ in c.sequences] for c in captions]
+        settings = settings or self.settings(**decoding)
+        return [c.text if settings.num_return_sequences == 1 else [text for text, _ in c.sequences]
+                for c in self.generate(images, settings)]
 
     def caption(self, images: Union[ImageLike, Sequence[ImageLike]], *, num_beams: Optional[int] = None,
                 max_new_tokens: Optional[int] = None, min_new_tokens: Optional[int] = None,
@@ -142,17 +141,14 @@ class CaptionerBase:
             images = [images]
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size {batch_size!r}: must be an integer >= 1")
-        decoding = dict(num_beams=num_beams, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
-                        no_repeat_ngram_size=no_repeat_ngram_size, length_penalty=length_penalty,
-                        do_sample=do_sample or None, temperature=None if temperature == 1.0 else temperature,
-                        top_k=top_k, top_p=top_p, num_return_sequences=num_return_sequences, seed=seed,
-                        **old_names)
-        settings = self.settings(**decoding)          # every value refused before any image is read
-        out: list = []
+        settings = self.settings(num_beams=num_beams, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+                                 no_repeat_ngram_size=no_repeat_ngram_size, length_penalty=length_penalty,
+                                 do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+                                 num_return_sequences=num_return_sequences, seed=seed, **old_names)
+        out: list = []                                # every value was refused above, before any image is read
         for start in range(0, len(images), batch_size):
             chunk = torch.stack([self.preprocess(im) for im in images[start:start + batch_size]])
-            captions = self.generate(chunk, settings)
-            out.extend(c.text if num_return_sequences == 1 else [text for text, _ in c.sequences] for c in captions)
+            out.extend(self.caption_tensors(chunk, settings))
         return out
 
 

@@ -89,7 +89,7 @@ class EvalConfig:
     beam_size: int = setting(5, ge=1)
     max_len: int = setting(20, ge=1)
     min_len: int = setting(0, ge=0)  # decoding controls (fsgr.models.decoding); the defaults change nothing
-    length_penalty: float = 0.0
+    length_penalty: float = setting(0.0, ge=-10.0, le=10.0)   # fsgr.models.decoding.LENGTH_PENALTY_RANGE
     no_repeat_ngram: int = setting(0, ge=0)
     batch_images: int = setting(50, ge=1)
     metrics: str = setting("bleu,meteor,rouge,cider", check=metric_names)  # the final test and `fsgr evaluate`

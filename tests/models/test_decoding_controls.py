@@ -237,3 +237,14 @@ def test_top_k_and_top_p_keep_only_the_most_likely_words():
     nucleus = int((probs.cumsum(0) < 0.5).sum()) + 1        # the fewest most-likely words holding half
     top_p = set(_sampled(model, one, max_len=1, top_p=0.5, num_return_sequences=100, seed=1).tokens[0, :, 0].tolist())
     assert top_p <= set(order[:nucleus]) and order[0] in top_p
+
+
+def test_the_eval_config_declares_the_same_length_penalty_range():
+    from dataclasses import fields
+
+    from fsgr.fields import rule_of
+    from fsgr.models.decoding import LENGTH_PENALTY_RANGE
+    from fsgr.recipe_config import EvalConfig
+
+    rule = rule_of(next(f for f in fields(EvalConfig) if f.name == "length_penalty"))
+    assert (rule.ge, rule.le) == LENGTH_PENALTY_RANGE
