@@ -230,7 +230,17 @@ def test_the_onnx_server_refuses_as_the_checkpoints(onnx_captioner, live, tiny_i
         assert client.post("/api/caption", files=image).json()["caption"] == onnx_captioner.caption(
             [str(tiny_images[0])])[0]
         for files, data, status in [(image, {"beam": "-1"}, 400), (image, {"max_len": "500"}, 400),
+                                    (image, {"beam": "100000"}, 400), (image, {"length_penalty": "30"}, 400),
                                     ({"image": ("b.png", buf.getvalue())}, {}, 413),
                                     ({"image": ("c.jpg", b"no image")}, {}, 415)]:
             r = client.post("/api/caption", files=files, data=data)
             assert r.status_code == status and r.json()["error"], r.text
+
+
+def test_an_onnx_export_decodes_in_fp32_only(onnx_dir, onnx_captioner):
+    from fsgr.errors import ConfigError
+    from fsgr.export import load_exported
+
+    assert onnx_captioner.precision == "fp32" and load_exported(onnx_dir, precision="train").precision == "fp32"
+    with pytest.raises(ConfigError, match="--precision bf16: an ONNX export"):
+        load_exported(onnx_dir, precision="bf16")
