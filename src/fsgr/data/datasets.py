@@ -221,9 +221,6 @@ class ResumableSampler(Sampler[int]):
             raise ValueError(f"start_index {start_index} outside 0..{self.per_rank}")
         self.epoch, self.start_index = int(epoch), int(start_index)
 
-    def set_start_index(self, start_index: int) -> None:
-        self.set_epoch(self.epoch, start_index)
-
     def order(self) -> list[int]:
         """This rank's full order for the current epoch (before skipping)."""
         idx = epoch_order(self.num_items, self.seed, self.epoch, self.shuffle)

@@ -94,10 +94,3 @@ def load_image(path: str | os.PathLike, size: int = 224, resize: Resize = "squas
         return preprocess(img, size=size, resize=resize)
     except (OSError, ValueError) as exc:
         raise DataError(f"{os.fspath(path)}: cannot convert mode {img.mode} to RGB ({exc})") from None
-
-
-def denormalise(x: torch.Tensor) -> torch.Tensor:
-    """(…, 3, H, W) normalised -> 0..1 (for drawing)."""
-    mean = torch.tensor(CLIP_MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    return (x * std + mean).clamp(0, 1)

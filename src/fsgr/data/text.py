@@ -7,7 +7,7 @@ The reference then drops a fixed list of punctuation tokens (M2's `data/field.py
 
 from __future__ import annotations
 
-from typing import Iterable, Literal, Sequence
+from typing import Literal, Sequence
 
 from fsgr.errors import DataError
 from fsgr.metrics.tokenizer import ptb_tokenize
@@ -56,11 +56,3 @@ def encode_caption(words: Sequence[str], vocab, max_len: int = 54, policy: Lengt
             raise DataError(f"unknown length policy {policy!r}: use 'truncate' or 'refuse'")
         words = words[:room]
     return [vocab.bos_id, *vocab.encode(words), vocab.eos_id]
-
-
-def count_words(captions: Iterable[list[str]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for words in captions:
-        for w in words:
-            counts[w] = counts.get(w, 0) + 1
-    return counts

@@ -192,10 +192,3 @@ def vocab_from_records(records, splits: Sequence[str] = ("train",), min_freq: in
     vocab = Vocab.build(tokenize_captions(raws), min_freq=min_freq)
     vocab.source = f"built from {len(raws):,} {'+'.join(splits)} captions, min_freq={min_freq}"
     return vocab
-
-
-def load_or_build_vocab(cfg, records) -> Vocab:
-    """cfg.vocab (JSON or M2 vocab.pkl) when set, else built from records (cfg.vocab_splits, cfg.min_freq)."""
-    if cfg.vocab:
-        return Vocab.load(cfg.vocab)
-    return vocab_from_records(records, splits=tuple(cfg.vocab_splits), min_freq=cfg.min_freq)

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from fsgr.core.device import autocast
+from fsgr.core.device import autocast, resolve_amp
 from fsgr.data.config import SyntheticConfig
 from fsgr.data.images import CLIP_MEAN, CLIP_STD
 from fsgr.data.synthetic import COLOUR_OF, CONCEPTS, SHAPE_OF, captions_for, concept_id, patch_concepts, render
@@ -344,7 +344,8 @@ def pretrain(cfg: PretrainConfig, out: Optional[str | os.PathLike], device: str 
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
     gen = torch.Generator(device=dev)
     gen.manual_seed(cfg.seed)
-    amp_dtype = torch.bfloat16 if dev.type == "cuda" else None
+    amp_dtype = resolve_amp("auto", dev)     # the trainer's choice: bf16 where the GPU has it, else fp16; CPU fp32
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)   # fp16 needs loss scaling
     t_train = time.time()
     cfg = copy.deepcopy(cfg)
     step = 0
@@ -368,8 +369,9 @@ def pretrain(cfg: PretrainConfig, out: Optional[str | os.PathLike], device: str 
         if not torch.isfinite(loss):
             raise FloatingPointError(f"pretrain-clip: non-finite loss {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         with torch.no_grad():
             model.logit_scale.clamp_(0, cfg.max_logit_scale)
         if cfg.time_budget and step + 1 == 100:

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from fsgr.config import Config, save_config, to_dict
 from fsgr.core import checkpoint as ckpt_io
 from fsgr.core.build import build_model
-from fsgr.core.device import autocast, pick_device, resolve_amp
+from fsgr.core.device import autocast, pick_device, precision_name, resolve_amp
 from fsgr.errors import CheckpointError, ConfigError, FsgrError, WorkFailed
 from fsgr.files import atomic_write_text, why_not_writable
 from fsgr.logs import get_logger
@@ -602,7 +602,7 @@ class Trainer:
             "scst_mode": self.cfg.scst.mode, "scst_recipe": SCST_RECIPES[self.cfg.scst.mode],
             "signature": run_signature(self.last_eval.get("signature"), SCST_RECIPES[self.cfg.scst.mode]),
             "world_size": self.dist.world_size, "device": str(self.device),
-            "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
+            "amp": precision_name(self.amp_dtype),
             # the signal that stopped the run (status "interrupted"); `fsgr train` then exits 128 + its number
             "signal": signal.Signals(self._stop_signal).name if self._stop_signal is not None else None,
         }

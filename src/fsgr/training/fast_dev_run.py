@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 import torch
 
+from fsgr.core.device import precision_name
 from fsgr.errors import ConfigError
 from fsgr.training import setup
 from fsgr.training.engine import Trainer
@@ -137,7 +138,7 @@ def _report(trainer, model_setup, xe_times, xe_steps, scst_times, scst_steps, va
     projected["run_seconds_at_most"] = xe_epochs * (projected["xe_epoch_seconds"] + val) + scst_part
     return {
         "steps": len(xe_times), "world_size": trainer.dist.world_size, "device": str(trainer.device),
-        "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "fp32",
+        "amp": precision_name(trainer.amp_dtype),
         "data_setup_seconds": trainer.data_setup_seconds,
         "captions_from_cache": all(w.from_cache for w in trainer.data.words.values()),
         "model_setup_seconds": model_setup,

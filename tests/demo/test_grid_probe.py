@@ -1,4 +1,4 @@
-"""The semantic-grid probe's pieces (fsgr.demo.probe): caption parsing, naming scores, per-object labelling and the
+"""The semantic-grid probe's pieces (fsgr.demo.grid_probe): caption parsing, naming scores, per-object labelling and the
 oracle grid, which must equal what the semantic head builds when its own assignment is the given one."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from fsgr.data.synthetic import CONCEPTS, concept_id
-from fsgr.demo.probe import OracleGrid, mentioned_objects, naming_scores, object_labelled, stated_relations
+from fsgr.demo.grid_probe import OracleGrid, mentioned_objects, naming_scores, object_labelled, stated_relations
 from fsgr.models.config import SemanticConfig
 from fsgr.models.semantic import SemanticHead
 

@@ -11,7 +11,7 @@
 * statements: of the size words, shape counts, backgrounds and relations the captions state, the fraction true;
 * `--linear-probe`: linear probes of the patch concept on the frozen CLIP grid, beside the zero-shot codebook labels.
 
-    python -m fsgr.demo.probe RUN_DIR [RUN_DIR ...] [--split test] [--no-oracle] [--linear-probe] [--max-images N]
+    python -m fsgr.demo.grid_probe RUN_DIR [RUN_DIR ...] [--split test] [--no-oracle] [--linear-probe] [--max-images N]
                               [--json OUT]
 
 RUN_DIR: a `fsgr demo` / `fsgr train configs/demo.yaml` / `fsgr ablate` run directory with checkpoints/best.pt.
@@ -279,7 +279,7 @@ def _naming_by(preds: dict[int, str], labelled: dict[int, dict[int, bool]]) -> d
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fsgr.demo.probe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m fsgr.demo.grid_probe", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="run directories with checkpoints/best.pt")
     parser.add_argument("--split", default="test", choices=["val", "test"])
     parser.add_argument("--no-oracle", action="store_true", help="skip the oracle-grid decode")

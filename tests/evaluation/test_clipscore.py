@@ -3,8 +3,10 @@ the same (random) weights: torchvision's Resize + CenterCrop + ToTensor + Normal
 tokenizer on "A photo depicts " + caption, features L2-normalised, w * max(cos, 0), harmonic mean with the best
 candidate-reference cosine."""
 
+import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +16,12 @@ from PIL import Image
 from fsgr.cli import main
 from fsgr.evaluation.clipscore import ClipScorer
 
-from openai_reference import openai_tokenize, random_openai_clip
+# OpenAI's own CLIP code, which the CLIP tests also compare against (tests/models/openai_reference.py)
+_spec = importlib.util.spec_from_file_location("openai_reference",
+                                               Path(__file__).resolve().parents[1] / "models" / "openai_reference.py")
+_openai = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_openai)
+openai_tokenize, random_openai_clip = _openai.openai_tokenize, _openai.random_openai_clip
 
 MEAN = np.array((0.48145466, 0.4578275, 0.40821073))
 STD = np.array((0.26862954, 0.26130258, 0.27577711))
