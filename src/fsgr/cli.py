@@ -160,11 +160,13 @@ def main(argv: list[str] | None = None) -> int:
             from fsgr.data.decode import max_image_pixels
 
             max_image_pixels()
-        if getattr(args, "quiet", False) or getattr(args, "verbose", False):   # (`logging` loads only then)
-            from fsgr.logs import set_verbosity
+        quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+        if not (quiet or verbose):
+            return int(_verb_module(args._module).main(args) or 0)
+        from fsgr.logs import verbosity   # (`logging` loads only here: `fsgr score` does not pay for it)
 
-            set_verbosity(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
-        return int(_verb_module(args._module).main(args) or 0)
+        with verbosity(quiet=quiet, verbose=verbose):
+            return int(_verb_module(args._module).main(args) or 0)
     except KeyboardInterrupt:
         print("fsgr: interrupted", file=sys.stderr)
         return 130

@@ -10,6 +10,7 @@ stdout whatever the level.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -47,6 +48,14 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name)
 
 
-def set_verbosity(quiet: bool = False, verbose: bool = False) -> None:
-    """--quiet: warnings and errors only; --verbose: debug messages too; neither: INFO (the default)."""
-    get_logger(ROOT).setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+@contextlib.contextmanager
+def verbosity(quiet: bool = False, verbose: bool = False):
+    """The `fsgr` logger's level for one command: --quiet = warnings and errors only, --verbose = debug messages too;
+    the level it had comes back afterwards (`fsgr.cli.main` may run several commands in one process)."""
+    root = get_logger(ROOT)
+    before = root.level
+    root.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    try:
+        yield
+    finally:
+        root.setLevel(before)

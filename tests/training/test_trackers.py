@@ -190,7 +190,7 @@ def test_messages_go_through_the_fsgr_logger_and_quiet_silences_them(tmp_path, t
         assert main(["train", str(tiny_run_config(tmp_path, "q")), "train.max_steps=1", "eval.test_at_end=false",
                      "--no-progress", "--quiet"]) == 0
         quiet = capsys.readouterr()
-        assert quiet.err == "" and json.loads(quiet.out.strip().splitlines()[-1])["status"] == "max_steps"
+        assert "set-up:" not in loud.err and quiet.err == "" and json.loads(quiet.out.strip().splitlines()[-1])["status"] == "max_steps"
 
         records = []
         handler = logging.Handler()
@@ -202,9 +202,14 @@ def test_messages_go_through_the_fsgr_logger_and_quiet_silences_them(tmp_path, t
         finally:
             logging.getLogger("fsgr").removeHandler(handler)
         assert any(r.name == "fsgr.training.engine" and "stopped (max_steps)" in r.getMessage() for r in records)
-        assert logging.getLogger("fsgr").level == logging.DEBUG
+        assert any(r.levelno == logging.DEBUG and r.getMessage().startswith("set-up: 1 process(es) on cpu")
+                   for r in records)
     finally:
         logging.getLogger("fsgr").setLevel(logging.INFO)
+    assert logging.getLogger("fsgr").level == logging.INFO     # a command's --quiet/--verbose ends with it
+    assert main(["train", str(tiny_run_config(tmp_path, "after")), "train.max_steps=1", "eval.test_at_end=false",
+                 "--no-progress"]) == 0
+    assert "stopped (max_steps)" in capsys.readouterr().err
 
 
 def test_score_and_caption_need_no_extra(tmp_path):

@@ -192,6 +192,11 @@ class Trainer:
         if cfg.train.compile:
             compile_backbone_and_encoder(self.model)
         self.memory = MemoryHook.for_decoder(self.model.decoder, self.dist)
+        if self.dist.is_main:
+            log.debug(f"set-up: {self.dist.world_size} process(es) on {self.device}, amp "
+                      f"{str(self.amp_dtype).replace('torch.', '') if self.amp_dtype else 'fp32'}; data read in "
+                      f"{self.data_setup_seconds:.2f} s (" + ", ".join(f"{name} {len(self.data.split(name))} images"
+                                                               for name in ("train", "val", "test")) + ")")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.loader_generator = torch.Generator()
 
