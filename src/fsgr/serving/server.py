@@ -1,7 +1,8 @@
 """`fsgr serve`: the web page and JSON API over a Captioner (Starlette + uvicorn: `pip install fsgr[serve]`).
 
     GET  /               the page (inline JS/CSS, works offline)
-    GET  /healthz        {"status": "ok", "device", "precision", "image_size", "decoding", "batches": {size: count}}
+    GET  /healthz        {"status": "ok", "device", "precision", "image_size", "decoding", "max_bytes", "max_pixels",
+                         "decode_workers", "uploads_decoding", "batches": {size: count}}
     POST /api/caption    multipart: `image` (file) and optional decoding fields, Hugging Face's names or fsgr's
                          (CONTROL_FIELDS: num_beams|beam, max_new_tokens|max_len, min_new_tokens|min_len,
                          length_penalty, no_repeat_ngram_size|no_repeat_ngram, do_sample, temperature, top_k, top_p,
@@ -68,7 +69,7 @@ class BadRequest(Exception):
 def decode_upload(data: bytes, max_pixels: int):
     """Bytes of an upload -> RGB PIL image, or BadRequest with the reason. `max_pixels` is checked from the header,
     before decoding, and replaces PIL's own limit."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     from fsgr.data.decode import open_header, over_pixel_limit, to_rgb
 
