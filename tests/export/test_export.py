@@ -231,6 +231,7 @@ def test_the_onnx_server_refuses_as_the_checkpoints(onnx_captioner, live, tiny_i
             [str(tiny_images[0])])[0]
         for files, data, status in [(image, {"beam": "-1"}, 400), (image, {"max_len": "500"}, 400),
                                     (image, {"beam": "100000"}, 400), (image, {"length_penalty": "30"}, 400),
+                                    (image, {"length_penalty": "1e308"}, 400),
                                     ({"image": ("b.png", buf.getvalue())}, {}, 413),
                                     ({"image": ("c.jpg", b"no image")}, {}, 415)]:
             r = client.post("/api/caption", files=files, data=data)
