@@ -52,6 +52,7 @@ def test_ray_parts_equal_the_plain_path_and_resume(local_ray, tiny_checkpoint, t
     heads = [read_caption_file(p).header for p in parts]
     assert {h["checkpoint_sha256"] for h in heads} == {read_caption_file(plain).header["checkpoint_sha256"]}
     assert [h["part"] for h in heads] == [[0, 3], [1, 3], [2, 3]] and heads[0]["decoding"]["beam_size"] == 2
+    assert {h["precision"] for h in heads} == {read_caption_file(plain).header["precision"]} == {"fp32"}
     # resume: the finished parts are not redone (marked), the part with the error row is
     finished = parts[0]
     marked = finished.read_text().replace('"caption": "', '"caption": "KEPT ', 1)

@@ -55,7 +55,8 @@ class _PartCaptioner:
             texts.append("".join(json.dumps(row) + "\n" for row in rows))
         decoding = json.dumps(header(None, self.settings)["decoding"])
         return {"part": batch["part"], "rows": np.array(texts, dtype=object),
-                "decoding": np.array([decoding] * len(texts), dtype=object)}
+                "decoding": np.array([decoding] * len(texts), dtype=object),
+                "precision": np.array([self.captioner.precision] * len(texts), dtype=object)}
 
 
 def finished_parts(out_dir: Path, total: int, model_sha: str, sources_digest: str, resume: bool,
@@ -130,7 +131,7 @@ def caption_with_ray(checkpoint: str | os.PathLike, paths: Sequence[str], out_di
         for result in dataset.iter_rows():
             k, text = int(result["part"]), result["rows"]
             meta = header(model_sha, json.loads(result["decoding"]), part=(k, total), inputs=len(chunks[k]),
-                          sources_sha256=digest, engine="ray")
+                          precision=result["precision"], sources_sha256=digest, engine="ray")
             atomic_write_text(out_dir / part_name(k, total), json.dumps(meta) + "\n" + text)
             rows = [json.loads(line) for line in text.splitlines()]
             written += len(rows)
