@@ -36,3 +36,15 @@ def test_every_packaged_config_passes_its_own_checks():
 
     for name in packaged_configs():
         load_config(name)
+
+
+def test_train_refuses_clip_sizes_the_weights_do_not_have_before_writing_the_run(tmp_path, capsys):
+    # issue 24 item 3: the demo CLIP has 6 blocks; `model.clip.vision_layers=4` trained and saved a checkpoint that
+    # `fsgr caption` could not load. Now: refused at set-up, naming both values, nothing in run.dir.
+    small = [f"data.synthetic.root={tmp_path / 'shapes'}", "data.synthetic.num_train=8", "data.synthetic.num_val=2",
+             "data.synthetic.num_test=2", "data.workers=0", "data.cache_dir=null", "train.batch_size=10",
+             "scst.enabled=false", f"run.dir={tmp_path / 'run'}"]
+    assert cli_main(["train", "demo", *small, "model.clip.vision_layers=4", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "model.clip.vision_layers=4: the CLIP at demo has vision_layers=6" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
