@@ -33,7 +33,7 @@ def demo_captioner():
     from fsgr.config import load_config
     from fsgr.data.vocab import SPECIALS, Vocab
     from fsgr.inference import Captioner
-    from fsgr.training.setup import build_model
+    from fsgr.core.build import build_model
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
     words = "a an the big small red green blue yellow purple orange circle square triangle star and on of left " \
