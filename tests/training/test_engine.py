@@ -19,7 +19,6 @@ from PIL import Image
 from fsgr.cli import main as cli_main
 from fsgr.config import load_config
 from fsgr.errors import CheckpointError
-from fsgr.logs import set_verbosity
 from fsgr.training import train
 from fsgr.core.checkpoint import load_checkpoint
 from fsgr.training.engine import NonFiniteLossError
@@ -485,7 +484,6 @@ def test_an_epoch_without_a_whole_global_batch_is_refused_naming_both_sizes():
 def test_a_run_that_died_before_its_first_checkpoint_starts_again_with_the_same_command(tmp_path, tiny_run_config,
                                                                                          capsys):
     cfg, run = str(tiny_run_config(tmp_path, train={"max_steps": 2}, eval={"test_at_end": False})), tmp_path / "run"
-    set_verbosity()                  # INFO messages, whatever an earlier in-process `fsgr -q ...` left set
     dies = ["train", cfg, "train.lr=1e30", "--no-progress"]        # a non-finite loss in its first epoch
     for attempt in range(2):                                        # the same command runs again (and dies again)
         assert cli_main(dies) == 1                                  # steps were trained: a failure, not a refusal
