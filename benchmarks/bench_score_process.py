@@ -148,6 +148,31 @@ def timed(cmd: list[str], env: dict) -> tuple[float, float, str]:
     return elapsed, cpu, proc.stdout
 
 
+def kernel_gains(refs_path: Path, preds_path: Path, tmp: Path, runs: int, env: dict) -> dict:
+    """`fsgr score` with every compiled kernel ("all") and with each switched off alone (`fsgr.metrics.speedups`),
+    one run of each in turn, `runs` times: the medians, and each kernel's gain, (median off - median all) / median
+    off, with the scores checked equal."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from fsgr.metrics import speedups
+
+    variants = {"all": "", **{k: f"from fsgr.metrics import speedups; speedups.{k} = None; " for k in speedups.KERNELS}}
+    seconds: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(runs):
+        for name, switch in variants.items():
+            code = f"import sys; {switch}from fsgr.cli import main; sys.exit(main(sys.argv[1:]))"
+            cmd = [sys.executable, "-c", code, "score", "--refs", str(refs_path), "--preds", str(preds_path),
+                   "--metrics", "bleu,rouge,cider", "--json", str(tmp / f"{name}.json")]
+            seconds[name].append(timed(cmd, env)[0])
+    scores = [json.loads((tmp / f"{name}.json").read_text()) for name in variants]
+    if any({k: v for k, v in s.items() if k != "CIDEr"} != {k: v for k, v in scores[0].items() if k != "CIDEr"}
+           or abs(s["CIDEr"] - scores[0]["CIDEr"]) > 1e-12 for s in scores):
+        raise SystemExit("the scores differ with a kernel switched off")
+    median = {name: statistics.median(t) for name, t in seconds.items()}
+    return {"kernels_runs": runs, "seconds_median": {k: round(v, 4) for k, v in median.items()},
+            "kernel_gain_percent": {k: round(100 * (median[k] - median["all"]) / median[k], 1)
+                                    for k in speedups.KERNELS}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=10**9)
@@ -156,6 +181,9 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--no-compiled", action="store_true",
                         help="ours without the C extension (fsgr.metrics._speedups blocked): the numpy/Python paths")
+    parser.add_argument("--kernels", action="store_true",
+                        help="instead of the toolkit: `fsgr score` with every compiled kernel and with each switched "
+                             "off alone, interleaved --runs times (what each kernel gains on the whole process)")
     args = parser.parse_args()
     if not DATA.is_file():
         raise SystemExit(f"{DATA}: not found (this benchmark needs the Flickr8k captions beside the repository)")
@@ -178,6 +206,9 @@ def main() -> None:
                        "sys.exit(main(sys.argv[1:]))"] if args.no_compiled else ["-m", "fsgr"]
         ours_cmd = [sys.executable, *start, "score", "--refs", str(refs_path), "--preds", str(preds_path),
                     "--metrics", "bleu,rouge,cider", "--json", str(Path(tmp) / "ours.json")]
+        if args.kernels:
+            print(json.dumps({**out, **kernel_gains(refs_path, preds_path, Path(tmp), args.runs, env)}))
+            return
         base_cmd = [sys.executable, "-c", BASELINE, str(refs_path), str(preds_path)]
         base_times, our_times, base_cpu, our_cpu = [], [], [], []
         for _ in range(args.runs):

@@ -92,8 +92,9 @@ class TfIdf:
         """The tf-idf weight of rows (count, n-gram id); an id past the counted ones (an n-gram no document holds,
         `NgramVocab.encode`'s own ids) has df 0, as in the toolkit's defaultdict."""
         seen = ngram < len(self.log_df)
-        log_df = self.log_df[np.where(seen, ngram, 0)] if len(self.log_df) else np.zeros(len(ngram))
-        return count * (self.log_documents - np.where(seen, log_df, 0.0))
+        log_df = np.zeros(len(ngram))
+        log_df[seen] = self.log_df[ngram[seen]]
+        return count * (self.log_documents - log_df)
 
 
 def bigram_lengths(word_lengths: np.ndarray) -> np.ndarray:
