@@ -33,6 +33,7 @@ class TrainConfig:
     # stop (and save last.pt) after this many optimiser steps in total, both phases
     max_steps: Optional[int] = setting(None, ge=0)
     log_every: int = setting(50, ge=1)  # optimiser steps between metrics.jsonl / TensorBoard rows
+    log_batches: bool = False  # each step's image ids per process -> run.dir/batches/rank{R}.jsonl (data order)
     lr: float = setting(2e-4, ge=0.0)  # absolute peak LR of the captioning group (att_embed, encoder, decoder)
     # backbone group (prompts + adapters) peak LR = lr * backbone_lr_scale
     backbone_lr_scale: float = setting(0.1, ge=0.0)

@@ -7,7 +7,11 @@ Karpathy json format. The model: CLIP width 64, 2 layers, patch 8 (a 4x4 grid), 
 from __future__ import annotations
 
 import json
+import os
 import random
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +21,9 @@ from PIL import Image, ImageDraw
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220), "yellow": (230, 210, 30)}
 SHAPES = ("square", "circle")
+REPO = Path(__file__).resolve().parents[2]
+# per-image noise (dropout -- model.dropout covers the prompts' --, Gumbel) cannot match between 1 and N processes
+NO_NOISE = ["model.dropout=0.0", "model.semantic.gumbel=false", "train.contrastive_weight=0"]
 TEMPLATES = ("a {c} {s}", "a {c} {s} on a plain background", "the {s} is {c}", "one {c} {s}", "a small {c} {s}")
 
 
@@ -95,3 +102,43 @@ def tiny_kit():
     """The builders themselves, for tests that lay out their own data or config (relative paths, other sizes):
     kit.make_dataset(root, n_train=..), kit.config(data_json, run_dir, **sections) -> dict, kit.write(path, dict)."""
     return SimpleNamespace(make_dataset=make_dataset, config=tiny_config, write=write_config)
+
+
+def subprocess_env() -> dict:
+    """This tree's sources first, one thread, no torchrun variables inherited."""
+    path = os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_command(config: Path, overrides, processes: int = 1, resume: bool = False) -> list[str]:
+    """`fsgr train` in one process, or under torchrun with `processes` (gloo on the CPU)."""
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher += ["-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_addr",
+                     "127.0.0.1", "--master_port", str(free_port())]
+    return [*launcher, "-m", "fsgr", "train", str(config), *overrides, "--no-progress",
+            *(["--resume"] if resume else [])]
+
+
+def run_train(config: Path, overrides, processes: int = 1, resume: bool = False) -> subprocess.CompletedProcess:
+    proc = subprocess.run(train_command(config, overrides, processes, resume), env=subprocess_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="session")
+def launch():
+    """Runs fsgr in other processes: .env(), .free_port(), .command(config, overrides, processes=1, resume=False),
+    .train(...) (the same, run to a zero exit), .no_noise (the overrides under which 1 and N processes match)."""
+    return SimpleNamespace(env=subprocess_env, free_port=free_port, command=train_command, train=run_train,
+                           no_noise=NO_NOISE)

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,19 +21,9 @@ from fsgr.core.checkpoint import load_checkpoint
 from fsgr.training.engine import NonFiniteLossError
 from fsgr.training.logging import read_metrics
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def _losses(run_dir: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "train"}
-
-
-def _env():
-    path = os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
-    env.pop("RANK", None)
-    env.pop("WORLD_SIZE", None)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -247,46 +234,33 @@ def test_scst_beam_mode(tmp_path, tiny_run_config):
     assert scst[0]["lrs"] == {"captioner": pytest.approx(1e-5)}    # backbone frozen in SCST
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _one_and_two_processes(tmp_path, tiny_run_config, over):
+def _one_and_two_processes(tmp_path, tiny_run_config, launch, over):
     """Train the same config in one process and under torchrun with two (gloo, CPU); their per-step train rows."""
     one = tiny_run_config(tmp_path, "one")
     two = tiny_run_config(tmp_path, "two")
     train(load_config(one, over), progress=False)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "fsgr", "train", str(two), *over, "--no-progress"]
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    launch.train(two, over, processes=2)
     assert load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["world_size"] == 2
     rows = [{r["step"]: r for r in read_metrics(tmp_path / run / "metrics.jsonl") if r["kind"] == "train"}
             for run in ("one", "two")]
     return rows[0], rows[1]
 
 
-# per-image noise (dropout -- model.dropout covers the prompts' --, Gumbel) cannot match between 1 and 2 processes
-NO_NOISE = ["model.dropout=0.0", "model.semantic.gumbel=false", "train.contrastive_weight=0"]
-
-
 @pytest.mark.slow
-def test_ddp_two_processes_match_one(tmp_path, tiny_run_config):
-    a, b = _one_and_two_processes(tmp_path, tiny_run_config, ["train.max_steps=4", *NO_NOISE, "train.batch_size=20",
-                                                              "data.batching=caption"])
+def test_ddp_two_processes_match_one(tmp_path, tiny_run_config, launch):
+    a, b = _one_and_two_processes(tmp_path, tiny_run_config, launch, ["train.max_steps=4", *launch.no_noise,
+                                                                      "train.batch_size=20", "data.batching=caption"])
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]
     assert max(abs(a[s]["loss"] - b[s]["loss"]) for s in a) <= 1e-4
 
 
 @pytest.mark.slow
-def test_ddp_uneven_global_batches_match_one_process(tmp_path, tiny_run_config):
+def test_ddp_uneven_global_batches_match_one_process(tmp_path, tiny_run_config, launch):
     # 3 images (15 captions) per XE step and 3 images per SCST step over 2 processes: 2 + 1 each step. Beam-mode
     # SCST: sampling would draw from each process's own generator. 24 training images: 8 XE steps, then SCST.
-    over = ["train.max_steps=10", *NO_NOISE, "train.batch_size=15", "data.batching=image", "train.max_epochs=1",
+    over = ["train.max_steps=10", *launch.no_noise, "train.batch_size=15", "data.batching=image", "train.max_epochs=1",
             "train.xe_most=1", "scst.enabled=true", "scst.mode=beam", "scst.num_samples=2", "scst.batch_images=3"]
-    a, b = _one_and_two_processes(tmp_path, tiny_run_config, over)
+    a, b = _one_and_two_processes(tmp_path, tiny_run_config, launch, over)
     assert sorted(a) == sorted(b) == list(range(1, 11))
     assert [a[s]["phase"] for s in sorted(a)] == ["xe"] * 8 + ["scst"] * 2
     for s in a:
@@ -294,11 +268,11 @@ def test_ddp_uneven_global_batches_match_one_process(tmp_path, tiny_run_config):
     assert max(abs(a[s]["reward"] - b[s]["reward"]) for s in (9, 10)) <= 1e-4
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_saves_and_exits_with_its_code(tmp_path, tiny_run_config, signum, code):
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGUSR1, 138)])
+def test_a_signal_saves_and_exits_with_its_code(tmp_path, tiny_run_config, launch, signum, code):
     # saved and resumable, but not a success: `fsgr train ... && fsgr evaluate ...` must stop
     cfg = tiny_run_config(tmp_path, train={"max_epochs": 50, "xe_most": 50, "xe_least": 50})
-    proc = subprocess.Popen([sys.executable, "-m", "fsgr", "train", str(cfg), "--no-progress"], env=_env(),
+    proc = subprocess.Popen(launch.command(cfg, []), env=launch.env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "run" / "metrics.jsonl"
     deadline = time.time() + 120

@@ -5,8 +5,9 @@ directory. `--print-config` prints the resolved config as YAML and exits (nothin
 
 Multi-GPU: `torchrun --nproc_per_node N -m fsgr train CONFIG ...` (one process per GPU, DDP); one process needs no
 launcher. Prints the run summary as JSON on stdout when the run ends (progress and messages go to stderr).
-Exit status: 0 when the run finished or stopped at train.max_steps; 130 / 143 when SIGINT / SIGTERM stopped it (after
-saving last.pt; continue with --resume); 2 for bad input, before anything is written.
+Exit status: 0 when the run finished or stopped at train.max_steps; 130 / 143 / 138 when SIGINT / SIGTERM / SIGUSR1
+stopped it (after saving last.pt; continue with --resume; 138 = SLURM's warning before a time limit or preemption:
+requeue); 2 for bad input, before anything is written. `--resume` may use another number of processes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def add_arguments(parser):
                              "and exit, touching no data")
     parser.add_argument("--list-configs", action="store_true", help="list the packaged configs (name and file) and exit")
     parser.add_argument("--resume", action="store_true",
-                        help="continue run.dir/checkpoints/last.pt exactly where it stopped")
+                        help="continue run.dir/checkpoints/last.pt exactly where it stopped (bit-exact on the same "
+                             "number of processes; exact in data order on another)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: this process's GPU, else CPU)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     parser.add_argument("--fast-dev-run", type=int, nargs="?", const=3, default=None, metavar="N",
@@ -66,7 +68,7 @@ def main(args) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary))
     if summary["status"] == "interrupted":
-        # saved, but not done: 130 (SIGINT) / 143 (SIGTERM), as a shell reports a process killed by the signal,
-        # so that `fsgr train ... && fsgr evaluate ...` stops here
+        # saved, but not done: 130 (SIGINT) / 143 (SIGTERM) / 138 (SIGUSR1), as a shell reports a process killed by
+        # the signal, so that `fsgr train ... && fsgr evaluate ...` stops here and a requeue wrapper can tell them apart
         return 128 + signal.Signals[summary["signal"] or "SIGTERM"].value
     return 0

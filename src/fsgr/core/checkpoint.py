@@ -34,7 +34,7 @@ REQUIRED_KEYS = ("config", "vocab_itos", "model")
 # Config keys that may change between a run and its resumption (they do not change the numbers of a step).
 # keys that cannot change a finished run's numbers: where it lives, loader plumbing, a step cap it did not hit
 SAME_RUN_CHANGES = ("run.", "data.workers", "data.pin_memory", "data.persistent_workers", "data.prefetch_factor",
-                    "train.max_steps", "train.log_every", "eval.java_timeout")
+                    "train.max_steps", "train.log_every", "train.log_batches", "eval.java_timeout")
 # ... and what a resume may change besides: how long it goes on, where the caption cache lives, evaluation, compile
 RESUMABLE_CHANGES = SAME_RUN_CHANGES + ("train.max_epochs", "scst.max_epochs", "data.cache_dir", "eval.",
                                         "train.compile")
@@ -168,7 +168,9 @@ def set_rng_state(state: dict[str, Any], loader_generator: torch.Generator | Non
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # a node may have fewer GPUs than the one that saved the state (resuming on another number of processes)
+        for index, device_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(device_state, index)
     if loader_generator is not None and state.get("loader") is not None:
         loader_generator.set_state(state["loader"])
 

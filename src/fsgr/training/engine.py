@@ -5,7 +5,8 @@
 
 Everything that decides what the next step computes lives in `TrainState` (phase, epoch, step within the epoch, global
 step, best score, patience) plus the model/optimiser/scaler/RNG states; all of it goes into every checkpoint, so
-`--resume` continues bit-for-bit. What an epoch's validation score does to that state (keep XE, switch to SCST, stop)
+`--resume` continues bit-for-bit on the same number of processes, and exactly in data order on another number (the
+global batches do not depend on it). What an epoch's validation score does to that state (keep XE, switch to SCST, stop)
 is the pure function `fsgr.training.state.end_of_epoch`. Data parallelism: torchrun env -> DDP for XE (gradients
 averaged in backward), explicit gradient all-reduce for SCST (decoding does not go through DDP's forward). Rank 0
 alone writes files.
@@ -59,9 +60,12 @@ from fsgr.training.state import PhaseRules, TrainState, end_of_epoch
 
 log = get_logger(__name__)
 
+# save last.pt and stop, on every rank at the same step: SIGUSR1 is what SLURM sends before a time limit or a
+# preemption (`#SBATCH --signal=USR1@120`); `fsgr train` then exits 128 + the signal's number (130, 143, 138)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 # what a run writes into run.dir: a new run refuses a run.dir holding any of them (a non-empty folder, or a file)
 RUN_ARTEFACTS = ("checkpoints", "config.yaml", "metrics.jsonl", "summary.json", "predictions", "tensorboard",
-                 "trackers.json", "wandb")
+                 "trackers.json", "wandb", "batches")
 EOS_WORD = "eos"   # the word that stands for <eos> in SacreEOS-standard rewards (PTB-safe, no angle brackets)
 SCST_RECIPES = {
     "sample": "SCST standard (SacreEOS): 5 multinomial samples/image, mean-of-others baseline, <eos> in the reward, "
@@ -228,7 +232,16 @@ class Trainer:
                               f"(replaced {', '.join(removed)})")
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "predictions").mkdir(exist_ok=True)
+            if self.resume:
+                self._remove_stale_temporaries()
         barrier(self.dist)
+
+    def _remove_stale_temporaries(self) -> None:
+        """A process killed (SIGKILL, power) while saving a checkpoint leaves its temporary file: `fsgr.files.
+        atomic_write` names it `.NAME.pt.PID-RANDOM.tmp` beside NAME.pt. Nothing writes there before this run."""
+        for stale in sorted(self.ckpt_dir.glob(".*.pt.*.tmp")):
+            stale.unlink()
+            self._say(f"removed {stale}: the temporary file of a checkpoint save that was killed")
 
     def begin_phase(self, phase: str) -> None:
         """Start `phase` ("xe" or "scst"): its own optimiser and LR schedule (SCST: the backbone frozen unless
@@ -261,16 +274,19 @@ class Trainer:
         path = self.ckpt_dir / "last.pt"
         ckpt = ckpt_io.load_checkpoint(path)
         ckpt_io.check_resumable(ckpt, path, to_dict(self.cfg), list(self.vocab.itos), self.codebook_fingerprint)
-        if ckpt["world_size"] != self.dist.world_size:
-            raise FsgrError(f"{path}: saved by {ckpt['world_size']} processes, resuming with "
-                            f"{self.dist.world_size}; bit-exact resumption needs the same number")
+        saved_world, world, rank = ckpt["world_size"], self.dist.world_size, self.dist.rank
+        if saved_world != world:
+            self._say(f"{path}: saved by {saved_world} process(es), resuming with {world}: exact in data order (the "
+                      f"epoch's remaining global batches, each sample once), not bit-exact in floats (sums run in "
+                      f"another order; processes beyond the saved ones continue rank 0's random streams)")
         self.state = TrainState(**ckpt["state"])
         self.model.load_state_dict(ckpt["model"])
         self._build_optimizer(self.state.phase)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.last_eval = ckpt.get("last_eval", {})
-        ckpt_io.set_rng_state(ckpt["rng"][self.dist.rank], self.loader_generator)
+        # every process starts from train.seed's streams; one the saved run did not have continues rank 0's
+        ckpt_io.set_rng_state(ckpt["rng"][rank if rank < saved_world else 0], self.loader_generator)
 
     # ================================================================== train
     def train(self) -> dict[str, Any]:
@@ -329,6 +345,7 @@ class Trainer:
                 if st.step_in_epoch == steps_total:
                     break
                 if values["_stop"]:
+                    self._agree_on_signal()
                     return "interrupted"
                 if self._steps_exhausted():
                     return "max_steps"
@@ -344,10 +361,23 @@ class Trainer:
         st.step_in_epoch += 1
         st.global_step += 1
         self.memory.after_step(st.global_step, st.phase)   # PMA bank commit / refresh (no-op: memory off)
+        if self.cfg.train.log_batches:
+            self._log_batch_ids(batches)
         self._loss_window.append(values["loss"])
         if st.global_step % self.cfg.train.log_every == 0 or st.step_in_epoch == steps_total:
             self._log_train_row(values, time.perf_counter() - t0)
         return values
+
+    def _log_batch_ids(self, batches: list) -> None:
+        """train.log_batches: this process's image ids of the step just taken, one JSON line in batches/rank{R}.jsonl
+        (a resumed run appends): the union over ranks of a step's ids is its global batch, whatever the processes."""
+        st = self.state
+        row = {"phase": st.phase, "epoch": st.epoch, "step": st.global_step, "rank": self.dist.rank,
+               "world_size": self.dist.world_size, "image_ids": [int(i) for b in batches for i in b.image_ids]}
+        path = self.run_dir / "batches" / f"rank{self.dist.rank}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
 
     def _log_train_row(self, values: dict[str, float], step_time: float) -> None:
         st = self.state
@@ -630,11 +660,20 @@ class Trainer:
         def handler(signum, frame):
             self._stop_signal = signum
 
-        self._previous_handlers = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        self._previous_handlers = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
 
     def _signal_agreed(self) -> bool:
         flag = 1.0 if self._stop_signal is not None else 0.0
-        return all_reduce_sum([flag], self.device, self.dist)[0] > 0
+        agreed = all_reduce_sum([flag], self.device, self.dist)[0] > 0
+        if agreed:
+            self._agree_on_signal()
+        return agreed
+
+    def _agree_on_signal(self) -> None:
+        """Every rank stops for the signal of the lowest rank that got one (a scheduler may signal one process
+        only): summary.json names it and every process exits with the same code."""
+        got = [s for s in all_gather_objects(self._stop_signal, self.dist) if s is not None]
+        self._stop_signal = got[0]
 
 
 def _holds_something(path: Path) -> bool:
