@@ -119,12 +119,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def train_command(config: Path, overrides, processes: int = 1, resume: bool = False) -> list[str]:
-    """`fsgr train` in one process, or under torchrun with `processes` (gloo on the CPU)."""
+def train_command(config: Path, overrides, processes: int = 1, resume: bool = False, torchrun=()) -> list[str]:
+    """`fsgr train` in one process, or under torchrun with `processes` (gloo on the CPU) and `torchrun` options."""
     launcher = [sys.executable]
     if processes > 1:
         launcher += ["-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_addr",
-                     "127.0.0.1", "--master_port", str(free_port())]
+                     "127.0.0.1", "--master_port", str(free_port()), *torchrun]
     return [*launcher, "-m", "fsgr", "train", str(config), *overrides, "--no-progress",
             *(["--resume"] if resume else [])]
 
@@ -138,7 +138,8 @@ def run_train(config: Path, overrides, processes: int = 1, resume: bool = False)
 
 @pytest.fixture(scope="session")
 def launch():
-    """Runs fsgr in other processes: .env(), .free_port(), .command(config, overrides, processes=1, resume=False),
+    """Runs fsgr in other processes: .env(), .free_port(), .command(config, overrides, processes=1, resume=False,
+    torchrun=()),
     .train(...) (the same, run to a zero exit), .no_noise (the overrides under which 1 and N processes match)."""
     return SimpleNamespace(env=subprocess_env, free_port=free_port, command=train_command, train=run_train,
                            no_noise=NO_NOISE)

@@ -92,7 +92,8 @@ def test_two_torchrun_agents_as_two_nodes_match_one_process(tmp_path, tiny_run_c
 
 
 def _children(pid: int) -> list[int]:
-    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    """The processes `pid` started, from any of its threads."""
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
 
 
 def _rank_of(pid: int) -> int | None:
@@ -103,21 +104,29 @@ def _rank_of(pid: int) -> int | None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds torchrun's workers through /proc")
-def test_sigusr1_to_one_rank_stops_every_rank_at_the_same_step(tmp_path, tiny_run_config, launch):
-    # as SLURM's `--signal=USR1@120` may reach one process first: all stop together, save last.pt, exit 138
+@pytest.mark.parametrize("to", ["rank 1", "torchrun"])
+def test_sigusr1_stops_every_rank_at_the_same_step(tmp_path, tiny_run_config, launch, to):
+    # SIGUSR1 to one worker (all ranks must agree), or to the agent as SLURM's `--signal=USR1@120` does (torchrun
+    # forwards it to every worker with --signals-to-handle, as scripts/slurm/train.sbatch runs it): every rank
+    # stops at the same step, last.pt is saved, the workers exit 138
     cfg = tiny_run_config(tmp_path, train={"max_epochs": 50, "xe_most": 50, "xe_least": 50, "log_batches": True})
-    agent = subprocess.Popen(launch.command(cfg, [], processes=2), env=launch.env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    forward = ["--signals-to-handle", "SIGTERM,SIGINT,SIGUSR1"] if to == "torchrun" else []
+    agent = subprocess.Popen(launch.command(cfg, [], processes=2, torchrun=forward), env=launch.env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     batches = tmp_path / "run" / "batches" / "rank1.jsonl"
     deadline = time.time() + 180
     while time.time() < deadline and not (batches.exists() and batches.read_text().count("\n") >= 2):
         time.sleep(0.2)
-    rank1 = [pid for pid in _children(agent.pid) if _rank_of(pid) == 1]
-    assert len(rank1) == 1, _children(agent.pid)
-    os.kill(rank1[0], signal.SIGUSR1)
+    if to == "torchrun":
+        agent.send_signal(signal.SIGUSR1)
+    else:
+        rank1 = [pid for pid in _children(agent.pid) if _rank_of(pid) == 1]
+        assert len(rank1) == 1, _children(agent.pid)
+        os.kill(rank1[0], signal.SIGUSR1)
     out, err = agent.communicate(timeout=180)
-    assert agent.returncode != 0                      # torchrun reports its workers' non-zero exits as a failure ...
-    assert len(re.findall(r"exitcode\s*:\s*138", err)) >= 1, err[-3000:]   # ... with the code they exited with
+    assert agent.returncode != 0, err[-3000:]         # torchrun reports the stop as a failure (summary.json says why)
+    if to == "rank 1":                                # ... naming the code a worker exited with
+        assert re.search(r"exitcode\s*:\s*138", err), err[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["signal"] == "SIGUSR1"   # rank 0 names rank 1's signal
     last = [json.loads(line)["step"] for line in batches.read_text().splitlines()][-1]
@@ -139,3 +148,56 @@ def test_resume_removes_the_temporary_file_of_a_killed_save(tmp_path, tiny_run_c
     assert not stale.exists() and kept.read_text() == "mine"
     assert f"removed {stale}" in capsys.readouterr().err
     assert sorted(p.name for p in checkpoints.iterdir()) == ["last.pt", "notes.tmp"]   # 2 of 12 steps: no best.pt
+
+
+SBATCH = Path(__file__).resolve().parents[2] / "scripts" / "slurm" / "train.sbatch"
+
+
+def _slurm_stand_ins(folder: Path) -> Path:
+    """`srun` (one node: run the task here) and `scontrol` (hostnames; other calls logged) for running the template
+    without a SLURM cluster."""
+    folder.mkdir()
+    (folder / "srun").write_text('#!/bin/bash\nwhile [[ "$1" == --* ]]; do shift; done\nexec "$@"\n')
+    (folder / "scontrol").write_text('#!/bin/bash\nif [ "$1 $2" = "show hostnames" ]; then echo 127.0.0.1; '
+                                     'else echo "$@" >> "$SCONTROL_LOG"; fi\n')
+    for tool in folder.iterdir():
+        tool.chmod(0o755)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds torchrun through /proc")
+def test_slurm_template_requeues_on_sigusr1_and_the_requeued_job_resumes(tmp_path, tiny_run_config, launch):
+    tools = _slurm_stand_ins(tmp_path / "slurm")
+    env = {**launch.env(), "PATH": os.pathsep.join([str(tools), str(Path(sys.executable).parent),
+                                                     os.environ["PATH"]]),
+           "SLURM_NNODES": "1", "SLURM_GPUS_ON_NODE": "2", "SLURM_JOB_NODELIST": "node1", "SLURM_JOB_ID": "4242",
+           "RUN_DIR": str(tmp_path / "run"), "FSGR_RDZV_PORT": str(launch.free_port()),
+           "SCONTROL_LOG": str(tmp_path / "scontrol.log")}
+    cfg = tiny_run_config(tmp_path, train={"max_epochs": 50, "xe_most": 50, "xe_least": 50, "log_batches": True})
+    job = subprocess.Popen(["bash", str(SBATCH), str(cfg)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    batches = tmp_path / "run" / "batches" / "rank0.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline and not (batches.exists() and batches.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    agents = [pid for pid in _children(job.pid)
+              if b"torch.distributed.run" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(agents) == 1
+    os.kill(agents[0], signal.SIGUSR1)              # what `#SBATCH --signal=USR1@120` does to the job step
+    out, err = job.communicate(timeout=180)
+    assert job.returncode == 0, err[-3000:]
+    assert "requeueing job 4242" in out and (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
+    stopped = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert stopped["status"] == "interrupted" and stopped["signal"] == "SIGUSR1" and stopped["world_size"] == 2
+
+    # the requeued job: the same script finds last.pt and resumes (here up to two more steps, on one GPU)
+    more = stopped["global_step"] + 2
+    env["SLURM_GPUS_ON_NODE"], env["FSGR_RDZV_PORT"] = "1", str(launch.free_port())
+    again = subprocess.run(["bash", str(SBATCH), str(cfg), f"train.max_steps={more}"], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert resumed["status"] == "max_steps" and resumed["global_step"] == more and resumed["world_size"] == 1
+    assert "resuming with 1: exact in data order" in again.stderr
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"      # a finished stint is not requeued

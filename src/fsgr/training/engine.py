@@ -651,6 +651,7 @@ class Trainer:
         if self.dist.is_main:
             atomic_write_text(self.run_dir / "summary.json", json.dumps(out, indent=2))
             self.logger.log_file(self.run_dir / "summary.json")
+        barrier(self.dist)   # no rank leaves before it is written (torchrun stops the others when one exits non-zero)
         return out
 
     def _install_signal_handlers(self) -> None:
