@@ -92,6 +92,8 @@ class TfIdf:
         """The tf-idf weight of rows (count, n-gram id); an id past the counted ones (an n-gram no document holds,
         `NgramVocab.encode`'s own ids) has df 0, as in the toolkit's defaultdict."""
         seen = ngram < len(self.log_df)
+        if seen.all():  # (the corpus scorer: every n-gram of the evaluation counted)
+            return count * (self.log_documents - self.log_df[ngram])
         log_df = np.zeros(len(ngram))
         log_df[seen] = self.log_df[ngram[seen]]
         return count * (self.log_documents - log_df)
