@@ -20,6 +20,9 @@ from __future__ import annotations
 
 from fsgr.commands.decoding_args import (add_decoding_arguments, add_precision_argument, decoding_overrides,
                                          decoding_settings)
+from fsgr.logs import get_logger
+
+log = get_logger(__name__)
 
 
 def add_arguments(parser):
@@ -157,22 +160,19 @@ def _captioner(args):
 
 
 def _report(out, counts) -> None:
-    import sys
 
     retried = f", {counts.retried} retried" if counts.retried else ""
-    print(f"wrote {counts.written} row(s) to {out} ({counts.failed} failed, {counts.skipped} already there{retried})",
-          file=sys.stderr)
+    log.info(f"wrote {counts.written} row(s) to {out} ({counts.failed} failed, {counts.skipped} already there{retried})")
 
 
 def _finish(args, out, failed: int) -> int:
     """Exit status 1 when images failed; else the servers' files from every row of `out`, resumed ones included."""
-    import sys
 
     from fsgr.errors import WorkFailed
     from fsgr.serving import bulk
 
     if failed:
-        print(f"fsgr caption: {failed} image(s) failed", file=sys.stderr)
+        log.warning(f"fsgr caption: {failed} image(s) failed")
         return 1
     if args.coco_results or args.nocaps_results:
         rows = bulk.read_caption_file(out).rows
@@ -186,7 +186,6 @@ def _finish(args, out, failed: int) -> int:
 
 def _merge(args) -> int:
     """`--merge DIR --out FILE`: the shard/part files in DIR joined into FILE (fsgr.serving.bulk.merge_parts)."""
-    import sys
     from pathlib import Path
 
     from fsgr.commands import checks
@@ -203,7 +202,7 @@ def _merge(args) -> int:
     checks.output_file("--out", args.out)
     parts = sorted(p for p in folder.glob("*.jsonl") if p.resolve() != out.resolve())
     merged = bulk.merge_parts(parts, out, replace=args.resume)
-    print(f"merged {len(parts)} part(s), {len(merged.rows)} image(s), into {out}", file=sys.stderr)
+    log.info(f"merged {len(parts)} part(s), {len(merged.rows)} image(s), into {out}")
     return _finish(args, out, len(merged.errors))
 
 
@@ -212,7 +211,6 @@ def _torchrun(args, keys: list[str], meta: dict) -> int:
     once every rank is done, rank 0 merges the parts into --out. Any rank's refusal stops them all before any work, and
     any rank's failure stops them all, named."""
     import os
-    import sys
     from pathlib import Path
 
     import torch
@@ -250,7 +248,7 @@ def _torchrun(args, keys: list[str], meta: dict) -> int:
             return 1 if sum(outcomes) else 0
         merged = bulk.merge_parts(sorted(part.parent.glob(f"part-*-of-{info.world_size:05d}.jsonl")), out,
                                   replace=args.resume)
-        print(f"merged {info.world_size} rank part(s), {len(merged.rows)} image(s), into {out}", file=sys.stderr)
+        log.info(f"merged {info.world_size} rank part(s), {len(merged.rows)} image(s), into {out}")
         return _finish(args, out, sum(outcomes))
     finally:
         shutdown(info)
@@ -279,7 +277,6 @@ def _on_every_rank(info, step) -> list:
 
 def _ray(args, sources: list[str]) -> int:
     """`--engine ray --checkpoint CKPT --out DIR SOURCES...` (fsgr.serving.bulk_ray)."""
-    import sys
     from pathlib import Path
 
     from fsgr.errors import ConfigError
@@ -297,10 +294,9 @@ def _ray(args, sources: list[str]) -> int:
                               part_size=args.part_size, actors=args.ray_actors, resume=args.resume,
                               other_checkpoint=args.other_checkpoint, sources=sources, device=args.device,
                               workers=args.workers, progress=not args.no_progress, precision=args.precision)
-    print(f"wrote {counts.written} row(s) to {args.out} ({counts.failed} failed, {counts.skipped} already there)",
-          file=sys.stderr)
+    log.info(f"wrote {counts.written} row(s) to {args.out} ({counts.failed} failed, {counts.skipped} already there)")
     if counts.failed:
-        print(f"fsgr caption: {counts.failed} image(s) failed", file=sys.stderr)
+        log.warning(f"fsgr caption: {counts.failed} image(s) failed")
         return 1
     return 0
 
@@ -308,20 +304,19 @@ def _ray(args, sources: list[str]) -> int:
 def _print_captions(rows, args) -> int:
     """The plain mode: `path<TAB>caption` on stdout, bad files on stderr, in input order, as the rows come (the bulk
     mode's decoding: images read in worker processes, a batch at a time in memory)."""
-    import sys
 
     done: dict[str, str] = {}
     failed = 0
     for row in rows:
         if "error" in row:
             failed += 1
-            print(f"{_field(row['path'])}: {row['error']}", file=sys.stderr)   # a newline in a path is quoted
+            log.warning(f"{_field(row['path'])}: {row['error']}")   # a newline in a path is quoted
             continue
         for caption in row.get("captions", [row]):     # num_return_sequences > 1: a line for each
             print(f"{_field(row['path'])}\t{caption['caption']}", flush=True)
         done[row["path"]] = row["caption"]
     if failed:
-        print(f"fsgr caption: {failed} of {failed + len(done)} image(s) failed", file=sys.stderr)
+        log.warning(f"fsgr caption: {failed} of {failed + len(done)} image(s) failed")
         return 1
     write_server_files(args, done)
     return 0
@@ -336,9 +331,8 @@ def _field(path: str) -> str:
 
 def write_server_files(args, captions: dict[str, str]) -> None:
     """The official servers' results files asked for (fsgr.evaluation.coco_files)."""
-    import sys
 
     from fsgr.evaluation.coco_files import write_server_files as write
 
     for line in write(captions, args.coco_results, args.results_dir, args.nocaps_results, args.nocaps_info):
-        print(line, file=sys.stderr)
+        log.info(line)

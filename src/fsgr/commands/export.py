@@ -10,6 +10,10 @@ earlier export: a folder holding anything else is refused before any work (fsgr.
 
 from __future__ import annotations
 
+from fsgr.logs import get_logger
+
+log = get_logger(__name__)
+
 
 def add_arguments(parser):
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `fsgr train`")
@@ -22,7 +26,6 @@ def add_arguments(parser):
 
 def main(args) -> int:
     import logging
-    import sys
     from pathlib import Path
 
     from fsgr.commands import checks
@@ -42,5 +45,5 @@ def main(args) -> int:
         files = captioner.save_pretrained(out, license=args.license)
     for f in files:
         print(f"{f}\t{f.stat().st_size}")
-    print(f"wrote {len(files)} files to {out} ({args.format})", file=sys.stderr)
+    log.info(f"wrote {len(files)} files to {out} ({args.format})")
     return 0
