@@ -14,7 +14,6 @@ and "domains": {domain: {NAME: {METRIC: value}}} for nocaps references}.
 
 from __future__ import annotations
 
-import sys
 
 from fsgr.commands.metric_args import add_metric_arguments
 
@@ -78,7 +77,9 @@ def main(args) -> int:
         print(scoring.table(table, keys))
     print(f"\nsignature: {result['signature']}")
     for line in scoring.unavailable_lines(result["unavailable"], "compare"):
-        print(line, file=sys.stderr)
+        from fsgr.logs import get_logger   # (only when a metric is unavailable: `logging` costs a plain score)
+
+        get_logger(__name__).warning(line)
     if args.json:
         coco_files.write_json(args.json, result)
     return 1 if (args.metrics is not None and result["unavailable"]) or scoring.failed(result["unavailable"]) else 0

@@ -19,6 +19,9 @@ from __future__ import annotations
 import os
 
 from fsgr.commands.decoding_args import add_decoding_arguments, add_precision_argument, decoding_settings
+from fsgr.logs import get_logger
+
+log = get_logger(__name__)
 
 
 def add_arguments(parser):
@@ -64,7 +67,6 @@ def main(args) -> int:
 
 def _evaluate(args, checkpoint: str, overrides: list[str], dist) -> int:
     import json
-    import sys
     from dataclasses import asdict
     from pathlib import Path
 
@@ -114,23 +116,22 @@ def _evaluate(args, checkpoint: str, overrides: list[str], dist) -> int:
         return 0
     print(json.dumps(report))
     for line in unavailable_lines(unavailable, "evaluate"):
-        print(line, file=sys.stderr)
+        log.warning(line)
     if preds_path is not None:
         scores_path = coco_files.write_json(preds_path.with_name(preds_path.name + ".scores.json"), report)
-        print(f"wrote {preds_path} and {scores_path}", file=sys.stderr)
+        log.info(f"wrote {preds_path} and {scores_path}")
     if server_path is not None and server_path != preds_path:
         from fsgr.files import atomic_write_bytes
 
         atomic_write_bytes(server_path, preds_path.read_bytes())
     if server_path is not None:
-        print(f"wrote {server_path} (COCO server results)", file=sys.stderr)
+        log.info(f"wrote {server_path} (COCO server results)")
     return 1 if (args.metrics is not None and unavailable) or failed(unavailable) else 0
 
 
 def _checkpoint_and_overrides(args) -> tuple[str, list[str]]:
     """The checkpoint (`--checkpoint C` or the first positional word) and the overrides: the positional ones, the
     deprecated `--set` ones, then `--metrics` as eval.metrics. The model is the checkpoint's: model.* is refused."""
-    import sys
 
     from fsgr.errors import ConfigError
 
@@ -142,8 +143,8 @@ def _checkpoint_and_overrides(args) -> tuple[str, list[str]]:
                               "(or --checkpoint CKPT)")
         checkpoint = words.pop(0)
     if args.set:
-        print("fsgr: warning: evaluate --set is deprecated: pass key=value after the checkpoint "
-              f"(fsgr evaluate {checkpoint} {' '.join(args.set)})", file=sys.stderr)
+        log.warning("fsgr: warning: evaluate --set is deprecated: pass key=value after the checkpoint "
+                    f"(fsgr evaluate {checkpoint} {' '.join(args.set)})")
     overrides = [*words, *args.set, *([f"eval.metrics={args.metrics}"] if args.metrics else [])]
     model_keys = [item for item in overrides if item.strip().startswith("model.")]
     if model_keys:

@@ -6,6 +6,9 @@ cross-attention looked (PIL only, fsgr.serving.maps)."""
 from __future__ import annotations
 
 from fsgr.commands.decoding_args import add_decoding_arguments, add_precision_argument, decoding_settings
+from fsgr.logs import get_logger
+
+log = get_logger(__name__)
 
 MIN_WIDTH, MAX_WIDTH = 64, 8192
 
@@ -28,7 +31,6 @@ def add_arguments(parser):
 
 
 def main(args) -> int:
-    import sys
     from pathlib import Path
 
     from PIL import Image
@@ -54,6 +56,5 @@ def main(args) -> int:
     atomic_write(out, lambda f: canvas.save(f, format=image_format))
     gh, gw = exp.concept_ids.shape
     print(f"{args.image}\t{exp.caption}")
-    print(f"wrote {out} ({gh}x{gw} patches, {len(exp.concept_names)} concepts, decoded in {captioner.precision})",
-          file=sys.stderr)
+    log.info(f"wrote {out} ({gh}x{gw} patches, {len(exp.concept_names)} concepts, decoded in {captioner.precision})")
     return 0

@@ -12,7 +12,6 @@ before any scoring (one line naming the file and ids).
 
 from __future__ import annotations
 
-import sys
 
 from fsgr.commands.metric_args import add_metric_arguments
 
@@ -50,7 +49,9 @@ def main(args) -> int:
     print(scoring.table({"overall": result, **scored["domains"]}, scoring.result_keys(names, extra_metrics)))
     print(f"signature: {sig}")
     for line in scoring.unavailable_lines(result.unavailable, "score"):
-        print(line, file=sys.stderr)
+        from fsgr.logs import get_logger   # (only when a metric is unavailable: `logging` costs a plain score)
+
+        get_logger(__name__).warning(line)
     out = {**result, "signature": sig}
     if scored["domains"]:
         out["domains"] = {d: dict(s) for d, s in scored["domains"].items()}
