@@ -137,6 +137,18 @@ def to_dict(cfg) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as `section.key -> value` (lists kept whole): what trackers record as a run's params and
+    what a resume compares key by key."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def config_yaml(cfg) -> str:
     """The whole config as YAML, every key written (what config.yaml and `fsgr train --print-config` hold)."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)

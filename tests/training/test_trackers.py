@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from fsgr.cli import main
-from fsgr.config import load_config
+from fsgr.config import flatten, load_config
 from fsgr.errors import ConfigError
 from fsgr.training.engine import train
-from fsgr.training.logging import flat_metrics, flat_params, read_metrics, tracker_names
+from fsgr.training.logging import flat_metrics, read_metrics, tracker_names
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def test_flat_names_are_kind_phase_key_and_the_config_is_dotted():
     row = {"kind": "eval", "phase": "xe", "epoch": 0, "step": 6, "loss": 1.5, "scores": {"CIDEr": 0.4, "x": "n/a"},
            "ok": True, "bad": float("nan")}
     assert flat_metrics(row) == {"eval/xe/loss": 1.5, "eval/xe/scores/CIDEr": 0.4}
-    assert flat_params({"train": {"lr": 0.1, "adam_betas": [0.9, 0.98]}, "run": {"dir": "r"}}) == \
+    assert flatten({"train": {"lr": 0.1, "adam_betas": [0.9, 0.98]}, "run": {"dir": "r"}}) == \
         {"train.lr": 0.1, "train.adam_betas": [0.9, 0.98], "run.dir": "r"}
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fsgr.config import flatten
 from fsgr.errors import CheckpointError
 from fsgr.files import atomic_write, existing_file, why_unloadable
 
@@ -175,20 +176,10 @@ def set_rng_state(state: dict[str, Any], loader_generator: torch.Generator | Non
         loader_generator.set_state(state["loader"])
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def config_differences(saved: dict, current: dict, allowed: tuple[str, ...] = RESUMABLE_CHANGES) -> list[str]:
     """Dotted keys whose values differ and that matter for resuming (`allowed` keys, or sections ending in '.',
     may differ)."""
-    a, b = _flatten(saved), _flatten(current)
+    a, b = flatten(saved), flatten(current)
     a.update({key: value for key, value in VALUES_BEFORE_THE_KEY.items() if key not in a})
     diffs = []
     for key in sorted(set(a) | set(b)):

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from fsgr.config import flatten
 from fsgr.errors import ConfigError
 from fsgr.files import atomic_write_text
 
@@ -47,17 +48,6 @@ def _installed(module: str) -> bool:
     if module in sys.modules:        # (None there: an import blocked on purpose)
         return sys.modules[module] is not None
     return importlib.util.find_spec(module) is not None
-
-
-def flat_params(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """The resolved config as `section.key -> value` (lists kept whole), what trackers record as a run's params."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(flat_params(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def flat_metrics(row: dict[str, Any]) -> dict[str, float]:
@@ -205,7 +195,7 @@ class RunLogger:
                 raise ConfigError(f"train.loggers: {name} could not open its run: {type(exc).__name__}: "
                                   f"{' '.join(str(exc).split())}") from exc
             if getattr(tracker, "new", True):   # a resumed tracker run keeps the params of its start
-                tracker.log_params(flat_params(config))
+                tracker.log_params(flatten(config))
             self.trackers.append(tracker)
         if ids:
             atomic_write_text(self._ids_path, json.dumps(ids, indent=2))
