@@ -8,6 +8,8 @@ A config is a YAML path or the name of one shipped in the package (`fsgr/configs
 
 from __future__ import annotations
 
+# Deferred imports: fsgr.models.decoding (it imports torch) when a Config is built, so that `--help` stays torch-free.
+
 import copy
 import dataclasses
 import math
@@ -51,6 +53,9 @@ class Config:
 
     def __post_init__(self):
         check_values(self)
+        from fsgr.models.decoding import check_eval_section
+
+        check_eval_section(self.eval)      # across fields: eval.min_len <= eval.max_len
 
 
 def check_values(cfg: Any, prefix: str = "") -> None:

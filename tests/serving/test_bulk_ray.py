@@ -28,6 +28,19 @@ def _rows(path):
     return [r for r in map(json.loads, path.read_text().splitlines()) if "fsgr" not in r]
 
 
+def test_ray_refuses_decoding_values_before_the_job_starts(tiny_checkpoint, tiny_images, tmp_path, capsys):
+    # first in this file: no Ray cluster is running yet, and the refusal must not start one
+    out = tmp_path / "parts"
+    args = ["caption", "--checkpoint", str(tiny_checkpoint), "--engine", "ray", "--out", str(out), "--no-progress",
+            str(tiny_images[0])]
+    assert cli_main([*args, "--beam", "5000"]) == 2
+    err = capsys.readouterr().err
+    assert "--num-beams/--beam 5000: larger than the" in err and len(err.strip().splitlines()) == 1, err
+    assert cli_main([*args, "--min-len", "30", "--max-len", "10"]) == 2
+    assert "--min-new-tokens/--min-len 30: must be between 0 and max_len (10)" in capsys.readouterr().err
+    assert not out.exists() and not ray.is_initialized()
+
+
 def test_ray_parts_equal_the_plain_path_and_resume(local_ray, tiny_checkpoint, tiny_images, tmp_path, capsys):
     folder = tmp_path / "imgs"
     folder.mkdir()

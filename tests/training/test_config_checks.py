@@ -20,6 +20,8 @@ from fsgr.cli import main as cli_main
     ("eval.metrics=bogus", "eval.metrics='bogus': unknown metric(s) ['bogus']: choose from bleu, meteor, rouge"),
     ("eval.val_metrics=meteor,bogus", "eval.val_metrics='meteor,bogus': unknown metric(s) ['bogus']"),
     ("eval.val_metrics=bleu", "eval.val_metrics='bleu' (eval.metrics when unset): must include cider"),
+    ("eval.min_len=30", "eval.min_len=30: must be between 0 and max_len (8)"),
+    ("eval.beam_size=5000", "eval.beam_size=5000: larger than the "),     # the vocabulary, once it is built
     ("data.images=/nonexistent", "data.images=/nonexistent: no such file or folder"),
     ("data.vocab=/nonexistent/vocab.json", "data.vocab=/nonexistent/vocab.json: no such file or folder"),
 ])
@@ -29,6 +31,15 @@ def test_train_refuses_a_bad_value_up_front_naming_the_key(tmp_path, tiny_run_co
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "run").exists()                       # nothing written: not even the run directory
+
+
+def test_load_config_refuses_an_eval_min_len_above_max_len():
+    from fsgr.config import load_config
+    from fsgr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^eval.min_len=8: must be between 0 and max_len \(6\)$"):
+        load_config("demo", ["eval.max_len=6", "eval.min_len=8"])
+    assert load_config("demo", ["eval.max_len=6", "eval.min_len=6"]).eval.min_len == 6
 
 
 def test_every_packaged_config_passes_its_own_checks():

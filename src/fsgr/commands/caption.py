@@ -19,7 +19,7 @@ checkpoint.
 from __future__ import annotations
 
 from fsgr.commands.decoding_args import (add_decoding_arguments, add_precision_argument, decoding_overrides,
-                                         decoding_settings)
+                                         decoding_settings, flag_refusal)
 from fsgr.logs import get_logger
 
 log = get_logger(__name__)
@@ -287,13 +287,17 @@ def _ray(args, sources: list[str]) -> int:
     if args.shard or args.coco_results or args.nocaps_results:
         raise ConfigError("--engine ray: --shard, --coco-results and --nocaps-results are for one --out file; "
                           "merge the parts (fsgr caption --merge DIR --out FILE) and use them there")
+    from fsgr.models.decoding import DecodingValueError
     from fsgr.serving.bulk_ray import caption_with_ray
 
-    counts = caption_with_ray(args.checkpoint, bulk.list_images(sources), Path(args.out),
-                              decoding=decoding_overrides(args), batch_size=args.batch_size,
-                              part_size=args.part_size, actors=args.ray_actors, resume=args.resume,
-                              other_checkpoint=args.other_checkpoint, sources=sources, device=args.device,
-                              workers=args.workers, progress=not args.no_progress, precision=args.precision)
+    try:
+        counts = caption_with_ray(args.checkpoint, bulk.list_images(sources), Path(args.out),
+                                  decoding=decoding_overrides(args), batch_size=args.batch_size,
+                                  part_size=args.part_size, actors=args.ray_actors, resume=args.resume,
+                                  other_checkpoint=args.other_checkpoint, sources=sources, device=args.device,
+                                  workers=args.workers, progress=not args.no_progress, precision=args.precision)
+    except DecodingValueError as exc:     # refused before the job started (fsgr.serving.bulk_ray.check_decoding)
+        raise flag_refusal(exc) from None
     log.info(f"wrote {counts.written} row(s) to {args.out} ({counts.failed} failed, {counts.skipped} already there)")
     if counts.failed:
         log.warning(f"fsgr caption: {counts.failed} image(s) failed")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from fsgr.errors import ConfigError
+
 # DecodeSettings field -> its flag as refusals name it (Hugging Face's spelling / fsgr's older one)
 FLAGS = {"beam_size": "--num-beams/--beam", "max_len": "--max-new-tokens/--max-len",
          "min_len": "--min-new-tokens/--min-len", "length_penalty": "--length-penalty",
@@ -55,10 +57,14 @@ def decoding_overrides(args) -> dict:
 
 def decoding_settings(captioner, args):
     """captioner.settings() from the flags; a refused value names its flag."""
-    from fsgr.errors import ConfigError
     from fsgr.models.decoding import DecodingValueError
 
     try:
         return captioner.settings(**decoding_overrides(args))
     except DecodingValueError as exc:
-        raise ConfigError(f"{FLAGS[exc.field]} {exc.value}: {exc.reason}") from None
+        raise flag_refusal(exc) from None
+
+
+def flag_refusal(exc) -> ConfigError:
+    """A DecodingValueError as the CLI says it: naming the flag, not the DecodeSettings field."""
+    return ConfigError(f"{FLAGS[exc.field]} {exc.value}: {exc.reason}")

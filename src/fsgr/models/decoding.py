@@ -153,6 +153,18 @@ class DecodeSettings:
         return {"min_len": self.min_len, "length_penalty": self.length_penalty, "no_repeat_ngram": self.no_repeat_ngram}
 
 
+def check_eval_section(section, vocab_size: Optional[int] = None, decoder_max_len: Optional[int] = None) -> None:
+    """The `eval` config section's decoding values, checked by DecodeSettings (and against a model's vocabulary and
+    decoder when their sizes are given), so that a run refuses them where they enter, not at its first validation;
+    a refusal names the eval.* key."""
+    try:
+        settings = DecodeSettings.from_config(section)
+        if vocab_size is not None:
+            settings.check_model(vocab_size, decoder_max_len)
+    except DecodingValueError as exc:
+        raise ConfigError(f"eval.{exc.field}={exc.value}: {exc.reason}") from None
+
+
 def named_fields(overrides: dict) -> dict:
     """Decoding keywords (DecodeSettings fields or HF_NAMES) -> DecodeSettings fields; None values dropped. An unknown
     name or one given under both of its names is a TypeError, as for any keyword argument."""

@@ -22,9 +22,11 @@ from typing import Optional, Sequence
 import numpy as np
 import ray
 
-from fsgr.core.checkpoint import checkpoint_sha256
+from fsgr.config import Config, from_dict
+from fsgr.core.checkpoint import checkpoint_sha256, load_checkpoint
 from fsgr.errors import ConfigError
 from fsgr.files import atomic_write_text
+from fsgr.models.decoding import DecodeSettings
 from fsgr.serving.bulk import (BulkCounts, caption_rows, header, path_key, read_caption_file, sources_sha256)
 
 
@@ -57,6 +59,14 @@ class _PartCaptioner:
         return {"part": batch["part"], "rows": np.array(texts, dtype=object),
                 "decoding": np.array([decoding] * len(texts), dtype=object),
                 "precision": np.array([self.captioner.precision] * len(texts), dtype=object)}
+
+
+def check_decoding(checkpoint: str | os.PathLike, decoding: dict) -> None:
+    """Refuse `decoding` (DecodeSettings overrides) for this checkpoint's model before the job starts, as each actor's
+    `Captioner.settings` would once Ray had started (DecodingValueError)."""
+    ckpt = load_checkpoint(checkpoint)
+    cfg = from_dict(Config, ckpt["config"])
+    DecodeSettings.from_config(cfg.eval, **decoding).check_model(len(ckpt["vocab_itos"]), cfg.model.decoder.max_len)
 
 
 def finished_parts(out_dir: Path, total: int, model_sha: str, sources_digest: str, resume: bool,
@@ -101,6 +111,7 @@ def caption_with_ray(checkpoint: str | os.PathLike, paths: Sequence[str], out_di
     keys = [path_key(p) for p in paths]
     if not keys:
         raise ConfigError("--engine ray: no images to caption")
+    check_decoding(checkpoint, decoding or {})
     model_sha = checkpoint_sha256(checkpoint)
     digest = sources_sha256(list(sources or paths))
     total = -(-len(keys) // part_size)

@@ -188,6 +188,8 @@ class Trainer:
         self.data_setup_seconds = time.perf_counter() - started
         self.vocab = self.data.vocab
         self.model, self.codebook_names, self.codebook_fingerprint = build_model(cfg, self.vocab)
+        # the eval beam (and max_len) against this vocabulary and decoder: now, not at the first validation
+        decoding.check_eval_section(cfg.eval, self.model.decoder.vocab_size, self.model.decoder.max_len)
         resolution = self.model.backbone.visual.input_resolution     # from the CLIP's weights when it is loaded
         if resolution != cfg.data.image_size:
             raise ConfigError(f"data.image_size={cfg.data.image_size}: this CLIP takes {resolution}x{resolution} "
