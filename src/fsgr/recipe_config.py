@@ -94,12 +94,12 @@ class EvalConfig:
     no_repeat_ngram: int = setting(0, ge=0)
     batch_images: int = setting(50, ge=1)
     metrics: str = setting("bleu,meteor,rouge,cider", check=metric_names)  # the final test and `fsgr evaluate`
-    # every validation (model selection: must hold cider); None = metrics.
+    # every validation (model selection: must hold cider); None = metrics. A Java metric that fails at validation is
+    # reported unavailable, not fatal
     val_metrics: Optional[str] = setting(None, check=metric_names)
-    #                                     A Java metric that fails at validation is reported unavailable, not fatal
-    # seconds one METEOR/SPICE run may take before it is killed (a hung JVM
+    # seconds one METEOR/SPICE run may take before it is killed (a hung JVM at validation then costs this, not the
+    # jars' own 30/60 minutes)
     java_timeout: Optional[float] = setting(None, gt=0.0)
-    #                                        at validation then costs this, not the jars' own 30/60 minutes)
     val_loss: bool = True           # XE(+contrastive) loss on val captions, eval mode
     max_images: Optional[int] = setting(None, ge=1)  # evaluate only the first N images of the split (smoke tests)
     test_at_end: bool = True        # score the best-val checkpoint on test once training ends (never for selection)
