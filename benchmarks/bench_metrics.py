@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "Flickr8k.token.txt"
+# ../shared/data beside the repository (a worktree one level deeper also finds it)
+DATA = next((p for p in (ROOT.parent / "shared/data/Flickr8k.token.txt",
+                         ROOT.parent.parent / "shared/data/Flickr8k.token.txt") if p.is_file()),
+            ROOT.parent / "shared/data/Flickr8k.token.txt")
 
 
 def detokenize(caption: str) -> str:

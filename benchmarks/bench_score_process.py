@@ -50,10 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_metrics  # noqa: E402
 
-# ../shared/data beside the repository (a worktree one level deeper also finds it)
-DATA = next((p for p in (ROOT.parent / "shared/data/Flickr8k.token.txt",
-                         ROOT.parent.parent / "shared/data/Flickr8k.token.txt") if p.is_file()), bench_metrics.DATA)
-bench_metrics.DATA = DATA
+DATA = bench_metrics.DATA
 
 BASELINE = """
 import json, sys

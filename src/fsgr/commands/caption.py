@@ -78,18 +78,12 @@ def load_captioner(args):
 def model_sha256(args) -> str:
     """The identity of --checkpoint (its file's SHA-256) or of an exported --model folder (SHA-256 over each file's
     name and SHA-256), recorded in bulk outputs."""
-    import hashlib
     from pathlib import Path
 
     from fsgr.core.checkpoint import checkpoint_sha256
+    from fsgr.core.export_folder import folder_sha256
 
-    if args.checkpoint:
-        return checkpoint_sha256(args.checkpoint)
-    folder = Path(args.model)
-    digest = hashlib.sha256()
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(f"{file.relative_to(folder).as_posix()}\0{checkpoint_sha256(file)}\n".encode())
-    return digest.hexdigest()
+    return checkpoint_sha256(args.checkpoint) if args.checkpoint else folder_sha256(Path(args.model))
 
 
 def main(args) -> int:
@@ -160,14 +154,12 @@ def _captioner(args):
 
 
 def _report(out, counts) -> None:
-
     retried = f", {counts.retried} retried" if counts.retried else ""
     log.info(f"wrote {counts.written} row(s) to {out} ({counts.failed} failed, {counts.skipped} already there{retried})")
 
 
 def _finish(args, out, failed: int) -> int:
     """Exit status 1 when images failed; else the servers' files from every row of `out`, resumed ones included."""
-
     from fsgr.errors import WorkFailed
     from fsgr.serving import bulk
 

@@ -101,11 +101,15 @@ def atomic_save(payload: dict[str, Any], path: str | Path) -> Path:
 
 
 def checkpoint_sha256(path: str | Path) -> str:
-    """The identity of a checkpoint file: SHA-256 of its bytes as 64 hex digits, read in 1 MiB blocks. Recorded where
-    outputs must name the model that wrote them (bulk captions); computed on each call, nothing cached."""
-    file = existing_file(Path(path), "a checkpoint file", CheckpointError, "checkpoint not found")
+    """The identity of a checkpoint file: SHA-256 of its bytes (`file_sha256`). Recorded where outputs must name the
+    model that wrote them (bulk captions); computed on each call, nothing cached."""
+    return file_sha256(existing_file(Path(path), "a checkpoint file", CheckpointError, "checkpoint not found"))
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes as 64 hex digits, read in 1 MiB blocks."""
     digest = hashlib.sha256()
-    with open(file, "rb") as f:
+    with open(path, "rb") as f:
         while block := f.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()

@@ -27,6 +27,7 @@ from typing import Any, Optional
 import yaml
 
 from fsgr.config import to_dict
+from fsgr.core.checkpoint import file_sha256
 from fsgr.errors import CheckpointError, ConfigError
 from fsgr.files import atomic_write
 
@@ -67,7 +68,7 @@ def begin(out: Path, fmt: str) -> None:
 def finish(out: Path, fmt: str) -> list[Path]:
     """The manifest with every file's size and SHA-256: the export is complete. -> the files written."""
     paths = [out / name for name in FILES[fmt]]
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p)} for p in paths}
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in paths}
     _write_json(out / MANIFEST, {"fsgr_export": 1, "format": fmt, "complete": True, "files": files})
     return [*paths, out / MANIFEST]
 
@@ -177,7 +178,7 @@ def verify(folder: Path, fmt: Optional[str] = None) -> dict:
         if size != record.get("bytes"):
             raise CheckpointError(f"{path}: {size:,} bytes where the export wrote {record.get('bytes'):,} "
                                   f"(truncated or replaced)")
-        if sha256(path) != record.get("sha256"):
+        if file_sha256(path) != record.get("sha256"):
             raise CheckpointError(f"{path}: changed since the export (its SHA-256 is not the one in {MANIFEST})")
     return manifest
 
@@ -206,11 +207,12 @@ def read_safetensors(folder: Path) -> tuple[dict, list[str], list[str], dict]:
     return meta["config"], itos, names, state
 
 
-def sha256(path: Path) -> str:
+def folder_sha256(folder: Path) -> str:
+    """The identity of an exported model folder: SHA-256 over each file's relative name and SHA-256 (what bulk
+    outputs record for `--model DIR`, as they record a checkpoint's file SHA-256)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(folder).as_posix()}\0{file_sha256(file)}\n".encode())
     return digest.hexdigest()
 
 

@@ -200,7 +200,7 @@ class Trainer:
         self.memory = MemoryHook.for_decoder(self.model.decoder, self.dist)
         if self.dist.is_main:
             log.debug(f"set-up: {self.dist.world_size} process(es) on {self.device}, amp "
-                      f"{str(self.amp_dtype).replace('torch.', '') if self.amp_dtype else 'fp32'}; data read in "
+                      f"{precision_name(self.amp_dtype)}; data read in "
                       f"{self.data_setup_seconds:.2f} s (" + ", ".join(f"{name} {len(self.data.split(name))} images"
                                                                for name in ("train", "val", "test")) + ")")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)

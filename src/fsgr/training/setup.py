@@ -69,8 +69,8 @@ def build_vocab(cfg, words_by_split: dict[str, Any]):
 
 def unstarted_run(run_dir: Path, artefacts: tuple[str, ...]) -> list[str]:
     """The artefacts (names in `artefacts`) of an fsgr run in `run_dir` that stopped before its first checkpoint (its
-    config.yaml is a whole config as fsgr writes it and no *.pt is under checkpoints/): what starting it again replaces. [] when
-    `run_dir` holds no such run (nothing, a run with a checkpoint, or files fsgr did not write)."""
+    config.yaml is a whole config as fsgr writes it and no *.pt is under checkpoints/): what starting it again
+    replaces. [] when `run_dir` holds no such run (nothing, a run with a checkpoint, or files fsgr did not write)."""
     try:
         raw = yaml.safe_load((run_dir / "config.yaml").read_text())
         written_by_fsgr = raw == to_dict(from_dict(Config, raw)) and bool(raw["run"]["base_dir"])   # every key
