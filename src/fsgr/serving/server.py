@@ -37,7 +37,6 @@ from fsgr.serving.batching import Batcher
 from fsgr.serving.page import PAGE
 
 
-
 def _flag(value: str) -> bool:
     """A form's boolean: a checkbox sends "on"."""
     words = {"true": True, "1": True, "on": True, "yes": True, "false": False, "0": False, "off": False, "no": False}
