@@ -1,13 +1,14 @@
 """`fsgr train CONFIG [key=value ...] [--resume] [--fast-dev-run [N]]`: XE (+ patch contrastive), then SCST, in one run
 directory. `--print-config` prints the resolved config as YAML and exits (nothing read but the config);
-`--list-configs` lists the packaged configs. `--fast-dev-run N` runs N steps of each phase and N eval batches and projects the real run's times
-(RUN_DIR/fast_dev_run.json, `fsgr.training.fast_dev_run`); it writes no checkpoint.
+`--list-configs` lists the packaged configs. `--fast-dev-run N` runs N steps of each phase and N eval batches and
+projects the real run's times (RUN_DIR/fast_dev_run.json, `fsgr.training.fast_dev_run`); it writes no checkpoint.
 
 Multi-GPU: `torchrun --nproc_per_node N -m fsgr train CONFIG ...` (one process per GPU, DDP); one process needs no
 launcher. Prints the run summary as JSON on stdout when the run ends (progress and messages go to stderr).
 Exit status: 0 when the run finished or stopped at train.max_steps; 130 / 143 / 138 when SIGINT / SIGTERM / SIGUSR1
 stopped it (after saving last.pt; continue with --resume; 138 = SLURM's warning before a time limit or preemption:
-requeue); 2 for bad input, before anything is written. `--resume` may use another number of processes.
+requeue); 1 when it failed after it began (a non-finite loss, a full disk); 2 for bad input, before anything is
+written. `--resume` may use another number of processes.
 """
 
 from __future__ import annotations
