@@ -106,7 +106,8 @@ SERIAL_BLAS_VERBS = frozenset({"score"})
 def run() -> None:
     """The `fsgr` console script and `python -m fsgr`: `main()`, then the exit; the verbs in FAST_EXIT_VERBS run
     without the garbage collector and exit without the interpreter's teardown (stdout and stderr flushed first), those
-    in SERIAL_BLAS_VERBS with one OpenBLAS thread. Tests call `main()`, which returns."""
+    in SERIAL_BLAS_VERBS with one OpenBLAS thread; a torchrun rank leaves as `_leave_torchrun_rank` says. Tests call
+    `main()`, which returns."""
     argv = sys.argv[1:]
     verb = _verb_of(argv)
     if verb in SERIAL_BLAS_VERBS:
@@ -115,8 +116,39 @@ def run() -> None:
     if fast:
         gc.disable()
     rc = main(argv)
-    if not fast:
-        sys.exit(rc)
+    if fast:
+        _exit_now(rc)
+    if _is_torchrun_rank():
+        _leave_torchrun_rank(rc)
+    sys.exit(rc)
+
+
+def _is_torchrun_rank() -> bool:
+    """One of several processes torchrun started: the condition on which `init_distributed` makes a process group."""
+    world = os.environ.get("WORLD_SIZE", "1").strip()
+    return world.isdigit() and int(world) > 1
+
+
+def _leave_torchrun_rank(rc: int) -> None:
+    """Exit a torchrun rank without the interpreter's teardown, as multiprocessing's children do. Gloo's C++ worker
+    threads outlive `destroy_process_group()` while anything (DDP's reducer, a Work) still holds the group, and one that
+    frees a finished collective's tensor during the teardown takes the GIL of a finalizing interpreter: CPython ends
+    that thread with pthread_exit, whose unwinding through C++ aborts the rank (SIGABRT, "terminate called without an
+    active exception"; pytorch/pytorch#190489) after its work was done and saved. Everything a normal exit does before
+    the teardown still happens here, while the interpreter is alive: other non-daemon threads are waited for, the
+    atexit callbacks run (logging's flush, trackers'), stdout and stderr are flushed."""
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    _exit_now(rc)
+
+
+def _exit_now(rc: int) -> None:
+    """stdout and stderr flushed, then the process ends at once (no interpreter teardown, no atexit callbacks)."""
     try:
         sys.stdout.flush()
         sys.stderr.flush()
