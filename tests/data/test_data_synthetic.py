@@ -22,10 +22,14 @@ def test_defaults_meet_the_demo_requirements():
     assert cfg.num_test >= 1000 and cfg.image_size == 96 and cfg.captions_per_image == 5
     assert len(syn.COLOURS) >= 6 and len(syn.SHAPES) >= 4 and len(syn.SIZE_WORDS) == 2
     names = syn.concept_names()
-    assert names[0] == "background" and len(names) == 1 + len(syn.COLOURS) * len(syn.SHAPES)
+    assert names[0] == "background" and len(names) == 1 + len(syn.COLOURS) * len(syn.SHAPES) + len(syn.BACKGROUNDS)
     cid = syn.concept_id("blue", "star")
     assert names[cid] == "blue star"
     assert syn.COLOUR_NAMES[syn.COLOUR_OF[cid]] == "blue" and syn.SHAPES[syn.SHAPE_OF[cid]] == "star"
+    # each background texture is a concept of its own, after the objects (object ids unchanged)
+    bid = syn.background_concept_id("striped")
+    assert names[bid] == "striped background" and bid > cid and syn.COLOUR_OF[bid] == syn.SHAPE_OF[bid] == -1
+    assert syn.is_background_concept(bid) and syn.is_background_concept(0) and not syn.is_background_concept(cid)
 
 
 def test_generate_reads_through_the_karpathy_reader(tmp_path):
@@ -96,6 +100,10 @@ def test_generation_is_deterministic_and_reused(tmp_path):
         syn.generate(small(foreign))
 
 
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
+
+
 def test_patch_concepts_and_object_mask():
     lab = np.zeros((96, 96), np.uint8)
     lab[0:12, 0:12] = 5                      # patch (0, 0) fully object 5
@@ -108,6 +116,10 @@ def test_patch_concepts_and_object_mask():
     grid = p.view(8, 8)
     assert grid[0, 0] == 5 and grid[1, 1] == 7 and grid[2, 2] == 0 and grid[0, 7] == 3
     assert syn.object_patch_mask(p).sum() == 3
+    # with the image's texture, background patches are labelled with its concept, objects unchanged
+    textured = syn.patch_concepts(lab, 8, background="checkered")
+    assert torch_equal(textured[p != 0], p[p != 0]) and (textured[p == 0] == syn.background_concept_id("checkered")).all()
+    assert syn.object_patch_mask(textured).sum() == 3
     assert syn.patch_concepts(lab, 4).view(4, 4)[0, 0] == 5   # coarser grid: 24x24 patches, 25% object
     with pytest.raises(DataError, match="concept map holds id"):
         syn.patch_concepts(np.full((8, 8), 200, np.uint8), 2)
@@ -147,3 +159,40 @@ def test_check_data_reads_a_synthetic_dataset_and_never_writes(tmp_path, capsys)
     rc = main(["check-data", "--format", "synthetic", "--annotations", str(tmp_path / "absent"), "--quiet"])
     assert rc == 2 and "no synthetic shapes dataset here" in capsys.readouterr().err
     assert not (tmp_path / "absent").exists()
+
+
+def test_longtail_world_counts_tail_images_exactly_and_keeps_novel_pairs_out_of_training(tmp_path):
+    cfg = SyntheticConfig(root=str(tmp_path / "lt"), world="longtail", num_train=60, num_val=6, num_test=9)
+    data = json.loads((syn.generate(cfg) / "dataset_shapes.json").read_text())
+    groups = syn.longtail_concepts()
+    assert data["world"]["novel"] == groups["novel"] and len(groups["head"]) == 14
+    seen: dict[str, dict[str, int]] = {}
+    for im in data["images"]:
+        for o in im["objects"]:
+            counts = seen.setdefault(im["split"], {})
+            counts[f"{o['colour']} {o['shape']}"] = counts.get(f"{o['colour']} {o['shape']}", 0) + 1
+    train = seen["train"]
+    for k, names in groups["tail"].items():
+        assert [train.get(n, 0) for n in names] == [int(k)] * len(names)     # in exactly k training images
+    assert not set(groups["novel"]) & set(train) and not set(groups["novel"]) & set(seen["val"])
+    # every colour and every shape is still seen in training
+    assert {n.split()[0] for n in train} == set(syn.COLOURS) and {n.split()[1] for n in train} == set(syn.SHAPES)
+    assert set(seen["val"]) <= set(groups["head"])
+    tests = [im for im in data["images"] if im["split"] == "test"]
+    assert [im["subset"] for im in tests] == ["iid"] * 3 + ["tail"] * 3 + ["novel"] * 3
+    tails = {n for v in groups["tail"].values() for n in v}
+    for im in tests:
+        names = {f"{o['colour']} {o['shape']}" for o in im["objects"]}
+        first = f"{im['objects'][0]['colour']} {im['objects'][0]['shape']}"
+        assert {"iid": set(groups["head"]), "tail": tails, "novel": set(groups["novel"])}[im["subset"]] >= {first}
+        assert names - {first} <= set(groups["head"])
+    assert "world" in json.loads((tmp_path / "lt" / "manifest.json").read_text())["config"]
+
+
+def test_the_shapes_world_is_unchanged_by_worlds(tmp_path):
+    """Datasets generated before `world` existed still match their config (no regeneration, no refusal)."""
+    cfg = SyntheticConfig(root=str(tmp_path / "s"), num_train=3, num_val=1, num_test=1)
+    syn.generate(cfg)
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert "world" not in manifest["config"] and syn.is_complete(tmp_path / "s", cfg)
+    assert "world" not in json.loads((tmp_path / "s" / "dataset_shapes.json").read_text())

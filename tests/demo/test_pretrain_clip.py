@@ -103,6 +103,8 @@ def test_multi_positive_loss_is_clip_loss_for_one_positive():
     ("--workers", "0", "--workers 0: must be >= 1"),
     ("--warmup", "-1", "--warmup -1: must be >= 0"),
     ("--seed", "-1", "--seed -1: must be between 0 and 4294967295"),
+    ("--frac-background", "0.5", "--frac-background 0.5: must be a finite number between 0.0 and 0.25"),
+    ("--patch-weight", "-1", "--patch-weight -1.0: must be a finite number >= 0.0"),
 ])
 def test_cli_refuses_a_bad_number_before_rendering_any_image(tmp_path, capsys, flag, value, needle):
     # issue 25 item 14: `pretrain-clip --lr -1` failed after 22 s of data generation
@@ -112,3 +114,30 @@ def test_cli_refuses_a_bad_number_before_rendering_any_image(tmp_path, capsys, f
     assert main(["pretrain-clip", "--out", str(out), "--pool", "100000", flag, value]) == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_background_pairs_and_patch_term_continue_from_a_file(pools, tmp_path):
+    """The continued recipe (issue 22): background-text pairs are positive exactly for images with that texture,
+    the patch-text term trains, and --init starts from the given weights."""
+    pool, eval_pool = pools
+    cfg = micro_cfg(batch_size=64, frac_background=0.25)
+    names, ctoks = concept_texts(32)
+    images, tokens, pos, idx, whole = make_batch(pool, ctoks, cfg, torch.Generator().manual_seed(0), with_index=True)
+    flat = ctoks.reshape(-1, 32)
+    first_texture = names.index("speckled background")
+    texture_texts = 0
+    for j, t in enumerate(tokens):
+        row = next((r % len(names) for r in range(flat.shape[0]) if torch.equal(flat[r], t)), None)
+        if row is not None and row >= first_texture:
+            texture_texts += 1
+            holders = whole & (pool.background[idx] == row)
+            assert torch.equal(pos[:, j], holders | (torch.arange(64) == j))
+    assert texture_texts > 0
+    start = tmp_path / "start.pt"
+    pretrain(micro_cfg(), start, log=lambda r: None, pool=pool, eval_pool=eval_pool)
+    model, rows = pretrain(micro_cfg(init=str(start), patch_weight=1.0, frac_background=0.25), None,
+                           log=lambda r: None, pool=pool, eval_pool=eval_pool)
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+    final = [r for r in rows if "eval_step" in r][-1]
+    assert {"dense_acc_value", "dense_background_acc_value"} <= set(final)

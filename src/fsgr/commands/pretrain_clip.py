@@ -29,6 +29,15 @@ def add_arguments(parser):
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--dense-weight", type=float, default=0.5,
                         help="weight of the patch-pooled image-text term; 0 = plain CLIP loss (default: %(default)s)")
+    parser.add_argument("--init", default=None, metavar="PATH",
+                        help="continue from these CLIP weights (e.g. src/fsgr/assets/tiny_clip.pt) instead of a random "
+                             "init; the architecture is the file's")
+    parser.add_argument("--frac-background", type=float, default=0.0,
+                        help="share of pairs 'whole image' + its background texture's text, taken from the crops' "
+                             "share (default: %(default)s)")
+    parser.add_argument("--patch-weight", type=float, default=0.0,
+                        help="weight of the patch-text term (each patch vs every concept text, background patches "
+                             "included; CSA and value paths); 0 = off (default: %(default)s)")
 
 
 def main(args) -> int:
@@ -51,7 +60,11 @@ def main(args) -> int:
     in_range("--lr", args.lr, 0.0, above=True)
     in_range("--time-budget", args.time_budget, 0.0, above=True)
     in_range("--dense-weight", args.dense_weight, 0.0)
-    output_file("--out", args.out)
+    in_range("--patch-weight", args.patch_weight, 0.0)
+    in_range("--frac-background", args.frac_background, 0.0, 0.25)      # taken from the crops' share
+    if args.init is not None and not os.path.isfile(args.init):
+        raise ConfigError(f"--init {args.init}: no such file (CLIP weights to continue from)")
+    output_file("--out", args.out, [args.init])
     output_file("--log", args.log)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: CUDA is not available here")
@@ -61,7 +74,8 @@ def main(args) -> int:
     cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=warmup,
                          pool_size=args.pool, eval_size=args.eval_size, eval_every=args.eval_every,
                          log_every=args.log_every, seed=args.seed, time_budget=args.time_budget, data_seed=args.data_seed,
-                         dense_weight=args.dense_weight,
+                         dense_weight=args.dense_weight, frac_background=args.frac_background,
+                         patch_weight=args.patch_weight, init=args.init,
                          workers=args.workers if args.workers is not None else (os.cpu_count() or 1))
     pretrain(cfg, args.out, device=args.device, log=json_logger(args.log))
     return 0

@@ -25,6 +25,9 @@ class SyntheticConfig:
     large_size: float = setting(0.21, gt=0.0, lt=0.5)  # ... ("large")
     image_format: Literal["jpg", "png"] = "jpg"
     jpeg_quality: int = setting(92, ge=1, le=100)
+    # "shapes": every concept frequent; "longtail": head concepts frequent, tail concepts in exactly k training images
+    # (k in 1, 3, 10), novel colour-shape pairs in none; test = iid / tail / novel thirds (fsgr.data.synthetic)
+    world: Literal["shapes", "longtail"] = "shapes"
 
 
 @dataclass

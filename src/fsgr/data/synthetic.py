@@ -9,7 +9,10 @@ Layout under `root`:
   manifest.json                        generator version + config; written last, so its presence means "complete"
 
 Concepts: "background" + every "colour shape" pair, so colour and shape accuracy can both be derived
-(`COLOUR_OF`, `SHAPE_OF`). Every image is a function of (seed, image id) only.
+(`COLOUR_OF`, `SHAPE_OF`), + each background texture as a concept of its own ("striped background", ...: stuff
+concepts, as COCO's RAM tags name grass, sky, wall), which some captions name ("... on a striped background").
+The concept maps on disk hold the objects (0 = background); `patch_concepts(..., background=WORD)` labels the
+background patches with the image's texture concept instead. Every image is a function of (seed, image id) only.
 """
 
 from __future__ import annotations
@@ -47,12 +50,17 @@ SIZE_WORDS = {"small": ("small", "small", "little", "tiny"), "large": ("large", 
 BACKGROUNDS = {"speckled": "noise", "striped": "stripes", "checkered": "checker", "shaded": "gradient",
                "mottled": "blotches"}
 
-CONCEPTS: list[str] = ["background"] + [f"{c} {s}" for c in COLOURS for s in SHAPES]
+OBJECT_CONCEPTS: list[str] = [f"{c} {s}" for c in COLOURS for s in SHAPES]
+BACKGROUND_CONCEPTS: list[str] = [f"{word} background" for word in BACKGROUNDS]
+# ids: 0 "background" (the generic row, and the concept maps' value for every non-object pixel), 1..24 the objects,
+# then the textures: appended, so the object ids of every existing dataset and label file stay what they were
+CONCEPTS: list[str] = ["background"] + OBJECT_CONCEPTS + BACKGROUND_CONCEPTS
 BACKGROUND = 0
+FIRST_BACKGROUND_CONCEPT = 1 + len(OBJECT_CONCEPTS)
 COLOUR_NAMES = list(COLOURS)
-# concept id -> colour index / shape index (-1 for background)
-COLOUR_OF: list[int] = [-1] + [ci for ci in range(len(COLOURS)) for _ in SHAPES]
-SHAPE_OF: list[int] = [-1] + [si for _ in COLOURS for si in range(len(SHAPES))]
+# concept id -> colour index / shape index (-1 for background concepts)
+COLOUR_OF: list[int] = [-1] + [ci for ci in range(len(COLOURS)) for _ in SHAPES] + [-1] * len(BACKGROUNDS)
+SHAPE_OF: list[int] = [-1] + [si for _ in COLOURS for si in range(len(SHAPES))] + [-1] * len(BACKGROUNDS)
 
 
 def concept_names() -> list[str]:
@@ -62,6 +70,16 @@ def concept_names() -> list[str]:
 
 def concept_id(colour: str, shape: str) -> int:
     return 1 + COLOUR_NAMES.index(colour) * len(SHAPES) + SHAPES.index(shape)
+
+
+def background_concept_id(word: str) -> int:
+    """The concept id of a background texture word ("striped" -> the id of "striped background")."""
+    return FIRST_BACKGROUND_CONCEPT + list(BACKGROUNDS).index(word)
+
+
+def is_background_concept(concept: int) -> bool:
+    """The generic "background" row or a texture concept: what a background patch may be labelled."""
+    return concept == BACKGROUND or concept >= FIRST_BACKGROUND_CONCEPT
 
 
 # ---- drawing ---------------------------------------------------------------------------------------------------------
@@ -123,8 +141,12 @@ def _draw(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float,
         draw.polygon(_polygon(shape, cx, cy, r), fill=fill)
 
 
-def _place(rng: np.random.Generator, n: int, size: int, cfg: SyntheticConfig) -> list[dict]:
-    """n non-overlapping objects with distinct (colour, shape)."""
+def _any_pair(rng: np.random.Generator, placed: int) -> tuple[str, str]:
+    return COLOUR_NAMES[int(rng.integers(len(COLOURS)))], SHAPES[int(rng.integers(len(SHAPES)))]
+
+
+def _place(rng: np.random.Generator, n: int, size: int, cfg: SyntheticConfig, pick=_any_pair) -> list[dict]:
+    """n non-overlapping objects with distinct (colour, shape); `pick(rng, objects placed so far)` draws a pair."""
     objects: list[dict] = []
     used: set[tuple[str, str]] = set()
     tries = 0
@@ -136,8 +158,7 @@ def _place(rng: np.random.Generator, n: int, size: int, cfg: SyntheticConfig) ->
         cx, cy = rng.uniform(m, size - m), rng.uniform(m, size - m)
         if any(math.hypot(cx - o["cx"], cy - o["cy"]) < (r + o["r"]) * 1.25 + 2 for o in objects):
             continue
-        colour = COLOUR_NAMES[int(rng.integers(len(COLOURS)))]
-        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        colour, shape = pick(rng, len(objects))
         if (colour, shape) in used:
             continue
         used.add((colour, shape))
@@ -152,7 +173,7 @@ def render(image_id: int, cfg: SyntheticConfig) -> tuple[Image.Image, np.ndarray
     size = cfg.image_size
     a, bg_word = _background(rng, size)
     n = int(rng.integers(1, cfg.max_objects + 1))
-    objects = _place(rng, n, size, cfg)
+    objects = _place(rng, n, size, cfg, _longtail_pick(image_id, cfg) if cfg.world == "longtail" else _any_pair)
     img = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "RGB")
     label = Image.new("L", (size, size), BACKGROUND)
     d_img, d_lab = ImageDraw.Draw(img), ImageDraw.Draw(label)
@@ -164,6 +185,73 @@ def render(image_id: int, cfg: SyntheticConfig) -> tuple[Image.Image, np.ndarray
     arr = np.asarray(img, dtype=np.int16) + rng.integers(-6, 7, size=(size, size, 3), dtype=np.int16)
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
     return img, np.asarray(label, dtype=np.uint8), objects, bg_word
+
+
+# ---- the long-tail world -------------------------------------------------------------------------------------------
+# Which colour-shape pairs a training image may show. The paper's premise: more concepts in the images than the
+# captions teach, the text tower's knowledge bridging the gap (issue 22). The tiny CLIP was pretrained evenly over
+# every concept; the captioner's training data is not:
+#   novel  a diagonal of the colour x shape square (a Latin-square choice: one pair per shape, each colour at most
+#          once), in no training image, while every colour and every shape stays seen in other pairs;
+#   tail   TAIL_PER_K concepts for each k in TAIL_K, each in exactly k training images (the first object there);
+#   head   the rest, drawn uniformly everywhere else.
+# val: head only (it selects checkpoints). test: thirds, in order: iid (head only), tail (first object a tail
+# concept, cycling), novel (first object a novel pair, cycling); `longtail_subset` names an image's third.
+
+TAIL_K = (1, 3, 10)
+TAIL_PER_K = 2
+NOVEL_PAIRS: list[tuple[str, str]] = [(COLOUR_NAMES[i], SHAPES[i]) for i in range(len(SHAPES))]
+_SEEN_PAIRS = [(c, s) for c in COLOUR_NAMES for s in SHAPES if (c, s) not in NOVEL_PAIRS]
+# spread over colours and shapes: every third seen pair from the second
+TAIL_PAIRS: dict[int, list[tuple[str, str]]] = {
+    k: _SEEN_PAIRS[1::3][i * TAIL_PER_K:(i + 1) * TAIL_PER_K] for i, k in enumerate(TAIL_K)}
+HEAD_PAIRS: list[tuple[str, str]] = [p for p in _SEEN_PAIRS if all(p not in t for t in TAIL_PAIRS.values())]
+
+
+def longtail_concepts() -> dict:
+    """The long-tail world's concept groups by name: {"head": [...], "tail": {k: [...]}, "novel": [...]}."""
+    name = lambda pair: f"{pair[0]} {pair[1]}"  # noqa: E731
+    return {"head": [name(p) for p in HEAD_PAIRS], "tail": {k: [name(p) for p in v] for k, v in TAIL_PAIRS.items()},
+            "novel": [name(p) for p in NOVEL_PAIRS]}
+
+
+def _tail_images(cfg: SyntheticConfig) -> dict[int, tuple[str, str]]:
+    """Training image id -> the tail pair it shows: k images per tail concept, spread by a seeded permutation."""
+    slots = [pair for k, pairs in TAIL_PAIRS.items() for pair in pairs for _ in range(k)]
+    if len(slots) > cfg.num_train:
+        raise DataError(f"synthetic.world=longtail needs at least {len(slots)} training images, got {cfg.num_train}")
+    ids = np.random.default_rng([cfg.seed, 7]).permutation(cfg.num_train)[:len(slots)]
+    return {int(i): pair for i, pair in zip(ids, slots)}
+
+
+def longtail_subset(image_id: int, cfg: SyntheticConfig) -> Optional[str]:
+    """'iid', 'tail' or 'novel' for a long-tail test image (thirds in that order), else None."""
+    first = cfg.num_train + cfg.num_val
+    if cfg.world != "longtail" or image_id < first:
+        return None
+    third = max(1, -(-cfg.num_test // 3))
+    return ("iid", "tail", "novel")[min(2, (image_id - first) // third)]
+
+
+def _longtail_pick(image_id: int, cfg: SyntheticConfig):
+    """The `pick` of `_place` for a long-tail image: its forced first pair (tail / novel), then head pairs."""
+    first = None
+    if image_id < cfg.num_train:
+        first = _tail_images(cfg).get(image_id)
+    else:
+        subset = longtail_subset(image_id, cfg)
+        index = (image_id - cfg.num_train - cfg.num_val) % max(1, -(-cfg.num_test // 3))    # within its third
+        if subset == "tail":
+            pairs = [p for v in TAIL_PAIRS.values() for p in v]
+            first = pairs[index % len(pairs)]
+        elif subset == "novel":
+            first = NOVEL_PAIRS[index % len(NOVEL_PAIRS)]
+
+    def pick(rng: np.random.Generator, placed: int) -> tuple[str, str]:
+        if placed == 0 and first is not None:
+            return first
+        return HEAD_PAIRS[int(rng.integers(len(HEAD_PAIRS)))]
+    return pick
 
 
 # ---- captions --------------------------------------------------------------------------------------------------------
@@ -252,6 +340,8 @@ def captions_for(objects: list[dict], bg: str, size: int, rng: np.random.Generat
 def _manifest(cfg: SyntheticConfig) -> dict:
     d = asdict(cfg)
     d.pop("root")
+    if d["world"] == "shapes":     # the original world: its datasets on disk (written before worlds existed) match
+        d.pop("world")
     return {"generator_version": GENERATOR_VERSION, "config": d}
 
 
@@ -335,7 +425,13 @@ def _write(out: Path, cfg: SyntheticConfig) -> None:
             "background": bg,
             "objects": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in ob.items()} for ob in objects],
         })
-    (out / "dataset_shapes.json").write_text(json.dumps({"dataset": "shapes", "images": images}))
+        subset = longtail_subset(image_id, cfg)
+        if subset is not None:
+            images[-1]["subset"] = subset
+    dataset = {"dataset": "shapes", "images": images}
+    if cfg.world == "longtail":
+        dataset["world"] = {"name": "longtail", **longtail_concepts()}
+    (out / "dataset_shapes.json").write_text(json.dumps(dataset))
     (out / "manifest.json").write_text(json.dumps(_manifest(cfg)))
 
 
@@ -390,9 +486,10 @@ def load_concept_map(root: str | os.PathLike, image_id: int) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)
 
 
-def patch_concepts(label_map, grid: int, min_object_fraction: float = 0.25):
+def patch_concepts(label_map, grid: int, min_object_fraction: float = 0.25, background: Optional[str] = None):
     """(H, W) concept map -> LongTensor (grid*grid,), row-major patches: the most frequent object concept of a patch
-    whose pixels are at least `min_object_fraction` object, else background (0). Object patches: labels != 0."""
+    whose pixels are at least `min_object_fraction` object, else background: 0, or with `background` (the image's
+    texture word) that texture's concept. Object patches: `is_background_concept` false."""
     import torch
 
     lab = np.asarray(label_map)
@@ -411,13 +508,13 @@ def patch_concepts(label_map, grid: int, min_object_fraction: float = 0.25):
     obj = counts[..., 1:]
     best = obj.argmax(-1) + 1
     is_obj = obj.sum(-1) >= min_object_fraction * total
-    labels = np.where(is_obj, best, BACKGROUND)
+    labels = np.where(is_obj, best, BACKGROUND if background is None else background_concept_id(background))
     return torch.from_numpy(labels.reshape(-1).astype(np.int64))
 
 
 def object_patch_mask(patch_labels):
-    """Boolean mask of object patches (concept != background)."""
-    return patch_labels != BACKGROUND
+    """Boolean mask of object patches (not "background" nor a texture concept)."""
+    return (patch_labels != BACKGROUND) & (patch_labels < FIRST_BACKGROUND_CONCEPT)
 
 
 class PatchLabels:

@@ -23,12 +23,15 @@ Why it looks like this:
 
 Logged (JSON lines): loss/lr/logit scale every `log_every` steps; every `eval_every` steps and at the end, on held-out
 images, image->text top-1 retrieval and the dense MaskCLIP-style patch accuracy (CSA path, 8x8 grid, nearest concept
-text "a photo of a {concept}." among background + the 24 concepts) over object patches, with colour and shape accuracy.
+text "a photo of a {concept}." among all concepts) over object patches, with colour and shape accuracy, and over
+background patches (right when labelled with the image's texture concept), on the CSA path (ln_post and plain LN) and
+on MaskCLIP's value path (`_value`).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 import math
@@ -48,9 +51,10 @@ from PIL import Image
 from fsgr.core.device import autocast, resolve_amp
 from fsgr.data.config import SyntheticConfig
 from fsgr.data.images import CLIP_MEAN, CLIP_STD
-from fsgr.data.synthetic import COLOUR_OF, CONCEPTS, SHAPE_OF, captions_for, concept_id, patch_concepts, render
+from fsgr.data.synthetic import (COLOUR_OF, CONCEPTS, SHAPE_OF, background_concept_id, captions_for, concept_id,
+                                 object_patch_mask, patch_concepts, render)
 from fsgr.models.backbone import csa_attention
-from fsgr.models.clip import build_clip, save_clip
+from fsgr.models.clip import build_clip, load_clip, save_clip
 from fsgr.models.config import ClipConfig
 from fsgr.models.tokenizer import tokenize
 
@@ -86,6 +90,13 @@ class PretrainConfig:
     workers: int = 0                  # render processes (0 = in this process)
     time_budget: Optional[float] = None  # seconds for the whole run: after 100 steps, `steps` is cut to what fits
     dense_weight: float = 0.5         # weight of the patch-pooled image-text term (0 = plain CLIP loss only)
+    # background concepts (issue 22): the share of pairs "whole image" + "a photo of a striped background." (taken
+    # from the crops' share), and the weight of the patch-text term: every patch of a whole image against every
+    # concept text, its target the generator's concept of that patch (background patches: their texture), on the
+    # CSA path as FSGR reads it and on MaskCLIP's value path. 0 and 0: the original recipe.
+    frac_background: float = 0.0
+    patch_weight: float = 0.0
+    init: Optional[str] = None        # continue from these CLIP weights (e.g. src/fsgr/assets/tiny_clip.pt)
 
 
 # ---- the image pool ------------------------------------------------------------------------------------------------
@@ -106,7 +117,7 @@ def _render_chunk(args) -> list[tuple]:
         tokens = tokenize(caps, context_length=context, truncate=True).numpy().astype(np.int32)
         boxes = np.array([[o["cx"], o["cy"], o["r"]] for o in objects], dtype=np.float32).reshape(-1, 3)
         ids = np.array([concept_id(o["colour"], o["shape"]) for o in objects], dtype=np.int64)
-        out.append((pixels, label, boxes, ids, tokens))
+        out.append((pixels, label, boxes, ids, tokens, background_concept_id(bg)))
     return out
 
 
@@ -118,10 +129,17 @@ class Pool:
     concepts: torch.Tensor    # (N, 3) long concept ids, -1 when absent
     num_objects: torch.Tensor  # (N,) long
     tokens: torch.Tensor      # (N, 5, context) long caption tokens
+    background: torch.Tensor  # (N,) long concept id of the image's background texture
 
     def to(self, device) -> "Pool":
         return Pool(*(getattr(self, f).to(device) for f in ("images", "labels", "boxes", "concepts", "num_objects",
-                                                              "tokens")))
+                                                              "tokens", "background")))
+
+    def patch_truth(self, grid: int) -> torch.Tensor:
+        """(N, grid*grid) the generator's concept of every patch, background patches labelled with their texture."""
+        words = [CONCEPTS[int(b)].split()[0] for b in self.background]
+        return torch.stack([patch_concepts(lab.cpu().numpy(), grid, background=w)
+                            for lab, w in zip(self.labels, words)]).to(self.labels.device)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -141,14 +159,15 @@ def render_pool(start: int, count: int, seed: int, size: int, context: int, qual
     n = len(items)
     boxes = np.zeros((n, MAX_OBJECTS, 3), dtype=np.float32)
     concepts = np.full((n, MAX_OBJECTS), -1, dtype=np.int64)
-    for i, (_, _, b, ids, _) in enumerate(items):
+    for i, (_, _, b, ids, _, _) in enumerate(items):
         boxes[i, :len(ids)] = b
         concepts[i, :len(ids)] = ids
     return Pool(images=torch.from_numpy(np.stack([it[0] for it in items])).permute(0, 3, 1, 2).contiguous(),
                 labels=torch.from_numpy(np.stack([it[1] for it in items])),
                 boxes=torch.from_numpy(boxes), concepts=torch.from_numpy(concepts),
                 num_objects=torch.from_numpy((concepts >= 0).sum(1)),
-                tokens=torch.from_numpy(np.stack([it[4] for it in items])).long())
+                tokens=torch.from_numpy(np.stack([it[4] for it in items])).long(),
+                background=torch.tensor([it[5] for it in items], dtype=torch.long))
 
 
 def normalise(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -167,17 +186,21 @@ def concept_texts(context: int) -> tuple[list[str], torch.Tensor]:
 # ---- one training batch --------------------------------------------------------------------------------------------
 
 
-def make_batch(pool: Pool, concept_tokens: torch.Tensor, cfg: PretrainConfig, gen: torch.Generator):
-    """-> images (B, 3, S, S) normalised, tokens (B, ctx), positives (B images x B texts) bool. All on pool's device."""
+def make_batch(pool: Pool, concept_tokens: torch.Tensor, cfg: PretrainConfig, gen: torch.Generator,
+               with_index: bool = False):
+    """-> images (B, 3, S, S) normalised, tokens (B, ctx), positives (B images x B texts) bool. All on pool's device.
+    with_index: also (pool index (B,), whole-image mask (B,)) for the patch-text term."""
     dev = pool.images.device
     B, S = cfg.batch_size, pool.images.shape[-1]
     num_concepts = concept_tokens.shape[1]
     idx = torch.randint(len(pool), (B,), generator=gen, device=dev)
     u = torch.rand(B, generator=gen, device=dev)
-    kind = (u >= cfg.frac_scene).long() + (u >= cfg.frac_scene + cfg.frac_object).long()   # 0 scene, 1 object, 2 crop
+    # 0 scene, 1 object, 2 crop, 3 background (the last frac_background of the draws, taken from the crops)
+    kind = (u >= cfg.frac_scene).long() + (u >= cfg.frac_scene + cfg.frac_object).long() + \
+        (u >= 1 - cfg.frac_background).long()
     nobj = pool.num_objects[idx]
     slot = (torch.rand(B, generator=gen, device=dev) * nobj).long().clamp(max=MAX_OBJECTS - 1)
-    obj_concept = pool.concepts[idx, slot]                                                     # (B,)
+    obj_concept = torch.where(kind == 3, pool.background[idx], pool.concepts[idx, slot])    # (B,) the text's concept
     cap = torch.randint(pool.tokens.shape[1], (B,), generator=gen, device=dev)
     tmpl = torch.randint(concept_tokens.shape[0], (B,), generator=gen, device=dev)
     tokens = torch.where((kind == 0)[:, None], pool.tokens[idx, cap], concept_tokens[tmpl, obj_concept])
@@ -204,10 +227,14 @@ def make_batch(pool: Pool, concept_tokens: torch.Tensor, cfg: PretrainConfig, ge
     present = pool.concepts[idx]
     holds.scatter_(1, present.clamp(min=0), present >= 0)
     holds[:, 0] = False   # concept 0 is "background": slot -1 was clamped onto it
+    if cfg.frac_background > 0:   # a whole image also holds its background texture
+        holds[torch.arange(B, device=dev), pool.background[idx]] = True
     holds = torch.where(crop[:, None], F.one_hot(obj_concept, num_concepts).bool(), holds)
     positives = torch.eye(B, dtype=torch.bool, device=dev)
     object_text = kind >= 1
     positives |= object_text[None, :] & holds.gather(1, obj_concept[None, :].expand(B, B))
+    if with_index:
+        return images, tokens, positives, idx, ~crop
     return images, tokens, positives
 
 
@@ -247,6 +274,14 @@ def _csa_patches(visual, x: torch.Tensor, norm: str) -> torch.Tensor:
     return F.normalize(z @ visual.proj, dim=-1)
 
 
+def _value_patches(visual, x: torch.Tensor) -> torch.Tensor:
+    """MaskCLIP's value path (B, P, E), L2-normalised: ln_post(out_proj(v)) @ proj of the patches entering the last
+    block, as `FSGRBackbone(value_patches=True)` reads it."""
+    last = visual.transformer.resblocks[-1]
+    _, _, v = last.attn.qkv(last.ln_1(x[:, 1:]))
+    return F.normalize(visual.ln_post(last.attn.merge_heads(v)) @ visual.proj, dim=-1)
+
+
 def image_and_patch_embeddings(visual, images: torch.Tensor, norm: str = "plain_ln"):
     """One pass of the tower: the CLS embedding (B, E) and the dense CSA features (B, P, E) (`_csa_patches`)."""
     x = _last_block_input(visual, images)
@@ -269,29 +304,31 @@ def evaluate_clip(model, pool: Pool, batch: int = 128, autocast_dtype=None) -> d
     _, ctoks = concept_texts(ctx)
     with autocast(dev, autocast_dtype):
         concept_emb = F.normalize(model.encode_text(ctoks[0].to(dev)).float(), dim=-1)           # (C, E)
-        img_emb, txt_emb, dense = [], [], {"ln_post": [], "plain_ln": []}
+        img_emb, txt_emb, dense = [], [], {"ln_post": [], "plain_ln": [], "value": []}
         for s in range(0, len(pool), batch):
             images = normalise(pool.images[s:s + batch])
             x = _last_block_input(model.visual, images)          # one tower pass for the CLS and both dense reads
             img_emb.append(F.normalize(_cls_embedding(model.visual, x).float(), dim=-1))
             txt_emb.append(F.normalize(model.encode_text(pool.tokens[s:s + batch, 0]).float(), dim=-1))
-            for norm in dense:
+            for norm in ("ln_post", "plain_ln"):
                 dense[norm].append(_csa_patches(model.visual, x, norm).float())
+            dense["value"].append(_value_patches(model.visual, x).float())
     img, txt = torch.cat(img_emb), torch.cat(txt_emb)
     retrieval = (img @ txt.t()).argmax(1).eq(torch.arange(len(img), device=dev)).float().mean().item()
     grid = model.visual.grid_size
-    truth = torch.stack([patch_concepts(lab.cpu().numpy(), grid) for lab in pool.labels]).to(dev)   # (N, P)
-    obj = truth != 0
+    truth = pool.patch_truth(grid)                                                           # (N, P)
+    obj = object_patch_mask(truth)
     colour_of = torch.tensor(COLOUR_OF, device=dev)
     shape_of = torch.tensor(SHAPE_OF, device=dev)
     out = {"retrieval_top1": retrieval, "object_patches": int(obj.sum())}
     for norm, chunks in dense.items():
         pred = (torch.cat(chunks) @ concept_emb.t()).argmax(-1)                                    # (N, P)
-        sfx = "" if norm == "ln_post" else "_plain_ln"
+        sfx = {"ln_post": "", "plain_ln": "_plain_ln", "value": "_value"}[norm]
         out[f"dense_acc{sfx}"] = pred[obj].eq(truth[obj]).float().mean().item()
         out[f"dense_colour_acc{sfx}"] = (colour_of[pred[obj]] == colour_of[truth[obj]]).float().mean().item()
         out[f"dense_shape_acc{sfx}"] = (shape_of[pred[obj]] == shape_of[truth[obj]]).float().mean().item()
-        out[f"dense_background_acc{sfx}"] = pred[~obj].eq(0).float().mean().item()
+        # background patches: labelled with their own texture concept
+        out[f"dense_background_acc{sfx}"] = pred[~obj].eq(truth[~obj]).float().mean().item()
     model.train(was_training)
     return out
 
@@ -337,8 +374,13 @@ def pretrain(cfg: PretrainConfig, out: Optional[str | os.PathLike], device: str 
     emit({"event": "data", "pool": len(pool), "eval": len(eval_pool), "seconds": round(time.time() - t0, 2)})
 
     torch.manual_seed(cfg.seed)
-    model = build_clip(copy.deepcopy(ccfg)).to(dev)
+    if cfg.init:    # continue-pretraining: the architecture is the file's
+        model = load_clip(cfg.init).to(dev)
+        ccfg = dataclasses.replace(model.cfg, path=None)
+    else:
+        model = build_clip(copy.deepcopy(ccfg)).to(dev)
     model.train()
+    patch_truth = pool.patch_truth(model.visual.grid_size) if cfg.patch_weight > 0 else None
     _, ctoks = concept_texts(ccfg.context_length)
     ctoks = ctoks.to(dev)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
@@ -353,19 +395,29 @@ def pretrain(cfg: PretrainConfig, out: Optional[str | os.PathLike], device: str 
         lr = lr_at(step, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        images, tokens, positives = make_batch(pool, ctoks, cfg, gen)
+        images, tokens, positives, idx, whole = make_batch(pool, ctoks, cfg, gen, with_index=True)
         with autocast(dev, amp_dtype):
             text = F.normalize(model.encode_text(tokens).float(), dim=-1)                          # (B, E)
-            if cfg.dense_weight > 0:
-                image, patches = image_and_patch_embeddings(model.visual, images)                  # (B,E), (B,P,E)
+            if cfg.dense_weight > 0 or patch_truth is not None:
+                x = _last_block_input(model.visual, images)
+                image, patches = _cls_embedding(model.visual, x), _csa_patches(model.visual, x, "plain_ln")
             else:
                 image, patches = model.encode_image(images), None
+            if patch_truth is not None:    # every concept under one template drawn for this step
+                template = int(torch.randint(ctoks.shape[0], (), generator=gen, device=dev))
+                concepts = F.normalize(model.encode_text(ctoks[template]).float(), dim=-1)        # (C, E)
+                values = _value_patches(model.visual, x)
         scale = model.logit_scale.exp()
         image = F.normalize(image.float(), dim=-1)
         loss = multi_positive_clip_loss(scale * image @ text.t(), positives)
-        if patches is not None:   # mean over patches of the patch-text cosine
+        if patches is not None and cfg.dense_weight > 0:   # mean over patches of the patch-text cosine
             loss = loss + cfg.dense_weight * multi_positive_clip_loss(scale * patches.float().mean(1) @ text.t(),
                                                                       positives)
+        if patch_truth is not None and whole.any():   # whole images only: a crop's patches moved
+            target = patch_truth[idx[whole]].reshape(-1)
+            for feats in (patches, values):
+                logits = scale * feats[whole].float().reshape(-1, feats.shape[-1]) @ concepts.t()
+                loss = loss + cfg.patch_weight / 2 * F.cross_entropy(logits, target)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"pretrain-clip: non-finite loss {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
