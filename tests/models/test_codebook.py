@@ -125,3 +125,18 @@ def test_cli_errors_are_one_line(clip_file, tmp_path, capsys):
 def test_codebook_dataclass_len():
     cb = Codebook(names=["a", "b"], embeddings=torch.eye(2))
     assert len(cb) == 2 and cb.embed_dim == 2
+
+
+def test_permuted_codebook_moves_every_object_row_and_keeps_background_rows():
+    from fsgr.models.codebook import Codebook, permute_object_rows
+
+    names = ["background", "red circle", "blue square", "green star", "striped background", "red star"]
+    emb = torch.nn.functional.normalize(torch.randn(6, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
+    book = Codebook(names=names, embeddings=emb)
+    permuted = permute_object_rows(book, seed=3)
+    assert permuted.names == names and torch.equal(permuted.embeddings[[0, 4]], emb[[0, 4]])
+    objects = [1, 2, 3, 5]
+    moved = permuted.embeddings[objects]
+    assert all(not torch.equal(moved[i], emb[objects[i]]) for i in range(4))       # every object row moved
+    assert sorted(map(tuple, moved.tolist())) == sorted(map(tuple, emb[objects].tolist()))   # among themselves
+    assert torch.equal(permute_object_rows(book, seed=3).embeddings, permuted.embeddings)   # seeded

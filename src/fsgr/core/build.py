@@ -20,7 +20,7 @@ from fsgr.data.vocab import Vocab
 from fsgr.errors import CheckpointError, ConfigError
 from fsgr.models.captioner import FSGRCaptioner
 from fsgr.models.clip import load_clip, weights_fingerprint
-from fsgr.models.codebook import load_codebook
+from fsgr.models.codebook import load_codebook, permute_object_rows
 from fsgr.models.config import ClipConfig
 
 
@@ -59,6 +59,8 @@ def build_model(cfg: Config, vocab, load_weights: bool = True):
         expected_fp = weights_fingerprint(clip) if clip is not None else None
         codebook = load_codebook(resolve_codebook(mcfg.semantic.codebook), expected_size=mcfg.semantic.codebook_size,
                                  expected_fingerprint=expected_fp)
+        if mcfg.semantic.permute_codebook is not None:
+            codebook = permute_object_rows(codebook, mcfg.semantic.permute_codebook)
     model = FSGRCaptioner(mcfg, vocab_size=len(vocab), clip=clip, codebook=codebook, pad_id=vocab.pad_id,
                           bos_id=vocab.bos_id, eos_id=vocab.eos_id)
     names, fingerprint = codebook_identity(codebook)

@@ -28,6 +28,7 @@ from fsgr.core.assets import resolve_clip, resolve_codebook
 from fsgr.core.build import build_model
 from fsgr.data.datasets import EvalDataset, collate_eval
 from fsgr.data.synthetic import COLOUR_OF, CONCEPTS, SHAPE_OF, load_concept_map, patch_concepts
+from fsgr.demo.mechanism import mechanism_report
 from fsgr.demo.pretrain_clip import csa_patch_embeddings
 from fsgr.errors import ConfigError, DataError
 from fsgr.files import atomic_write_text
@@ -235,6 +236,8 @@ def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None,
     seconds["test"] = time.time() - t
     example_rows, explain_png = write_outputs(out, captioner, demo, scored["predictions"], examples)
     head, test_scores, ceiling = scored["head"], scored["test"], scored["ceiling"]
+    refs, _ = split_references(demo.test)
+    mechanism = mechanism_report(cfg.data.synthetic.root, scored["predictions"], refs)
     result = {
         "test": test_scores, "ceiling": ceiling, "image_blind": scored["image_blind"],
         "image_blind_caption": scored["image_blind_caption"],
@@ -244,6 +247,7 @@ def run_demo(out: str | os.PathLike, config: Optional[str | os.PathLike] = None,
         "object_patches": head["object_patches"],
         **baselines,
         "cider_vs_ceiling": test_scores["CIDEr"] / ceiling["CIDEr"] if ceiling.get("CIDEr") else None,
+        "mechanism": mechanism,
         "num_test_images": len(demo.test), "references_per_image": "all but one (index image_id % n, the ceiling's)",
         "beam_size": cfg.eval.beam_size, "scst_mode": cfg.scst.mode,
         "train_summary": {k: summary.get(k) for k in ("status", "phase", "epoch", "global_step", "best_val_cider",
@@ -274,6 +278,10 @@ def table(r: dict) -> str:
         patches = (f"patch accuracy (object patches): FSGR head {h['semantic_patch_accuracy']:.3f} "
                    f"(colour {h['semantic_colour_accuracy']:.3f}, shape {h['semantic_shape_accuracy']:.3f}); "
                    f"{clip_alone}; untrained head {u['accuracy']:.3f}")
+    for subset, m in r["mechanism"].items():
+        recall = ", ".join(f"{k} {v:.2f}" for k, v in m["recall"].items() if v is not None)
+        lines.append(f"{subset}: {m['images']} images, CIDEr {m['CIDEr']:.3f}; concept recall {recall}; CHAIR-i "
+                     f"{m['hallucination']['chair_i']:.3f}; binding swaps {m['binding_swaps']['rate']:.3f}")
     lines += [
         f"CIDEr / ceiling: {r['cider_vs_ceiling']:.2f}   ({r['num_test_images']} test images, beam {r['beam_size']})",
         patches,

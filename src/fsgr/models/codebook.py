@@ -12,7 +12,7 @@ no fingerprint, so the fingerprint check cannot be made for them (a warning says
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -169,3 +169,22 @@ def load_codebook(path: Union[str, Path], expected_size: Optional[int] = None,
             raise CheckpointError(f"{path}: codebook was embedded with CLIP weights {codebook.clip_fingerprint}, but "
                                   f"the model's CLIP is {expected_fingerprint}; rebuild it with `fsgr codebook`")
     return codebook
+
+
+def permute_object_rows(codebook: Codebook, seed: int) -> Codebook:
+    """The ablation's "wrong language" codebook: the embeddings of every row not named background (no name ending in
+    'background') shuffled among themselves by a seeded derangement; names, size and background rows unchanged. The
+    semantic head then labels patches with the same set of rows, whose text no longer says what they show."""
+    names = codebook.names or [""] * codebook.size
+    rows = [i for i, n in enumerate(names) if not n.strip().lower().endswith("background")]
+    if len(rows) < 2:
+        raise DataError("codebook: fewer than two object rows to permute")
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(len(rows), generator=g)
+        if not (order == torch.arange(len(rows))).any():       # every object row moves
+            break
+    emb = codebook.embeddings.clone()
+    index = torch.tensor(rows)
+    emb[index] = codebook.embeddings[index[order]]
+    return replace(codebook, embeddings=emb)

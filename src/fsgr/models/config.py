@@ -74,6 +74,9 @@ class SemanticConfig:
     # the head's top-k: by the global embedding (REF), or the concepts the value path's dense labels use most
     # (background included)
     preselect: Literal["global", "dense"] = "global"
+    # ablation "permuted" (docs/ablation.md): shuffle the codebook's object rows with this seed (same labels, wrong
+    # language); None = the codebook as it is
+    permute_codebook: Optional[int] = None
 
 
 @dataclass
