@@ -74,8 +74,10 @@ class CaptionerBase:
         return names[concept_id] if names and 0 <= concept_id < len(names) else f"concept {concept_id}"
 
     def background_ids(self) -> list[int]:
-        """Codebook ids that name the background (the demo codebook's "background"; none in the RAM tags)."""
-        return [i for i, name in enumerate(self.codebook_names or []) if name.strip().lower() in BACKGROUND_NAMES]
+        """Codebook ids that name the background: "background" and the demo's textures ("striped background", ...);
+        none in the RAM tags."""
+        return [i for i, name in enumerate(self.codebook_names or [])
+                if name.strip().lower() in BACKGROUND_NAMES or name.strip().lower().endswith(" background")]
 
     # ------------------------------------------------------------------ images
     @property

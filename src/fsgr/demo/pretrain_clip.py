@@ -282,12 +282,6 @@ def _value_patches(visual, x: torch.Tensor) -> torch.Tensor:
     return F.normalize(visual.ln_post(last.attn.merge_heads(v)) @ visual.proj, dim=-1)
 
 
-def image_and_patch_embeddings(visual, images: torch.Tensor, norm: str = "plain_ln"):
-    """One pass of the tower: the CLS embedding (B, E) and the dense CSA features (B, P, E) (`_csa_patches`)."""
-    x = _last_block_input(visual, images)
-    return _cls_embedding(visual, x), _csa_patches(visual, x, norm)
-
-
 @torch.no_grad()
 def csa_patch_embeddings(visual, images: torch.Tensor, norm: str = "ln_post") -> torch.Tensor:
     """The dense CSA features alone, without gradients. (B, P, E), L2-normalised."""
