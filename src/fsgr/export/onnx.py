@@ -15,6 +15,7 @@ search, greedy and the decoding controls then run unchanged (fsgr.models.decodin
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import torch
@@ -95,9 +96,9 @@ def _export(module: nn.Module, args: tuple, path: Path, input_names, output_name
 
 def export_onnx(captioner, out: Path) -> list[Path]:
     """Write the three graphs and the metadata of `captioner` (a fsgr.inference.Captioner) into `out`."""
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
+    try:                               # torch.onnx.export(dynamo=True) imports them itself: fail first, in one line
+        for module in ("onnx", "onnxscript"):
+            importlib.import_module(module)
     except ImportError as exc:
         raise ConfigError(f"ONNX export needs onnx and onnxscript ({exc.name} is missing): "
                           f"pip install 'fsgr[export]'") from None

@@ -113,9 +113,8 @@ class MlflowTracker:
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v))
+        items = [Param(k, (json.dumps(v) if isinstance(v, (list, dict)) else str(v))[:_MLFLOW_PARAM_CHARS])
                  for k, v in params.items()]
-        items = [Param(p.key, p.value[:_MLFLOW_PARAM_CHARS]) for p in items]
         for start in range(0, len(items), _MLFLOW_BATCH):
             self._client.log_batch(self.run_id, params=items[start:start + _MLFLOW_BATCH])
 
