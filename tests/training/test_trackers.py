@@ -217,25 +217,29 @@ def test_messages_go_through_the_fsgr_logger_and_quiet_silences_them(tmp_path, t
     assert "stopped (max_steps)" in capsys.readouterr().err
 
 
-def test_score_and_caption_need_no_extra(tmp_path):
-    """`pip install fsgr` without extras: score and the captioning stack import and run with tensorboard, mlflow and
-    wandb absent (their imports blocked)."""
+def test_score_train_and_caption_need_no_extra(tmp_path, tiny_run_config):
+    """`pip install fsgr` without extras: with tensorboard, mlflow and wandb absent (their imports blocked), `fsgr score`
+    scores, `fsgr train` trains (metrics.jsonl only, no tensorboard/ folder) and `fsgr caption` captions a photo."""
     refs = tmp_path / "refs.json"
     refs.write_text(json.dumps({"annotations": [{"image_id": 1, "caption": "a dog runs on the grass"},
                                                 {"image_id": 1, "caption": "a brown dog running"}]}))
     preds = tmp_path / "preds.json"
     preds.write_text(json.dumps([{"image_id": 1, "caption": "a dog running on grass"}]))
+    cfg_path = tiny_run_config(tmp_path)
+    photo = REPO / "tests" / "real_data" / "COCO_val2014_000000391895.jpg"
     code = (
         "import sys\n"
         "for name in ('tensorboard', 'torch.utils.tensorboard', 'mlflow', 'wandb'):\n"
         "    sys.modules[name] = None\n"
         "from fsgr.cli import main\n"
-        f"rc = main(['score', '--refs', {str(refs)!r}, '--preds', {str(preds)!r}, '--metrics', 'bleu,cider'])\n"
-        "import fsgr.inference, fsgr.commands.caption, fsgr.training.engine\n"
-        "from fsgr.training.logging import tracker_names\n"
-        "assert tracker_names(None) == []\n"
-        "sys.exit(rc)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        f"assert main(['score', '--refs', {str(refs)!r}, '--preds', {str(preds)!r}, '--metrics', 'bleu,cider']) == 0\n"
+        f"assert main(['train', {str(cfg_path)!r}, 'train.max_steps=1', 'eval.test_at_end=false', '--no-progress']) == 0\n"
+        f"assert main(['caption', '--checkpoint', {str(tmp_path / 'run' / 'checkpoints' / 'last.pt')!r}, "
+        f"{str(photo)!r}]) == 0\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src")})
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stderr[-2000:]
     assert "CIDEr" in proc.stdout
+    assert (tmp_path / "run" / "metrics.jsonl").is_file() and not (tmp_path / "run" / "tensorboard").exists()
+    caption_line = proc.stdout.strip().splitlines()[-1]
+    assert caption_line.startswith(f"{photo}\t") and len(caption_line.split("\t")[1].split()) >= 1
