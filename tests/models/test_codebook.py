@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from fsgr.cli import main as cli_main
+from fsgr.commands.checks import output_file
 from fsgr.errors import CheckpointError, DataError
 from fsgr.models.clip import load_clip, save_clip, tokenize, weights_fingerprint
 from fsgr.models.codebook import Codebook, build_codebook, load_codebook, read_class_names, save_codebook
@@ -140,3 +141,18 @@ def test_permuted_codebook_moves_every_object_row_and_keeps_background_rows():
     assert all(not torch.equal(moved[i], emb[objects[i]]) for i in range(4))       # every object row moved
     assert sorted(map(tuple, moved.tolist())) == sorted(map(tuple, emb[objects].tolist()))   # among themselves
     assert torch.equal(permute_object_rows(book, seed=3).embeddings, permuted.embeddings)   # seeded
+
+
+def test_codebook_replaces_only_its_own_file(clip_file, tmp_path, capsys):
+    """Issue 25: a file `fsgr codebook` did not write (here a CLIP weights file) is refused and left as it was; the
+    verb's own earlier codebook is replaced."""
+    out = tmp_path / "book.pt"
+    for _ in range(2):
+        assert cli_main(["codebook", "--clip", str(clip_file), "--classes", "coco80", "--out", str(out)]) == 0
+    assert load_codebook(out).size == 80
+    other = tmp_path / "weights.pt"
+    other.write_bytes(clip_file.read_bytes())
+    assert cli_main(["codebook", "--clip", str(clip_file), "--classes", "coco80", "--out", str(other)]) == 2
+    assert "exists and was not written by fsgr codebook" in capsys.readouterr().err
+    assert other.read_bytes() == clip_file.read_bytes()
+    output_file("--out", str(other), verb="pretrain-clip", kind="clip-weights")   # save_clip's: pretrain-clip's own

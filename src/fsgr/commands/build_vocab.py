@@ -31,7 +31,8 @@ def main(args) -> int:
     from fsgr.errors import DataError
 
     in_range("--min-freq", args.min_freq, 1)
-    output_file("--out", args.out, inputs=[args.m2_pkl, *(args.annotations or "").split(",")])
+    output_file("--out", args.out, inputs=[args.m2_pkl, *(args.annotations or "").split(",")], verb="build-vocab",
+                kind="vocab-json")
 
     if args.m2_pkl:
         vocab = Vocab.load(args.m2_pkl)

@@ -111,19 +111,13 @@ def main(args) -> int:
         raise ConfigError("no images: give image files or folders, or --files-from FILE")
     if args.engine == "ray":
         return _ray(args, sources)
-    checks.output_file("--out", args.out, inputs=[args.checkpoint])
+    checks.output_file("--out", args.out, inputs=[args.checkpoint], verb="caption", kind=None)  # bulk: header row
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if args.out and world > 1 and args.shard:
         raise ConfigError("--shard under torchrun: each rank already takes its own part; drop --shard")
     shard = bulk.parse_shard(args.shard) if args.shard else None
     paths = bulk.list_images(sources, shard)
-    if args.coco_results:  # refuse a bad NAME, non-COCO file names and an unwritable folder before decoding anything
-        from fsgr.evaluation.coco_files import check_results_name, coco_results
-
-        check_results_name(args.coco_results)
-        coco_results({p: "" for p in paths})
-        checks.output_folder("--results-dir", args.results_dir)
-    checks.output_file("--nocaps-results", args.nocaps_results, inputs=[args.nocaps_info, *paths])
+    check_server_files(args, paths)
     if not args.out:
         captioner, settings = _captioner(args)
         return _print_captions(bulk.caption_rows(captioner, paths, settings, args.batch_size, args.workers,
@@ -191,9 +185,10 @@ def _merge(args) -> int:
     folder, out = Path(args.merge), Path(args.out)
     if not folder.is_dir():
         raise ConfigError(f"--merge {folder}: not a folder")
-    checks.output_file("--out", args.out)
+    checks.output_file("--out", args.out, verb="caption", kind=None)   # merge_parts: header row
     parts = sorted(p for p in folder.glob("*.jsonl") if p.resolve() != out.resolve())
     merged = bulk.merge_parts(parts, out, replace=args.resume)
+    check_server_files(args, list(merged.rows))    # their paths are known once the parts are read
     log.info(f"merged {len(parts)} part(s), {len(merged.rows)} image(s), into {out}")
     return _finish(args, out, len(merged.errors))
 
@@ -323,6 +318,23 @@ def _field(path: str) -> str:
     import json
 
     return json.dumps(path, ensure_ascii=False) if any(c in path for c in "\t\n\r") or path.startswith('"') else path
+
+
+def check_server_files(args, paths: list[str]) -> None:
+    """Refuse a bad --coco-results NAME, non-COCO file names, an unwritable folder and a results file fsgr did not
+    write, before decoding anything."""
+    from fsgr.commands import checks
+
+    if args.coco_results:
+        from fsgr.evaluation.coco_files import check_results_name, coco_results, coco_results_path
+
+        check_results_name(args.coco_results)
+        split, _ = coco_results({p: "" for p in paths})
+        checks.output_folder("--results-dir", args.results_dir)
+        checks.output_file("--coco-results", str(coco_results_path(args.results_dir, split, args.coco_results)),
+                           verb="caption", kind="server-results")
+    checks.output_file("--nocaps-results", args.nocaps_results, inputs=[args.nocaps_info, *paths], verb="caption",
+                       kind="server-results")
 
 
 def write_server_files(args, captions: dict[str, str]) -> None:

@@ -50,7 +50,8 @@ def main(args) -> int:
     in_range("--max-len", args.max_len, 3)        # <bos>, one word, <eos>
     in_range("--workers", args.workers, 0)
     in_range("--max-list", args.max_list, 0)
-    output_file("--json", args.json, inputs=[*args.annotations.split(","), args.splits, args.vocab])
+    output_file("--json", args.json, inputs=[*args.annotations.split(","), args.splits, args.vocab], verb="check-data",
+                kind="check-data-json")
 
     if args.format == "synthetic":
         cfg = DataConfig(format="synthetic", synthetic=config_from_root(args.annotations))

@@ -30,7 +30,7 @@ def main(args) -> int:
     from fsgr.files import atomic_write_text
 
     checks.in_range("--n", args.n, 1)
-    checks.output_file("--json", args.json)
+    checks.output_file("--json", args.json, verb="check-semantics", kind="signed-json")
     if (args.instances is None) != (args.images is None):
         raise ConfigError("--instances and --images go together (COCO masks and the folder of their images)")
     cfg = load_config(args.config, args.overrides)

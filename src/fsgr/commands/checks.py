@@ -11,6 +11,7 @@ from typing import Iterable, Optional
 
 from fsgr.errors import ConfigError
 from fsgr.files import why_not_writable
+from fsgr.outputs import is_own
 
 
 def in_range(flag: str, value: Optional[float], low: float, high: Optional[float] = None,
@@ -25,9 +26,12 @@ def in_range(flag: str, value: Optional[float], low: float, high: Optional[float
                           f"{flag} {value}: must be {bound}")
 
 
-def output_file(flag: str, path: Optional[str], inputs: Iterable[Optional[str]] = ()) -> None:
+def output_file(flag: str, path: Optional[str], inputs: Iterable[Optional[str]] = (), *, verb: str,
+                kind: Optional[str]) -> None:
     """Refuse, before the work, an output path that cannot be written: a directory, a path under a file, a folder
-    that cannot be created or written, or one of the command's own inputs. Creates nothing."""
+    that cannot be created or written, one of the command's own inputs, or an existing non-empty regular file that
+    is not recognisably `verb`'s own output of this `kind` (fsgr/outputs.py; None: the verb recognises its file
+    itself before any work, as caption's header row). Creates nothing."""
     if not path:
         return
     why = why_not_writable(path)
@@ -37,6 +41,10 @@ def output_file(flag: str, path: Optional[str], inputs: Iterable[Optional[str]] 
     for given in inputs:
         if given and Path(given).resolve() == resolved:
             raise ConfigError(f"{flag} {path}: is also an input of this command; it would be overwritten")
+    target = Path(path)
+    if kind is not None and target.is_file() and target.stat().st_size > 0 and not is_own(target, kind):
+        raise ConfigError(f"{flag} {path}: exists and was not written by fsgr {verb}: remove it or choose another "
+                          f"path")
 
 
 def output_folder(flag: str, path: str) -> None:

@@ -39,7 +39,7 @@ def main(args) -> int:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.templates and args.template != DEFAULT_TEMPLATE:
         raise ConfigError("give --template or --templates, not both")
-    output_file("--out", args.out, inputs=[args.clip, args.classes])
+    output_file("--out", args.out, inputs=[args.clip, args.classes], verb="codebook", kind="codebook")
     names = read_class_names(args.classes)
     templates = read_templates(args.templates) if args.templates else None
     clip = load_clip(args.clip)

@@ -40,7 +40,8 @@ def main(args) -> int:
     from fsgr.evaluation.extras import build_extra_metrics, split_metrics
     from fsgr.metrics.compare import check_bootstrap, compare_systems
 
-    output_file("--json", args.json, inputs=[args.refs, *args.preds, args.train_refs])
+    output_file("--json", args.json, inputs=[args.refs, *args.preds, args.train_refs], verb="compare",
+                kind="signed-json")
     if len(args.preds) < 2:
         raise DataError("fsgr compare needs at least two --preds files (the first is the baseline)")
     check_bootstrap(args.bootstrap, args.seed)

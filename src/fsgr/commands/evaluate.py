@@ -49,9 +49,9 @@ def main(args) -> int:
     from fsgr.training.distributed import init_distributed, shutdown
 
     checkpoint, overrides = _checkpoint_and_overrides(args)
-    checks.output_file("--out", args.out, inputs=[checkpoint])
+    checks.output_file("--out", args.out, inputs=[checkpoint], verb="evaluate", kind="predictions")
     if args.out:
-        checks.output_file("--out", args.out + ".scores.json", inputs=[checkpoint])
+        checks.output_file("--out", args.out + ".scores.json", inputs=[checkpoint], verb="evaluate", kind="signed-json")
     if args.coco_results:
         from fsgr.evaluation.coco_files import check_results_name
 
@@ -70,6 +70,7 @@ def _evaluate(args, checkpoint: str, overrides: list[str], dist) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
+    from fsgr.commands import checks
     from fsgr.config import Config, apply_overrides, from_dict, to_dict
     from fsgr.core.device import pick_device
     from fsgr.errors import DataError
@@ -100,7 +101,10 @@ def _evaluate(args, checkpoint: str, overrides: list[str], dist) -> int:
     if args.coco_results:
         split = coco_files.coco_server_split({r.path: r.image_id for r in records})
         server_path = coco_files.coco_results_path(args.results_dir, split, args.coco_results)
-        preds_path = preds_path or server_path
+        checks.output_file("--coco-results", str(server_path), verb="evaluate", kind="server-results")
+        if preds_path is None:       # the results file is also the predictions, with its .scores.json beside it
+            preds_path = server_path
+            checks.output_file("--coco-results", f"{server_path}.scores.json", verb="evaluate", kind="signed-json")
     result = evaluate_split(captioner.model, records, captioner.vocab, cfg, captioner.device, dist, with_loss=False,
                             predictions_path=preds_path, beam_size=settings.beam_size, max_len=settings.max_len,
                             amp_dtype=captioner.amp_dtype, controls=settings.controls(),

@@ -30,6 +30,22 @@ def add_arguments(parser):
     add_decoding_arguments(parser)
 
 
+def own_mark(image_format: str) -> dict:
+    """Save options that mark the picture as explain's (fsgr/outputs.py recognises it, so a re-run may replace it):
+    a PNG text chunk, a JPEG/GIF comment; other formats carry none."""
+    from fsgr.outputs import EXPLAIN_MARK
+
+    if image_format == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_text("Software", EXPLAIN_MARK)
+        return {"pnginfo": info}
+    if image_format in ("JPEG", "GIF"):
+        return {"comment": EXPLAIN_MARK}
+    return {}
+
+
 def main(args) -> int:
     from pathlib import Path
 
@@ -44,7 +60,7 @@ def main(args) -> int:
     checks.in_range("--top", args.top, 1)
     if not 0.0 <= args.min_confidence <= 1.0:
         raise ConfigError(f"--min-confidence {args.min_confidence}: must be between 0 and 1")
-    checks.output_file("--out", args.out, inputs=[args.checkpoint, args.image])
+    checks.output_file("--out", args.out, inputs=[args.checkpoint, args.image], verb="explain", kind="explain-image")
     out = Path(args.out)
     image_format = Image.registered_extensions().get(out.suffix.lower())
     if image_format not in Image.SAVE:       # the bytes must be what the name says (no PNG under a .jpg name)
@@ -53,7 +69,7 @@ def main(args) -> int:
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
     exp = captioner.explain(args.image, words=args.words, settings=decoding_settings(captioner, args))
     canvas = draw_explanation(exp, top=args.top, width=args.width, min_confidence=args.min_confidence)
-    atomic_write(out, lambda f: canvas.save(f, format=image_format))
+    atomic_write(out, lambda f: canvas.save(f, format=image_format, **own_mark(image_format)))
     gh, gw = exp.concept_ids.shape
     print(f"{args.image}\t{exp.caption}")
     log.info(f"wrote {out} ({gh}x{gw} patches, {len(exp.concept_names)} concepts, decoded in {captioner.precision})")

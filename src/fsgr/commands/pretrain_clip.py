@@ -64,8 +64,8 @@ def main(args) -> int:
     in_range("--frac-background", args.frac_background, 0.0, 0.25)      # taken from the crops' share
     if args.init is not None and not os.path.isfile(args.init):
         raise ConfigError(f"--init {args.init}: no such file (CLIP weights to continue from)")
-    output_file("--out", args.out, [args.init])
-    output_file("--log", args.log)
+    output_file("--out", args.out, [args.init], verb="pretrain-clip", kind="clip-weights")
+    output_file("--log", args.log, verb="pretrain-clip", kind="pretrain-log")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: CUDA is not available here")
     if args.threads:

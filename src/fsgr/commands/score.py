@@ -34,7 +34,7 @@ def main(args) -> int:
     from fsgr.metrics.signature import signature
 
     names, extra_names = split_metrics(args.metrics)
-    output_file("--json", args.json, inputs=[args.refs, args.preds])
+    output_file("--json", args.json, inputs=[args.refs, args.preds], verb="score", kind="signed-json")
     refs = coco_files.read_refs(args.refs)
     preds = coco_files.read_preds(args.preds)
     refs = coco_files.matched_refs(refs, preds, args.refs, args.preds, args.subset)

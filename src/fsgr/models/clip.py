@@ -203,6 +203,7 @@ def build_clip(cfg: ClipConfig) -> CLIP:
 
 # --- checkpoints ---------------------------------------------------------------------------------------------------
 
+FORMAT = "fsgr-clip"            # the "format" of a file save_clip writes
 _METADATA_KEYS = ("input_resolution", "context_length", "vocab_size")  # scalars in OpenAI's archives, not weights
 
 
@@ -351,7 +352,7 @@ def load_clip(path: Union[str, Path]) -> CLIP:
 
 def save_clip(model: CLIP, path: Union[str, Path]) -> None:
     """Save as a plain state dict with OpenAI keys plus the config (head counts are not inferable from weights)."""
-    payload = {"format": "fsgr-clip", "version": 1, "clip_config": dataclasses.asdict(model.cfg),
+    payload = {"format": FORMAT, "version": 1, "clip_config": dataclasses.asdict(model.cfg),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     atomic_write(path, lambda f: torch.save(payload, f))
 

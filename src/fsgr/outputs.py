@@ -1,0 +1,122 @@
+"""Recognising fsgr's own output files, so that a verb replaces only a file it wrote (issue 25).
+
+`commands.checks.output_file` refuses an existing non-empty regular file at an output path unless the recogniser of
+that kind of output says it is fsgr's. Each recogniser is a cheap look at the content, never a full validation:
+- "signed-json": a JSON object whose "signature" is an fsgr signature (`fsgr:VERSION|...`, metrics/signature.py):
+  score/compare --json, evaluate's OUT.scores.json, check-semantics --json;
+- "check-data-json": check-data's report, by its keys;
+- "predictions": evaluate --out, a COCO results list whose sibling OUT.scores.json is fsgr's;
+- "server-results": the servers' results files (caption --nocaps-results, --coco-results in --results-dir), by their
+  exact shape: a JSON list of objects with exactly "image_id" and "caption";
+- "explain-image": explain's picture, by the text chunk (PNG) or comment (JPEG, GIF) `EXPLAIN_MARK` written with it;
+- "codebook" / "clip-weights": a .pt loaded with weights_only=True whose "format" is fsgr's;
+- "vocab-json": a JSON object whose "format" is the vocabulary's;
+- "pretrain-log": pretrain-clip's JSONL log, every line one of its rows.
+No torch at import (`fsgr --help` imports commands.checks).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Callable
+
+EXPLAIN_MARK = "fsgr explain"          # the PNG text chunk ("Software") / JPEG comment explain writes
+_SIGNATURE = re.compile(r"fsgr:[^|\s]+(\|[^|]+)*")
+_CHECK_DATA_KEYS = {"ok", "counts", "captions", "images_checked", "problems"}
+_PRETRAIN_ROW_KEYS = {"step", "eval_step", "event"}
+
+
+def _json(path: Path):
+    try:
+        return json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _signed_json(path: Path) -> bool:
+    data = _json(path)
+    return isinstance(data, dict) and isinstance(data.get("signature"), str) and \
+        _SIGNATURE.fullmatch(data["signature"]) is not None
+
+
+def _check_data_json(path: Path) -> bool:
+    data = _json(path)
+    return isinstance(data, dict) and _CHECK_DATA_KEYS <= data.keys()
+
+
+def _results_list(data) -> bool:
+    return isinstance(data, list) and all(isinstance(r, dict) and r.keys() == {"image_id", "caption"} for r in data)
+
+
+def _server_results(path: Path) -> bool:
+    return _results_list(_json(path))
+
+
+def _predictions(path: Path) -> bool:
+    scores = path.with_name(path.name + ".scores.json")
+    return scores.is_file() and _signed_json(scores) and _server_results(path)
+
+
+def _explain_image(path: Path) -> bool:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            marks = [image.info.get("Software"), image.info.get("comment")]
+    except (UnidentifiedImageError, OSError):
+        return False
+    return any(m in (EXPLAIN_MARK, EXPLAIN_MARK.encode()) for m in marks)
+
+
+def _torch_format(module: str) -> Callable[[Path], bool]:
+    """Recognises a .pt whose "format" is `module`'s FORMAT (imported only when asked: torch)."""
+    def recognise(path: Path) -> bool:
+        import importlib
+        import pickle
+
+        import torch
+
+        name = importlib.import_module(module).FORMAT
+
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError):
+            return False
+        return isinstance(data, dict) and data.get("format") == name
+    return recognise
+
+
+def _vocab_json(path: Path) -> bool:
+    from fsgr.data.vocab import FORMAT
+
+    data = _json(path)
+    return isinstance(data, dict) and data.get("format") == FORMAT and isinstance(data.get("itos"), list)
+
+
+def _pretrain_log(path: Path) -> bool:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        return False
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            return False
+        if not (isinstance(row, dict) and _PRETRAIN_ROW_KEYS & row.keys()):
+            return False
+    return True
+
+
+RECOGNISERS: dict[str, Callable[[Path], bool]] = {
+    "signed-json": _signed_json, "check-data-json": _check_data_json, "predictions": _predictions,
+    "server-results": _server_results, "explain-image": _explain_image, "codebook": _torch_format("fsgr.models.codebook"),
+    "clip-weights": _torch_format("fsgr.models.clip"), "vocab-json": _vocab_json, "pretrain-log": _pretrain_log,
+}
+
+
+def is_own(path: str | Path, kind: str) -> bool:
+    """Whether the existing regular file `path` is recognisably fsgr's output of this `kind` (see the docstring)."""
+    return RECOGNISERS[kind](Path(path))
