@@ -23,6 +23,17 @@ REAL_DATA = REPO / "tests" / "real_data"
 
 
 @pytest.fixture(scope="session")
+def training_helpers():
+    """tests/training/conftest.py as a module (make_dataset, tiny_config, write_config), for tests outside it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("training_conftest", REPO / "tests" / "training" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
 def real_data() -> Path:
     """Small real data shipped with the tests (tests/real_data, sources and licences in its README.md): Flickr8k
     captions of 2,000 images, two COCO photos, M2's vocab.pkl."""

@@ -6,7 +6,6 @@ the expected exit status, and words the one-line message must hold. Exit 2 = usa
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,27 +15,18 @@ from PIL import Image
 
 from fsgr.cli import main
 
-HERE = Path(__file__).resolve().parent
-
-
-def _training_helpers():
-    spec = importlib.util.spec_from_file_location("training_conftest", HERE / "training" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, write_hostile_checkpoint):
+def world(tmp_path_factory, write_hostile_checkpoint, training_helpers):
     """A tiny trained run (1 step) plus crafted files; returns the placeholder values."""
     from fsgr.config import load_config
     from fsgr.training import train
 
-    helpers = _training_helpers()
     tmp = tmp_path_factory.mktemp("probes")
-    data = helpers.make_dataset(tmp / "data", n_train=10, n_val=2, n_test=2)
-    cfg = helpers.write_config(tmp / "tiny.yaml", helpers.tiny_config(data, tmp / "run", train={"max_steps": 1},
-                                                                       eval={"test_at_end": False}))
+    data = training_helpers.make_dataset(tmp / "data", n_train=10, n_val=2, n_test=2)
+    tiny = training_helpers.tiny_config(data, tmp / "run", train={"max_steps": 1}, eval={"test_at_end": False})
+    cfg = training_helpers.write_config(tmp / "tiny.yaml", tiny)
     train(load_config(cfg), progress=False)
     ckpt = tmp / "run" / "checkpoints" / "last.pt"
     img = tmp / "img.png"

@@ -5,7 +5,8 @@ that kind of output says it is fsgr's. Each recogniser is a cheap look at the co
 - "signed-json": a JSON object whose "signature" is an fsgr signature (`fsgr:VERSION|...`, metrics/signature.py):
   score/compare --json, evaluate's OUT.scores.json, check-semantics --json;
 - "check-data-json": check-data's report, by its keys;
-- "predictions": evaluate --out, a COCO results list whose sibling OUT.scores.json is fsgr's;
+- "predictions": evaluate --out, a COCO results list whose sibling OUT.scores.json is fsgr's report of as many
+  images;
 - "server-results": the servers' results files (caption --nocaps-results, --coco-results in --results-dir), by their
   exact shape: a JSON list of objects with exactly "image_id" and "caption";
 - "explain-image": explain's picture, by the text chunk (PNG) or comment (JPEG, GIF) `EXPLAIN_MARK` written with it;
@@ -55,8 +56,12 @@ def _server_results(path: Path) -> bool:
 
 
 def _predictions(path: Path) -> bool:
+    """evaluate's pair: OUT.scores.json is fsgr's report and counts the images OUT holds."""
     scores = path.with_name(path.name + ".scores.json")
-    return scores.is_file() and _signed_json(scores) and _server_results(path)
+    if not (scores.is_file() and _signed_json(scores)):
+        return False
+    rows = _json(path)
+    return _results_list(rows) and _json(scores).get("num_images") == len(rows)
 
 
 def _explain_image(path: Path) -> bool:
@@ -65,7 +70,7 @@ def _explain_image(path: Path) -> bool:
     try:
         with Image.open(path) as image:
             marks = [image.info.get("Software"), image.info.get("comment")]
-    except (UnidentifiedImageError, OSError):
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError):
         return False
     return any(m in (EXPLAIN_MARK, EXPLAIN_MARK.encode()) for m in marks)
 

@@ -1,7 +1,6 @@
 """Issue 25: no verb modifies a file it did not create. A user's file at an output path is refused (exit 2, one line,
 left byte-identical); the verb's own earlier output is replaced, so re-running a command into it works."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,28 +11,19 @@ from fsgr.cli import main as fsgr
 from fsgr.commands.checks import output_file
 from fsgr.errors import ConfigError
 
-HERE = Path(__file__).resolve().parent.parent
 USER_BYTES = b"my notes, not fsgr's\n"
 
 
-def _training_helpers():
-    spec = importlib.util.spec_from_file_location("training_conftest", HERE / "training" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, training_helpers):
     """A tiny trained run (1 step), refs/preds for the scorers, a COCO-named image and a nocaps image-info file."""
     from fsgr.config import load_config
     from fsgr.training import train
 
-    helpers = _training_helpers()
     tmp = tmp_path_factory.mktemp("outputs")
-    data = helpers.make_dataset(tmp / "data", n_train=10, n_val=2, n_test=2)
-    cfg = helpers.write_config(tmp / "tiny.yaml", helpers.tiny_config(data, tmp / "run", train={"max_steps": 1},
-                                                                       eval={"test_at_end": False}))
+    data = training_helpers.make_dataset(tmp / "data", n_train=10, n_val=2, n_test=2)
+    tiny = training_helpers.tiny_config(data, tmp / "run", train={"max_steps": 1}, eval={"test_at_end": False})
+    cfg = training_helpers.write_config(tmp / "tiny.yaml", tiny)
     train(load_config(cfg), progress=False)
     img = tmp / "COCO_val2014_000000000042.jpg"
     Image.new("RGB", (40, 30), (200, 10, 10)).save(img)
