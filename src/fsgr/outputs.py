@@ -29,11 +29,15 @@ _CHECK_DATA_KEYS = {"ok", "counts", "captions", "images_checked", "problems"}
 _PRETRAIN_ROW_KEYS = {"step", "eval_step", "event"}
 
 
-def _json(path: Path):
+def _loads(text: bytes | str):
     try:
-        return json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(text)
+    except (ValueError, RecursionError):     # not JSON (UnicodeDecodeError is a ValueError), or nested too deep
         return None
+
+
+def _json(path: Path):
+    return _loads(path.read_bytes())
 
 
 def _signed_json(path: Path) -> bool:
@@ -101,24 +105,15 @@ def _vocab_json(path: Path) -> bool:
 
 
 def _pretrain_log(path: Path) -> bool:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        return False
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            return False
-        if not (isinstance(row, dict) and _PRETRAIN_ROW_KEYS & row.keys()):
-            return False
-    return True
+    rows = [_loads(line) for line in path.read_bytes().splitlines()]
+    return all(isinstance(row, dict) and _PRETRAIN_ROW_KEYS & row.keys() for row in rows)
 
 
 RECOGNISERS: dict[str, Callable[[Path], bool]] = {
     "signed-json": _signed_json, "check-data-json": _check_data_json, "predictions": _predictions,
-    "server-results": _server_results, "explain-image": _explain_image, "codebook": _torch_format("fsgr.models.codebook"),
-    "clip-weights": _torch_format("fsgr.models.clip"), "vocab-json": _vocab_json, "pretrain-log": _pretrain_log,
+    "server-results": _server_results, "explain-image": _explain_image, "vocab-json": _vocab_json,
+    "codebook": _torch_format("fsgr.models.codebook"), "clip-weights": _torch_format("fsgr.models.clip"),
+    "pretrain-log": _pretrain_log,
 }
 
 

@@ -32,7 +32,8 @@ def world(tmp_path_factory, training_helpers):
                                                                {"image_id": 2, "caption": "a blue circle"}]}))
     (tmp / "preds.json").write_text(json.dumps([{"image_id": 1, "caption": "a red square"},
                                                 {"image_id": 2, "caption": "a circle"}]))
-    return {"tmp": tmp, "cfg": str(cfg), "ckpt": str(tmp / "run" / "checkpoints" / "last.pt"), "img": str(img), "data": data}
+    return {"tmp": tmp, "cfg": str(cfg), "ckpt": str(tmp / "run" / "checkpoints" / "last.pt"), "img": str(img),
+            "data": data}
 
 
 def user_file(path: Path) -> Path:
@@ -64,6 +65,11 @@ def test_json_reports_score_compare_check_data_check_semantics(world, capsys):
     forged.write_text(json.dumps({"signature": "mine"}))
     with pytest.raises(ConfigError, match="not written by fsgr score"):
         output_file("--json", str(forged), verb="score", kind="signed-json")
+    deep = tmp / "deep.json"       # too deeply nested for json: refused in one line, no traceback
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    for kind in ("signed-json", "pretrain-log"):
+        with pytest.raises(ConfigError, match="not written by fsgr score"):
+            output_file("--json", str(deep), verb="score", kind=kind)
 
 
 def test_check_data_and_build_vocab_rerun_into_their_own_files(world, tmp_path, capsys):
