@@ -12,7 +12,8 @@ that kind of output says it is fsgr's. Each recogniser is a cheap look at the co
 - "explain-image": explain's picture, by the text chunk (PNG) or comment (JPEG, GIF) `EXPLAIN_MARK` written with it;
 - "codebook" / "clip-weights": a .pt loaded with weights_only=True whose "format" is fsgr's;
 - "vocab-json": a JSON object whose "format" is the vocabulary's;
-- "pretrain-log": pretrain-clip's JSONL log, every line one of its rows.
+- "pretrain-log": pretrain-clip's JSONL log, every line one of its rows;
+- "ablation-md": ablate's OUT/ablation.md, when the ablation.json beside it is fsgr's (signed-json).
 No torch at import (`fsgr --help` imports commands.checks).
 """
 
@@ -109,11 +110,16 @@ def _pretrain_log(path: Path) -> bool:
     return all(isinstance(row, dict) and _PRETRAIN_ROW_KEYS & row.keys() for row in rows)
 
 
+def _ablation_md(path: Path) -> bool:
+    table = path.with_name("ablation.json")
+    return table.is_file() and _signed_json(table)
+
+
 RECOGNISERS: dict[str, Callable[[Path], bool]] = {
     "signed-json": _signed_json, "check-data-json": _check_data_json, "predictions": _predictions,
     "server-results": _server_results, "explain-image": _explain_image, "vocab-json": _vocab_json,
     "codebook": _torch_format("fsgr.models.codebook"), "clip-weights": _torch_format("fsgr.models.clip"),
-    "pretrain-log": _pretrain_log,
+    "pretrain-log": _pretrain_log, "ablation-md": _ablation_md,
 }
 
 

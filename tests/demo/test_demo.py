@@ -91,3 +91,15 @@ def test_shipped_concept_list():
 
     assets = resources.files("fsgr").joinpath("assets")
     assert assets.joinpath("shapes_concepts.txt").read_text().split("\n")[:-1] == CONCEPTS
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "explain.png"])
+def test_demo_refuses_a_folder_holding_a_users_file_of_its_names(tmp_path, name, capsys):
+    from fsgr.cli import main
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / name).write_bytes(b"not the demo's")
+    assert main(["demo", "--out", str(out), "--no-progress"]) == 2
+    assert f"{out / name}: exists and was not written by fsgr demo" in capsys.readouterr().err
+    assert (out / name).read_bytes() == b"not the demo's" and [p.name for p in out.iterdir()] == [name]

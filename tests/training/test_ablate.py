@@ -143,3 +143,14 @@ def test_variants_start_shared_modules_from_the_same_weights():
     other_seed = _built(43)
     assert not torch.equal(full["decoder.word_emb.weight"], other_seed["decoder.word_emb.weight"])
     assert not torch.equal(full["backbone.adapters.4.fc1.weight"], other_seed["backbone.adapters.4.fc1.weight"])
+
+
+def test_a_users_file_where_the_table_goes_is_refused_before_any_training(tmp_path, tiny_data, tiny_kit, capsys):
+    config = tiny_kit.write(tmp_path / "tiny.yaml", tiny_kit.config(tiny_data, tmp_path / "unused"))
+    for name in ("ablation.md", "ablation.json"):
+        out = tmp_path / f"out_{name}"
+        out.mkdir()
+        (out / name).write_text("my own notes\n")
+        assert cli_main(["ablate", str(config), *VARIANTS, "--seeds", "1", "--out", str(out), "--no-progress"]) == 2
+        assert f"{out / name}: exists and was not written by fsgr ablate" in capsys.readouterr().err
+        assert (out / name).read_text() == "my own notes\n" and sorted(p.name for p in out.iterdir()) == [name]

@@ -27,10 +27,15 @@ def add_arguments(parser):
 
 
 def main(args) -> int:
+    from pathlib import Path
+
+    from fsgr.commands.checks import output_file
     from fsgr.metrics.compare import check_bootstrap
     from fsgr.training.ablate import parse_variant, run_all, tabulate
 
     check_bootstrap(args.bootstrap, args.bootstrap_seed, "--bootstrap-seed")   # before any training
+    for name, kind in (("ablation.json", "signed-json"), ("ablation.md", "ablation-md")):   # a user's file there
+        output_file("--out", str(Path(args.out) / name), verb="ablate", kind=kind)
     variants = [parse_variant(v) for v in args.variant]
     if not args.table_only:
         run_all(args.config, variants, args.seeds, args.out, common=args.overrides, device=args.device,

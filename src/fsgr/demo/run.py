@@ -140,6 +140,10 @@ def demo_config(out: Path, config: Optional[str | os.PathLike], overrides: Seque
         raise ConfigError(f"{path}: the demo runs on data.format=synthetic, not {cfg.data.format!r}")
     if (out / "checkpoints" / "last.pt").exists():
         raise ConfigError(f"{out}: holds a demo run already; remove it or choose another --out")
+    for name in ("metrics.json", "explain.png"):   # the demo's own files come with its checkpoints: these are not
+        if (out / name).is_file() and (out / name).stat().st_size > 0:
+            raise ConfigError(f"{out / name}: exists and was not written by fsgr demo: remove it or choose another "
+                              f"--out")
     return cfg, path
 
 
