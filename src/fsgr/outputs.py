@@ -19,10 +19,11 @@ No torch at import (`fsgr --help` imports commands.checks).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Callable
+
+from fsgr.files import parse_json
 
 EXPLAIN_MARK = "fsgr explain"          # the PNG text chunk ("Software") / JPEG comment explain writes
 _SIGNATURE = re.compile(r"fsgr:[^|\s]+(\|[^|]+)*")
@@ -30,9 +31,10 @@ _CHECK_DATA_KEYS = {"ok", "counts", "captions", "images_checked", "problems"}
 _PRETRAIN_ROW_KEYS = {"step", "eval_step", "event"}
 
 
-def _loads(text: bytes | str):
+def _loads(data: bytes):
+    """fsgr's one JSON reader (`files.parse_json`), or None where the bytes are not JSON: not ours."""
     try:
-        return json.loads(text)
+        return parse_json(data)
     except (ValueError, RecursionError):     # not JSON (UnicodeDecodeError is a ValueError), or nested too deep
         return None
 
