@@ -9,7 +9,8 @@ import pytest
 from fsgr.metrics.chair import SYNONYMS_FILE, Synonyms, chair
 from fsgr.metrics.tokenizer import ptb_tokenize
 
-# sha256 of LisaAnne/Hallucination `data/synonyms.txt` as published (../shared/data/chair_synonyms.txt)
+# sha256 of LisaAnne/Hallucination `data/synonyms.txt` as published, shipped byte for byte as
+# src/fsgr/assets/chair_synonyms.txt (its source and licence: src/fsgr/assets/NOTICE)
 PUBLISHED_SHA256 = "b685537b36fe21b791c87151b96a991ceb582edff19f3da204dcc7a7905502f2"
 
 

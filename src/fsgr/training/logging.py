@@ -70,7 +70,7 @@ def _is_number(value) -> bool:
 
 
 class TensorBoardTracker:
-    def __init__(self, run_dir: Path, ids: dict):
+    def __init__(self, run_dir: Path):
         from torch.utils.tensorboard import SummaryWriter
 
         self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
@@ -184,7 +184,7 @@ class RunLogger:
         for name in tracker_names(loggers):
             try:
                 if name == "tensorboard":
-                    tracker = TensorBoardTracker(run_dir, ids)
+                    tracker = TensorBoardTracker(run_dir)
                 elif name == "mlflow":
                     tracker = MlflowTracker(run_dir, ids, tracking_uri, project, run_name)
                 else:
