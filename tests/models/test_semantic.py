@@ -96,3 +96,16 @@ def test_dense_preselection_ranks_concepts_by_their_dense_patch_counts():
     # the rest of the k by the global cosine, as REF's preselection
     rest = [c for c in (glob[1] @ codebook.t()).argsort(descending=True).tolist() if c != 11][:3]
     assert out.topk_ids[1, 1:].tolist() == rest
+
+
+def test_given_ids_build_the_grid_and_ids_whatever_the_patches_show():
+    codebook, glob, patches = _inputs()
+    head = SemanticHead(SemanticConfig(topk=5, codebook_size=30), codebook).train()
+    given = torch.tensor([[0, 0, 3, 3, 3, 7, 0, 29, 29], [1] * 9])
+    out = head(glob, patches, LOG100, given_ids=given)
+    assert torch.equal(out.concept_ids, given)
+    for b in range(2):
+        counts = torch.bincount(given[b], minlength=30).float()
+        torch.testing.assert_close(out.grid[b], codebook[given[b]] / (counts[given[b]] + 1)[:, None])
+    # the head's own assignment is still computed (topk, logits) but does not reach S
+    assert out.topk_ids.shape == (2, 5)

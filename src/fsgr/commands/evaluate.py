@@ -78,6 +78,7 @@ def _evaluate(args, checkpoint: str, overrides: list[str], dist) -> int:
     from fsgr.evaluation.scoring import failed, unavailable_lines
     from fsgr.inference import Captioner
     from fsgr.training.evaluation import evaluate_split
+    from fsgr.training.setup import load_patch_labels
 
     device = pick_device(args.device, dist.local_rank)
     if device.type == "cuda":        # NCCL's object collectives run on the current device: this process's GPU
@@ -108,7 +109,8 @@ def _evaluate(args, checkpoint: str, overrides: list[str], dist) -> int:
     result = evaluate_split(captioner.model, records, captioner.vocab, cfg, captioner.device, dist, with_loss=False,
                             predictions_path=preds_path, beam_size=settings.beam_size, max_len=settings.max_len,
                             amp_dtype=captioner.amp_dtype, controls=settings.controls(),
-                            tolerate_metric_failures=True)
+                            tolerate_metric_failures=True,
+                            patch_labels=load_patch_labels(cfg) if cfg.model.semantic.oracle else None)
     report = {"checkpoint": str(checkpoint), "split": args.split, "beam": settings.beam_size,
               "decoding": asdict(settings), "num_images": result["num_images"], "processes": dist.world_size,
               "precision": captioner.precision, **result["scores"],

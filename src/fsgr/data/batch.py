@@ -56,6 +56,7 @@ class EvalBatch:
     image_ids: list[int]
     references: list[list[str]]
     paths: list[str]
+    patch_labels: Optional[torch.Tensor] = None   # (B, P) long: per-patch concepts (data.patch_labels), if any
 
     def to(self, device, non_blocking: bool = False) -> "EvalBatch":
         return _move(self, device, non_blocking)

@@ -8,6 +8,8 @@ from typing import Literal, Optional
 
 from fsgr.fields import UINT32_MAX, setting
 
+SYNTHETIC_LABELS = "synthetic"   # data.patch_labels: the synthetic world's own concept maps
+
 
 @dataclass
 class SyntheticConfig:
@@ -52,7 +54,9 @@ class DataConfig:
     prefetch_factor: int = setting(4, ge=1)  # batches prefetched per worker
     cache_dir: Optional[str] = "auto"  # tokenised captions cached across runs; auto = $FSGR_CACHE_DIR, else
     #                                    $XDG_CACHE_HOME/fsgr or ~/.cache/fsgr; null = tokenise every run (once)
-    patch_labels: Optional[str] = None  # offline per-patch concept labels (optional): .npz {image_ids, labels}
+    # per-patch concept labels (optional): an .npz {image_ids, labels} (offline labels), or `synthetic` = the synthetic
+    # world's own concept maps at the model's patch grid (its generator's truth: the ablation's oracle)
+    patch_labels: Optional[str] = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -68,5 +72,6 @@ def resolved(data: DataConfig, base_dir: str) -> DataConfig:
     splits = data.splits if data.splits in ("", "train", "val", "test") else absolute(data.splits)
     annotations = ",".join(absolute(p.strip()) for p in data.annotations.split(",") if p.strip())
     return replace(data, annotations=annotations, images=absolute(data.images), splits=splits,
-                   vocab=absolute(data.vocab), patch_labels=absolute(data.patch_labels),
+                   vocab=absolute(data.vocab),
+                   patch_labels=data.patch_labels if data.patch_labels == SYNTHETIC_LABELS else absolute(data.patch_labels),
                    synthetic=replace(data.synthetic, root=absolute(data.synthetic.root)))

@@ -146,34 +146,42 @@ def collate_captions(items: Sequence[dict]) -> CaptionBatch:
     tokens = torch.full((len(seqs), length), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
         tokens[i, :len(s)] = torch.from_numpy(s.astype(np.int64))
-    patch_labels = None
-    if "patch_labels" in items[0]:
-        patch_labels = torch.stack([torch.as_tensor(it["patch_labels"], dtype=torch.long) for it in items])
     return CaptionBatch(
         images=torch.stack([it["image"] for it in items]),
         tokens=tokens,
         image_index=torch.as_tensor(image_index, dtype=torch.long),
         image_ids=[int(it["image_id"]) for it in items],
         references=[it["references"] for it in items],
-        patch_labels=patch_labels,
+        patch_labels=_stacked_patch_labels(items),
     )
+
+
+def _stacked_patch_labels(items: Sequence[dict]) -> Optional[torch.Tensor]:
+    """(B, P) long from the items' "patch_labels", or None when the dataset has none."""
+    if "patch_labels" not in items[0]:
+        return None
+    return torch.stack([torch.as_tensor(it["patch_labels"], dtype=torch.long) for it in items])
 
 
 class EvalDataset(Dataset):
     """One item per image with all its reference captions (evaluation, captioning a split)."""
 
     def __init__(self, records: Sequence[ImageRecord], image_size: int = 224, resize: str = "squash",
-                 draft: bool = True):
+                 draft: bool = True, patch_labels: PatchLabels = None):
         self.records = list(records)
         self.image_size, self.resize, self.draft = image_size, resize, draft
+        self._patch_labels = _patch_label_lookup(patch_labels)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict:
         r = self.records[index]
-        return {"image": load_image(r.path, self.image_size, self.resize, draft=self.draft), "image_id": r.image_id,
+        item = {"image": load_image(r.path, self.image_size, self.resize, draft=self.draft), "image_id": r.image_id,
                 "references": list(r.captions), "path": r.path}
+        if self._patch_labels is not None:
+            item["patch_labels"] = self._patch_labels(r.image_id)
+        return item
 
 
 def collate_eval(items: Sequence[dict]) -> EvalBatch:
@@ -182,7 +190,8 @@ def collate_eval(items: Sequence[dict]) -> EvalBatch:
     return EvalBatch(images=torch.stack([it["image"] for it in items]),
                      image_ids=[int(it["image_id"]) for it in items],
                      references=[it["references"] for it in items],
-                     paths=[it["path"] for it in items])
+                     paths=[it["path"] for it in items],
+                     patch_labels=_stacked_patch_labels(items))
 
 
 # module-level functions (picklable for spawned workers), attached after their definitions

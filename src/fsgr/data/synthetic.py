@@ -518,10 +518,22 @@ def object_patch_mask(patch_labels):
 
 
 class PatchLabels:
-    """image_id -> patch concept labels (grid*grid,), for CaptionDataset(patch_labels=...). Picklable."""
+    """image_id -> patch concept labels (grid*grid,), for CaptionDataset(patch_labels=...). Picklable.
+    textures: background patches take the image's texture concept (from dataset_shapes.json), else "background"."""
 
-    def __init__(self, root: str | os.PathLike, grid: int, min_object_fraction: float = 0.25):
+    def __init__(self, root: str | os.PathLike, grid: int, min_object_fraction: float = 0.25, textures: bool = False):
         self.root, self.grid, self.min_object_fraction = Path(root), grid, min_object_fraction
+        self.textures = textures
+        self._backgrounds: Optional[dict[int, str]] = None       # image id -> texture word, read on first use
 
     def __call__(self, image_id: int):
-        return patch_concepts(load_concept_map(self.root, image_id), self.grid, self.min_object_fraction)
+        return patch_concepts(load_concept_map(self.root, image_id), self.grid, self.min_object_fraction,
+                              background=self._texture(image_id) if self.textures else None)
+
+    def _texture(self, image_id: int) -> str:
+        if self._backgrounds is None:
+            data = read_json(self.root / "dataset_shapes.json", "a synthetic dataset index")
+            self._backgrounds = {int(im["imgid"]): im["background"] for im in data["images"]}
+        if image_id not in self._backgrounds:
+            raise DataError(f"{self.root / 'dataset_shapes.json'}: no image {image_id}")
+        return self._backgrounds[image_id]

@@ -23,7 +23,6 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -132,12 +131,8 @@ class OracleGrid(nn.Module):
         super().__init__()
         self.head, self.ids = head, ids
 
-    def forward(self, global_embed, aligned_patches, logit_scale, dense_ids=None):
-        out = self.head(global_embed, aligned_patches, logit_scale, dense_ids=dense_ids)
-        assign = F.one_hot(self.ids, self.head.codebook_size).float()           # (B, P, C)
-        if self.head.group_norm:
-            assign = assign / (assign.sum(dim=1, keepdim=True) + 1.0)
-        return replace(out, grid=assign @ self.head.codebook, concept_ids=self.ids)
+    def forward(self, global_embed, aligned_patches, logit_scale, dense_ids=None, given_ids=None):
+        return self.head(global_embed, aligned_patches, logit_scale, dense_ids=dense_ids, given_ids=self.ids)
 
 
 @torch.no_grad()

@@ -144,12 +144,16 @@ class FSGRCaptioner(nn.Module):
         return emb
 
     # ------------------------------------------------------------------------------------------------------------
-    def encode(self, images: torch.Tensor, backbone_grad: bool = True, concept_map: bool = False) -> Encoded:
+    def encode(self, images: torch.Tensor, backbone_grad: bool = True, concept_map: bool = False,
+               patch_concepts: Optional[torch.Tensor] = None) -> Encoded:
         """images (B,3,H,W) -> Encoded. backbone_grad=False runs the backbone without autograd (SCST with
         model.backbone.train_in_scst=False); it always does when the backbone has no trainable parameter.
         concept_map=True also labels every patch MaskCLIP-style over the whole codebook from the backbone's value
         path (map_ids, map_confidence): what maps show. The head's own top-k assignment (concept_ids) built the
-        semantic grid, but a concept the global embedding did not rank, typically "background", is never in it."""
+        semantic grid, but a concept the global embedding did not rank, typically "background", is never in it.
+        patch_concepts (B, P): the true concept of every patch (data.patch_labels), which S is built from when
+        model.semantic.oracle (needed then; unused otherwise)."""
+        given = self._oracle_ids(patch_concepts)
         trainable = any(p.requires_grad for p in self.backbone.parameters())
         ctx = contextlib.nullcontext() if (backbone_grad and trainable) else torch.no_grad()
         dense = concept_map or self.semantic.needs_dense_labels
@@ -161,7 +165,7 @@ class FSGRCaptioner(nn.Module):
         map_ids = map_confidence = None
         if dense:
             map_ids, map_confidence = self.semantic.dense_labels(feats.value_patches, self.logit_scale)
-        sem = self.semantic(global_embed, feats.aligned_patches, self.logit_scale, dense_ids=map_ids)
+        sem = self.semantic(global_embed, feats.aligned_patches, self.logit_scale, dense_ids=map_ids, given_ids=given)
         grid = tuple(self.backbone.grid_size)
         if self.encoder.text:
             memory, pos = self.encoder(contrast, sem.grid, grid)                 # queries: att_embed output (REF: F^)
@@ -173,18 +177,27 @@ class FSGRCaptioner(nn.Module):
                        global_embed=global_embed, map_ids=map_ids, map_confidence=map_confidence)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor, image_index: Optional[torch.Tensor] = None,
-                backbone_grad: bool = True) -> CaptionerOutput:
+                backbone_grad: bool = True, patch_concepts: Optional[torch.Tensor] = None) -> CaptionerOutput:
         """images (B_img,3,H,W), tokens (N,L) teacher-forced captions, image_index (N,) image row of each caption
-        (None: one caption per image) -> CaptionerOutput."""
+        (None: one caption per image), patch_concepts (B_img, P) as `encode` -> CaptionerOutput."""
         if image_index is None:
             image_index = torch.arange(tokens.shape[0], device=tokens.device)
         if image_index.shape != tokens.shape[:1]:
             raise ValueError(f"image_index {tuple(image_index.shape)} must have one entry per caption "
                              f"({tokens.shape[0]})")
-        enc = self.encode(images, backbone_grad=backbone_grad)
+        enc = self.encode(images, backbone_grad=backbone_grad, patch_concepts=patch_concepts)
         memory = enc.memory.index_select(0, image_index)
         logprobs = self.decoder(tokens, memory, enc.memory_pos)
         return CaptionerOutput(logprobs=logprobs, concept_ids=enc.concept_ids, contrast_feats=enc.contrast_feats)
+
+    def _oracle_ids(self, patch_concepts: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The ids S is built from under model.semantic.oracle (None otherwise)."""
+        if not (self.cfg.semantic.enabled and self.cfg.semantic.oracle):
+            return None
+        if patch_concepts is None:
+            raise ConfigError("model.semantic.oracle: this model builds its semantic grid from the true concept of "
+                             "every patch (data.patch_labels), and none were given; it cannot caption other images")
+        return patch_concepts
 
     # ------------------------------------------------------------------------------------------------------------
     def memory_prototypes(self) -> Optional[int]:

@@ -77,6 +77,9 @@ class SemanticConfig:
     # ablation "permuted" (docs/ablation.md): shuffle the codebook's object rows with this seed (same labels, wrong
     # language); None = the codebook as it is
     permute_codebook: Optional[int] = None
+    # ablation "oracle": S built from the given per-patch concepts (data.patch_labels: synthetic, the generator's
+    # truth) instead of the head's assignment, in training and test: what right labels could give at most
+    oracle: bool = False
 
 
 @dataclass

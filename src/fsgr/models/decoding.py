@@ -470,10 +470,11 @@ def decode(model, encoded, settings: DecodeSettings, return_all: bool = False) -
 
 @torch.no_grad()
 def decode_images(model, images: torch.Tensor, vocab, beam_size: int, max_len: int,
-                  controls: dict | None = None) -> list[str]:
+                  controls: dict | None = None, patch_concepts: torch.Tensor | None = None) -> list[str]:
     """Captions (the best beam; greedy when beam_size <= 1) of preprocessed images already on the model's device.
-    `controls`: min_len / length_penalty / no_repeat_ngram (DecodeSettings). Mixed precision is the caller's: wrap
-    the call in `fsgr.core.device.autocast`."""
+    `controls`: min_len / length_penalty / no_repeat_ngram (DecodeSettings); `patch_concepts`: the images' per-patch
+    concepts, for a model.semantic.oracle model. Mixed precision is the caller's: wrap the call in
+    `fsgr.core.device.autocast`."""
     settings = DecodeSettings(beam_size=beam_size, max_len=max_len, **(controls or {}))
-    tokens = decode(model, model.encode(images), settings).tokens
+    tokens = decode(model, model.encode(images, patch_concepts=patch_concepts), settings).tokens
     return [vocab.decode(row, collapse_repeats=True) for row in tokens.cpu().tolist()]

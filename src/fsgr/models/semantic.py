@@ -78,9 +78,11 @@ class SemanticHead(nn.Module):
         return ids, probability
 
     def forward(self, global_embed: torch.Tensor, aligned_patches: torch.Tensor, logit_scale: torch.Tensor,
-                dense_ids: Optional[torch.Tensor] = None) -> SemanticOutput:
+                dense_ids: Optional[torch.Tensor] = None, given_ids: Optional[torch.Tensor] = None) -> SemanticOutput:
         """global_embed (B, E) and aligned_patches (B, P, E), both L2-normalised; logit_scale = CLIP's log scale;
-        dense_ids (B, P): `dense_labels` of the value path, needed when `needs_dense_labels`."""
+        dense_ids (B, P): `dense_labels` of the value path, needed when `needs_dense_labels`;
+        given_ids (B, P): an oracle's concept of every patch: S and concept_ids are built from them instead of the
+        assignment (hard one-hot over the whole codebook, the same group-size normalisation)."""
         if self.needs_dense_labels and dense_ids is None:
             raise ValueError(f"semantic head: labels_from={self.labels_from!r}, preselect={self.preselect!r} need the "
                              f"value path's dense labels (dense_ids)")
@@ -113,4 +115,10 @@ class SemanticHead(nn.Module):
             if self.ids_from == "clean":
                 local = logits.argmax(dim=1)
             concept_ids = dense_ids if self.labels_from == "dense" else topk_ids.gather(1, local)     # (B, P)
+            if given_ids is not None:
+                given = torch.zeros(*given_ids.shape, self.codebook_size, device=codebook.device)
+                given.scatter_(2, given_ids[..., None], 1.0)                          # (B, P, C)
+                if self.group_norm:
+                    given = given / (given.sum(dim=1, keepdim=True) + 1.0)
+                grid, concept_ids = given @ codebook, given_ids
         return SemanticOutput(grid=grid, concept_ids=concept_ids, logits=logits, topk_ids=topk_ids)

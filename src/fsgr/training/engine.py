@@ -121,6 +121,9 @@ def check_config(cfg: Config, world_size: int) -> None:
                           f"must include cider (validation picks the best checkpoint by CIDEr)")
     if cfg.scst.enabled and cfg.scst.mode == "sample" and cfg.scst.num_samples < 2:
         raise ConfigError("scst.mode=sample needs scst.num_samples >= 2 (mean-of-others baseline)")
+    if cfg.model.semantic.enabled and cfg.model.semantic.oracle and not cfg.data.patch_labels:
+        raise ConfigError("model.semantic.oracle builds the semantic grid from given patch concepts: set "
+                          "data.patch_labels (synthetic: the synthetic world's own concept maps)")
     if t.contrastive_weight > 0 and not cfg.model.semantic.enabled and not cfg.data.patch_labels:
         raise ConfigError("train.contrastive_weight > 0 needs patch labels: model.semantic.enabled=true (online "
                           "concept ids) or data.patch_labels (offline); or set train.contrastive_weight=0")
@@ -409,7 +412,7 @@ class Trainer:
             last = i == len(batches) - 1                # DDP all-reduces gradients on the last micro-batch only
             with self._ddp.no_sync() if self._ddp is not None and not last else contextlib.nullcontext():
                 with autocast(dev, self.amp_dtype):
-                    out = module(batch.images, batch.tokens, batch.image_index)
+                    out = module(batch.images, batch.tokens, batch.image_index, patch_concepts=batch.patch_labels)
                 nll = token_nll(out.logprobs, batch.tokens, pad) / global_targets
                 loss = nll * w                               # DDP averages gradients over the w processes
                 con = torch.zeros((), device=dev)
@@ -428,7 +431,7 @@ class Trainer:
     def _scst_step(self, batch) -> dict[str, float]:
         sc, dev, w = self.cfg.scst, self.device, self.dist.world_size
         batch = batch.to(dev, non_blocking=True)
-        tokens, logprobs = self._scst_rollout(batch.images)                # (B, k, T) each
+        tokens, logprobs = self._scst_rollout(batch.images, batch.patch_labels)   # (B, k, T) each
         rewards = self._scst_rewards(tokens, batch.image_ids)             # (B, k)
         advantage = rewards - scst_baseline(rewards, sc.mode)
         mask = through_eos_mask(tokens, self.vocab.eos_id)   # generated tokens up to and including the first <eos>
@@ -446,12 +449,14 @@ class Trainer:
         part = part.cpu().double()          # read back once the step's work is queued
         return self._reduce_step_values(part, [batch], names=("loss", "reward"))
 
-    def _scst_rollout(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _scst_rollout(self, images: torch.Tensor, patch_concepts: Optional[torch.Tensor] = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """k captions per image in train mode with differentiable token log-probs: samples (sample mode) or the
         beam (beam mode). -> tokens (B, k, T), fp32 log-probs (B, k, T)."""
         sc = self.cfg.scst
         with autocast(self.device, self.amp_dtype):
-            encoded = self.model.encode(images, backbone_grad=self.cfg.model.backbone.train_in_scst)
+            encoded = self.model.encode(images, backbone_grad=self.cfg.model.backbone.train_in_scst,
+                                        patch_concepts=patch_concepts)
             if sc.mode == "sample":
                 tokens, logprobs = decoding.sample(self.model, encoded, num_samples=sc.num_samples, max_len=sc.max_len)
             else:
@@ -582,7 +587,7 @@ class Trainer:
             self.model.load_state_dict(ckpt_io.load_checkpoint(best_path)["model"])
         result = evaluate_split(self.model, test, self.vocab, self.cfg, self.device, self.dist,
                                 amp_dtype=self.amp_dtype, with_loss=False, references=self._references("test"),
-                                predictions_path=self.run_dir / "predictions" / "test_best.json")
+                                patch_labels=self.data.patch_labels, predictions_path=self.run_dir / "predictions" / "test_best.json")
         self.test_result = result
         self._log({"kind": "eval", "split": "test", "phase": self.state.best_phase, "epoch": self.state.best_epoch,
                    "step": self.state.global_step, **result, "checkpoint": str(best_path)})

@@ -65,8 +65,8 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
                    references: Optional[TokenizedReferences] = None, tolerate_metric_failures: bool = False,
                    encoded=None, controls: Optional[dict] = None) -> dict[str, Any]:
     """Scores (and loss) of `records` (one split). Writes COCO-results predictions on rank 0 if a path is given.
-    `patch_labels`: the offline per-patch labels training uses (data.patch_labels), so that the validation SupCon
-    term is the training one; None = the semantic head's concept ids. `metrics`: default eval.metrics.
+    `patch_labels`: the per-patch labels training uses (data.patch_labels), so that the validation SupCon
+    term is the training one (and an oracle model's grid is built from them); None = the semantic head's concept ids. `metrics`: default eval.metrics.
     `references`: the split's tokenised references if already built (else built here). `encoded`: the split's
     encoded captions (`fsgr.data.encoded.EncodedCaptions`) for the validation loss, if already built."""
     records = list(records)
@@ -81,11 +81,15 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
     was_training = model.training
     model.eval()
     preds: dict[int, str] = {}
-    images = EvalDataset(shard, cfg.data.image_size, cfg.data.resize, draft=cfg.data.jpeg_draft)
+    # decoding needs the labels only where they build the grid (an oracle); offline SupCon labels may cover train only
+    oracle = cfg.model.semantic.enabled and cfg.model.semantic.oracle
+    images = EvalDataset(shard, cfg.data.image_size, cfg.data.resize, draft=cfg.data.jpeg_draft,
+                         patch_labels=patch_labels if oracle else None)
     for batch in eval_loader(images, cfg, collate_eval):
         batch = batch.to(device)
         with autocast(device, amp_dtype):
-            captions = decode_images(model, batch.images, vocab, beam_size, max_len, controls)
+            captions = decode_images(model, batch.images, vocab, beam_size, max_len, controls,
+                                     patch_concepts=batch.patch_labels)
         preds.update((int(image_id), caption) for image_id, caption in zip(batch.image_ids, captions))
     result: dict[str, Any] = {}
     if with_loss:
@@ -132,7 +136,7 @@ def validation_loss(model, records: Sequence, vocab, cfg, device, dist: DistInfo
     for batch in loader:
         batch = batch.to(device)
         with autocast(device, amp_dtype):
-            out = model(batch.images, batch.tokens, batch.image_index)
+            out = model(batch.images, batch.tokens, batch.image_index, patch_concepts=batch.patch_labels)
         s, n = nll_sum(out.logprobs, batch.tokens, vocab.pad_id)
         nll_total += float(s)
         targets += n

@@ -22,7 +22,8 @@ from fsgr.data.datasets import load_patch_labels as read_patch_labels  # this mo
 from fsgr.data.encoded import TokenizedCaptions, resolve_cache_dir
 from fsgr.data.readers import read_records
 from fsgr.data.sampling import GlobalBatchSampler
-from fsgr.data.synthetic import generate
+from fsgr.data.config import SYNTHETIC_LABELS
+from fsgr.data.synthetic import PatchLabels, generate
 from fsgr.data.vocab import Vocab
 from fsgr.errors import ConfigError, DataError
 
@@ -33,7 +34,7 @@ class DataBundle:
     cache when the same annotations were seen before); `encoded(split)` encodes a split once, on first use."""
     records: dict[str, list] = field(default_factory=dict)   # split -> [ImageRecord]
     vocab: Any = None
-    patch_labels: Optional[dict] = None
+    patch_labels: Any = None        # data.patch_labels: {image_id: labels} or a callable image_id -> labels
     words: dict[str, Any] = field(default_factory=dict)      # split -> fsgr.data.encoded.TokenizedCaptions
     max_len: int = 54
     length_policy: str = "truncate"
@@ -98,7 +99,9 @@ def remove_unstarted_run(run_dir: Path, artefacts: tuple[str, ...]) -> list[str]
 def check_data_paths(data) -> None:
     """Every file or folder the data config names exists, before anything is read or generated (a synthetic
     dataset's own files are made by `build_data`)."""
-    named = [("vocab", data.vocab), ("patch_labels", data.patch_labels)]
+    named = [("vocab", data.vocab)]
+    if data.patch_labels != SYNTHETIC_LABELS:
+        named.append(("patch_labels", data.patch_labels))
     if data.format != "synthetic":
         named += [("annotations", p.strip()) for p in data.annotations.split(",") if p.strip()]
         named += [("images", data.images)]
@@ -144,10 +147,18 @@ def build_data(cfg) -> DataBundle:
     return data
 
 
-def load_patch_labels(cfg) -> Optional[dict]:
+def load_patch_labels(cfg):
+    """data.patch_labels: None, an .npz's {image_id: (P,) labels}, or (`synthetic`) the synthetic world's own concept
+    maps at the backbone's patch grid, read per image (`fsgr.data.synthetic.PatchLabels`)."""
     if not cfg.data.patch_labels:
         return None
-    return read_patch_labels(cfg.data.patch_labels)
+    if cfg.data.patch_labels != SYNTHETIC_LABELS:
+        return read_patch_labels(cfg.data.patch_labels)
+    if cfg.data.format != "synthetic":
+        raise ConfigError(f"data.patch_labels={SYNTHETIC_LABELS} needs data.format=synthetic (the generator's concept "
+                          f"maps), not {cfg.data.format!r}")
+    return PatchLabels(cfg.data.synthetic.root, cfg.data.image_size // cfg.model.clip.vision_patch_size,
+                       textures=True)
 
 
 def global_batch(cfg, data: DataBundle, scst: bool) -> int:
