@@ -89,3 +89,20 @@ def test_the_run_config_holds_the_weights_sizes_and_its_checkpoint_loads_the_sam
     loaded = load_model(_save(tmp_path, cfg, model))
     assert set(loaded.model.state_dict()) == set(model.state_dict())
     assert all(torch.equal(v, loaded.model.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_permuted_codebook_labels_with_the_true_rows_and_round_trips(tmp_path):
+    """model.semantic.permute_codebook: the head keeps the demo codebook as it is (labels) and builds S from the
+    permuted rows; a checkpoint of it reloads (load_weights=False builds a placeholder the state fills)."""
+    from fsgr.models.codebook import load_codebook, permute_object_rows
+
+    cfg = load_config("demo", ["model.semantic.permute_codebook=0"])
+    model, _, _ = build_model(cfg, Vocab(ITOS))
+    book = load_codebook(resolve_codebook("demo"))
+    assert torch.equal(model.semantic.codebook, book.embeddings.float())
+    assert torch.equal(model.semantic.grid_codebook, permute_object_rows(book, 0).embeddings.float())
+    assert not torch.equal(model.semantic.grid_codebook, model.semantic.codebook)
+    loaded = load_model(_save(tmp_path, cfg, model))
+    assert torch.equal(loaded.model.semantic.grid_codebook, model.semantic.grid_codebook)
+    plain, _, _ = build_model(load_config("demo"), Vocab(ITOS))
+    assert plain.semantic.grid_codebook is None

@@ -109,3 +109,20 @@ def test_given_ids_build_the_grid_and_ids_whatever_the_patches_show():
         torch.testing.assert_close(out.grid[b], codebook[given[b]] / (counts[given[b]] + 1)[:, None])
     # the head's own assignment is still computed (topk, logits) but does not reach S
     assert out.topk_ids.shape == (2, 5)
+
+
+def test_grid_codebook_changes_the_language_of_s_not_the_labels():
+    """The ablation's `permuted`: labels from the true rows, S from permuted ones. (Labelling with permuted rows
+    would pick the same vectors under other indices and change nothing: the bug this guards against.)"""
+    codebook, glob, patches = _inputs()
+    order = torch.roll(torch.arange(30), 1)
+    plain = SemanticHead(SemanticConfig(topk=5, codebook_size=30), codebook).eval()
+    permuted = SemanticHead(SemanticConfig(topk=5, codebook_size=30), codebook, codebook[order]).eval()
+    a, b = plain(glob, patches, LOG100), permuted(glob, patches, LOG100)
+    assert torch.equal(a.concept_ids, b.concept_ids) and torch.equal(a.topk_ids, b.topk_ids)
+    for i in range(2):
+        counts = torch.bincount(b.concept_ids[i], minlength=30).float()
+        expected = codebook[order][b.concept_ids[i]] / (counts[b.concept_ids[i]] + 1)[:, None]
+        torch.testing.assert_close(b.grid[i], expected)
+    assert not torch.allclose(a.grid, b.grid)
+    assert set(permuted.state_dict()) == {"codebook", "grid_codebook"} and set(plain.state_dict()) == {"codebook"}

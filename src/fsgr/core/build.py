@@ -59,10 +59,11 @@ def build_model(cfg: Config, vocab, load_weights: bool = True):
         expected_fp = weights_fingerprint(clip) if clip is not None else None
         codebook = load_codebook(resolve_codebook(mcfg.semantic.codebook), expected_size=mcfg.semantic.codebook_size,
                                  expected_fingerprint=expected_fp)
-        if mcfg.semantic.permute_codebook is not None:
-            codebook = permute_object_rows(codebook, mcfg.semantic.permute_codebook)
+    # the ablation's "permuted": patches labelled with the true rows, S built from permuted ones
+    grid_codebook = (permute_object_rows(codebook, mcfg.semantic.permute_codebook)
+                     if codebook is not None and mcfg.semantic.permute_codebook is not None else None)
     model = FSGRCaptioner(mcfg, vocab_size=len(vocab), clip=clip, codebook=codebook, pad_id=vocab.pad_id,
-                          bos_id=vocab.bos_id, eos_id=vocab.eos_id)
+                          bos_id=vocab.bos_id, eos_id=vocab.eos_id, grid_codebook=grid_codebook)
     names, fingerprint = codebook_identity(codebook)
     return model, names, fingerprint
 

@@ -70,7 +70,10 @@ def _clip_sizes(clip, cfg: ModelConfig) -> tuple[int, int]:
 
 class FSGRCaptioner(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int, clip=None, codebook=None, pad_id: int = 1, bos_id: int = 2,
-                 eos_id: int = 3):
+                 eos_id: int = 3, grid_codebook=None):
+        """grid_codebook: the rows the semantic grid is built from when they are not the codebook's
+        (model.semantic.permute_codebook; `fsgr.core.build` permutes them); None there = a placeholder that a
+        checkpoint's state fills."""
         super().__init__()
         for name, idx in (("pad", pad_id), ("bos", bos_id), ("eos", eos_id)):
             if not 0 <= idx < vocab_size:
@@ -94,7 +97,11 @@ class FSGRCaptioner(nn.Module):
         # CLIP's (log) temperature scales the patch-concept logits; frozen, so a buffer
         self.register_buffer("logit_scale", clip.logit_scale.detach().float().reshape(()).clone())
         with module_stream(init_seed, "semantic"):
-            self.semantic = SemanticHead(cfg.semantic, self._codebook_tensor(codebook, cfg, embed_dim))
+            book = self._codebook_tensor(codebook, cfg, embed_dim)
+            if cfg.semantic.permute_codebook is not None and grid_codebook is None:
+                grid_codebook = book.clone()
+            grid_book = None if grid_codebook is None else self._codebook_tensor(grid_codebook, cfg, embed_dim)
+            self.semantic = SemanticHead(cfg.semantic, book, grid_book)
         d = cfg.encoder.d_model
         with module_stream(init_seed, "att_embed"):
             self.att_embed = nn.Sequential(nn.Linear(width + embed_dim, d), nn.CELU(1.3), nn.Dropout(cfg.dropout),

@@ -174,7 +174,8 @@ def load_codebook(path: Union[str, Path], expected_size: Optional[int] = None,
 def permute_object_rows(codebook: Codebook, seed: int) -> Codebook:
     """The ablation's "wrong language" codebook: the embeddings of every row not named background (no name ending in
     'background') shuffled among themselves by a seeded derangement; names, size and background rows unchanged. The
-    semantic head then labels patches with the same set of rows, whose text no longer says what they show."""
+    semantic head labels patches with the true rows and builds S from these (FSGRCaptioner(grid_codebook=)): a
+    head labelling with permuted rows would pick the same vectors under other indices, which changes nothing."""
     names = codebook.names or [""] * codebook.size
     rows = [i for i, n in enumerate(names) if not n.strip().lower().endswith("background")]
     if len(rows) < 2:

@@ -74,8 +74,8 @@ class SemanticConfig:
     # the head's top-k: by the global embedding (REF), or the concepts the value path's dense labels use most
     # (background included)
     preselect: Literal["global", "dense"] = "global"
-    # ablation "permuted" (docs/ablation.md): shuffle the codebook's object rows with this seed (same labels, wrong
-    # language); None = the codebook as it is
+    # ablation "permuted" (docs/ablation.md): S built from the codebook's object rows shuffled with this seed, while
+    # patches are labelled with the true rows (same labels, wrong language); None = S from the codebook as it is
     permute_codebook: Optional[int] = None
     # ablation "oracle": S built from the given per-patch concepts (data.patch_labels: synthetic, the generator's
     # truth) instead of the head's assignment, in training and test: what right labels could give at most

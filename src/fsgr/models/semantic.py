@@ -44,10 +44,15 @@ class SemanticOutput:
 
 
 class SemanticHead(nn.Module):
-    def __init__(self, cfg: SemanticConfig, codebook: torch.Tensor):
+    def __init__(self, cfg: SemanticConfig, codebook: torch.Tensor, grid_codebook: Optional[torch.Tensor] = None):
+        """codebook (C, E): the rows patches are labelled with. grid_codebook (C, E): the rows S is built from, when
+        not the same (the ablation's `permuted`: right labels, another concept's text in S)."""
         super().__init__()
         if codebook.ndim != 2:
             raise ValueError(f"codebook must be (C, E), got shape {tuple(codebook.shape)}")
+        if grid_codebook is not None and grid_codebook.shape != codebook.shape:
+            raise ValueError(f"grid_codebook {tuple(grid_codebook.shape)} must be the codebook's shape "
+                             f"{tuple(codebook.shape)}")
         if cfg.topk > codebook.shape[0]:
             raise ValueError(f"semantic.topk {cfg.topk} exceeds the codebook size {codebook.shape[0]}")
         self.topk = cfg.topk
@@ -59,6 +64,7 @@ class SemanticHead(nn.Module):
         self.preselect = cfg.preselect
         # frozen: a buffer, so it is saved and moved with the model but never optimised or counted as a parameter
         self.register_buffer("codebook", codebook.detach().float().clone())
+        self.register_buffer("grid_codebook", None if grid_codebook is None else grid_codebook.detach().float().clone())
 
     @property
     def codebook_size(self) -> int:
@@ -97,6 +103,7 @@ class SemanticHead(nn.Module):
             topk_ids = rank.topk(self.topk, dim=-1).indices                          # (B, k)
             concepts = codebook[topk_ids]                                            # (B, k, E)
             logits = logit_scale.float().exp() * concepts @ patches.transpose(1, 2)  # (B, k, P)
+            grid_rows = codebook if self.grid_codebook is None else self.grid_codebook
 
             if self.training and self.gumbel:
                 gumbels = -torch.empty_like(logits).exponential_().log()
@@ -110,7 +117,7 @@ class SemanticHead(nn.Module):
 
             if self.group_norm:
                 assign = assign / (assign.sum(dim=-1, keepdim=True) + 1.0)
-            grid = assign.transpose(1, 2) @ concepts                                 # (B, P, E)
+            grid = assign.transpose(1, 2) @ grid_rows[topk_ids]                      # (B, P, E)
 
             if self.ids_from == "clean":
                 local = logits.argmax(dim=1)
@@ -120,5 +127,5 @@ class SemanticHead(nn.Module):
                 given.scatter_(2, given_ids[..., None], 1.0)                          # (B, P, C)
                 if self.group_norm:
                     given = given / (given.sum(dim=1, keepdim=True) + 1.0)
-                grid, concept_ids = given @ codebook, given_ids
+                grid, concept_ids = given @ grid_rows, given_ids
         return SemanticOutput(grid=grid, concept_ids=concept_ids, logits=logits, topk_ids=topk_ids)
