@@ -127,7 +127,7 @@ def main() -> int:
     from fsgr.data.datasets import CaptionDataset
     from fsgr.metrics.reward import CiderDReward
     from fsgr.training import setup
-    from fsgr.training.distributed import DistInfo
+    from fsgr.core.distributed import DistInfo
     from fsgr.training.evaluation import TokenizedReferences, score_predictions
 
     import torch

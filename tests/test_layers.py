@@ -3,9 +3,9 @@
     metrics < data < models < config < core < serving, training < demo < CLI
 
 `metrics` imports no other fsgr package; `data` may use `metrics` (one tokenizer); `models` imports neither `data`,
-`training`, `demo` nor the CLI; `core` (model factory, checkpoint file, assets, device) imports neither training nor
-serving; serving (the module defining Captioner, `fsgr.serving`) imports nothing from `training`; `training` imports
-no CLI and no `demo`; nothing but the CLI and `demo` imports `fsgr.demo`. Imports sit at the top of modules, except in
+`training`, `demo` nor the CLI; `core` (model factory, checkpoint file, assets, device, process group) imports neither
+training nor serving; serving (the module defining Captioner, `fsgr.serving`) imports nothing from `training`;
+`training` imports no CLI and no `demo`; nothing but the CLI and `demo` imports `fsgr.demo`. Imports sit at the top of modules, except in
 modules that say why they defer (a `# Deferred imports:` comment in the module or its package's __init__).
 """
 

@@ -11,7 +11,7 @@ import torch.multiprocessing
 
 from fsgr.models.config import PMAConfig
 from fsgr.models.memory import LayerMemory
-from fsgr.training.distributed import DistInfo
+from fsgr.core.distributed import DistInfo
 from fsgr.training.memory_hook import MemoryHook
 
 PMA = PMAConfig(enabled=True, num_prototypes=6, bank_iterations=4, tokens_per_step=8, refresh_every=2, knn=3,

@@ -203,7 +203,7 @@ def _torchrun(args, keys: list[str], meta: dict) -> int:
     import torch
 
     from fsgr.serving import bulk
-    from fsgr.training.distributed import init_distributed, shutdown
+    from fsgr.core.distributed import init_distributed, shutdown
 
     info = init_distributed(torch.device("cpu"))       # gloo: the ranks only exchange counts
     if args.device is None and torch.cuda.is_available():
@@ -245,7 +245,7 @@ def _on_every_rank(info, step) -> list:
     """Run `step()` on every rank and gather what each returned; when one raised a refusal or an I/O error, every rank
     raises: the failing rank its own error, the others one naming it (with its exit status)."""
     from fsgr.errors import FsgrError, WorkFailed
-    from fsgr.training.distributed import all_gather_objects
+    from fsgr.core.distributed import all_gather_objects
 
     failure = None
     try:

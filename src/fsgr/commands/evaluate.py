@@ -46,7 +46,7 @@ def add_arguments(parser):
 def main(args) -> int:
     from fsgr.commands import checks
     from fsgr.core.device import pick_device
-    from fsgr.training.distributed import init_distributed, shutdown
+    from fsgr.core.distributed import init_distributed, shutdown
 
     checkpoint, overrides = _checkpoint_and_overrides(args)
     checks.output_file("--out", args.out, inputs=[checkpoint], verb="evaluate", kind="predictions")

@@ -48,7 +48,7 @@ from fsgr.metrics.signature import run_signature
 from fsgr.metrics.score import parse_metrics
 from fsgr.models import decoding
 from fsgr.training import setup
-from fsgr.training.distributed import (all_gather_objects, all_reduce_sum, barrier, broadcast_object, init_distributed,
+from fsgr.core.distributed import (all_gather_objects, all_reduce_sum, barrier, broadcast_object, init_distributed,
                                        shutdown)
 from fsgr.training.evaluation import TokenizedReferences, evaluate_split
 from fsgr.training.logging import NullLogger, RunLogger, tracker_names

@@ -24,7 +24,7 @@ from fsgr.metrics.score import parse_metrics, score_tokenized, tokenize_groups
 from fsgr.metrics.signature import signature
 from fsgr.metrics.tokenizer import ptb_tokenize
 from fsgr.models.decoding import DecodeSettings, decode_images
-from fsgr.training.distributed import DistInfo, all_gather_objects, all_reduce_sum, broadcast_object
+from fsgr.core.distributed import DistInfo, all_gather_objects, all_reduce_sum, broadcast_object
 from fsgr.training.losses import nll_sum, patch_contrastive_loss
 
 

@@ -21,7 +21,7 @@ import torch.distributed
 
 from fsgr.models.config import PMAConfig
 from fsgr.models.memory import LayerMemory
-from fsgr.training.distributed import DistInfo
+from fsgr.core.distributed import DistInfo
 
 
 class MemoryHook:

@@ -1,7 +1,8 @@
 """Data-parallel plumbing: torchrun's environment -> process group; one process without a launcher.
 
-`torchrun --nproc_per_node N -m fsgr train ...` sets RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT; we read them
-(`init_process_group` with the env:// method). NCCL on CUDA, gloo on CPU. Rank 0 alone writes files.
+`torchrun --nproc_per_node N -m fsgr train|evaluate|caption ...` sets RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/
+MASTER_PORT; we read them (`init_process_group` with the env:// method). NCCL on CUDA, gloo on CPU. Rank 0 alone
+writes files. In `core` because training (fsgr.training.engine) and serving (fsgr.serving.bulk_torchrun) both use it.
 """
 
 from __future__ import annotations
