@@ -8,7 +8,8 @@ Bulk mode (`--out captions.jsonl`, fsgr.serving.bulk): folders are walked, image
 line per image (`path`, `caption`, `logprob`, `length`, or `path`, `error`) under fsgr's header row, a progress bar
 with images/s; `--resume` makes a cut-off or partly failed file complete, `--shard I/N` takes one deterministic part
 of the work, `--files-from FILE|-` lists images, `--merge DIR --out FILE` joins shard/part files. Under torchrun each
-rank captions every N-th image into `OUT.parts/` and rank 0 merges them into `--out`. `--engine ray --out DIR`
+rank captions every N-th image into `OUT.parts/` and rank 0 merges them into `--out` (fsgr.serving.bulk_torchrun).
+`--engine ray --out DIR`
 (fsgr.serving.bulk_ray) runs the job on a Ray cluster.
 `--coco-results NAME` / `--nocaps-results FILE --nocaps-info INFO` write the evaluation servers' files
 (fsgr.evaluation.coco_files); in bulk mode from every row of `--out`, resumed ones included.
@@ -64,15 +65,17 @@ def add_arguments(parser):
     add_decoding_arguments(parser)
 
 
-def load_captioner(args):
-    """The PyTorch Captioner of --checkpoint, or the model of an exported --model folder."""
+def load_captioner(args, device=None):
+    """The PyTorch Captioner of --checkpoint, or the model of an exported --model folder, on `device` (default:
+    --device)."""
+    device = device or args.device
     if args.checkpoint:
         from fsgr.inference import Captioner
 
-        return Captioner.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
+        return Captioner.from_checkpoint(args.checkpoint, device=device, precision=args.precision)
     from fsgr.export import load_exported
 
-    return load_exported(args.model, device=args.device, precision=args.precision)
+    return load_exported(args.model, device=device, precision=args.precision)
 
 
 def model_sha256(args) -> str:
@@ -87,10 +90,10 @@ def model_sha256(args) -> str:
 
 
 def main(args) -> int:
-    import os
     from pathlib import Path
 
     from fsgr.commands import checks
+    from fsgr.core.distributed import launched_world_size
     from fsgr.errors import ConfigError
     from fsgr.serving import bulk
 
@@ -112,44 +115,46 @@ def main(args) -> int:
     if args.engine == "ray":
         return _ray(args, sources)
     checks.output_file("--out", args.out, inputs=[args.checkpoint], verb="caption", kind=None)  # bulk: header row
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launched_world_size()
     if args.out and world > 1 and args.shard:
         raise ConfigError("--shard under torchrun: each rank already takes its own part; drop --shard")
     shard = bulk.parse_shard(args.shard) if args.shard else None
     paths = bulk.list_images(sources, shard)
     check_server_files(args, paths)
     if not args.out:
-        captioner, settings = _captioner(args)
-        return _print_captions(bulk.caption_rows(captioner, paths, settings, args.batch_size, args.workers,
+        captioner, settings, batch_size = _captioner(args)
+        return _print_captions(bulk.caption_rows(captioner, paths, settings, batch_size, args.workers,
                                                  progress=False), args)
     keys = [bulk.path_key(p) for p in paths]
     sha = model_sha256(args)
     meta = {"checkpoint_sha256": sha, "sources_sha256": bulk.sources_sha256(sources)}
-    if world > 1:
-        return _torchrun(args, keys, meta)
     out = Path(args.out)
+    if world > 1:
+        from fsgr.serving.bulk_torchrun import caption_under_torchrun
+
+        outcome = caption_under_torchrun(lambda device: _captioner(args, device), keys, out, meta, device=args.device,
+                                         workers=args.workers, resume=args.resume,
+                                         other_checkpoint=args.other_checkpoint, progress=not args.no_progress)
+        if not outcome.is_main:
+            return 1 if outcome.failed else 0
+        return _finish(args, out, outcome.failed)
     bulk.check_output(out, args.resume, sha, args.other_checkpoint)        # refused before the model loads
-    captioner, settings = _captioner(args)
-    counts = bulk.caption_to_jsonl(captioner, keys, out, settings, args.batch_size, args.workers, args.resume,
+    captioner, settings, batch_size = _captioner(args)
+    counts = bulk.caption_to_jsonl(captioner, keys, out, settings, batch_size, args.workers, args.resume,
                                    not args.no_progress, bulk.header(settings=settings, part=shard, inputs=len(keys),
                                                                      precision=captioner.precision, **meta),
                                    args.other_checkpoint)
-    _report(out, counts)
+    log.info(counts.describe(out))
     return _finish(args, out, counts.failed)
 
 
-def _captioner(args):
-    """The captioner and its decoding settings (the flags checked against its model); --batch-size defaulted."""
-    captioner = load_captioner(args)
+def _captioner(args, device=None):
+    """The captioner (on `device`, default --device), its decoding settings (the flags checked against its model) and
+    the batch size (--batch-size, default its eval.batch_images)."""
+    captioner = load_captioner(args, device)
     settings = decoding_settings(captioner, args)
-    if args.batch_size is None:
-        args.batch_size = captioner.cfg.eval.batch_images
-    return captioner, settings
-
-
-def _report(out, counts) -> None:
-    retried = f", {counts.retried} retried" if counts.retried else ""
-    log.info(f"wrote {counts.written} row(s) to {out} ({counts.failed} failed, {counts.skipped} already there{retried})")
+    batch_size = captioner.cfg.eval.batch_images if args.batch_size is None else args.batch_size
+    return captioner, settings, batch_size
 
 
 def _finish(args, out, failed: int) -> int:
@@ -193,75 +198,6 @@ def _merge(args) -> int:
     return _finish(args, out, len(merged.errors))
 
 
-def _torchrun(args, keys: list[str], meta: dict) -> int:
-    """Under torchrun: rank R of N captions keys[R::N] into OUT.parts/part-R-of-N.jsonl (resumable as any --out);
-    once every rank is done, rank 0 merges the parts into --out. Any rank's refusal stops them all before any work, and
-    any rank's failure stops them all, named."""
-    import os
-    from pathlib import Path
-
-    import torch
-
-    from fsgr.serving import bulk
-    from fsgr.core.distributed import init_distributed, shutdown
-
-    info = init_distributed(torch.device("cpu"))       # gloo: the ranks only exchange counts
-    if args.device is None and torch.cuda.is_available():
-        args.device = f"cuda:{info.local_rank}"
-    out = Path(args.out)
-    part = out.with_name(f"{out.name}.parts") / f"part-{info.rank:05d}-of-{info.world_size:05d}.jsonl"
-    mine = keys[info.rank::info.world_size]
-    try:
-        def check() -> None:
-            if info.is_main and os.path.lexists(out):
-                bulk.check_output(out, args.resume, meta["checkpoint_sha256"], args.other_checkpoint)
-            bulk.check_output(part, args.resume, meta["checkpoint_sha256"], args.other_checkpoint)
-
-        def work() -> int:
-            captioner, settings = _captioner(args)
-            part.parent.mkdir(parents=True, exist_ok=True)
-            counts = bulk.caption_to_jsonl(
-                captioner, mine, part, settings, args.batch_size, args.workers, args.resume,
-                info.is_main and not args.no_progress,
-                bulk.header(settings=settings, part=(info.rank, info.world_size), inputs=len(mine),
-                            precision=captioner.precision, **meta),
-                args.other_checkpoint)
-            _report(part, counts)
-            return counts.failed
-
-        _on_every_rank(info, check)           # every refusal before any rank starts work
-        outcomes = _on_every_rank(info, work)
-        if not info.is_main:
-            return 1 if sum(outcomes) else 0
-        merged = bulk.merge_parts(sorted(part.parent.glob(f"part-*-of-{info.world_size:05d}.jsonl")), out,
-                                  replace=args.resume)
-        log.info(f"merged {info.world_size} rank part(s), {len(merged.rows)} image(s), into {out}")
-        return _finish(args, out, sum(outcomes))
-    finally:
-        shutdown(info)
-
-
-def _on_every_rank(info, step) -> list:
-    """Run `step()` on every rank and gather what each returned; when one raised a refusal or an I/O error, every rank
-    raises: the failing rank its own error, the others one naming it (with its exit status)."""
-    from fsgr.errors import FsgrError, WorkFailed
-    from fsgr.core.distributed import all_gather_objects
-
-    failure = None
-    try:
-        outcome = step()
-    except (FsgrError, OSError) as exc:
-        failure = exc
-        outcome = (getattr(exc, "exit_code", 1), f"rank {info.rank}: {exc}")
-    outcomes = all_gather_objects(outcome, info)
-    if failure is not None:
-        raise failure
-    failed = [o for o in outcomes if isinstance(o, tuple)]
-    if failed:
-        raise (WorkFailed if failed[0][0] == 1 else FsgrError)(f"fsgr caption under torchrun: {failed[0][1]}")
-    return outcomes
-
-
 def _ray(args, sources: list[str]) -> int:
     """`--engine ray --checkpoint CKPT --out DIR SOURCES...` (fsgr.serving.bulk_ray)."""
     from pathlib import Path
@@ -285,7 +221,7 @@ def _ray(args, sources: list[str]) -> int:
                                   workers=args.workers, progress=not args.no_progress, precision=args.precision)
     except DecodingValueError as exc:     # refused before the job started (fsgr.serving.bulk_ray.check_decoding)
         raise flag_refusal(exc) from None
-    log.info(f"wrote {counts.written} row(s) to {args.out} ({counts.failed} failed, {counts.skipped} already there)")
+    log.info(counts.describe(args.out))
     if counts.failed:
         log.warning(f"fsgr caption: {counts.failed} image(s) failed")
         return 1

@@ -30,9 +30,13 @@ class DistInfo:
         return self.world_size > 1
 
 
+def launched_world_size() -> int:
+    """How many processes torchrun started (WORLD_SIZE); 1 without a launcher."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init_distributed(device: torch.device) -> DistInfo:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if launched_world_size() <= 1:
         return DistInfo()
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"

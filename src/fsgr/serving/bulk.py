@@ -207,6 +207,11 @@ class BulkCounts(NamedTuple):
     skipped: int        # images already captioned in the file
     retried: int        # images whose error row in the file was tried again
 
+    def describe(self, out) -> str:
+        """The line that reports a run: "wrote N row(s) to OUT (F failed, S already there[, R retried])"."""
+        retried = f", {self.retried} retried" if self.retried else ""
+        return f"wrote {self.written} row(s) to {out} ({self.failed} failed, {self.skipped} already there{retried})"
+
 
 class _ImageFiles(torch.utils.data.Dataset):
     """Decoding in the worker processes: index -> (index, tensor or None, error or None)."""
