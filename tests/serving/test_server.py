@@ -57,6 +57,27 @@ def test_decoding_controls_per_request(client, captioner, tiny_images):
     assert longer["caption"] == expected
 
 
+def test_every_decoding_control_is_a_form_field_under_fsgrs_and_hugging_faces_names():
+    """CONTROL_FIELDS is derived from DecodeSettings and HF_NAMES: the API's names are these, in this order (the
+    later of two names given for one field is the one a 400 names), each parsed as its field's type."""
+    from dataclasses import fields
+
+    from fsgr.models.decoding import HF_NAMES, DecodeSettings
+    from fsgr.serving.server import CONTROL_FIELDS, _flag
+
+    assert list(CONTROL_FIELDS) == ["beam", "num_beams", "max_len", "max_new_tokens", "min_len", "min_new_tokens",
+                                    "length_penalty", "no_repeat_ngram", "no_repeat_ngram_size", "do_sample",
+                                    "temperature", "top_k", "top_p", "num_return_sequences", "seed"]
+    assert {name for name, _ in CONTROL_FIELDS.values()} == {f.name for f in fields(DecodeSettings)}
+    assert all(CONTROL_FIELDS[hf][0] == ours for hf, ours in HF_NAMES.items())
+    assert [CONTROL_FIELDS[k][1] for k in ("beam", "length_penalty", "do_sample", "seed")] == [int, float, _flag, int]
+
+
+def test_a_control_given_under_both_names_is_refused(client):
+    r = client.post("/api/caption", files={"image": ("x.jpg", _jpeg())}, data={"beam": "2", "num_beams": "3"})
+    assert r.status_code == 400 and r.json()["error"] == "num_beams: given twice (under fsgr's and Hugging Face's name)"
+
+
 @pytest.mark.parametrize("files, data, status, reason", [
     ({"image": ("x.jpg", b"definitely not an image")}, {}, 415, "not an image"),
     ({"image": ("x.jpg", _jpeg()[:200])}, {}, 400, "broken image"),

@@ -30,9 +30,10 @@ import io
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 from fsgr.errors import FsgrError
+from fsgr.models.decoding import HF_NAMES, DecodeSettings
 from fsgr.serving.batching import Batcher
 from fsgr.serving.page import PAGE
 
@@ -45,15 +46,13 @@ def _flag(value: str) -> bool:
     return words[value.lower()]
 
 
-# form or query field -> (DecodeSettings field, parser): fsgr's names and Hugging Face generate()'s; the values are
-# checked by DecodeSettings (a refusal is a 400)
-CONTROL_FIELDS = {"beam": ("beam_size", int), "num_beams": ("beam_size", int), "max_len": ("max_len", int),
-                  "max_new_tokens": ("max_len", int), "min_len": ("min_len", int),
-                  "min_new_tokens": ("min_len", int), "length_penalty": ("length_penalty", float),
-                  "no_repeat_ngram": ("no_repeat_ngram", int), "no_repeat_ngram_size": ("no_repeat_ngram", int),
-                  "do_sample": ("do_sample", _flag), "temperature": ("temperature", float), "top_k": ("top_k", int),
-                  "top_p": ("top_p", float), "num_return_sequences": ("num_return_sequences", int),
-                  "seed": ("seed", int)}
+FORM_NAMES = {"beam_size": "beam"}     # a DecodeSettings field whose form name is not its own (the page's "beam")
+PARSERS = {"int": int, "Optional[int]": int, "float": float, "bool": _flag}   # by DecodeSettings field type
+# form or query field -> (DecodeSettings field, parser), from DecodeSettings' fields in their order: fsgr's name, then
+# Hugging Face generate()'s (HF_NAMES); the values are checked by DecodeSettings (a refusal is a 400)
+CONTROL_FIELDS = {name: (f.name, PARSERS[f.type]) for f in fields(DecodeSettings)
+                  for name in [FORM_NAMES.get(f.name, f.name),
+                               *(hf for hf, ours in HF_NAMES.items() if ours == f.name)]}
 KIND_NAMES = {int: "an integer", float: "a number", _flag: "true or false"}
 FORM_FRAMING = 64 * 1024        # room for the multipart boundaries, headers and control fields around the image
 
