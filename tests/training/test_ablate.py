@@ -154,3 +154,54 @@ def test_a_users_file_where_the_table_goes_is_refused_before_any_training(tmp_pa
         assert cli_main(["ablate", str(config), *VARIANTS, "--seeds", "1", "--out", str(out), "--no-progress"]) == 2
         assert f"{out / name}: exists and was not written by fsgr ablate" in capsys.readouterr().err
         assert (out / name).read_text() == "my own notes\n" and sorted(p.name for p in out.iterdir()) == [name]
+
+
+def test_extra_metrics_get_seed_values_and_pooled_intervals(ablation, tmp_path):
+    """tabulate(extra_metrics=...): a closed concept world over the tiny data (each image's colour-shape phrase),
+    scored per seed from the runs' own captions and resampled over (seed, image) units like CIDEr."""
+    from fsgr.data.readers import read_records
+    from fsgr.metrics.concepts import ConceptWorld, concept_scores
+    from fsgr.training.ablate import tabulate
+
+    config, out, _ = ablation
+    cfg = load_config(config)
+    test = [r for r in read_records(cfg.data) if r.split == "test"]
+    names = [f"{c} {s}" for c in ("red", "green", "blue", "yellow") for s in ("square", "circle")]
+    truth = {int(r.image_id): {n for n in names if n in r.captions[0]} for r in test}
+    world = ConceptWorld(names, truth, groups={"reds": ["red square", "red circle"]})
+    variants = [parse_variant(v) for v in VARIANTS[1::2]]
+    table = tabulate(config, variants, 3, out, samples=200, extra_metrics=[world])
+    ids = sorted(truth)
+    for row in table["variants"]:
+        for seed in (7, 8, 9):
+            preds = {r["image_id"]: r["caption"] for r in json.loads(
+                (out / row["variant"] / f"seed-{seed}" / "predictions" / "test_best.json").read_text())}
+            own = concept_scores(world, ids, [preds[i] for i in ids])[0]
+            assert row["per_seed"][seed]["concept-recall"] == pytest.approx(own["concept-recall"])
+        assert set(world.keys) <= set(row["pooled"]) and set(world.keys) <= set(row["scores"])
+    comps = {c["metric"]: c for c in table["comparisons"]}
+    for key in ("concept-recall", "concept-CHAIR-i", "binding-swaps"):
+        c = comps[key]
+        assert c["ci_low"] <= c["delta"] + 1e-12 and c["delta"] <= c["ci_high"] + 1e-12 and len(c["seed_deltas"]) == 3
+        pooled = [r["pooled"][key] for r in table["variants"]]
+        assert c["delta"] == pytest.approx(pooled[1] - pooled[0])
+    assert "concept-recall" in (out / "ablation.md").read_text()
+
+
+def test_a_synthetic_world_sweep_reports_its_concept_metrics(tmp_path, tiny_kit):
+    cfg = tiny_kit.config(tmp_path / "unused.json", tmp_path / "unused",
+                          data={"format": "synthetic", "annotations": "", "images": "",
+                                "synthetic": {"root": str(tmp_path / "world"), "world": "longtail", "num_train": 30,
+                                              "num_val": 3, "num_test": 12, "image_size": 32, "seed": 1}},
+                          train={"max_epochs": 1, "xe_least": 1, "xe_most": 1})
+    cfg["model"]["semantic"].update(codebook_size=30, topk=4)
+    config = tiny_kit.write(tmp_path / "world.yaml", cfg)
+    assert cli_main(["ablate", str(config), *VARIANTS, "--seeds", "2", "--out", str(tmp_path / "out"),
+                     "--no-progress", "--bootstrap", "100"]) == 0
+    table = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    from fsgr.demo.mechanism import concept_world
+
+    keys = set(concept_world(tmp_path / "world").keys)     # the groups some test image holds: 4 tail images hold
+    assert {"recall:head", "recall:tail_k1", "recall:tail_k3", "recall:novel", "concept-CHAIR-i"} <= keys  # k=1, 3
+    assert keys <= set(table["variants"][0]["scores"])
+    assert keys <= {c["metric"] for c in table["comparisons"]}

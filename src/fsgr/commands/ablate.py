@@ -26,6 +26,19 @@ def add_arguments(parser):
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
 
 
+def _world_metrics(config, overrides) -> list:
+    """On a synthetic world, its concept metrics (recall per concept group, CHAIR-style hallucination, binding
+    swaps: `fsgr.demo.mechanism.concept_world`) beside the config's metrics; none elsewhere."""
+    from fsgr.config import load_config
+
+    cfg = load_config(config, list(overrides))
+    if cfg.data.format != "synthetic":
+        return []
+    from fsgr.demo.mechanism import concept_world
+
+    return [concept_world(cfg.data.synthetic.root)]
+
+
 def main(args) -> int:
     from pathlib import Path
 
@@ -41,7 +54,8 @@ def main(args) -> int:
         run_all(args.config, variants, args.seeds, args.out, common=args.overrides, device=args.device,
                 progress=not args.no_progress)
     result = tabulate(args.config, variants, args.seeds, args.out, common=args.overrides, samples=args.bootstrap,
-                      bootstrap_seed=args.bootstrap_seed, finished_only=args.table_only)
+                      bootstrap_seed=args.bootstrap_seed, finished_only=args.table_only,
+                      extra_metrics=_world_metrics(args.config, args.overrides))
     from fsgr.training.ablate import markdown_table
 
     print(markdown_table(result), end="")

@@ -5,23 +5,43 @@ swaps (`fsgr.metrics.concepts`), from the generator's object lists in dataset_sh
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
-from fsgr.data.synthetic import CONCEPTS, OBJECT_CONCEPTS, longtail_concepts
+from fsgr.data.synthetic import BACKGROUND_CONCEPTS, CONCEPTS, OBJECT_CONCEPTS, longtail_concepts
+from fsgr.files import read_json
 from fsgr.metrics import score
-from fsgr.metrics.concepts import binding_swaps, concept_recall, hallucination, macro_recall
+from fsgr.metrics.concepts import ConceptWorld, binding_swaps, concept_recall, hallucination, macro_recall
 
 
-def image_concepts(root: str | Path) -> tuple[dict[int, set[str]], dict[int, str], bool]:
-    """({image id: names of the concepts it holds (objects and its background texture)}, {image id: test subset},
-    is the long-tail world) from the dataset's dataset_shapes.json."""
-    data = json.loads((Path(root) / "dataset_shapes.json").read_text())
+def image_concepts(root: str | Path, split: Optional[str] = None) -> tuple[dict[int, set[str]], dict[int, str], bool]:
+    """({image id: names of the concepts it holds (objects and its background texture)} over every image or those
+    of `split`, {image id: test subset}, is the long-tail world) from the dataset's dataset_shapes.json."""
+    data = read_json(Path(root) / "dataset_shapes.json", "a synthetic dataset index")
     truth = {int(im["imgid"]): {f"{o['colour']} {o['shape']}" for o in im["objects"]} | {f"{im['background']} background"}
-             for im in data["images"]}
+             for im in data["images"] if split is None or im["split"] == split}
     subsets = {int(im["imgid"]): im.get("subset", "iid") for im in data["images"] if im["split"] == "test"}
     return truth, subsets, data.get("world", {}).get("name") == "longtail"
+
+
+def concept_groups(longtail: bool) -> dict[str, list[str]]:
+    """The groups whose recall is reported: head / tail_k1, tail_k3, tail_k10 / novel on the long-tail world (head =
+    every object on the shapes world), and the background textures."""
+    if not longtail:
+        return {"head": list(OBJECT_CONCEPTS), "backgrounds": list(BACKGROUND_CONCEPTS)}
+    lt = longtail_concepts()
+    return {"head": lt["head"], **{f"tail_k{k}": names for k, names in lt["tail"].items()}, "novel": lt["novel"],
+            "backgrounds": list(BACKGROUND_CONCEPTS)}
+
+
+def concept_world(root: str | Path, split: str = "test") -> ConceptWorld:
+    """The synthetic world of `root` over one split as a `ConceptWorld`: every concept but the generic
+    "background", each image's objects and texture, and the groups whose concepts some image of the split holds
+    (a group none holds has no recall; the extra metric `fsgr ablate` adds on a synthetic config)."""
+    truth, _, longtail = image_concepts(root, split)
+    held = set().union(*truth.values()) if truth else set()
+    groups = {name: [c for c in group if c in held] for name, group in concept_groups(longtail).items()}
+    return ConceptWorld([c for c in CONCEPTS if c != "background"], truth, {k: v for k, v in groups.items() if v})
 
 
 def mechanism_report(root: str | Path, preds: Mapping[int, str], refs: Mapping[int, Sequence[str]],
@@ -30,7 +50,7 @@ def mechanism_report(root: str | Path, preds: Mapping[int, str], refs: Mapping[i
     test images in `preds`, plus "all"."""
     truth, subsets, longtail = image_concepts(root)
     concepts = [c for c in CONCEPTS if c != "background"]
-    groups = longtail_concepts() if longtail else {"head": list(OBJECT_CONCEPTS), "tail": {}, "novel": []}
+    groups = concept_groups(longtail)
     out = {}
     for subset in ("all", *sorted(set(subsets[i] for i in preds))):
         ids = [i for i in preds if subset == "all" or subsets[i] == subset]
@@ -38,9 +58,7 @@ def mechanism_report(root: str | Path, preds: Mapping[int, str], refs: Mapping[i
         held = {i: truth[i] for i in ids}
         recall = concept_recall(captions, held, concepts)
         row = {"images": len(ids), "CIDEr": dict(score({i: list(refs[i]) for i in ids}, captions, metrics))["CIDEr"],
-               "recall": {"head": macro_recall(recall, groups["head"]),
-                          **{f"tail_k{k}": macro_recall(recall, names) for k, names in groups["tail"].items()},
-                          "novel": macro_recall(recall, groups["novel"])},
+               "recall": {name: macro_recall(recall, group) for name, group in groups.items()},
                "hallucination": hallucination(captions, held, concepts),
                "binding_swaps": binding_swaps(captions, held, concepts)}
         out[subset] = row

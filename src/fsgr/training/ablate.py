@@ -162,10 +162,15 @@ def _mean_std(values: list[float]) -> tuple[float, Optional[float]]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
+def _unit_stride(refs: dict[int, list[str]]) -> int:
+    """Pooled unit key = seed index * stride + image id."""
+    return max(refs) + 1
+
+
 def _pooled(preds_by_seed: dict[int, dict[int, str]], refs: dict[int, list[str]], seeds: list[int]):
     """(refs, preds) keyed by one int per (seed index, image): image ids repeat across seeds, units must not.
     Every image's references repeat once per seed, which leaves CIDEr's document frequencies (a ratio) unchanged."""
-    stride = max(refs) + 1
+    stride = _unit_stride(refs)
     pooled_refs, pooled_preds = {}, {}
     for i, seed in enumerate(seeds):
         preds = preds_by_seed[seed]
@@ -175,12 +180,24 @@ def _pooled(preds_by_seed: dict[int, dict[int, str]], refs: dict[int, list[str]]
     return pooled_refs, pooled_preds
 
 
+class _OnPooledUnits:
+    """An extra metric scored on pooled (seed, image) units: each unit's image id back from its pooled key."""
+
+    def __init__(self, metric, stride: int):
+        self.metric, self.stride, self.name, self.keys = metric, stride, metric.name, metric.keys
+
+    def __call__(self, unit_ids, captions):
+        return self.metric([u % self.stride for u in unit_ids], captions)
+
+
 def tabulate(config: str | Path, variants: Sequence[Variant], seeds: int, out: str | Path,
              common: Sequence[str] = (), samples: int = 1000, bootstrap_seed: int = 0,
-             finished_only: bool = False) -> dict[str, Any]:
+             finished_only: bool = False, extra_metrics: Sequence = ()) -> dict[str, Any]:
     """Read every run's test predictions and write OUT/ablation.json and OUT/ablation.md. -> the JSON object.
     finished_only: tabulate the seeds that every variant has finished (a sweep cut short or still running); else
-    every seed must be."""
+    every seed must be. extra_metrics: callables (image_ids, captions) -> (scores, {name: PerImage}) keyed by test
+    image id (`fsgr.metrics.compare.score_system`'s; e.g. a synthetic world's `ConceptWorld`), scored per seed and
+    in the pooled bootstrap like the config's metrics."""
 
     out = Path(out)
     first = load_config(config, list(common))      # data and metrics every variant shares (pairing needs that)
@@ -211,6 +228,8 @@ def tabulate(config: str | Path, variants: Sequence[Variant], seeds: int, out: s
                                 f"(e.g. {sorted(missing)[:3]}); was the run made on other data?")
             preds[v.name][seed] = p
             per_seed[seed] = {m: float(summary["test"][m]) for m in summary["test"]}
+            for metric in extra_metrics:
+                per_seed[seed].update(metric(list(refs), [p[i] for i in refs])[0])
             seconds.append(summary.get("ablate_seconds"))
         stats = {}
         for m in per_seed[seed_list[0]]:
@@ -220,8 +239,10 @@ def tabulate(config: str | Path, variants: Sequence[Variant], seeds: int, out: s
                      "scores": stats, "seconds": seconds})
 
     pooled_refs = _pooled(preds[variants[0].name], refs, seed_list)[0]
+    stride = _unit_stride(refs)
     compared = compare_systems(pooled_refs, {v.name: _pooled(preds[v.name], refs, seed_list)[1] for v in variants},
-                               metrics=metrics, samples=samples, seed=bootstrap_seed, diagnostics=False, top=0)
+                               metrics=metrics, samples=samples, seed=bootstrap_seed, diagnostics=False, top=0,
+                               extra_metrics=[_OnPooledUnits(m, stride) for m in extra_metrics])
     for row in rows:
         row["pooled"] = compared["systems"][row["variant"]]
     per_seed = {row["variant"]: row["per_seed"] for row in rows}
