@@ -210,3 +210,49 @@ def test_compare_cli_json_is_deterministic(chair_files, capsys):
     assert row["delta"] == pytest.approx(0 - 2 / 7) and row["exact_resampling"]
     assert all(np.isfinite([r["ci_low"], r["ci_high"], r["p_value"]]).all() for r in data["comparisons"])
     assert "signature: " in capsys.readouterr().out
+
+
+@pytest.fixture
+def concept_files(chair_files):
+    tmp, refs, inst, preds = chair_files
+    world = {"concepts": ["man", "dog", "frisbee", "cake", "table", "car", "cat", "red car"],
+             "groups": {"animals": ["dog", "cat"], "food": ["cake"]},
+             "images": [{"image_id": 1, "concepts": ["man", "dog", "frisbee"]},
+                        {"image_id": 2, "concepts": ["cake", "table"]}]}
+    return tmp, refs, preds, world
+
+
+def test_concepts_cli_scores_a_users_closed_world(concept_files, capsys):
+    tmp, refs, preds, world = concept_files
+    out = tmp / "s.json"
+    assert main(["score", "--refs", refs, "--preds", preds, "--metrics", "concepts,cider",
+                 "--concepts", write(tmp / "world.json", world), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    # image 1 names frisbee, car, cat (frisbees: "frisbee" is not a contiguous phrase of "frisbees"); image 2 cake,
+    # table. Holders: man, dog, frisbee (1); cake, table (2): recall = (0 + 0 + 0 + 1 + 1) / 5
+    assert data["concept-recall"] == pytest.approx(2 / 5) and "CIDEr" in data
+    assert data["recall:animals"] == 0.0 and data["recall:food"] == 1.0
+    assert data["concept-CHAIR-i"] == pytest.approx(2 / 4)     # car and cat of 4 mentions
+    assert "concepts:" in data["signature"]
+    other = write(tmp / "b.json", [{"image_id": 1, "caption": "A man and a dog."},
+                                   {"image_id": 2, "caption": "A cake."}])
+    out = tmp / "c.json"
+    assert main(["compare", "--refs", refs, "--preds", preds, other, "--metrics", "concepts",
+                 "--concepts", str(tmp / "world.json"), "--bootstrap", "100", "--json", str(out)]) == 0
+    row = next(r for r in json.loads(out.read_text())["comparisons"] if r["metric"] == "recall:animals")
+    assert row["delta"] == pytest.approx(1.0) and row["exact_resampling"]
+
+
+def test_a_bad_concept_world_is_one_line(concept_files, capsys):
+    tmp, refs, preds, world = concept_files
+    cases = [({**world, "images": world["images"][:1]}, "no concepts for image ids 2"),
+             ({**world, "groups": {"x": ["unicorn"]}}, "group 'x' names 'unicorn'"),
+             ({**world, "groups": {"vehicles": ["car"]}}, "no scored image holds a concept of group 'vehicles'"),
+             ({"concepts": "dog"}, "not a concept world")]
+    for k, (bad, why) in enumerate(cases):
+        assert main(["score", "--refs", refs, "--preds", preds, "--metrics", "concepts",
+                     "--concepts", write(tmp / f"bad{k}.json", bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and why in err and f"bad{k}.json" in err
+    assert main(["score", "--refs", refs, "--preds", preds, "--metrics", "concepts"]) == 1
+    assert "--concepts" in capsys.readouterr().err

@@ -229,6 +229,39 @@ def read_instances(path: str, image_ids: Sequence[Hashable]) -> dict[Hashable, s
     return classes
 
 
+def read_concept_world(path: str, image_ids: Sequence[Hashable]):
+    """A closed concept world for `--metrics concepts` (`fsgr.metrics.concepts.ConceptWorld`) from JSON:
+    {"concepts": [phrase, ...], "groups": {name: [phrase, ...]} (optional), "images": [{"image_id": id,
+    "concepts": [phrase, ...]}, ...]}. DataError naming the file and what is wrong, or the ids it does not cover."""
+    from fsgr.metrics.concepts import ConceptWorld
+
+    data = read_json(path, "a concept world JSON file")
+    try:
+        concepts = data["concepts"]
+        groups = data.get("groups", {})
+        truth = {im["image_id"]: set(im["concepts"]) for im in data["images"]}
+        phrases = [concepts, *groups.values(), *truth.values()]
+        if not concepts or not all(isinstance(c, str) and c.strip() for p in phrases for c in p):
+            raise TypeError("concepts must be a non-empty list of phrases")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"{path}: not a concept world ({{\"concepts\": [...], \"images\": [{{\"image_id\", "
+                        f"\"concepts\"}}]}}; {type(exc).__name__}: {exc})") from None
+    known = set(concepts)
+    for where, names in [*((f"group {g!r}", v) for g, v in groups.items()),
+                         *((f"image {i}", v) for i, v in truth.items())]:
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise DataError(f"{path}: {where} names {unknown[0]!r}, which is not in its \"concepts\" list")
+    missing = [i for i in image_ids if i not in truth]
+    if missing:
+        raise DataError(f"{path}: no concepts for image ids {format_ids(missing)}")
+    held = set().union(set(), *(truth[i] for i in image_ids))
+    for where, names in (("its \"concepts\" list", concepts), *((f"group {g!r}", v) for g, v in groups.items())):
+        if not held & set(names):       # a recall over no holder does not exist: say so rather than print a 0
+            raise DataError(f"{path}: no scored image holds a concept of {where}, so it has no recall")
+    return ConceptWorld(list(concepts), truth, {g: list(v) for g, v in groups.items()})
+
+
 def write_json(path: str | os.PathLike, data) -> Path:
     """Scores and reports, indented, UTF-8, replaced atomically."""
     return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

@@ -1,5 +1,6 @@
 """The metrics beyond the COCO toolkit's, for `fsgr score` and `fsgr compare`: CLIPScore and RefCLIPScore (need
-`--clip` and `--images`) and CHAIR (needs `--instances`). Each is a callable (image_ids, captions) ->
+`--clip` and `--images`), CHAIR (needs `--instances`) and a closed world's concept metrics (needs `--concepts`:
+recall per concept group, CHAIR-style hallucination, binding swaps; `fsgr.metrics.concepts`). Each is a callable (image_ids, captions) ->
 (scores, {name: PerImage}) that `fsgr.metrics.compare.score_system` runs beside the toolkit metrics; one that
 lacks what it needs raises MetricUnavailable with the reason (reported, never a 0)."""
 
@@ -12,14 +13,15 @@ from collections.abc import Hashable, Mapping, Sequence
 import numpy as np
 
 from fsgr.errors import DataError
-from fsgr.evaluation.coco_files import read_instances
+from fsgr.evaluation.coco_files import read_concept_world, read_instances
 from fsgr.metrics.chair import Synonyms, chair, ground_truth
 from fsgr.metrics.java import MetricUnavailable
 from fsgr.metrics.resample import PerImage
 from fsgr.metrics.score import ALL_METRICS, METRIC_ALIASES, METRIC_KEYS, parse_metrics, tokenize_groups
 from fsgr.metrics.tokenizer import ptb_tokenize
 
-EXTRA_KEYS = {"clipscore": ("CLIPScore",), "refclipscore": ("RefCLIPScore",), "chair": ("CHAIR-i", "CHAIR-s")}
+EXTRA_KEYS = {"clipscore": ("CLIPScore",), "refclipscore": ("RefCLIPScore",), "chair": ("CHAIR-i", "CHAIR-s"),
+              "concepts": ("concept-recall", "concept-CHAIR-i", "binding-swaps")}
 
 
 def split_metrics(spec: str | None) -> tuple[list[str], list[str]]:
@@ -102,4 +104,9 @@ def build_extra_metrics(names: Sequence[str], args, refs: Mapping[Hashable, Sequ
                 out.append(Unavailable(name, "no instance annotations given (--instances instances_val2014.json)"))
                 continue
             out.append(ChairMetric(read_instances(args.instances, list(refs)), refs))
+        elif name == "concepts":
+            if not getattr(args, "concepts", None):
+                out.append(Unavailable(name, "no concept world given (--concepts CONCEPTS.json)"))
+                continue
+            out.append(read_concept_world(args.concepts, list(refs)))
     return out

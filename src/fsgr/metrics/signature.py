@@ -26,6 +26,7 @@ DEFINITIONS = {
     "clipscore": "clipscore:w=2.5,prefix='A photo depicts'",
     "refclipscore": "refclipscore:w=2.5,harmonic-mean",
     "chair": "chair:rohrbach2018-published-synonyms",
+    "concepts": "concepts:contiguous-phrase,macro-recall,chair-i,binding-swaps",
 }
 
 
