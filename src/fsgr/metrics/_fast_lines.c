@@ -9,7 +9,7 @@
  *   assimilations  tuple of lower-case bytes ("cannot", "gonna", ...): a caption holding one gets None
  * A caption is taken when it is, as `_fast_line`'s regular expression `_FAST` says, tokens separated by blanks
  * (space, tab): a word `"?W('s|n't)?([.,;:!?]"?|"[.,;:!?]?)?` with W = [A-Za-z0-9]+(-[A-Za-z0-9]+)*, or a lone
- * `"?[.,;:!?]`, or a lone `"`; and none of `_fast_line`'s exceptions holds: a word before a period among
+ * `"?[.,;:!?]`, or a lone `"`, `'s` or `n't`; and none of `_fast_line`'s exceptions holds: a word before a period among
  * `dot_words`, an n't after an n or a non-letter, a digit, blanks and a digit (fractions, phone numbers), an
  * assimilation anywhere. Its line is then its words lower-cased, n't and 's split off, the punctuation dropped, one
  * space apart. */
@@ -35,6 +35,17 @@ static int is_dot_word(const unsigned char *b, Py_ssize_t start, Py_ssize_t end,
     return lo < n_dots && dot_words[lo] == packed;
 }
 
+/* "'s" or "n't" when b[p:] starts with that token followed by a blank or the end, else NULL. */
+static const char *lone_token(const unsigned char *b, Py_ssize_t p, Py_ssize_t len) {
+    static const char *const lone[] = {"'s", "n't"};
+    for (int k = 0; k < 2; k++) {
+        Py_ssize_t m = (Py_ssize_t)strlen(lone[k]);
+        if (p + m <= len && memcmp(b + p, lone[k], (size_t)m) == 0 && (p + m == len || is_blank(b[p + m])))
+            return lone[k];
+    }
+    return NULL;
+}
+
 /* _fast_line of the ASCII caption b[0:len] written to out (at least 2 * len bytes): its length, or -1 for None. */
 static Py_ssize_t fast_line(const unsigned char *b, Py_ssize_t len, unsigned char *out, const uint64_t *dot_words,
                             Py_ssize_t n_dots) {
@@ -43,6 +54,15 @@ static Py_ssize_t fast_line(const unsigned char *b, Py_ssize_t len, unsigned cha
     while (p < len && is_blank(b[p])) p++;
     while (p < len) {
         if (digit_before_blanks && is_digit(b[p])) return -1;  /* a digit, blanks, a digit */
+        const char *lone = lone_token(b, p, len);
+        if (lone) {  /* a lone 's or n't */
+            if (o) out[o++] = ' ';
+            for (const char *s = lone; *s; s++) out[o++] = (unsigned char)*s;
+            p += (Py_ssize_t)strlen(lone);
+            digit_before_blanks = 0;
+            while (p < len && is_blank(b[p])) p++;
+            continue;
+        }
         p += b[p] == '"';
         if (p < len && is_alnum(b[p])) {
             Py_ssize_t word = p;
@@ -99,11 +119,14 @@ PyObject *fast_lines(PyObject *self, PyObject *args) {
     unsigned char *low = NULL, *line_buf = NULL;
     const uint64_t *dot_words = dots.buf;
     Py_ssize_t n_dots = dots.len / 8, n_assim = PyTuple_GET_SIZE(assimilations), size = 0;
-    for (Py_ssize_t j = 0; j < n_assim; j++)
+    unsigned char starts[256] = {0};  /* the first letters of the assimilations */
+    for (Py_ssize_t j = 0; j < n_assim; j++) {
         if (!PyBytes_Check(PyTuple_GET_ITEM(assimilations, j)) || !PyBytes_GET_SIZE(PyTuple_GET_ITEM(assimilations, j))) {
             PyErr_SetString(PyExc_TypeError, "fast_lines: assimilations are non-empty bytes");
             goto done;
         }
+        starts[(unsigned char)PyBytes_AS_STRING(PyTuple_GET_ITEM(assimilations, j))[0]] = 1;
+    }
     Py_ssize_t n = PyList_GET_SIZE(captions);
     out = PyList_New(n);
     if (!out) goto done;
@@ -124,12 +147,13 @@ PyObject *fast_lines(PyObject *self, PyObject *args) {
             if (!low || !line_buf) { PyErr_NoMemory(); Py_CLEAR(out); goto done; }
         }
         for (Py_ssize_t c = 0; c < len; c++) low[c] = is_letter(b[c]) ? (b[c] | 0x20) : b[c];
-        for (Py_ssize_t j = 0; j < n_assim; j++) {
-            PyObject *sub = PyTuple_GET_ITEM(assimilations, j);
-            Py_ssize_t m = PyBytes_GET_SIZE(sub);
-            const char *s = PyBytes_AS_STRING(sub);
-            for (Py_ssize_t c = 0; c + m <= len; c++)
-                if (low[c] == (unsigned char)s[0] && memcmp(low + c, s, (size_t)m) == 0) goto set;
+        for (Py_ssize_t c = 0; c < len; c++) {  /* (one pass: only where an assimilation may start) */
+            if (!starts[low[c]]) continue;
+            for (Py_ssize_t j = 0; j < n_assim; j++) {
+                PyObject *sub = PyTuple_GET_ITEM(assimilations, j);
+                Py_ssize_t m = PyBytes_GET_SIZE(sub);
+                if (c + m <= len && memcmp(low + c, PyBytes_AS_STRING(sub), (size_t)m) == 0) goto set;
+            }
         }
         Py_ssize_t length = fast_line(b, len, line_buf, dot_words, n_dots);
         if (length < 0) goto set;

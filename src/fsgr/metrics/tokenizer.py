@@ -521,7 +521,9 @@ def _lex(text: str, stop: int, alphabet: frozenset[str] | None = None) -> list[s
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Fast path for the common caption: ASCII words (hyphenated, with digits, with a lower-case 's or n't), commas and
+# Fast path for the common caption: ASCII words (hyphenated, with digits, with a lower-case 's or n't), a lone 's or
+# n't (the PTB-tokenised form, "a horse 's head", "do n't": REDAUX and SREDAUX take them whole whatever follows the
+# blank or the line's end, and nothing before a blank runs into them), commas and
 # periods followed by white space or the end, and the punctuation the toolkit drops anyway: a double quote before or
 # after a word or on its own, one of ; : ! ? right after a word or a quote or on its own. Every rule that can match
 # there gives just these tokens, except the cases sent to the full lexer below (assimilations, abbreviations and
@@ -533,8 +535,8 @@ def _lex(text: str, stop: int, alphabet: frozenset[str] | None = None) -> list[s
 # period is never followed by ; or : here (`word.;` is one token, "word."). Checked against the jar.
 
 _FAST = re.compile(r'[ \t]*(?:(?:"?[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?:\'s|n\'t)?(?:[.,;:!?]"?|"[.,;:!?]?)?'
-                   r'|"?[.,;:!?]|")(?:[ \t]+|$))*')
-_FAST_NT_OK = re.compile(r"(?:^|[ \t\"])[a-z]*[a-mo-z]n't")
+                   r'|"?[.,;:!?]|"|\'s|n\'t)(?:[ \t]+|$))*')
+_FAST_NT_OK = re.compile(r"(?:^|[ \t\"])(?:[a-z]*[a-mo-z])?n't")
 _DIGIT_SPACE_DIGIT = re.compile(r"[0-9][ \t]+[0-9]")
 _ASSIMILATIONS = {"cannot": 3, "gonna": 2, "gotta": 2, "lemme": 2, "gimme": 2, "wanna": 2}
 _DOT_WORDS = None
