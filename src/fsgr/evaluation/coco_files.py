@@ -9,10 +9,15 @@
   (COCO_test2014_000000000001.jpg -> 1), one file per split with every image once; nocaps (EvalAI) the same list with
   the ids of the split's image-info file (nocaps_val_image_info.json: "images" with "id" and "file_name").
 
+- concept worlds (`--metrics concepts`): `{"concepts", "groups", "images": [{"image_id", "concepts"}]}`.
+
 Every reader checks the whole file and raises one DataError naming the file, the ids and the reason. No torch here.
 """
 
 from __future__ import annotations
+
+# Deferred imports: fsgr.metrics.concepts, only for a concept world (--metrics concepts), so `fsgr score` without it
+# does not load it.
 
 import functools
 import json

@@ -24,7 +24,6 @@ resamples them like any corpus metric: `concept_scores`.
 from __future__ import annotations
 
 import re
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
@@ -60,7 +59,7 @@ def concept_recall(captions: Mapping, truth: Mapping, concepts: Sequence[str]) -
 def macro_recall(recall: Mapping[str, Optional[float]], group: Iterable[str]) -> Optional[float]:
     """Mean recall over the concepts of `group` that some image holds (None if none does)."""
     values = [recall[c] for c in group if recall.get(c) is not None]
-    return statistics.fmean(values) if values else None
+    return sum(values) / len(values) if values else None
 
 
 @dataclass
