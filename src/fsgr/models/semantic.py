@@ -103,7 +103,6 @@ class SemanticHead(nn.Module):
             topk_ids = rank.topk(self.topk, dim=-1).indices                          # (B, k)
             concepts = codebook[topk_ids]                                            # (B, k, E)
             logits = logit_scale.float().exp() * concepts @ patches.transpose(1, 2)  # (B, k, P)
-            grid_rows = codebook if self.grid_codebook is None else self.grid_codebook
 
             if self.training and self.gumbel:
                 gumbels = -torch.empty_like(logits).exponential_().log()
@@ -117,7 +116,9 @@ class SemanticHead(nn.Module):
 
             if self.group_norm:
                 assign = assign / (assign.sum(dim=-1, keepdim=True) + 1.0)
-            grid = assign.transpose(1, 2) @ grid_rows[topk_ids]                      # (B, P, E)
+            grid_rows = codebook if self.grid_codebook is None else self.grid_codebook  # the text S carries
+            grid_concepts = concepts if self.grid_codebook is None else grid_rows[topk_ids]
+            grid = assign.transpose(1, 2) @ grid_concepts                            # (B, P, E)
 
             if self.ids_from == "clean":
                 local = logits.argmax(dim=1)
