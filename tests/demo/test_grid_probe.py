@@ -60,3 +60,23 @@ def test_oracle_grid_equals_the_heads_grid_for_its_own_assignment():
     moved = OracleGrid(head, other)(glob, patches, scale)
     assert torch.equal(moved.concept_ids, other) and not torch.allclose(moved.grid, own.grid)
     assert torch.equal(moved.topk_ids, own.topk_ids)               # everything else is the head's
+
+
+def test_oracle_grid_stands_in_for_the_head_inside_the_captioner():
+    """The probe swaps OracleGrid in for model.semantic and decodes: encode must find what it asks the head for
+    (needs_dense_labels, dense_labels on a labels_from=dense model) and take the given ids."""
+    from fsgr.config import load_config
+    from fsgr.core.build import build_model
+    from fsgr.data.vocab import Vocab
+
+    cfg = load_config("demo")
+    assert cfg.model.semantic.labels_from == "dense"
+    model, _, _ = build_model(cfg, Vocab(["<unk>", "<pad>", "<bos>", "<eos>", "a"]))
+    model.eval()
+    images = torch.randn(2, 3, 96, 96)
+    given = torch.randint(0, len(CONCEPTS), (2, 64), generator=torch.Generator().manual_seed(0))
+    head = model.semantic
+    model.semantic = OracleGrid(head, given)
+    assert model.semantic.needs_dense_labels and model.semantic.codebook_size == len(CONCEPTS)
+    with torch.no_grad():
+        assert torch.equal(model.encode(images).concept_ids, given)

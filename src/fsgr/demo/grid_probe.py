@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from fsgr.core.assets import resolve_clip, resolve_codebook
 from fsgr.data.readers import read_records
 from fsgr.data.synthetic import BACKGROUNDS, COLOURS, SHAPES, SIZE_WORDS, PatchLabels, concept_id, relation
+from fsgr.demo.mechanism import mechanism_report
 from fsgr.demo.pretrain_clip import csa_patch_embeddings
 from fsgr.demo.run import image_batches, patch_accuracy
 from fsgr.inference import Captioner
@@ -131,6 +132,14 @@ class OracleGrid(nn.Module):
         super().__init__()
         self.head, self.ids = head, ids
 
+    def __getattr__(self, name: str):
+        """Everything else (needs_dense_labels, dense_labels, codebook, ...) is the wrapped head's: the captioner's
+        encode asks for it."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("head"), name)
+
     def forward(self, global_embed, aligned_patches, logit_scale, dense_ids=None, given_ids=None):
         return self.head(global_embed, aligned_patches, logit_scale, dense_ids=dense_ids, given_ids=self.ids)
 
@@ -147,6 +156,7 @@ def probe_run(run_dir: str | Path, split: str = "test", oracle: bool = True, bat
     objects, backgrounds = load_objects(root)
     grid = cfg.model.clip.image_resolution // cfg.model.clip.vision_patch_size
     labels = PatchLabels(root, grid)
+    oracle_labels = PatchLabels(root, grid, textures=True)     # right everywhere: background patches their texture
     semantic = cfg.model.semantic.enabled
     clip = load_clip(resolve_clip(cfg.model.clip.path))
     codebook = load_codebook(resolve_codebook("demo")).embeddings      # the tiny CLIP's own labels, any variant
@@ -179,7 +189,7 @@ def probe_run(run_dir: str | Path, split: str = "test", oracle: bool = True, bat
                 topk_total += len(real)
             if oracle:
                 head = model.semantic
-                model.semantic = OracleGrid(head, truth)
+                model.semantic = OracleGrid(head, torch.stack([oracle_labels(i) for i in ids]))
                 try:
                     oracle_preds.update(zip(ids, decode_images(model, batch.images, cap.vocab, e.beam_size,
                                                                e.max_len, controls)))
@@ -190,13 +200,14 @@ def probe_run(run_dir: str | Path, split: str = "test", oracle: bool = True, bat
     metrics = cfg.eval.metrics
     out = {"run": str(run_dir), "split": split, "images": len(records), "semantic": semantic,
            "scores": dict(score(refs, preds, metrics)), "naming": naming_scores(preds, objects, backgrounds),
-           "naming_by_clip_label": _naming_by(preds, labelled)}
+           "naming_by_clip_label": _naming_by(preds, labelled), "mechanism": mechanism_report(root, preds, refs)}
     if semantic:
         out["naming_by_head_label"] = _naming_by(preds, by_head)
         out["topk_recall"] = topk_hits / topk_total
         if oracle:
             out["oracle_grid"] = {"scores": dict(score(refs, oracle_preds, metrics)),
-                                  "naming": naming_scores(oracle_preds, objects, backgrounds)}
+                                  "naming": naming_scores(oracle_preds, objects, backgrounds),
+                                  "mechanism": mechanism_report(root, oracle_preds, refs)}
     return out
 
 
