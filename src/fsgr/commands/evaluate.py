@@ -110,7 +110,7 @@ def _evaluate(args, checkpoint: str, overrides: list[str], dist) -> int:
                             predictions_path=preds_path, beam_size=settings.beam_size, max_len=settings.max_len,
                             amp_dtype=captioner.amp_dtype, controls=settings.controls(),
                             tolerate_metric_failures=True,
-                            patch_labels=load_patch_labels(cfg) if cfg.model.semantic.oracle else None)
+                            patch_labels=load_patch_labels(cfg) if cfg.model.semantic.grid_from_given_labels else None)
     report = {"checkpoint": str(checkpoint), "split": args.split, "beam": settings.beam_size,
               "decoding": asdict(settings), "num_images": result["num_images"], "processes": dist.world_size,
               "precision": captioner.precision, **result["scores"],

@@ -199,7 +199,7 @@ class FSGRCaptioner(nn.Module):
 
     def _oracle_ids(self, patch_concepts: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         """The ids S is built from under model.semantic.oracle (None otherwise)."""
-        if not (self.cfg.semantic.enabled and self.cfg.semantic.oracle):
+        if not self.cfg.semantic.grid_from_given_labels:
             return None
         if patch_concepts is None:
             raise ConfigError("model.semantic.oracle: this model builds its semantic grid from the true concept of "

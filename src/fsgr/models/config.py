@@ -81,6 +81,11 @@ class SemanticConfig:
     # truth) instead of the head's assignment, in training and test: what right labels could give at most
     oracle: bool = False
 
+    @property
+    def grid_from_given_labels(self) -> bool:
+        """S is built from the given per-patch concepts (an enabled head under `oracle`), so every encode needs them."""
+        return self.enabled and self.oracle
+
 
 @dataclass
 class EncoderConfig:

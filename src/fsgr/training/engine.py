@@ -121,7 +121,7 @@ def check_config(cfg: Config, world_size: int) -> None:
                           f"must include cider (validation picks the best checkpoint by CIDEr)")
     if cfg.scst.enabled and cfg.scst.mode == "sample" and cfg.scst.num_samples < 2:
         raise ConfigError("scst.mode=sample needs scst.num_samples >= 2 (mean-of-others baseline)")
-    if cfg.model.semantic.enabled and cfg.model.semantic.oracle and not cfg.data.patch_labels:
+    if cfg.model.semantic.grid_from_given_labels and not cfg.data.patch_labels:
         raise ConfigError("model.semantic.oracle builds the semantic grid from given patch concepts: set "
                           "data.patch_labels (synthetic: the synthetic world's own concept maps)")
     if t.contrastive_weight > 0 and not cfg.model.semantic.enabled and not cfg.data.patch_labels:

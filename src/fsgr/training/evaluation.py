@@ -65,8 +65,9 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
                    references: Optional[TokenizedReferences] = None, tolerate_metric_failures: bool = False,
                    encoded=None, controls: Optional[dict] = None) -> dict[str, Any]:
     """Scores (and loss) of `records` (one split). Writes COCO-results predictions on rank 0 if a path is given.
-    `patch_labels`: the per-patch labels training uses (data.patch_labels), so that the validation SupCon
-    term is the training one (and an oracle model's grid is built from them); None = the semantic head's concept ids. `metrics`: default eval.metrics.
+    `patch_labels`: the per-patch labels training uses (data.patch_labels), so that the validation SupCon term is
+    the training one (and an oracle model's grid is built from them); None = the semantic head's concept ids.
+    `metrics`: default eval.metrics.
     `references`: the split's tokenised references if already built (else built here). `encoded`: the split's
     encoded captions (`fsgr.data.encoded.EncodedCaptions`) for the validation loss, if already built."""
     records = list(records)
@@ -82,9 +83,8 @@ def evaluate_split(model, records: Sequence, vocab, cfg, device: torch.device, d
     model.eval()
     preds: dict[int, str] = {}
     # decoding needs the labels only where they build the grid (an oracle); offline SupCon labels may cover train only
-    oracle = cfg.model.semantic.enabled and cfg.model.semantic.oracle
     images = EvalDataset(shard, cfg.data.image_size, cfg.data.resize, draft=cfg.data.jpeg_draft,
-                         patch_labels=patch_labels if oracle else None)
+                         patch_labels=patch_labels if cfg.model.semantic.grid_from_given_labels else None)
     for batch in eval_loader(images, cfg, collate_eval):
         batch = batch.to(device)
         with autocast(device, amp_dtype):
