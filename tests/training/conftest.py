@@ -77,6 +77,16 @@ def tiny_config(data_json: Path, run_dir: Path, **sections) -> dict:
     return cfg
 
 
+def synthetic_config(root: Path, run_dir: Path, synthetic: dict, **sections) -> dict:
+    """The tiny model on a 32 px synthetic world generated under `root` (`synthetic`: its data.synthetic keys), with
+    the world's 30-concept codebook size."""
+    cfg = tiny_config(root / "unused.json", run_dir,
+                      data={"format": "synthetic", "annotations": "", "images": "",
+                            "synthetic": {"root": str(root), "image_size": 32, **synthetic}}, **sections)
+    cfg["model"]["semantic"].update(codebook_size=30, topk=4)
+    return cfg
+
+
 def write_config(path: Path, cfg: dict) -> Path:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -100,8 +110,10 @@ def tiny_run_config(tiny_data):
 @pytest.fixture(scope="session")
 def tiny_kit():
     """The builders themselves, for tests that lay out their own data or config (relative paths, other sizes):
-    kit.make_dataset(root, n_train=..), kit.config(data_json, run_dir, **sections) -> dict, kit.write(path, dict)."""
-    return SimpleNamespace(make_dataset=make_dataset, config=tiny_config, write=write_config)
+    kit.make_dataset(root, n_train=..), kit.config(data_json, run_dir, **sections) -> dict, kit.write(path, dict),
+    kit.synthetic_config(world_root, run_dir, {synthetic keys}, **sections) -> dict."""
+    return SimpleNamespace(make_dataset=make_dataset, config=tiny_config, write=write_config,
+                           synthetic_config=synthetic_config)
 
 
 def subprocess_env() -> dict:

@@ -163,7 +163,8 @@ def test_extra_metrics_get_seed_values_and_pooled_intervals(ablation, tmp_path):
     from fsgr.metrics.concepts import ConceptWorld, concept_scores
     from fsgr.training.ablate import tabulate
 
-    config, out, _ = ablation
+    config, out, args = ablation
+    assert cli_main(args) == 0          # the sweep finished here too (under xdist this test may run on its own)
     cfg = load_config(config)
     test = [r for r in read_records(cfg.data) if r.split == "test"]
     names = [f"{c} {s}" for c in ("red", "green", "blue", "yellow") for s in ("square", "circle")]
@@ -189,12 +190,9 @@ def test_extra_metrics_get_seed_values_and_pooled_intervals(ablation, tmp_path):
 
 
 def test_a_synthetic_world_sweep_reports_its_concept_metrics(tmp_path, tiny_kit):
-    cfg = tiny_kit.config(tmp_path / "unused.json", tmp_path / "unused",
-                          data={"format": "synthetic", "annotations": "", "images": "",
-                                "synthetic": {"root": str(tmp_path / "world"), "world": "longtail", "num_train": 30,
-                                              "num_val": 3, "num_test": 12, "image_size": 32, "seed": 1}},
-                          train={"max_epochs": 1, "xe_least": 1, "xe_most": 1})
-    cfg["model"]["semantic"].update(codebook_size=30, topk=4)
+    cfg = tiny_kit.synthetic_config(tmp_path / "world", tmp_path / "unused",
+                                    {"world": "longtail", "num_train": 30, "num_val": 3, "num_test": 12, "seed": 1},
+                                    train={"max_epochs": 1, "xe_least": 1, "xe_most": 1})
     config = tiny_kit.write(tmp_path / "world.yaml", cfg)
     assert cli_main(["ablate", str(config), *VARIANTS, "--seeds", "2", "--out", str(tmp_path / "out"),
                      "--no-progress", "--bootstrap", "100"]) == 0

@@ -20,12 +20,10 @@ ORACLE = ["model.semantic.oracle=true", "data.patch_labels=synthetic"]
 
 
 def _world_config(tmp_path: Path, tiny_kit) -> Path:
-    cfg = tiny_kit.config(tmp_path / "unused.json", tmp_path / "run",
-                          data={"format": "synthetic", "annotations": "", "images": "",
-                                "synthetic": {"root": str(tmp_path / "world"), "num_train": 20, "num_val": 4,
-                                              "num_test": 4, "image_size": 32, "seed": 3}},
-                          scst={"enabled": True, "batch_images": 4, "max_epochs": 1, "max_len": 6, "num_samples": 2})
-    cfg["model"]["semantic"].update(codebook_size=30, topk=4)
+    cfg = tiny_kit.synthetic_config(tmp_path / "world", tmp_path / "run",
+                                    {"num_train": 20, "num_val": 4, "num_test": 4, "seed": 3},
+                                    scst={"enabled": True, "batch_images": 4, "max_epochs": 1, "max_len": 6,
+                                          "num_samples": 2})
     cfg["train"].update(max_epochs=1, xe_least=1, xe_most=1)
     return tiny_kit.write(tmp_path / "world.yaml", cfg)
 
